@@ -1,0 +1,270 @@
+"""The ``safebench`` command: a Flask CLI group over the app factory.
+
+Every command uses the instance folder from ``SAFEBENCH_INSTANCE`` (default
+``./instance``), so the hub, the worker and a host's terminal all see the
+same database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from server.db import HubBusy, run_in_transaction
+from server.domain import patrol, people
+from server.domain.errors import DomainError
+from server.extensions import db
+
+
+def _create_app() -> Flask:
+    from server import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False)
+def main() -> None:
+    """Safe Bench: the hub behind the bench."""
+
+
+def _now():  # noqa: ANN202
+    return current_app.config["CLOCK"]()
+
+
+def _save(work):  # noqa: ANN001, ANN202
+    """Commit domain work from a command, turning refusals into plain messages."""
+    try:
+        return run_in_transaction(db.session, work, attempts=current_app.config["DB_RETRY_ATTEMPTS"])
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    except HubBusy as error:
+        raise click.ClickException(f"{error} Try again in a moment.") from None
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _term_days() -> int:
+    return int(current_app.config["ROLE_TERM_DAYS"])
+
+
+# -- running the hub ----------------------------------------------------------
+
+
+@click.command("serve")
+@click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 on the bench WiFi).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@with_appcontext
+def serve_command(host: str | None, port: int | None) -> None:
+    """Run the web hub with waitress, after applying pending migrations."""
+    from waitress import serve
+
+    from server.migrating import apply_migrations
+
+    _logging()
+    app = current_app._get_current_object()
+    apply_migrations(app)
+    host = host or app.config["HOST"]
+    port = port or int(app.config["PORT"])
+    click.echo(f"Safe Bench hub on http://{host}:{port}/  (instance: {app.instance_path})")
+    serve(app, host=host, port=port, threads=int(app.config["WEB_THREADS"]), ident="safebench")
+
+
+@click.command("worker")
+@with_appcontext
+def worker_command() -> None:
+    """Run the scheduler: role expiry, lapsing aid posts, purges. Run exactly one."""
+    from server.migrating import apply_migrations
+    from server.scheduler import run_forever
+
+    _logging()
+    app = current_app._get_current_object()
+    apply_migrations(app)
+    run_forever(app)
+
+
+@click.command("up")
+@click.option("--host", help="Address for the web hub (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port for the web hub (default 8080).")
+@with_appcontext
+def up_command(host: str | None, port: int | None) -> None:
+    """Run the whole hub on one machine: the web server and the scheduler, supervised."""
+    from server.migrating import apply_migrations
+    from server.supervisor import Child, supervise
+
+    _logging()
+    apply_migrations(current_app._get_current_object())
+    serve_argv = ["serve"] + (["--host", host] if host else []) + (["--port", str(port)] if port else [])
+    sys.exit(supervise([Child("web", serve_argv), Child("worker", ["worker"])]))
+
+
+@click.command("run-jobs")
+@with_appcontext
+def run_jobs_command() -> None:
+    """Run every scheduled job once, now (for cron, or to test a purge)."""
+    from server.migrating import apply_migrations
+    from server.scheduler import JOBS, run_all_once
+
+    apply_migrations(current_app._get_current_object())
+    for job, outcome in zip(JOBS, run_all_once(current_app._get_current_object()), strict=True):
+        click.echo(f"{job.name}: {outcome or 'database busy, not run'}")
+
+
+# -- people -------------------------------------------------------------------
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@click.command("create-host")
+@click.argument("name")
+@click.option("--decision", default="first host, set up at the bench", show_default=True,
+              help="The assembly decision that made them host.")
+@with_appcontext
+def create_host_command(name: str, decision: str) -> None:
+    """Create a host account. The password is read from standard input when it is not a terminal."""
+    from server.migrating import apply_migrations
+
+    apply_migrations(current_app._get_current_object())
+    password = _read_password()
+
+    def work(session):  # noqa: ANN001, ANN202
+        if people.find_member(session, name) is not None:
+            raise DomainError(f"{name!r} exists already; use 'safebench role renew {name} host' to renew their role.")
+        member = people.add_member(session, _now(), name)
+        people.set_password(member, password)
+        people.grant_role(session, _now(), member, people.HOST, decision=decision, term_days=_term_days())
+        return member
+
+    member = _save(work)
+    click.echo(f"Host {member.handle} created; the role runs for {_term_days()} days unless renewed.")
+
+
+@click.group("steward")
+def steward_group() -> None:
+    """Register patrol stewards and their handheld radios."""
+
+
+@steward_group.command("add")
+@click.argument("handle")
+@click.argument("node_id")
+@click.option("--decision", default="registered at the bench", show_default=True,
+              help="The assembly decision behind the steward role.")
+@with_appcontext
+def steward_add(handle: str, node_id: str, decision: str) -> None:
+    """Register HANDLE with the handheld NODE_ID (!a1b2c3d4 or a number)."""
+    member = _save(lambda s: people.register_steward(s, _now(), handle, node_id, decision, _term_days()))
+    click.echo(f"Steward {member.handle} registered with node {member.node_id}.")
+
+
+@steward_group.command("list")
+@with_appcontext
+def steward_list() -> None:
+    """List members with a radio or a steward role."""
+    now = _now()
+    rows = []
+    for member in people.list_members(db.session):
+        roles = people.active_roles(db.session, member, now)
+        if member.node_num is None and people.STEWARD not in roles:
+            continue
+        shift = patrol.current_shift(db.session, member)
+        rows.append((member.handle, member.node_id or "-", ",".join(sorted(roles)) or "(lapsed)",
+                     "on shift" if shift else ""))
+    if not rows:
+        click.echo("No stewards registered yet: safebench steward add HANDLE !NODEID")
+        return
+    width = max(len(row[0]) for row in rows)
+    for handle, node, roles, state in rows:
+        click.echo(f"{handle:<{width}}  {node:<10}  {roles:<24}  {state}".rstrip())
+
+
+@click.group("role")
+def role_group() -> None:
+    """Roles and their renewals."""
+
+
+@role_group.command("list")
+@with_appcontext
+def role_list() -> None:
+    """Every role assignment with its expiry."""
+    for summary in people.role_overview(db.session, _now()):
+        a = summary.assignment
+        click.echo(f"{a.member.handle:<24} {a.role:<9} {summary.state:<9} until {a.expires_at:%Y-%m-%d %H:%M} UTC")
+
+
+@role_group.command("grant")
+@click.argument("handle")
+@click.argument("role", type=click.Choice(people.ROLES))
+@click.option("--decision", required=True, help="The assembly decision that grants it.")
+@click.option("--days", type=int, help="Term in days (default: the hub's role term).")
+@with_appcontext
+def role_grant(handle: str, role: str, decision: str, days: int | None) -> None:
+    """Grant ROLE to HANDLE for a term."""
+    assignment = _save(lambda s: people.grant_role(
+        s, _now(), people.get_member(s, handle), role, decision=decision, term_days=days or _term_days()))
+    click.echo(f"{handle} is {role} until {assignment.expires_at:%Y-%m-%d %H:%M} UTC.")
+
+
+@role_group.command("renew")
+@click.argument("handle")
+@click.argument("role", type=click.Choice(people.ROLES))
+@click.option("--decision", required=True, help="The assembly decision that renews it.")
+@click.option("--days", type=int, help="Term in days (default: the hub's role term).")
+@with_appcontext
+def role_renew(handle: str, role: str, decision: str, days: int | None) -> None:
+    """Renew HANDLE's ROLE, even after it lapsed."""
+
+    def work(session):  # noqa: ANN001, ANN202
+        member = people.get_member(session, handle)
+        latest = next((a for a in reversed(member.roles) if a.role == role and a.revoked_at is None), None)
+        if latest is None:
+            raise DomainError(f"{handle} has never held the {role} role; grant it instead.")
+        return people.renew_role(session, _now(), latest, decision=decision, term_days=days or _term_days())
+
+    renewal = _save(work)
+    click.echo(f"{handle} is {role} until {renewal.new_expires_at:%Y-%m-%d %H:%M} UTC.")
+
+
+# -- the log ------------------------------------------------------------------
+
+
+@click.command("log")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@with_appcontext
+def log_command(as_json: bool, limit: int) -> None:
+    """The patrol log, oldest of the last LIMIT entries first (for the host at the Pi)."""
+    entries = list(reversed(patrol.recent_entries(db.session, limit=limit)))
+    for entry in entries:
+        row = {
+            "id": entry.id,
+            "time": entry.at.isoformat(timespec="seconds") + "Z",
+            "kind": entry.kind,
+            "steward": entry.member.handle if entry.member else None,
+            "area": entry.area.name if entry.area else entry.place,
+            "note": entry.note,
+            "source": entry.source,
+        }
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(f"{row['time']}  {entry.kind_label:<15} {row['steward'] or '-':<16} "
+                       f"{row['area'] or '-':<16} {row['note'] or ''}  [{entry.source}]".rstrip())
+
+
+COMMANDS = (serve_command, worker_command, up_command, run_jobs_command, create_host_command,
+            steward_group, role_group, log_command)
+
+
+def init_app(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)

@@ -1,0 +1,93 @@
+"""Settings: embedded defaults, overridden by ``SAFEBENCH_*`` environment variables.
+
+Every setting has a default that works on a fresh machine with no radio and
+no Pi, so ``safebench up`` needs nothing configured. On a bench, settings
+come from the environment (the systemd units set them) or from
+``settings.toml`` in the instance folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SAFEBENCH"
+
+DEFAULTS: dict[str, Any] = {
+    # How long a role lasts unless the assembly renews it.
+    "ROLE_TERM_DAYS": 28,
+    # Closed mediation requests and finished aid posts are deleted this long
+    # after they close: the hub keeps no history of neighbours' conflicts.
+    "MEDIATION_RETENTION_DAYS": 14,
+    "AID_RETENTION_DAYS": 14,
+    # An aid post lapses after this many days unless its author says otherwise.
+    "AID_DEFAULT_DAYS": 7,
+    "AID_MAX_DAYS": 60,
+    # The public log shows times rounded down to this many minutes, so a
+    # published entry cannot be matched to the moment someone was seen.
+    "PUBLIC_TIME_ROUNDING_MINUTES": 15,
+    "PUBLIC_LOG_LIMIT": 100,
+    "BENCH_NAME": "Safe Bench",
+    # Empty means the Pi's own local time zone.
+    "TIMEZONE": "",
+    # The bench WiFi is open to anyone in range: public forms are limited per
+    # address, login harder still.
+    "PUBLIC_FORM_LIMIT": "20 per hour",
+    "RECEIPT_LOOKUP_LIMIT": "30 per hour",
+    "LOGIN_LIMIT": "5 per minute; 30 per hour",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": False,
+    # SQLite waits this long for a lock before the web layer retries.
+    "DB_BUSY_TIMEOUT_MS": 5000,
+    "DB_RETRY_ATTEMPTS": 3,
+    "HOST": "127.0.0.1",
+    "PORT": 8080,
+    "WEB_THREADS": 8,
+    # Whole-request cap: the largest form is a few kilobytes of text.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "WTF_CSRF_TIME_LIMIT": None,  # forms on a slow night may sit open for hours
+    "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+}
+
+
+def instance_path_from_env() -> Path:
+    """The instance folder: ``SAFEBENCH_INSTANCE`` or ``./instance``."""
+    return Path(os.environ.get(f"{ENV_PREFIX}_INSTANCE", "instance")).resolve()
+
+
+def load_secret_key(instance: Path) -> str:
+    """Read the secret key, generating it on first run (never a default)."""
+    key_file = instance / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    # O_EXCL: when the web server and the worker start together, one writes
+    # the key and the other reads what it wrote.
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def load_settings_file(instance: Path) -> dict[str, Any]:
+    """Settings written by the install script or the host, if any."""
+    path = instance / "settings.toml"
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        return {key.upper(): value for key, value in tomllib.load(fh).items()}
+
+
+def default_database_uri(instance: Path) -> str:
+    return f"sqlite:///{instance / 'safebench.db'}"

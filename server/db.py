@@ -1,0 +1,67 @@
+"""Database plumbing shared by the web app, the worker and the bridge."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class HubBusy(Exception):
+    """The database stayed locked through every retry; nothing was saved."""
+
+
+def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL so readers never wait for the writer, foreign keys on, and a busy timeout.
+
+    ``synchronous`` stays at SQLite's default (FULL): a Pi loses power
+    without warning, and a row the hub has acknowledged must survive that.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _set_pragmas(dbapi_connection, _record):  # noqa: ANN001  (DB-API objects)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+
+def is_lock_error(error: OperationalError) -> bool:
+    text = str(error.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+def run_in_transaction(session: Session, work: Callable[[Session], T], attempts: int = 3, pause: float = 0.2) -> T:
+    """Run ``work`` and commit; on a lock, roll back and run it again.
+
+    ``work`` must be safe to repeat: it reads what it needs inside the
+    transaction. After the last attempt the caller gets ``HubBusy`` and
+    can tell the person nothing was saved.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            result = work(session)
+            session.commit()
+            return result
+        except OperationalError as error:
+            session.rollback()
+            if not is_lock_error(error):
+                raise
+            log.warning("database locked (attempt %d of %d)", attempt, attempts)
+            if attempt < attempts:
+                time.sleep(pause * attempt)
+        except BaseException:
+            session.rollback()
+            raise
+    raise HubBusy("The hub's database is busy; nothing was saved.")

@@ -1,0 +1,275 @@
+"""Mutual aid: offers and asks on the aid board.
+
+A post shows what, which kind of help, roughly where and until when. It never
+shows how to reach the person: someone who wants an offer leaves a message
+through the hub, and either the host passes it on or the poster reads it
+with their receipt code. Posts lapse by themselves, and finished posts are
+deleted with their messages after the retention period.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ForeignKey, String, Text, delete, func, select
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
+
+from server.domain.base import Base
+from server.domain.codes import new_receipt_code, normalize_receipt_code
+from server.domain.errors import Invalid, NotFound
+from server.domain.patrol import Area
+from server.domain.text import clean_text
+
+OFFER = "offer"
+ASK = "ask"
+KINDS = (OFFER, ASK)
+KIND_LABELS = {OFFER: "Offer", ASK: "Ask"}
+
+CATEGORIES = ("food", "charging", "repairs", "childcare", "rides", "other")
+CATEGORY_LABELS = {
+    "food": "Food",
+    "charging": "Phone charging",
+    "repairs": "Repairs",
+    "childcare": "Childcare",
+    "rides": "Rides",
+    "other": "Other",
+}
+
+OPEN = "open"
+TAKEN = "taken"
+WITHDRAWN = "withdrawn"
+LAPSED = "lapsed"
+HIDDEN = "hidden"
+STATUS_LABELS = {
+    OPEN: "Open",
+    TAKEN: "Taken up",
+    WITHDRAWN: "Withdrawn",
+    LAPSED: "Lapsed",
+    HIDDEN: "Hidden by the host",
+}
+# What a poster may do to their own post with the receipt code.
+POSTER_CLOSINGS = (TAKEN, WITHDRAWN)
+
+MAX_TEXT = 280
+MAX_CONTACT = 200
+MAX_MESSAGE = 1000
+MAX_MESSAGES_PER_POST = 50
+RECEIPT_PREFIX = "H"
+
+
+class AidPost(Base):
+    __tablename__ = "aid_post"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    receipt_code: Mapped[str] = mapped_column(String(11), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    category: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(String(MAX_TEXT))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
+    # Private: only the host sees it, to connect people.
+    contact: Mapped[str | None] = mapped_column(String(MAX_CONTACT))
+    status: Mapped[str] = mapped_column(String(12), default=OPEN, index=True)
+    created_at: Mapped[datetime]
+    available_until: Mapped[datetime] = mapped_column(index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    area: Mapped[Area | None] = relationship()
+    messages: Mapped[list[AidMessage]] = relationship(
+        back_populates="post", cascade="all, delete-orphan", order_by="AidMessage.created_at"
+    )
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS[self.kind]
+
+    @property
+    def category_label(self) -> str:
+        return CATEGORY_LABELS[self.category]
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+    def is_open(self, now: datetime) -> bool:
+        return self.status == OPEN and self.available_until > now
+
+
+class AidMessage(Base):
+    """A neighbour answering a post; private to the host and the poster."""
+
+    __tablename__ = "aid_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("aid_post.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    passed_on_at: Mapped[datetime | None]
+
+    post: Mapped[AidPost] = relationship(back_populates="messages")
+
+
+def post_aid(
+    session: Session,
+    now: datetime,
+    *,
+    kind: str,
+    category: str,
+    text: str,
+    area_id: int | None,
+    days: int,
+    max_days: int,
+    contact: str | None = None,
+) -> AidPost:
+    if kind not in KINDS:
+        raise Invalid("Please say whether you offer or ask for help.", field="kind")
+    if category not in CATEGORIES:
+        raise Invalid("Please choose a kind of help.", field="category")
+    if not 1 <= days <= max_days:
+        raise Invalid(f"A post can stay up from 1 to {max_days} days.", field="days")
+    area = None
+    if area_id is not None:
+        area = session.get(Area, area_id)
+        if area is None:
+            raise Invalid("Please choose an area from the list.", field="area")
+    post = AidPost(
+        receipt_code=_unused_code(session),
+        kind=kind,
+        category=category,
+        text=clean_text(text, field="description", max_length=MAX_TEXT),
+        area=area,
+        contact=clean_text(contact, field="way to reach you", max_length=MAX_CONTACT, required=False) or None,
+        status=OPEN,
+        created_at=now,
+        available_until=now + timedelta(days=days),
+    )
+    session.add(post)
+    session.flush()
+    return post
+
+
+def _unused_code(session: Session) -> str:
+    while True:
+        code = new_receipt_code(RECEIPT_PREFIX)
+        if session.scalar(select(AidPost.id).where(AidPost.receipt_code == code)) is None:
+            return code
+
+
+def open_posts(session: Session, now: datetime, limit: int | None = None) -> list[AidPost]:
+    query = (
+        select(AidPost)
+        .options(joinedload(AidPost.area))
+        .where(AidPost.status == OPEN, AidPost.available_until > now)
+        .order_by(AidPost.created_at.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def count_open_posts(session: Session, now: datetime) -> int:
+    return session.scalar(
+        select(func.count(AidPost.id)).where(AidPost.status == OPEN, AidPost.available_until > now)
+    )
+
+
+def get_post(session: Session, post_id: int) -> AidPost:
+    post = session.get(AidPost, post_id)
+    if post is None:
+        raise NotFound("That post does not exist (it may have been removed).")
+    return post
+
+
+def get_open_post(session: Session, now: datetime, post_id: int) -> AidPost:
+    post = session.get(AidPost, post_id)
+    if post is None or not post.is_open(now):
+        raise NotFound("That post is no longer on the board: it was taken up, withdrawn or has lapsed.")
+    return post
+
+
+def leave_message(session: Session, now: datetime, post: AidPost, text: str) -> AidMessage:
+    if not post.is_open(now):
+        raise Invalid("That post is no longer open, so the message was not sent.")
+    if len(post.messages) >= MAX_MESSAGES_PER_POST:
+        raise Invalid("This post has many messages waiting already; please ask at the bench.")
+    message = AidMessage(
+        post=post,
+        text=clean_text(text, field="message", max_length=MAX_MESSAGE, multiline=True),
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def post_for_receipt(session: Session, raw_code: str) -> AidPost:
+    code = normalize_receipt_code(raw_code)
+    post = session.scalar(select(AidPost).where(AidPost.receipt_code == code)) if code else None
+    if post is None:
+        raise NotFound(
+            "No post has that receipt code. Check the code; finished posts are deleted after some days.",
+            field="receipt code",
+        )
+    return post
+
+
+def close_by_poster(session: Session, now: datetime, post: AidPost, status: str) -> None:
+    if status not in POSTER_CLOSINGS:
+        raise Invalid("You can mark your post as taken up or withdraw it.", field="status")
+    if post.status != OPEN:
+        raise Invalid(f"This post is already {STATUS_LABELS[post.status].lower()}.")
+    post.status = status
+    post.closed_at = now
+    session.flush()
+
+
+def hide(session: Session, now: datetime, post: AidPost) -> None:
+    """The host takes a post off the board (spam, or something unsafe)."""
+    post.status = HIDDEN
+    post.closed_at = now
+    session.flush()
+
+
+def restore(session: Session, now: datetime, post: AidPost) -> None:
+    if post.status != HIDDEN:
+        raise Invalid("Only a hidden post can be restored.")
+    post.status = OPEN if post.available_until > now else LAPSED
+    post.closed_at = None if post.status == OPEN else now
+    session.flush()
+
+
+def mark_passed_on(session: Session, now: datetime, message_id: int) -> AidMessage:
+    message = session.get(AidMessage, message_id)
+    if message is None:
+        raise NotFound("That message does not exist.")
+    message.passed_on_at = message.passed_on_at or now
+    session.flush()
+    return message
+
+
+def moderation_queue(session: Session) -> list[AidPost]:
+    """Every post still kept, those with unanswered messages first."""
+    posts = list(
+        session.scalars(select(AidPost).options(joinedload(AidPost.area)).order_by(AidPost.created_at.desc()))
+    )
+    return sorted(posts, key=lambda p: not any(m.passed_on_at is None for m in p.messages))
+
+
+def lapse_due(session: Session, now: datetime) -> int:
+    """Mark open posts past their date as lapsed (the scheduled job)."""
+    due = list(session.scalars(select(AidPost).where(AidPost.status == OPEN, AidPost.available_until <= now)))
+    for post in due:
+        post.status = LAPSED
+        post.closed_at = now
+    session.flush()
+    return len(due)
+
+
+def purge_finished(session: Session, now: datetime, retention_days: int) -> int:
+    """Delete posts closed more than ``retention_days`` ago, with their messages."""
+    cutoff = now - timedelta(days=retention_days)
+    ids = list(session.scalars(select(AidPost.id).where(AidPost.status != OPEN, AidPost.closed_at <= cutoff)))
+    if ids:
+        session.execute(delete(AidMessage).where(AidMessage.post_id.in_(ids)))
+        session.execute(delete(AidPost).where(AidPost.id.in_(ids)))
+    session.flush()
+    return len(ids)

@@ -1,0 +1,294 @@
+"""Patrol shifts and the patrol log: where a check-in goes.
+
+The log is published, but what the public sees is made here, not in a
+template: times rounded, free-text notes and places left out, areas only
+when they match a name the host has published. A steward's note may say
+"man in red coat at number 12"; that must never reach the bench page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Boolean, ForeignKey, String, Text, func, select
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
+
+from server.domain.base import Base
+from server.domain.errors import Conflict, Invalid, NotFound
+from server.domain.people import Member
+from server.domain.text import clean_text
+
+SHIFT_START = "shift_start"
+SHIFT_END = "shift_end"
+CHECK_IN = "check_in"
+INCIDENT = "incident"
+KIND_LABELS = {
+    SHIFT_START: "Shift started",
+    SHIFT_END: "Shift ended",
+    CHECK_IN: "Check-in",
+    INCIDENT: "Incident logged",
+}
+
+SOURCE_RADIO = "radio"
+SOURCE_WEB = "web"
+SOURCE_CLI = "cli"
+SOURCE_SYSTEM = "system"
+SOURCES = (SOURCE_RADIO, SOURCE_WEB, SOURCE_CLI, SOURCE_SYSTEM)
+
+MAX_NOTE = 500
+MAX_PLACE = 120
+
+
+class Area(Base):
+    """A named part of the neighbourhood the host has agreed to publish."""
+
+    __tablename__ = "area"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+
+
+class Shift(Base):
+    __tablename__ = "shift"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"), index=True)
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
+    # What the steward said, kept private; ``area`` is the public part of it.
+    place: Mapped[str | None] = mapped_column(String(MAX_PLACE))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    member: Mapped[Member] = relationship()
+    area: Mapped[Area | None] = relationship()
+
+
+class LogEntry(Base):
+    __tablename__ = "log_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"), index=True)
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shift.id", ondelete="SET NULL"))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
+    place: Mapped[str | None] = mapped_column(String(MAX_PLACE))
+    note: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(8))
+    # An entry the host has withdrawn from the public log stays for the hub.
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    member: Mapped[Member | None] = relationship()
+    area: Mapped[Area | None] = relationship()
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+
+
+@dataclass(frozen=True)
+class PublicLogEntry:
+    """One line of the published log: process, not people."""
+
+    id: int
+    at: datetime
+    kind: str
+    label: str
+    steward: str | None
+    area: str | None
+
+
+# -- areas --------------------------------------------------------------------
+
+
+def add_area(session: Session, name: str) -> Area:
+    name = clean_text(name, field="area name", max_length=40)
+    if session.scalar(select(Area).where(func.lower(Area.name) == name.lower())) is not None:
+        raise Conflict(f"The area {name!r} exists already.", field="area name")
+    area = Area(name=name)
+    session.add(area)
+    session.flush()
+    return area
+
+
+def remove_area(session: Session, area_id: int) -> None:
+    area = session.get(Area, area_id)
+    if area is None:
+        raise NotFound("That area does not exist.")
+    session.delete(area)
+    session.flush()
+
+
+def list_areas(session: Session) -> list[Area]:
+    return list(session.scalars(select(Area).order_by(Area.name)))
+
+
+def match_area(session: Session, place: str | None) -> Area | None:
+    """The published area a steward's place names, if it names one exactly.
+
+    "market" or "Market square west" both match the area "Market"; "12 Elm
+    St" matches nothing and so stays private.
+    """
+    if not place:
+        return None
+    words = place.lower().split()
+    best = None
+    for area in list_areas(session):
+        area_words = area.name.lower().split()
+        if words[: len(area_words)] == area_words and (best is None or len(area.name) > len(best.name)):
+            best = area
+    return best
+
+
+# -- shifts and the log -------------------------------------------------------
+
+
+def _clean_place(place: str | None) -> str | None:
+    return clean_text(place, field="place", max_length=MAX_PLACE, required=False) or None
+
+
+def _check_source(source: str) -> str:
+    if source not in SOURCES:
+        raise Invalid(f"Unknown source {source!r}.")
+    return source
+
+
+def current_shift(session: Session, member: Member) -> Shift | None:
+    return session.scalar(
+        select(Shift).where(Shift.member_id == member.id, Shift.ended_at.is_(None)).order_by(Shift.started_at.desc())
+    )
+
+
+def _log(
+    session: Session,
+    now: datetime,
+    kind: str,
+    member: Member | None,
+    source: str,
+    *,
+    shift: Shift | None = None,
+    place: str | None = None,
+    area: Area | None = None,
+    note: str | None = None,
+) -> LogEntry:
+    entry = LogEntry(
+        at=now,
+        kind=kind,
+        member=member,
+        shift_id=shift.id if shift else None,
+        area=area,
+        place=place,
+        note=note,
+        source=_check_source(source),
+        public=True,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def start_shift(session: Session, now: datetime, member: Member, place: str | None, source: str) -> Shift:
+    """Put a steward on patrol. Starting again while on shift moves the shift."""
+    place = _clean_place(place)
+    area = match_area(session, place)
+    shift = current_shift(session, member)
+    if shift is not None:
+        if place and place != shift.place:
+            shift.place, shift.area = place, area
+            _log(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note="moved")
+        return shift
+    shift = Shift(member=member, place=place, area=area, started_at=now)
+    session.add(shift)
+    session.flush()
+    _log(session, now, SHIFT_START, member, source, shift=shift, place=place, area=area)
+    return shift
+
+
+def end_shift(session: Session, now: datetime, member: Member, source: str) -> Shift:
+    shift = current_shift(session, member)
+    if shift is None:
+        raise Invalid(f"{member.handle} is not on shift.")
+    shift.ended_at = now
+    _log(session, now, SHIFT_END, member, source, shift=shift, place=shift.place, area=shift.area)
+    return shift
+
+
+def record_check_in(
+    session: Session, now: datetime, member: Member, source: str, note: str | None = None, place: str | None = None
+) -> LogEntry:
+    """A steward says they are fine. The place defaults to their shift's."""
+    note = clean_text(note, field="note", max_length=MAX_NOTE, required=False) or None
+    shift = current_shift(session, member)
+    place = _clean_place(place) or (shift.place if shift else None)
+    area = match_area(session, place)
+    return _log(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note=note)
+
+
+def record_incident(
+    session: Session, now: datetime, member: Member | None, source: str, what: str, place: str | None = None
+) -> LogEntry:
+    what = clean_text(what, field="description", max_length=MAX_NOTE)
+    shift = current_shift(session, member) if member else None
+    place = _clean_place(place) or (shift.place if shift else None)
+    area = match_area(session, place)
+    return _log(session, now, INCIDENT, member, source, shift=shift, place=place, area=area, note=what)
+
+
+def set_entry_public(session: Session, entry_id: int, public: bool) -> LogEntry:
+    entry = session.get(LogEntry, entry_id)
+    if entry is None:
+        raise NotFound("That log entry does not exist.")
+    entry.public = public
+    session.flush()
+    return entry
+
+
+def on_patrol(session: Session) -> list[Shift]:
+    """Open shifts, oldest first."""
+    return list(
+        session.scalars(
+            select(Shift)
+            .where(Shift.ended_at.is_(None))
+            .options(joinedload(Shift.member), joinedload(Shift.area))
+            .order_by(Shift.started_at)
+        )
+    )
+
+
+def recent_entries(session: Session, limit: int = 100, before_id: int | None = None) -> list[LogEntry]:
+    """The full log for hosts, newest first."""
+    query = select(LogEntry).options(joinedload(LogEntry.member), joinedload(LogEntry.area))
+    if before_id is not None:
+        query = query.where(LogEntry.id < before_id)
+    return list(session.scalars(query.order_by(LogEntry.id.desc()).limit(limit)))
+
+
+def round_down(moment: datetime, minutes: int) -> datetime:
+    if minutes <= 1:
+        return moment.replace(second=0, microsecond=0)
+    floored = moment.replace(second=0, microsecond=0)
+    return floored - timedelta(minutes=floored.minute % minutes)
+
+
+def public_log(session: Session, limit: int, rounding_minutes: int) -> list[PublicLogEntry]:
+    """The published log, newest first, with nothing that points at a person."""
+    rows = session.execute(
+        select(LogEntry.id, LogEntry.at, LogEntry.kind, Member.handle, Area.name)
+        .outerjoin(Member, LogEntry.member_id == Member.id)
+        .outerjoin(Area, LogEntry.area_id == Area.id)
+        .where(LogEntry.public.is_(True), LogEntry.kind.in_(tuple(KIND_LABELS)))
+        .order_by(LogEntry.id.desc())
+        .limit(limit)
+    )
+    return [
+        PublicLogEntry(
+            id=row_id,
+            at=round_down(at, rounding_minutes),
+            kind=kind,
+            label=KIND_LABELS[kind],
+            steward=handle,
+            area=area,
+        )
+        for row_id, at, kind, handle, area in rows
+    ]

@@ -1,0 +1,88 @@
+"""Scheduled housekeeping: what expires, expires here.
+
+Runs in exactly one process (``safebench worker``, or the worker child of
+``safebench up``), never inside web workers: two schedulers would run every
+job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from server.db import HubBusy, run_in_transaction
+from server.domain import aid, mediation, people
+from server.extensions import db
+
+log = logging.getLogger("server.scheduler")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    minutes: int
+    run: Callable[[Session, datetime, dict], str]
+
+
+def _lapse_roles(session: Session, now: datetime, _cfg: dict) -> str:
+    lapsed = people.lapse_expired_roles(session, now)
+    return f"{len(lapsed)} role(s) lapsed"
+
+
+def _lapse_aid(session: Session, now: datetime, _cfg: dict) -> str:
+    return f"{aid.lapse_due(session, now)} aid post(s) lapsed"
+
+
+def _purge_mediation(session: Session, now: datetime, cfg: dict) -> str:
+    return f"{mediation.purge_closed(session, now, cfg['MEDIATION_RETENTION_DAYS'])} closed mediation request(s) purged"
+
+
+def _purge_aid(session: Session, now: datetime, cfg: dict) -> str:
+    return f"{aid.purge_finished(session, now, cfg['AID_RETENTION_DAYS'])} finished aid post(s) purged"
+
+
+JOBS = (
+    Job("lapse-roles", 1, _lapse_roles),
+    Job("lapse-aid", 1, _lapse_aid),
+    Job("purge-mediation", 60, _purge_mediation),
+    Job("purge-aid", 60, _purge_aid),
+)
+
+
+def run_job(app: Flask, job: Job) -> str | None:
+    """Run one job in its own transaction; a locked database just waits for the next run."""
+    with app.app_context():
+        now = app.config["CLOCK"]()
+        try:
+            outcome = run_in_transaction(db.session, lambda session: job.run(session, now, app.config))
+        except HubBusy:
+            log.warning("%s: database busy, will try again next run", job.name)
+            return None
+        finally:
+            db.session.remove()
+    if not outcome.startswith("0 "):
+        log.info("%s: %s", job.name, outcome)
+    return outcome
+
+
+def run_all_once(app: Flask) -> list[str | None]:
+    return [run_job(app, job) for job in JOBS]
+
+
+def run_forever(app: Flask) -> None:
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    scheduler = BlockingScheduler(timezone="UTC")
+    for job in JOBS:
+        # coalesce: after the Pi sleeps or the clock jumps, one catch-up run is enough.
+        scheduler.add_job(
+            run_job, "interval", args=(app, job), minutes=job.minutes, id=job.name, coalesce=True, max_instances=1
+        )
+    run_all_once(app)  # whatever came due while the worker was down
+    log.info("worker running %d jobs", len(JOBS))
+    scheduler.start()

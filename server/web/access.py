@@ -1,0 +1,112 @@
+"""Who may open which page, checked before every request.
+
+Every view declares its audience with ``@public`` or ``@requires(...)``. A
+view that declares nothing is refused to everyone, so a new page is private
+until someone decides otherwise. Roles are checked against the clock on
+every request: a role that lapsed a minute ago no longer opens anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from flask import Flask, abort, current_app, g, redirect, request, url_for
+from flask_login import UserMixin, current_user
+
+from server.db import run_in_transaction
+from server.domain import people
+from server.domain.people import Member
+from server.extensions import db, login_manager
+
+F = TypeVar("F", bound=Callable[..., Any])
+ANY_ROLE = "any role"
+
+
+def public(view: F) -> F:
+    view.audience = None  # type: ignore[attr-defined]
+    return view
+
+
+def requires(*roles: str) -> Callable[[F], F]:
+    """Only members holding one of ``roles`` (or, with none named, any role)."""
+
+    def mark(view: F) -> F:
+        view.audience = frozenset(roles) or frozenset({ANY_ROLE})  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def audience_of(app: Flask, endpoint: str) -> frozenset[str] | None | bool:
+    """``None`` for public, a set of roles, or ``False`` when undeclared."""
+    if endpoint == "static":
+        return None
+    view = app.view_functions.get(endpoint)
+    return getattr(view, "audience", False)
+
+
+class SignedIn(UserMixin):
+    """The logged-in member, as Flask-Login wants it."""
+
+    def __init__(self, member: Member) -> None:
+        self.member = member
+        self.id = member.id
+
+    @property
+    def handle(self) -> str:
+        return self.member.handle
+
+
+def now() -> datetime:
+    return current_app.config["CLOCK"]()
+
+
+def save(work: Callable[..., Any]) -> Any:
+    """Run a unit of domain work in a transaction, retrying while the database is locked."""
+    return run_in_transaction(db.session, work, attempts=current_app.config["DB_RETRY_ATTEMPTS"])
+
+
+def current_roles() -> set[str]:
+    if "roles" not in g:
+        g.roles = people.active_roles(db.session, current_user.member, now()) if current_user.is_authenticated else set()
+    return g.roles
+
+
+def holds(*roles: str) -> bool:
+    held = current_roles()
+    return bool(held & set(roles)) if roles else bool(held)
+
+
+def _check_access() -> Any:
+    if request.endpoint is None:
+        return None  # unknown URL: the 404 handler answers
+    audience = audience_of(current_app, request.endpoint)
+    if audience is None:
+        return None
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    if audience is False:
+        abort(403)
+    wanted = set() if ANY_ROLE in audience else set(audience)
+    if not holds(*wanted):
+        g.denied_roles = wanted
+        abort(403)
+    return None
+
+
+def init_app(app: Flask) -> None:
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to see that page."
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> SignedIn | None:
+        member = db.session.get(Member, int(user_id)) if user_id.isdigit() else None
+        return SignedIn(member) if member is not None and member.password_hash else None
+
+    app.before_request(_check_access)
+
+    @app.context_processor
+    def inject_access() -> dict[str, Any]:
+        return {"holds": holds, "current_roles": current_roles}

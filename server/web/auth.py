@@ -1,0 +1,61 @@
+"""Logging in and out of the hub."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from server.domain import people
+from server.extensions import db, limiter
+from server.web.access import SignedIn, now, public
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginForm(FlaskForm):
+    handle = StringField("Handle", validators=[DataRequired(), Length(max=24)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+def _safe_next(target: str | None) -> str:
+    """Only ever redirect within the hub after login."""
+    if target and not urlsplit(target).netloc and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("host.dashboard")
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_LIMIT"]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+@public
+def login() -> object:
+    form = LoginForm()
+    if form.validate_on_submit():
+        member = people.find_member(db.session, form.handle.data)
+        if not people.check_password(member, form.password.data):
+            form.form_errors.append("That handle and password do not match.")
+        elif not people.active_roles(db.session, member, now()):
+            form.form_errors.append(
+                "Your roles at the bench have lapsed, so this account opens nothing. "
+                "Ask the assembly or a hub host to renew your role."
+            )
+        else:
+            login_user(SignedIn(member))
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form), 200 if not form.errors and not form.form_errors else 400
+
+
+@bp.post("/logout")
+@public
+def logout() -> object:
+    logout_user()
+    flash("You are logged out.")
+    return redirect(url_for("bench.index"))

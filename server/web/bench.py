@@ -1,0 +1,36 @@
+"""The public side of the bench: the page behind the QR code, and the published log."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from server.domain import aid, compact, patrol
+from server.extensions import db
+from server.web.access import now, public
+
+bp = Blueprint("bench", __name__)
+
+
+@bp.get("/")
+@public
+def index() -> str:
+    cfg = current_app.config
+    shifts = patrol.on_patrol(db.session)
+    return render_template(
+        "bench/index.html",
+        on_patrol=sorted({shift.member.handle for shift in shifts}, key=str.lower),
+        log=patrol.public_log(db.session, limit=8, rounding_minutes=cfg["PUBLIC_TIME_ROUNDING_MINUTES"]),
+        offers=aid.open_posts(db.session, now(), limit=5),
+        open_post_count=aid.count_open_posts(db.session, now()),
+        signatures=compact.signature_count(db.session),
+    )
+
+
+@bp.get("/log")
+@public
+def public_log() -> str:
+    cfg = current_app.config
+    entries = patrol.public_log(
+        db.session, limit=cfg["PUBLIC_LOG_LIMIT"], rounding_minutes=cfg["PUBLIC_TIME_ROUNDING_MINUTES"]
+    )
+    return render_template("bench/log.html", entries=entries, rounding=cfg["PUBLIC_TIME_ROUNDING_MINUTES"])

@@ -1,0 +1,51 @@
+"""Template filters: local times, and the few words pages share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Flask, current_app
+
+
+def _zone():  # noqa: ANN202
+    name = current_app.config.get("TIMEZONE") or ""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            current_app.logger.warning("unknown SAFEBENCH_TIMEZONE %r; showing the Pi's local time", name)
+    return None  # astimezone(None) is the machine's local zone
+
+
+def to_local(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC).astimezone(_zone())
+
+
+def time_filter(moment: datetime | None) -> str:
+    local = to_local(moment)
+    return local.strftime("%H:%M") if local else ""
+
+
+def datetime_filter(moment: datetime | None) -> str:
+    local = to_local(moment)
+    return local.strftime("%a %d %b, %H:%M") if local else ""
+
+
+def date_filter(moment: datetime | None) -> str:
+    local = to_local(moment)
+    return local.strftime("%a %d %b %Y") if local else ""
+
+
+def iso_filter(moment: datetime | None) -> str:
+    local = to_local(moment)
+    return local.isoformat(timespec="minutes") if local else ""
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(time_filter, "time")
+    app.add_template_filter(datetime_filter, "datetime")
+    app.add_template_filter(date_filter, "date")
+    app.add_template_filter(iso_filter, "iso")

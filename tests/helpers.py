@@ -1,0 +1,68 @@
+"""Plain helper functions for the stories in the tests."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from html import unescape
+
+from server.domain import people
+from server.extensions import db
+
+PASSWORD = "correct horse battery"
+
+
+class FakeClock:
+    """A clock the test moves by hand; the app asks it for the time."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def make_member(app, handle: str, *roles: str, password: str | None = PASSWORD, node: str | None = None,
+                term_days: int = 28):
+    """A member with the given roles, granted now for ``term_days``."""
+    with app.app_context():
+        now = app.config["CLOCK"]()
+        member = people.add_member(db.session, now, handle, people.parse_node_id(node) if node else None)
+        if password:
+            people.set_password(member, password)
+        for role in roles:
+            people.grant_role(db.session, now, member, role, decision="test assembly", term_days=term_days)
+        db.session.commit()
+        return member.id
+
+
+_TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client, page: str) -> str:
+    """The CSRF token from a page's form, as a browser would have it."""
+    html = client.get(page).get_data(as_text=True)
+    match = _TOKEN.search(html)
+    assert match, f"no form with a CSRF token on {page}"
+    return unescape(match.group(1))
+
+
+def submit(client, page: str, data: dict, action: str | None = None, follow: bool = True):
+    """Open ``page``, then send its form (or the one at ``action``) with ``data``."""
+    token = csrf_token(client, page)
+    return client.post(action or page, data={**data, "csrf_token": token}, follow_redirects=follow)
+
+
+def login(client, handle: str, password: str = PASSWORD):
+    return submit(client, "/login", {"handle": handle, "password": password})
+
+
+def text_of(response) -> str:
+    """The visible text of a page, tags removed, whitespace folded."""
+    html = response.get_data(as_text=True)
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
