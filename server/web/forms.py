@@ -1,0 +1,37 @@
+"""What every form view shares: limits for public forms, and domain errors shown on the form."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_wtf import FlaskForm
+
+from server.domain.errors import DomainError
+
+
+def public_form_limit() -> str:
+    """Per-address limit on posting public forms (the bench WiFi is open)."""
+    return current_app.config["PUBLIC_FORM_LIMIT"]
+
+
+def receipt_lookup_limit() -> str:
+    """Per-address limit on looking up receipt codes, so codes cannot be guessed."""
+    return current_app.config["RECEIPT_LOOKUP_LIMIT"]
+
+
+def attach_error(form: FlaskForm, error: DomainError, fields: dict[str, str] | None = None) -> None:
+    """Show a domain refusal next to the field it is about, keeping what was typed.
+
+    ``fields`` maps the domain's field names ("description") to form field
+    names ("what") where they differ.
+    """
+    name = (fields or {}).get(error.field or "", error.field or "")
+    field = getattr(form, name, None) if name else None
+    if field is not None and hasattr(field, "errors"):
+        field.errors = [*field.errors, error.message]
+    else:
+        form.form_errors.append(error.message)
+
+
+def status_for(form: FlaskForm) -> int:
+    """200 for a fresh form, 400 when it comes back with errors."""
+    return 400 if form.errors or form.form_errors else 200
