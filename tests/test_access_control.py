@@ -1,0 +1,72 @@
+"""Who can open what: every route of the app, as anonymous and as every role.
+
+The routes come from the app's URL map, so a page added later is covered
+without anyone remembering to add it here, and a page that forgets to
+declare its audience fails the first test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from server.domain.people import ROLES
+from server.web.access import ANY_ROLE, audience_of
+from tests.helpers import csrf_token, login, make_member
+
+LAPSED = "lapsed host"
+IDENTITIES = ["anonymous", *ROLES, LAPSED]
+
+
+def routes(app):
+    """(endpoint, method, url) for every rule, GETs first, logging out last."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
+        method = "GET" if "GET" in rule.methods else "POST"
+        found.append((rule.endpoint, method, url))
+    return sorted(found, key=lambda r: (r[0] == "auth.logout", r[1] != "GET", r[2]))
+
+
+def test_every_page_declares_who_may_open_it(app):
+    undeclared = [endpoint for endpoint, _, _ in routes(app) if audience_of(app, endpoint) is False]
+    assert undeclared == []
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_each_route_opens_for_its_audience_and_no_one_else(app, client, clock, identity):
+    # Someone else's records come first, so ids in the URLs (1) point at them
+    # and not at the visitor's own role.
+    make_member(app, "Bystander", "steward", node="!00000001")
+    held: set[str] = set()
+    if identity == LAPSED:
+        make_member(app, "Visitor", "host", term_days=1)
+        assert login(client, "Visitor").request.path == "/host/"
+        clock.advance(days=1, minutes=1)  # the role ran out while they were logged in
+    elif identity != "anonymous":
+        make_member(app, "Visitor", identity)
+        assert login(client, "Visitor").request.path == "/host/"
+        held = {identity}
+
+    token = csrf_token(client, "/login")
+    wrong = []
+    for endpoint, method, url in routes(app):
+        if method == "GET":
+            response = client.get(url)
+        else:
+            response = client.post(url, data={"csrf_token": token})
+        audience = audience_of(app, endpoint)
+        sent_to_login = response.status_code == 302 and response.location.startswith("/login")
+        if audience is None:
+            expected = "open"
+        elif identity == "anonymous":
+            expected = "login"
+        elif ANY_ROLE in audience:
+            expected = "open" if held else "refused"
+        else:
+            expected = "open" if held & audience else "refused"
+        outcome = "login" if sent_to_login else "refused" if response.status_code == 403 else "open"
+        if outcome != expected or response.status_code >= 500:
+            wrong.append(f"{method} {url} ({endpoint}): {outcome}/{response.status_code}, expected {expected}")
+    assert wrong == []

@@ -1,0 +1,87 @@
+"""The host at the Pi's terminal: the ``safebench`` commands, run for real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from server.domain import patrol, people
+from server.extensions import db
+from tests.helpers import PASSWORD
+from tests.processes import safebench
+
+
+@pytest.fixture
+def instance(app):
+    """The instance folder of a migrated hub, shared by the app fixture and the commands."""
+    return app.instance_path
+
+
+def test_the_first_host_is_created_with_a_password_from_standard_input(app, instance, client):
+    done = safebench(instance, "create-host", "Kestrel", stdin=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "Host Kestrel created" in done.stdout
+    login = client.post("/login", data={"handle": "kestrel", "password": PASSWORD})
+    # CSRF is on: a form without its token is refused, which proves the check runs.
+    assert login.status_code == 400
+
+    again = safebench(instance, "create-host", "Kestrel", stdin=PASSWORD + "\n")
+    assert again.returncode != 0
+    assert "exists already" in again.stderr and "Traceback" not in again.stderr
+
+    weak = safebench(instance, "create-host", "Osprey", stdin="short\n")
+    assert weak.returncode != 0 and "at least 10 characters" in weak.stderr
+    with app.app_context():
+        assert people.find_member(db.session, "Osprey") is None
+
+
+def test_stewards_are_registered_with_their_node_ids_and_listed(instance):
+    assert safebench(instance, "steward", "add", "Kestrel", "!a1b2c3d4").returncode == 0
+    assert safebench(instance, "steward", "add", "Wren", "305419896").returncode == 0
+
+    listing = safebench(instance, "steward", "list").stdout
+    assert "Kestrel" in listing and "!a1b2c3d4" in listing
+    assert "Wren" in listing and "!12345678" in listing
+
+    taken = safebench(instance, "steward", "add", "Heron", "!a1b2c3d4")
+    assert taken.returncode != 0 and "already registered to Kestrel" in taken.stderr
+    nonsense = safebench(instance, "steward", "add", "Heron", "not-a-node")
+    assert nonsense.returncode != 0 and "!a1b2c3d4" in nonsense.stderr and "Traceback" not in nonsense.stderr
+
+
+def test_the_log_prints_one_json_object_per_line(app, instance, clock):
+    safebench(instance, "steward", "add", "Kestrel", "!a1b2c3d4")
+    with app.app_context():
+        kestrel = people.get_member(db.session, "Kestrel")
+        patrol.add_area(db.session, "Market")
+        patrol.start_shift(db.session, clock(), kestrel, "Market", patrol.SOURCE_RADIO)
+        patrol.record_incident(db.session, clock.advance(minutes=3), kestrel, patrol.SOURCE_WEB, "bins on fire")
+        db.session.commit()
+
+    lines = safebench(instance, "log", "--json", "--limit", "5").stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [row["kind"] for row in rows] == ["shift_start", "incident"]
+    assert rows[1] | {"id": None} == {
+        "id": None, "time": "2026-11-21T20:03:00Z", "kind": "incident", "steward": "Kestrel",
+        "area": "Market", "note": "bins on fire", "source": "web",
+    }
+    assert "bins on fire" in safebench(instance, "log").stdout
+    assert safebench(instance, "log", "--limit", "0").returncode != 0
+
+
+def test_a_lapsed_role_is_renewed_from_the_terminal_with_the_assembly_decision(app, instance, clock):
+    safebench(instance, "create-host", "Kestrel", stdin=PASSWORD + "\n")
+    with app.app_context():
+        kestrel = people.get_member(db.session, "Kestrel")
+        (assignment,) = kestrel.roles
+        assignment.expires_at = clock.advance(days=-1)  # it ran out yesterday
+        db.session.commit()
+
+    assert "lapsed" in safebench(instance, "role", "list").stdout
+    renewed = safebench(instance, "role", "renew", "Kestrel", "host", "--decision", "assembly of 20 Nov, item 3")
+    assert renewed.returncode == 0, renewed.stderr
+    assert "active" in safebench(instance, "role", "list").stdout
+    with app.app_context():
+        (assignment,) = people.get_member(db.session, "Kestrel").roles
+        assert [r.decision for r in assignment.renewals] == ["assembly of 20 Nov, item 3"]
