@@ -68,9 +68,10 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from server.web import errors
+    from server.web import errors, headers
 
     errors.init_app(app)
+    headers.init_app(app)
 
 
 def register_template_helpers(app: Flask) -> None:

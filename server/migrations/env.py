@@ -11,8 +11,10 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-# Keep the hub's own loggers: serve and worker migrate after logging is set up.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# serve, worker and up set up logging before they migrate; fileConfig would
+# replace their handlers, so it only runs for a bare `safebench db ...`.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 
