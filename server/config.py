@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_FORM_LIMIT": "20 per hour",
     "RECEIPT_LOOKUP_LIMIT": "30 per hour",
     "LOGIN_LIMIT": "5 per minute; 30 per hour",
+    "RATELIMIT_ENABLED": True,
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": False,
     # SQLite waits this long for a lock before the web layer retries.

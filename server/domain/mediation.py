@@ -155,8 +155,9 @@ def status_for_receipt(session: Session, raw_code: str) -> PublicStatus:
         receipt_code=request.receipt_code,
         status=request.status,
         label=request.status_label,
-        received_on=request.created_at.replace(hour=0, minute=0, second=0, microsecond=0),
-        updated_on=request.updated_at.replace(hour=0, minute=0, second=0, microsecond=0),
+        # Pages show only the day of these (in the bench's time zone).
+        received_on=request.created_at,
+        updated_on=request.updated_at,
     )
 
 
@@ -198,6 +199,8 @@ def change_status(session: Session, now: datetime, request: MediationRequest, st
             field="status",
         )
     request.status = status
+    if status == NEW:
+        request.mediator = None  # back in the queue for anyone to take
     request.updated_at = now
     request.closed_at = now if status in FINISHED else None
     session.flush()

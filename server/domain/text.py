@@ -11,7 +11,8 @@ def clean_text(value: str | None, *, field: str, max_length: int, required: bool
     Control characters (other than newlines in multi-line fields) never
     reach the database: they break terminals and radio displays.
     """
-    value = value or ""
+    # Browsers send CRLF line breaks; count and keep them as one newline.
+    value = (value or "").replace("\r\n", "\n")
     kept = []
     for ch in value:
         if ch in "\r\n\t" and multiline:

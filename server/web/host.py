@@ -1,32 +1,519 @@
 """The hub host's side: dashboard, full log, stewards and areas, roles."""
 
-from flask import Blueprint
+from __future__ import annotations
 
-from server.domain.people import CAPTAIN, DISPATCH, HOST
-from server.web.access import requires
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
+from wtforms import IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from server.domain import aid, mediation, patrol, people
+from server.domain.errors import DomainError
+from server.domain.people import CAPTAIN, DISPATCH, HOST, MEDIATOR, ROLE_LABELS, ROLES, Member, RoleAssignment
+from server.extensions import db
+from server.web.access import current_roles, holds, now, requires, save
+from server.web.filters import date_filter, time_filter
+from server.web.forms import attach_error, status_for
 
 bp = Blueprint("host", __name__, url_prefix="/host")
+
+LOG_ROLES = (HOST, DISPATCH, CAPTAIN)
+STEWARD_ROLES = (HOST, CAPTAIN)
+LOG_PAGE_SIZE = 50
+DASHBOARD_ENTRIES = 10
+
+# Ids in URLs stay within the database's integer range: a huge number is a
+# 404, not an overflow in the SQLite driver.
+MAX_ID = 2**63 - 1
+DB_ID = f"int(min=1, max={MAX_ID})"
+
+# The domain's limits (people.clean_handle, people._clean_decision, the
+# term check), repeated so the form says so before the domain has to.
+MAX_HANDLE = 24
+MAX_DECISION = 300
+MAX_TERM_DAYS = 366
+MAX_NODE_ID = 20
+MAX_AREA = 40
+MAX_PASSWORD = 256
+
+# Domain field names that differ from the form's.
+PEOPLE_FIELDS = {"node id": "node_id", "assembly decision": "decision", "term": "term_days"}
+PASSWORD_FIELDS = {"handle": "holder", "password": "new_password"}
+STATE_LABELS = {"active": "Active", "expiring": "Expires within a week", "lapsed": "Lapsed", "revoked": "Revoked"}
+
+
+def _at_most(limit: int) -> Length:
+    return Length(max=limit, message="That is too long: at most %(max)d characters.")
+
+
+def _required(what: str) -> DataRequired:
+    return DataRequired(message=f"Please fill in the {what}.")
+
+
+def _term_field() -> IntegerField:
+    return IntegerField(
+        "Term in days",
+        validators=[
+            InputRequired(message="Please give the term in days."),
+            NumberRange(min=1, max=MAX_TERM_DAYS, message="A term runs from %(min)s to %(max)s days."),
+        ],
+    )
+
+
+def _decision_field() -> StringField:
+    return StringField("Assembly decision", validators=[_required("assembly decision"), _at_most(MAX_DECISION)])
+
+
+class LogEntryForm(FlaskForm):
+    kind = SelectField(
+        "What to log",
+        choices=[SelectChoice(patrol.CHECK_IN, "Check-in"), SelectChoice(patrol.INCIDENT, "Incident")],
+        invalid_choice_message="Please choose a check-in or an incident.",
+    )
+    place = StringField("Place", validators=[Optional(), _at_most(patrol.MAX_PLACE)])
+    note = TextAreaField("Note", validators=[_at_most(patrol.MAX_NOTE)])
+
+
+class RegisterStewardForm(FlaskForm):
+    handle = StringField("Handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
+    node_id = StringField("Node id", validators=[_required("node id"), _at_most(MAX_NODE_ID)])
+    decision = _decision_field()
+
+
+class NodeForm(FlaskForm):
+    """One per member, so it carries a prefix; the app-wide CSRF check covers it."""
+
+    class Meta:
+        csrf = False
+
+    node_id = StringField("Node id", validators=[Optional(), _at_most(MAX_NODE_ID)])
+
+
+class AreaForm(FlaskForm):
+    area_name = StringField("Area name", validators=[_required("area name"), _at_most(MAX_AREA)])
+
+
+class GrantRoleForm(FlaskForm):
+    handle = StringField("Member's handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
+    role = SelectField(
+        "Role",
+        choices=[SelectChoice(role, ROLE_LABELS[role]) for role in ROLES],
+        invalid_choice_message="Please choose a role from the list.",
+    )
+    term_days = _term_field()
+    decision = _decision_field()
+
+
+class RenewForm(FlaskForm):
+    """One per assignment, so it carries a prefix; the app-wide CSRF check covers it."""
+
+    class Meta:
+        csrf = False
+
+    term_days = _term_field()
+    decision = _decision_field()
+
+
+class PasswordForm(FlaskForm):
+    # "new_password" is a name the error pages never echo back.
+    holder = StringField("Member's handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
+    new_password = PasswordField(
+        "New password",
+        validators=[
+            _required("new password"),
+            Length(
+                min=people.MIN_PASSWORD_LENGTH,
+                max=MAX_PASSWORD,
+                message="A password has from %(min)d to %(max)d characters.",
+            ),
+        ],
+    )
+
+
+def _term_days() -> int:
+    return int(current_app.config["ROLE_TERM_DAYS"])
+
+
+def _page_status(*forms: FlaskForm | None) -> int:
+    return max((status_for(form) for form in forms if form is not None), default=200)
+
+
+def _until(moment: datetime) -> str:
+    """An expiry with its year: terms run up to a year."""
+    return f"{date_filter(moment)}, {time_filter(moment)}"
+
+
+def _id_from(value: str | None) -> int | None:
+    """A database id typed into a URL or a hidden field, or None for anything else."""
+    value = value or ""
+    if value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID:
+        return int(value)
+    return None
+
+
+# -- dashboard ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A number on the dashboard and the page where it is worked on."""
+
+    label: str
+    number: int
+    url: str
+
+
+def _tallies() -> list[Tally]:
+    """Only the counts the viewer's roles let them act on."""
+    tallies = []
+    if holds(MEDIATOR):
+        new = sum(1 for req in mediation.queue(db.session) if req.status == mediation.NEW)
+        tallies.append(Tally("New mediation requests", new, url_for("mediation.queue")))
+    if holds(HOST):
+        posts = aid.moderation_queue(db.session)
+        waiting = sum(1 for post in posts for message in post.messages if message.passed_on_at is None)
+        hidden = sum(1 for post in posts if post.status == aid.HIDDEN)
+        tallies.append(Tally("Aid messages waiting to be passed on", waiting, url_for("aid.moderation")))
+        tallies.append(Tally("Aid posts hidden", hidden, url_for("aid.moderation")))
+    return tallies
 
 
 @bp.get("/")
 @requires()
-def dashboard() -> str:
-    return "dashboard (being built)"
+def dashboard() -> ResponseReturnValue:
+    sees_log = holds(*LOG_ROLES)
+    expiring = []
+    if holds(HOST):
+        expiring = [s.assignment for s in people.role_overview(db.session, now()) if s.state == "expiring"]
+    return render_template(
+        "host/dashboard.html",
+        my_roles=[ROLE_LABELS[role] for role in ROLES if role in current_roles()],
+        shifts=patrol.on_patrol(db.session),
+        # The full log holds notes and exact places: only its own audience sees it here.
+        sees_log=sees_log,
+        entries=patrol.recent_entries(db.session, limit=DASHBOARD_ENTRIES) if sees_log else [],
+        tallies=_tallies(),
+        expiring=expiring,
+        role_labels=ROLE_LABELS,
+    )
+
+
+# -- the full log -------------------------------------------------------------
+
+
+def _log_page(form: LogEntryForm) -> ResponseReturnValue:
+    before = _id_from(request.args.get("before"))
+    # One extra row tells whether there is an older page at all.
+    rows = patrol.recent_entries(db.session, limit=LOG_PAGE_SIZE + 1, before_id=before)
+    entries = rows[:LOG_PAGE_SIZE]
+    older = entries[-1].id if len(rows) > LOG_PAGE_SIZE else None
+    return render_template("host/log.html", form=form, entries=entries, before=before, older=older), status_for(form)
 
 
 @bp.get("/log")
-@requires(HOST, DISPATCH, CAPTAIN)
-def log() -> str:
-    return "log (being built)"
+@requires(*LOG_ROLES)
+def log() -> ResponseReturnValue:
+    return _log_page(LogEntryForm(formdata=None))
+
+
+def _record_entry(session: Session, form: LogEntryForm, member_id: int) -> patrol.LogEntry:
+    moment = now()
+    member = session.get(Member, member_id)
+    if form.kind.data == patrol.INCIDENT:
+        return patrol.record_incident(session, moment, member, patrol.SOURCE_WEB, form.note.data, form.place.data)
+    return patrol.record_check_in(
+        session, moment, member, patrol.SOURCE_WEB, note=form.note.data, place=form.place.data
+    )
+
+
+@bp.post("/log")
+@requires(*LOG_ROLES)
+def add_entry() -> ResponseReturnValue:
+    form = LogEntryForm()
+    if form.validate_on_submit():
+        try:
+            save(lambda session: _record_entry(session, form, current_user.id))
+        except DomainError as error:
+            attach_error(form, error, fields={"description": "note"})
+        else:
+            flash("Your entry is in the log.")
+            return redirect(url_for("host.log"))
+    return _log_page(form)
+
+
+def _show_entry(entry_id: int, public: bool, message: str) -> ResponseReturnValue:
+    save(lambda session: patrol.set_entry_public(session, entry_id, public))
+    flash(message)
+    # Back to the page of the log the button was on.
+    return redirect(url_for("host.log", before=_id_from(request.form.get("before"))) + f"#entry-{entry_id}")
+
+
+@bp.post(f"/log/<{DB_ID}:entry_id>/withdraw")
+@requires(*LOG_ROLES)
+def withdraw_entry(entry_id: int) -> ResponseReturnValue:
+    return _show_entry(entry_id, False, "The entry is withdrawn from the public log; it stays in the full log.")
+
+
+@bp.post(f"/log/<{DB_ID}:entry_id>/publish")
+@requires(*LOG_ROLES)
+def publish_entry(entry_id: int) -> ResponseReturnValue:
+    return _show_entry(entry_id, True, "The entry is back on the public log.")
+
+
+# -- stewards and areas -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    member: Member
+    roles: list[str]
+    node_form: NodeForm
+
+
+def _node_form(member: Member, formdata: Any = None) -> NodeForm:
+    form = NodeForm(formdata=formdata, prefix=f"member-{member.id}", node_id=member.node_id or "")
+    # Every row has this field: the label names whose radio it is.
+    form.node_id.label.text = f"Node id of {member.handle}"
+    return form
+
+
+def _stewards_page(
+    register: RegisterStewardForm | None = None,
+    area: AreaForm | None = None,
+    failed_node: tuple[int, NodeForm] | None = None,
+) -> ResponseReturnValue:
+    register = register or RegisterStewardForm(formdata=None)
+    area = area or AreaForm(formdata=None)
+    moment = now()
+    rows = []
+    for member in people.list_members(db.session):
+        roles = people.active_roles(db.session, member, moment)
+        node_form = failed_node[1] if failed_node and failed_node[0] == member.id else _node_form(member)
+        rows.append(MemberRow(member, [ROLE_LABELS[role] for role in ROLES if role in roles], node_form))
+    page = render_template(
+        "host/stewards.html",
+        register=register,
+        area_form=area,
+        rows=rows,
+        areas=patrol.list_areas(db.session),
+        term_days=_term_days(),
+    )
+    return page, _page_status(register, area, failed_node[1] if failed_node else None)
 
 
 @bp.get("/stewards")
-@requires(HOST, CAPTAIN)
-def stewards() -> str:
-    return "stewards (being built)"
+@requires(*STEWARD_ROLES)
+def stewards() -> ResponseReturnValue:
+    return _stewards_page()
+
+
+@bp.post("/stewards")
+@requires(*STEWARD_ROLES)
+def register_steward() -> ResponseReturnValue:
+    form = RegisterStewardForm()
+    if form.validate_on_submit():
+        moment, term_days = now(), _term_days()
+        try:
+            member = save(
+                lambda session: people.register_steward(
+                    session, moment, form.handle.data, form.node_id.data, form.decision.data, term_days
+                )
+            )
+        except DomainError as error:
+            attach_error(form, error, fields=PEOPLE_FIELDS)
+        else:
+            flash(f"{member.handle} is registered as a steward with node {member.node_id}.")
+            return redirect(url_for("host.stewards"))
+    return _stewards_page(register=form)
+
+
+def _set_node(session: Session, member: Member, raw: str) -> None:
+    # An empty field forgets the radio (lost, or handed back).
+    people.set_node(session, member, people.parse_node_id(raw) if raw else None)
+
+
+@bp.post(f"/stewards/<{DB_ID}:member_id>/node")
+@requires(*STEWARD_ROLES)
+def change_node(member_id: int) -> ResponseReturnValue:
+    member = db.get_or_404(Member, member_id)
+    form = _node_form(member, formdata=request.form)
+    if form.validate():
+        raw = (form.node_id.data or "").strip()
+        try:
+            save(lambda session: _set_node(session, member, raw))
+        except DomainError as error:
+            attach_error(form, error, fields=PEOPLE_FIELDS)
+        else:
+            flash(f"{member.handle}'s radio is now {member.node_id}." if raw else f"{member.handle} has no radio now.")
+            return redirect(url_for("host.stewards") + f"#member-{member_id}")
+    return _stewards_page(failed_node=(member_id, form))
+
+
+@bp.post("/areas")
+@requires(*STEWARD_ROLES)
+def add_area() -> ResponseReturnValue:
+    form = AreaForm()
+    if form.validate_on_submit():
+        try:
+            area = save(lambda session: patrol.add_area(session, form.area_name.data))
+        except DomainError as error:
+            attach_error(form, error, fields={"area name": "area_name"})
+        else:
+            flash(f"The area {area.name} is published. Log entries that name it show it on the public log.")
+            return redirect(url_for("host.stewards") + "#areas")
+    return _stewards_page(area=form)
+
+
+@bp.post(f"/areas/<{DB_ID}:area_id>/remove")
+@requires(*STEWARD_ROLES)
+def remove_area(area_id: int) -> ResponseReturnValue:
+    save(lambda session: patrol.remove_area(session, area_id))
+    flash("The area is no longer published. Entries that named it keep their private place only.")
+    return redirect(url_for("host.stewards") + "#areas")
+
+
+# -- roles --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    summary: people.RoleSummary
+    # Only the newest assignment of a role can be renewed from this page.
+    renew_form: RenewForm | None
+
+
+def _renew_form(assignment_id: int, formdata: Any = None) -> RenewForm:
+    return RenewForm(formdata=formdata, prefix=f"renew-{assignment_id}", term_days=_term_days())
+
+
+def _role_rows(failed_renewal: tuple[int, RenewForm] | None) -> list[RoleRow]:
+    rows, seen = [], set()
+    for summary in people.role_overview(db.session, now()):
+        assignment = summary.assignment
+        newest = (assignment.member_id, assignment.role) not in seen
+        seen.add((assignment.member_id, assignment.role))
+        if failed_renewal and failed_renewal[0] == assignment.id:
+            form = failed_renewal[1]
+        elif newest and summary.state != "revoked":
+            form = _renew_form(assignment.id)
+        else:
+            form = None
+        rows.append(RoleRow(summary, form))
+    return rows
+
+
+def _roles_page(
+    grant: GrantRoleForm | None = None,
+    password: PasswordForm | None = None,
+    failed_renewal: tuple[int, RenewForm] | None = None,
+) -> ResponseReturnValue:
+    grant = grant or GrantRoleForm(formdata=None, term_days=_term_days())
+    password = password or PasswordForm(formdata=None)
+    page = render_template(
+        "host/roles.html",
+        grant=grant,
+        password_form=password,
+        rows=_role_rows(failed_renewal),
+        role_labels=ROLE_LABELS,
+        state_labels=STATE_LABELS,
+        min_password=people.MIN_PASSWORD_LENGTH,
+    )
+    return page, _page_status(grant, password, failed_renewal[1] if failed_renewal else None)
 
 
 @bp.get("/roles")
 @requires(HOST)
-def roles() -> str:
-    return "roles (being built)"
+def roles() -> ResponseReturnValue:
+    return _roles_page()
+
+
+def _grant(session: Session, form: GrantRoleForm) -> RoleAssignment:
+    member = people.get_member(session, form.handle.data)
+    return people.grant_role(
+        session, now(), member, form.role.data, decision=form.decision.data, term_days=form.term_days.data
+    )
+
+
+@bp.post("/roles")
+@requires(HOST)
+def grant_role() -> ResponseReturnValue:
+    form = GrantRoleForm()
+    if form.validate_on_submit():
+        try:
+            assignment = save(lambda session: _grant(session, form))
+        except DomainError as error:
+            attach_error(form, error, fields=PEOPLE_FIELDS)
+        else:
+            flash(
+                f"{assignment.member.handle} is {ROLE_LABELS[assignment.role]} "
+                f"until {_until(assignment.expires_at)}, unless the assembly renews it."
+            )
+            return redirect(url_for("host.roles"))
+    return _roles_page(grant=form)
+
+
+def _on_assignment(assignment_id: int, work: Callable[[Session, RoleAssignment], Any]) -> Any:
+    assignment = db.get_or_404(RoleAssignment, assignment_id)
+    return save(lambda session: work(session, assignment))
+
+
+@bp.post(f"/roles/<{DB_ID}:assignment_id>/renew")
+@requires(HOST)
+def renew_role(assignment_id: int) -> ResponseReturnValue:
+    form = _renew_form(assignment_id, formdata=request.form)
+    if form.validate():
+        try:
+            renewal = _on_assignment(
+                assignment_id,
+                lambda session, assignment: people.renew_role(
+                    session, now(), assignment, decision=form.decision.data, term_days=form.term_days.data
+                ),
+            )
+        except DomainError as error:
+            attach_error(form, error, fields=PEOPLE_FIELDS)
+        else:
+            assignment = renewal.assignment
+            flash(
+                f"{assignment.member.handle}'s {ROLE_LABELS[assignment.role]} role is renewed "
+                f"until {_until(renewal.new_expires_at)}."
+            )
+            return redirect(url_for("host.roles") + f"#role-{assignment_id}")
+    return _roles_page(failed_renewal=(assignment_id, form))
+
+
+@bp.post(f"/roles/<{DB_ID}:assignment_id>/revoke")
+@requires(HOST)
+def revoke_role(assignment_id: int) -> ResponseReturnValue:
+    _on_assignment(assignment_id, lambda session, assignment: people.revoke_role(session, now(), assignment))
+    flash("The role is revoked. It stays in the history below.")
+    return redirect(url_for("host.roles") + f"#role-{assignment_id}")
+
+
+def _set_password(session: Session, form: PasswordForm) -> Member:
+    member = people.get_member(session, form.holder.data)
+    people.set_password(member, form.new_password.data)
+    return member
+
+
+@bp.post("/roles/password")
+@requires(HOST)
+def set_password() -> ResponseReturnValue:
+    form = PasswordForm()
+    if form.validate_on_submit():
+        try:
+            member = save(lambda session: _set_password(session, form))
+        except DomainError as error:
+            attach_error(form, error, fields=PASSWORD_FIELDS)
+        else:
+            flash(f"{member.handle} can log in with the new password. Tell it to them in person.")
+            return redirect(url_for("host.roles"))
+    return _roles_page(password=form)
