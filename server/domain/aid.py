@@ -224,6 +224,10 @@ def close_by_poster(session: Session, now: datetime, post: AidPost, status: str)
 
 def hide(session: Session, now: datetime, post: AidPost) -> None:
     """The host takes a post off the board (spam, or something unsafe)."""
+    if post.status != OPEN:
+        # A taken or withdrawn post is already off the board; hiding it would
+        # let "restore" put it back and would push back its purge.
+        raise Invalid(f"This post is {STATUS_LABELS[post.status].lower()}, so it is not on the board.")
     post.status = HIDDEN
     post.closed_at = now
     session.flush()

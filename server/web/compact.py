@@ -19,9 +19,6 @@ from server.web.forms import attach_error, public_form_limit, status_for
 
 bp = Blueprint("compact", __name__)
 
-# Signature ids in URLs stay within the database's integer range (a huge
-# number is a 404, not an overflow in the SQLite driver).
-DB_ID = "int(min=1, max=9223372036854775807)"
 
 
 class SignForm(FlaskForm):
@@ -127,7 +124,7 @@ def save_text() -> ResponseReturnValue:
     return _edit_page(form)
 
 
-@bp.post(f"/host/compact/signatures/<{DB_ID}:signature_id>/remove")
+@bp.post("/host/compact/signatures/<int:signature_id>/remove")
 @requires(HOST)
 def remove_signature(signature_id: int) -> ResponseReturnValue:
     save(lambda session: compact.remove_signature(session, signature_id))

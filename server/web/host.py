@@ -7,20 +7,44 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 from wtforms import IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+)
 
 from server.domain import aid, mediation, patrol, people
 from server.domain.errors import DomainError
-from server.domain.people import CAPTAIN, DISPATCH, HOST, MEDIATOR, ROLE_LABELS, ROLES, Member, RoleAssignment
+from server.domain.people import (
+    CAPTAIN,
+    DISPATCH,
+    HOST,
+    MEDIATOR,
+    ROLE_LABELS,
+    ROLES,
+    Member,
+    RoleAssignment,
+)
 from server.extensions import db
 from server.web.access import current_roles, holds, now, requires, save
+from server.web.converters import MAX_ROW_ID
 from server.web.filters import date_filter, time_filter
 from server.web.forms import attach_error, status_for
 
@@ -31,10 +55,6 @@ STEWARD_ROLES = (HOST, CAPTAIN)
 LOG_PAGE_SIZE = 50
 DASHBOARD_ENTRIES = 10
 
-# Ids in URLs stay within the database's integer range: a huge number is a
-# 404, not an overflow in the SQLite driver.
-MAX_ID = 2**63 - 1
-DB_ID = f"int(min=1, max={MAX_ID})"
 
 # The domain's limits (people.clean_handle, people._clean_decision, the
 # term check), repeated so the form says so before the domain has to.
@@ -155,7 +175,7 @@ def _until(moment: datetime) -> str:
 def _id_from(value: str | None) -> int | None:
     """A database id typed into a URL or a hidden field, or None for anything else."""
     value = value or ""
-    if value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID:
+    if value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID:
         return int(value)
     return None
 
@@ -257,13 +277,13 @@ def _show_entry(entry_id: int, public: bool, message: str) -> ResponseReturnValu
     return redirect(url_for("host.log", before=_id_from(request.form.get("before"))) + f"#entry-{entry_id}")
 
 
-@bp.post(f"/log/<{DB_ID}:entry_id>/withdraw")
+@bp.post("/log/<int:entry_id>/withdraw")
 @requires(*LOG_ROLES)
 def withdraw_entry(entry_id: int) -> ResponseReturnValue:
     return _show_entry(entry_id, False, "The entry is withdrawn from the public log; it stays in the full log.")
 
 
-@bp.post(f"/log/<{DB_ID}:entry_id>/publish")
+@bp.post("/log/<int:entry_id>/publish")
 @requires(*LOG_ROLES)
 def publish_entry(entry_id: int) -> ResponseReturnValue:
     return _show_entry(entry_id, True, "The entry is back on the public log.")
@@ -341,7 +361,7 @@ def _set_node(session: Session, member: Member, raw: str) -> None:
     people.set_node(session, member, people.parse_node_id(raw) if raw else None)
 
 
-@bp.post(f"/stewards/<{DB_ID}:member_id>/node")
+@bp.post("/stewards/<int:member_id>/node")
 @requires(*STEWARD_ROLES)
 def change_node(member_id: int) -> ResponseReturnValue:
     member = db.get_or_404(Member, member_id)
@@ -373,7 +393,7 @@ def add_area() -> ResponseReturnValue:
     return _stewards_page(area=form)
 
 
-@bp.post(f"/areas/<{DB_ID}:area_id>/remove")
+@bp.post("/areas/<int:area_id>/remove")
 @requires(*STEWARD_ROLES)
 def remove_area(area_id: int) -> ResponseReturnValue:
     save(lambda session: patrol.remove_area(session, area_id))
@@ -466,7 +486,7 @@ def _on_assignment(assignment_id: int, work: Callable[[Session, RoleAssignment],
     return save(lambda session: work(session, assignment))
 
 
-@bp.post(f"/roles/<{DB_ID}:assignment_id>/renew")
+@bp.post("/roles/<int:assignment_id>/renew")
 @requires(HOST)
 def renew_role(assignment_id: int) -> ResponseReturnValue:
     form = _renew_form(assignment_id, formdata=request.form)
@@ -490,7 +510,7 @@ def renew_role(assignment_id: int) -> ResponseReturnValue:
     return _roles_page(failed_renewal=(assignment_id, form))
 
 
-@bp.post(f"/roles/<{DB_ID}:assignment_id>/revoke")
+@bp.post("/roles/<int:assignment_id>/revoke")
 @requires(HOST)
 def revoke_role(assignment_id: int) -> ResponseReturnValue:
     _on_assignment(assignment_id, lambda session, assignment: people.revoke_role(session, now(), assignment))

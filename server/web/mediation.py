@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -42,14 +51,16 @@ from server.domain.mediation import (
 from server.domain.people import MEDIATOR
 from server.extensions import db, limiter
 from server.web.access import now, public, requires, save
-from server.web.forms import attach_error, public_form_limit, receipt_lookup_limit, status_for
+from server.web.forms import (
+    attach_error,
+    public_form_limit,
+    receipt_lookup_limit,
+    status_for,
+)
 
 bp = Blueprint("mediation", __name__)
 
 RECEIPT_KEY = "mediation_receipt"
-# Integer primary keys are 32-bit on PostgreSQL; a longer number typed into
-# the address bar is a 404, not a database error.
-MAX_ID = 2**31 - 1
 TOO_LONG = "That is %(length)d characters; at most %(max)d fit here. Please shorten it."
 # Buttons say what pressing them does; the status names say where a request is.
 MOVE_LABELS = {
@@ -212,13 +223,13 @@ def queue() -> ResponseReturnValue:
     )
 
 
-@bp.get(f"/host/mediation/<int(max={MAX_ID}):request_id>")
+@bp.get("/host/mediation/<int:request_id>")
 @requires(MEDIATOR)
 def detail(request_id: int) -> ResponseReturnValue:
     return _detail_page(request_id)
 
 
-@bp.post(f"/host/mediation/<int(max={MAX_ID}):request_id>/take")
+@bp.post("/host/mediation/<int:request_id>/take")
 @requires(MEDIATOR)
 def take(request_id: int) -> ResponseReturnValue:
     me = current_user.member
@@ -231,7 +242,7 @@ def take(request_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.post(f"/host/mediation/<int(max={MAX_ID}):request_id>/status")
+@bp.post("/host/mediation/<int:request_id>/status")
 @requires(MEDIATOR)
 def change_status(request_id: int) -> ResponseReturnValue:
     form = StatusForm()
@@ -245,7 +256,7 @@ def change_status(request_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.post(f"/host/mediation/<int(max={MAX_ID}):request_id>/notes")
+@bp.post("/host/mediation/<int:request_id>/notes")
 @requires(MEDIATOR)
 def add_note(request_id: int) -> ResponseReturnValue:
     me = current_user.member

@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-22 01:51:32.382906
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '51a1ccf08592'

@@ -1,0 +1,360 @@
+"""Stories of the aid board: offering and asking, answering, taking up, lapsing, moderating."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+from sqlalchemy import func, select
+
+from server import create_app
+from server.domain import aid, patrol
+from server.domain.aid import AidMessage, AidPost
+from server.extensions import db
+from server.migrating import apply_migrations
+from server.scheduler import run_all_once
+from tests.helpers import csrf_token, login, make_member, submit, text_of
+
+CONTACT = "Signal 07700 900123, ask for Rowan"
+CHARGING = "Two chargers (USB-C and Lightning) on my porch, come by after 6"
+
+
+def add_area(app, name: str) -> int:
+    with app.app_context():
+        area = patrol.add_area(db.session, name)
+        db.session.commit()
+        return area.id
+
+
+def count(app, model) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def post_of(app, code: str) -> AidPost:
+    with app.app_context():
+        post = aid.post_for_receipt(db.session, code)
+        db.session.expunge(post)
+        return post
+
+
+def receipt_code(response) -> str:
+    match = re.search(r'class="receipt">\s*([^<\s]+)\s*<', response.get_data(as_text=True))
+    assert match, text_of(response)
+    return unescape(match.group(1))
+
+
+def offer_charging(client, area_id: int | str = "", **changes):
+    """A neighbour puts a phone-charging offer on the board; the response is the receipt page."""
+    form = {"kind": "offer", "category": "charging", "text": CHARGING, "area": str(area_id), "days": "3",
+            "contact": CONTACT, **changes}
+    return submit(client, "/aid/new", form)
+
+
+def test_a_neighbour_offers_phone_charging_and_it_is_on_the_board_without_the_contact(app, client):
+    elm = add_area(app, "Elm Street")
+
+    receipt = offer_charging(client, elm)
+
+    assert receipt.status_code == 200
+    code = receipt_code(receipt)
+    assert code.startswith("H-")
+    assert "Keep this code" in text_of(receipt)
+    # Reloading the receipt shows the same code and posts nothing more.
+    again = client.get("/aid/receipt")
+    assert receipt_code(again) == code
+    assert count(app, AidPost) == 1
+
+    post_id = post_of(app, code).id
+    board = client.get("/aid")
+    board_text = text_of(board)
+    assert CHARGING in board_text
+    assert "Offer · Phone charging" in board_text
+    assert "Elm Street" in board_text
+    assert "until Tue 24 Nov 2026" in board_text
+    bench = client.get("/")
+    assert CHARGING in text_of(bench)
+    post_page = client.get(f"/aid/{post_id}")
+    assert "Leave a message for this offer" in text_of(post_page)
+    for page in (board, bench, post_page):
+        assert "07700" not in page.get_data(as_text=True)
+        assert code not in page.get_data(as_text=True)
+
+    # On a borrowed phone, the poster can make the phone forget the code.
+    submit(client, "/aid/receipt", {}, action="/aid/receipt/forget")
+    assert client.get("/aid/receipt").status_code == 302
+
+
+def test_the_board_filters_by_kind_and_category_and_ignores_nonsense(client):
+    offer_charging(client)
+    submit(client, "/aid/new", {"kind": "ask", "category": "rides", "text": "A lift to the clinic on Tuesday",
+                                "area": "", "days": "2"})
+
+    assert "A lift to the clinic" not in text_of(client.get("/aid?kind=offer"))
+    only_rides = text_of(client.get("/aid?category=rides"))
+    assert "A lift to the clinic" in only_rides and CHARGING not in only_rides
+    for nonsense in ("?kind=bogus", "?category=%3Cscript%3E", "?kind=&category=", "?kind=offer&kind=ask", "?x=1"):
+        page = client.get(f"/aid{nonsense}")
+        assert page.status_code == 200, nonsense
+        assert "<script>" not in page.get_data(as_text=True)
+    assert "A lift to the clinic" in text_of(client.get("/aid?kind=bogus"))
+
+
+def test_an_offer_is_answered_read_with_the_receipt_code_and_taken_up(app, client):
+    code = receipt_code(offer_charging(client))
+    post_id = post_of(app, code).id
+
+    neighbour = app.test_client()
+    sent = submit(neighbour, f"/aid/{post_id}", {"text": "My phone is dead since the outage.\nI'm at no. 9, knock twice."})
+    assert sent.status_code == 200
+    assert "your message is with the hub" in text_of(sent)
+    assert "What happens next" in text_of(sent)
+    assert count(app, AidMessage) == 1
+
+    mine = submit(client, "/aid/mine", {"code": code.lower().replace("-", " ")})
+    mine_text = text_of(mine)
+    assert mine.status_code == 200
+    assert "Status: Open" in mine_text
+    assert "My phone is dead since the outage." in mine_text
+    assert "I'm at no. 9, knock twice." in mine_text
+    # The poster's own contact stays with the host, even on the poster's page.
+    assert "07700" not in mine.get_data(as_text=True)
+
+    taken = submit(client, "/aid/mine", {"code": code, "action": "taken"})
+    assert taken.status_code == 200
+    assert "Status: Taken up" in text_of(taken)
+    assert "has left the board" in text_of(taken)
+    assert CHARGING not in text_of(client.get("/aid"))
+    assert client.get(f"/aid/{post_id}").status_code == 404
+
+    # Pressing the button a second time is refused politely.
+    twice = submit(client, "/aid/mine", {"code": code, "action": "taken"})
+    assert twice.status_code == 400
+    assert "already taken up" in text_of(twice)
+
+
+def test_the_host_sees_the_message_with_the_contact_and_passes_it_on(app, client):
+    code = receipt_code(offer_charging(client))
+    post_id = post_of(app, code).id
+    submit(app.test_client(), f"/aid/{post_id}", {"text": "Could I charge a radio too? Call 07700 900456"})
+
+    host = app.test_client()
+    make_member(app, "Kestrel", "host")
+    login(host, "Kestrel")
+    queue = host.get("/host/aid")
+    assert queue.status_code == 200
+    assert CONTACT in text_of(queue)
+    assert "Could I charge a radio too? Call 07700 900456" in text_of(queue)
+    with app.app_context():
+        message_id = db.session.scalar(select(AidMessage.id))
+
+    done = submit(host, "/host/aid", {}, action=f"/host/aid/messages/{message_id}/passed-on")
+    assert "marked as passed on" in text_of(done)
+    assert "Mark as passed on" not in text_of(done)
+    with app.app_context():
+        assert db.session.get(AidMessage, message_id).passed_on_at is not None
+    assert "passed on by the host" in text_of(submit(client, "/aid/mine", {"code": code}))
+
+
+def test_the_host_hides_a_post_and_restores_it(app, client):
+    code = receipt_code(offer_charging(client))
+    post_id = post_of(app, code).id
+    host = app.test_client()
+    make_member(app, "Kestrel", "host")
+    login(host, "Kestrel")
+
+    hidden = submit(host, "/host/aid", {}, action=f"/host/aid/{post_id}/hide")
+    assert "hidden from the board" in text_of(hidden)
+    assert CHARGING not in text_of(client.get("/aid"))
+    assert "Hidden by the host" in text_of(submit(client, "/aid/mine", {"code": code}))
+
+    submit(host, "/host/aid", {}, action=f"/host/aid/{post_id}/restore")
+    assert CHARGING in text_of(client.get("/aid"))
+
+
+def test_a_withdrawn_post_cannot_be_hidden_and_so_never_restored_onto_the_board(app, client):
+    code = receipt_code(offer_charging(client))
+    post_id = post_of(app, code).id
+    submit(client, "/aid/mine", {"code": code, "action": "withdrawn"})
+    host = app.test_client()
+    make_member(app, "Kestrel", "host")
+    login(host, "Kestrel")
+
+    refused = submit(host, "/host/aid", {}, action=f"/host/aid/{post_id}/hide")
+    assert "so it is not on the board" in text_of(refused)
+    assert post_of(app, code).status == aid.WITHDRAWN
+
+
+def test_an_offer_lapses_by_itself_after_its_days(app, client, clock):
+    code = receipt_code(offer_charging(client, days="3"))
+    post_id = post_of(app, code).id
+
+    clock.advance(days=2)
+    run_all_once(app)
+    assert CHARGING in text_of(client.get("/aid"))
+
+    clock.advance(days=1, minutes=1)
+    run_all_once(app)
+    assert CHARGING not in text_of(client.get("/aid"))
+    assert client.get(f"/aid/{post_id}").status_code == 404
+    assert post_of(app, code).status == aid.LAPSED
+    assert "Status: Lapsed" in text_of(submit(client, "/aid/mine", {"code": code}))
+
+
+def test_a_finished_post_is_purged_with_its_messages_after_the_retention_period(app, client, clock):
+    code = receipt_code(offer_charging(client))
+    post_id = post_of(app, code).id
+    for text in ("Yes please, Tuesday?", "Me too, I live by the market"):
+        submit(app.test_client(), f"/aid/{post_id}", {"text": text})
+    submit(client, "/aid/mine", {"code": code, "action": "withdrawn"})
+    assert (count(app, AidPost), count(app, AidMessage)) == (1, 2)
+    retention = app.config["AID_RETENTION_DAYS"]
+
+    clock.advance(days=retention - 1)
+    run_all_once(app)
+    assert (count(app, AidPost), count(app, AidMessage)) == (1, 2)
+
+    clock.advance(days=1, minutes=1)
+    run_all_once(app)
+    assert (count(app, AidPost), count(app, AidMessage)) == (0, 0)
+    gone = submit(client, "/aid/mine", {"code": code})
+    assert gone.status_code == 404
+    assert "No post has that receipt code" in text_of(gone)
+
+
+def test_only_the_hub_host_opens_aid_moderation(app, client):
+    offer_charging(client)
+    post_id = count(app, AidPost)
+
+    anonymous = app.test_client()
+    assert anonymous.get("/host/aid").status_code == 302
+    assert "/login" in anonymous.get("/host/aid").headers["Location"]
+
+    dispatcher = app.test_client()
+    make_member(app, "Wren", "dispatch")
+    login(dispatcher, "Wren")
+    denied = dispatcher.get("/host/aid")
+    assert denied.status_code == 403
+    assert CONTACT not in denied.get_data(as_text=True)
+    hide = dispatcher.post(f"/host/aid/{post_id}/hide", data={"csrf_token": csrf_token(dispatcher, "/aid/new")})
+    assert hide.status_code == 403
+    assert CHARGING in text_of(client.get("/aid"))
+
+
+def test_a_message_to_a_withdrawn_post_is_refused_and_the_words_kept(app, client):
+    code = receipt_code(offer_charging(client))
+    post_id = post_of(app, code).id
+    neighbour = app.test_client()
+    token = csrf_token(neighbour, f"/aid/{post_id}")  # the page was open before the post went
+    submit(client, "/aid/mine", {"code": code, "action": "withdrawn"})
+
+    refused = neighbour.post(f"/aid/{post_id}", data={"text": "Is it still free?", "csrf_token": token})
+
+    assert refused.status_code == 404
+    assert "no longer on the board" in text_of(refused)
+    assert "Is it still free?" in text_of(refused)
+    assert count(app, AidMessage) == 0
+
+
+def test_bad_post_inputs_come_back_with_messages_and_the_typed_text_kept(app, client):
+    add_area(app, "Market")
+    typed = "Soup on Sundays for whoever needs it"
+
+    cases = {
+        "days=abc": ({"days": "abc"}, "whole number"),
+        "days=0": ({"days": "0"}, "from 1 to 60 days"),
+        "days huge": ({"days": "9" * 40}, "from 1 to 60 days"),
+        "category=bogus": ({"category": "bogus"}, "choose a kind of help"),
+        "no category": ({"category": ""}, "choose a kind of help"),
+        "kind=bogus": ({"kind": "bogus"}, "offer or ask for help"),
+        "area=999": ({"area": "999"}, "choose an area from the list"),
+        "area=abc": ({"area": "abc"}, "choose an area from the list"),
+        "contact too long": ({"contact": "x" * (aid.MAX_CONTACT + 1)}, "at most 200"),
+    }
+    for name, (change, message) in cases.items():
+        response = offer_charging(client, text=typed, **change)
+        assert response.status_code == 400, name
+        assert message.lower() in text_of(response).lower(), name
+        assert typed in text_of(response), name
+    assert count(app, AidPost) == 0
+    assert 'value="abc"' in offer_charging(client, days="abc").get_data(as_text=True)
+
+    too_long = offer_charging(client, text="x" * (aid.MAX_TEXT + 1))
+    assert too_long.status_code == 400 and "at most 280" in text_of(too_long)
+    blank = offer_charging(client, text=" \t ")
+    assert blank.status_code == 400 and "fill in the description" in text_of(blank)
+    # Control characters are stripped by the domain, leaving nothing: refused, not saved.
+    only_controls = offer_charging(client, text="\u200b\u200b")
+    assert only_controls.status_code == 400
+    missing_kind = submit(client, "/aid/new", {"category": "food", "text": typed, "area": "", "days": "3"})
+    assert missing_kind.status_code == 400 and typed in text_of(missing_kind)
+    assert count(app, AidPost) == 0
+
+
+def test_bad_message_and_receipt_inputs_come_back_with_messages(app, client):
+    code = receipt_code(offer_charging(client))
+    post_id = post_of(app, code).id
+
+    long_message = "word " * 300
+    too_long = submit(client, f"/aid/{post_id}", {"text": long_message})
+    assert too_long.status_code == 400
+    assert "at most 1000" in text_of(too_long)
+    assert long_message.strip() in text_of(too_long)
+    empty = submit(client, f"/aid/{post_id}", {"text": "   "})
+    assert empty.status_code == 400 and "Please write a message" in text_of(empty)
+
+    malformed = submit(client, "/aid/mine", {"code": "my code is 12"})
+    assert malformed.status_code == 400
+    assert "does not look like a receipt code" in text_of(malformed)
+    assert 'value="my code is 12"' in malformed.get_data(as_text=True)
+    unknown = submit(client, "/aid/mine", {"code": "H-0000-0000"})
+    assert unknown.status_code == 404
+    assert "No post has that receipt code" in text_of(unknown)
+    assert 'value="H-0000-0000"' in unknown.get_data(as_text=True)
+    assert submit(client, "/aid/mine", {"code": ""}).status_code == 400
+    assert submit(client, "/aid/mine", {"code": "H" * 500}).status_code == 400
+    forged = submit(client, "/aid/mine", {"code": code, "action": "open"})
+    assert forged.status_code == 400 and "taken up or withdraw" in text_of(forged)
+    assert post_of(app, code).status == aid.OPEN
+    forged_code = submit(client, "/aid/mine", {"code": "H-0000-0000", "action": "withdrawn"})
+    assert forged_code.status_code == 404
+
+    for address in ("/aid/999", "/aid/abc", f"/aid/{'9' * 30}", "/aid/-1"):
+        assert client.get(address).status_code == 404, address
+
+
+def test_one_phone_cannot_flood_the_board_or_guess_receipt_codes(tmp_path, clock):
+    app = create_app(
+        {
+            "INSTANCE": tmp_path / "instance",
+            "TESTING": True,
+            "CLOCK": clock,
+            "TIMEZONE": "UTC",
+            # The limiter reads this once, when the app is built: it must be on from the start.
+            "RATELIMIT_ENABLED": True,
+            "PUBLIC_FORM_LIMIT": "2 per hour",
+            "RECEIPT_LOOKUP_LIMIT": "3 per hour",
+        }
+    )
+    apply_migrations(app)
+    client = app.test_client()
+    try:
+        code = receipt_code(offer_charging(client))
+        offer_charging(client)
+        refused = offer_charging(client, text="A third offer from the same phone")
+        assert refused.status_code == 429
+        assert "A third offer from the same phone" in text_of(refused)
+        assert count(app, AidPost) == 2
+        assert client.get("/aid/new").status_code == 200
+
+        for guess in ("H-ZZZZ-ZZZZ", "H-ZZZZ-ZZZY"):
+            assert submit(client, "/aid/mine", {"code": guess}).status_code == 404
+        assert submit(client, "/aid/mine", {"code": code}).status_code == 200
+        assert submit(client, "/aid/mine", {"code": code}).status_code == 429
+        # Closing a post carries the code too, so it counts against the same phone.
+        assert submit(client, "/aid/mine", {"code": code, "action": "withdrawn"}).status_code == 429
+        assert post_of(app, code).status == aid.OPEN
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
