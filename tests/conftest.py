@@ -25,6 +25,8 @@ def app(tmp_path, clock):
     app = create_app(
         {
             "INSTANCE": tmp_path / "instance",
+            # Pinned, so a SAFEBENCH_DATABASE_URL in a developer's shell never reaches a test.
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'instance' / 'safebench.db'}",
             "TESTING": True,
             "CLOCK": clock,
             "TIMEZONE": "UTC",

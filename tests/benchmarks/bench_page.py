@@ -1,0 +1,575 @@
+"""How fast the bench page answers, compared with the smallest Flask page.
+
+Seeds a fresh instance with weeks of patrol log and a full aid board, runs
+the real ``safebench serve`` (waitress, as it ships) and a one-page Flask
+app under the same waitress settings, drives both with the same load, and
+prints requests per second, the ratio between them, latency, page weight
+and the hub's memory. Run it from the repository root::
+
+    .venv/bin/python tests/benchmarks/bench_page.py [--quick]
+
+The figure to watch is the ratio: a bench page that does its few queries
+well stays above half the speed of a page that does nothing at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import logging
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from server import config, create_app
+from server.clock import utcnow
+from server.domain import aid, compact, patrol, people
+from server.domain.codes import new_receipt_code
+from server.extensions import db
+from server.migrating import apply_migrations
+
+# Aims, printed next to the figures.
+RATIO_AIM = 0.5
+PAGE_BUDGET_BYTES = 30_000  # HTML + CSS of the bench page; 1 KB = 1,000 bytes here
+RSS_AIM_MB = 80
+
+WAITRESS_THREADS = 8  # the hub's default WEB_THREADS, given to the baseline too
+START_TIMEOUT_S = 30
+
+BASELINE_APP = """
+import sys
+from flask import Flask
+from waitress import serve
+
+app = Flask("baseline")
+
+
+@app.get("/")
+def index():
+    return "<!doctype html><title>ok</title><p>ok</p>"
+
+
+serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), ident="baseline")
+"""
+
+AREAS = ("Market", "Elm Street", "Riverside", "Station", "Park", "School Lane", "Canal")
+BIRDS = ("Kestrel", "Heron", "Wren", "Robin", "Magpie", "Swift", "Finch", "Owl", "Lark", "Plover", "Jay", "Rook")
+PRIVATE_PLACES = ("12 Elm St", "behind the laundrette", "bus stop 4", "the underpass", "corner shop")
+CHECK_IN_NOTES = (None, None, None, "all quiet", "lent a charger", "chatted with the night bus driver")
+INCIDENTS = (
+    "loud argument outside the kebab shop, calmed down",
+    "broken glass on the pavement, swept up",
+    "someone lost and upset, walked them to the station",
+    "car alarm going off for 20 min",
+    "two people pushing each other, talked them apart",
+)
+
+
+# -- seeding ------------------------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    log_entries: int = 0
+    shifts: int = 0
+    open_shifts: int = 0
+    stewards: int = 0
+    aid_posts: int = 0
+    open_posts: int = 0
+
+
+def seed(instance: Path, log_entries: int, aid_posts: int, stewards: int, weeks: int) -> Seeded:
+    """Fill a fresh instance through the models, in bulk; this part is not measured."""
+    rng = random.Random(2026)
+    now = utcnow()
+    # The database is pinned too: a SAFEBENCH_DATABASE_URL in the environment must not receive the seed.
+    app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(instance)})
+    apply_migrations(app)
+    counts = Seeded()
+    with app.app_context():
+        session = db.session
+        area_ids = [patrol.add_area(session, name).id for name in AREAS]
+        member_ids = _seed_stewards(session, rng, now, stewards)
+        counts.stewards = len(member_ids)
+        counts.shifts, counts.open_shifts, counts.log_entries = _seed_patrols(
+            session, rng, now, member_ids, area_ids, log_entries, weeks
+        )
+        counts.aid_posts, counts.open_posts = _seed_aid(session, rng, now, area_ids, aid_posts, weeks)
+        session.execute(
+            insert(compact.CompactSignature),
+            [{"mark": f"neighbour {i}", "signed_at": now - timedelta(hours=i)} for i in range(120)],
+        )
+        session.commit()
+        session.remove()
+        db.engine.dispose()
+    return counts
+
+
+def _seed_stewards(session: Session, rng: random.Random, now: datetime, count: int) -> list[int]:
+    nodes = rng.sample(range(0x10000000, 0xF0000000), count)
+    rows = [
+        {
+            "id": i + 1,
+            "handle": f"{BIRDS[i % len(BIRDS)]}{'' if i < len(BIRDS) else i // len(BIRDS) + 1}",
+            "node_num": nodes[i],
+            "created_at": now - timedelta(days=90),
+        }
+        for i in range(count)
+    ]
+    for row in rows:
+        row["handle_key"] = row["handle"].lower()
+    session.execute(insert(people.Member), rows)
+    session.execute(
+        insert(people.RoleAssignment),
+        [
+            {
+                "member_id": row["id"],
+                "role": people.STEWARD,
+                "granted_at": now - timedelta(days=10),
+                "expires_at": now + timedelta(days=18),
+                "decision": "assembly, spring",
+            }
+            for row in rows
+        ],
+    )
+    return [row["id"] for row in rows]
+
+
+def _seed_patrols(
+    session: Session,
+    rng: random.Random,
+    now: datetime,
+    member_ids: list[int],
+    area_ids: list[int],
+    total: int,
+    weeks: int,
+) -> tuple[int, int, int]:
+    """Shifts of two to four hours, a check-in every 15-30 minutes, the odd incident."""
+    shifts: list[dict] = []
+    entries: list[dict] = []
+
+    def place_and_area() -> tuple[str | None, int | None]:
+        roll = rng.random()
+        if roll < 0.7:
+            index = rng.randrange(len(AREAS))
+            return f"{AREAS[index]} {rng.choice(('north', 'west', 'corner', ''))}".strip(), area_ids[index]
+        if roll < 0.9:
+            return rng.choice(PRIVATE_PLACES), None
+        return None, None
+
+    def add_shift(member_id: int, start: datetime, end: datetime | None) -> None:
+        shift_id = len(shifts) + 1
+        place, area_id = place_and_area()
+        shifts.append(
+            {
+                "id": shift_id,
+                "member_id": member_id,
+                "area_id": area_id,
+                "place": place,
+                "started_at": start,
+                "ended_at": end,
+            }
+        )
+        common = {"member_id": member_id, "shift_id": shift_id, "area_id": area_id, "place": place}
+        source = patrol.SOURCE_RADIO if rng.random() < 0.85 else patrol.SOURCE_WEB
+        entries.append({**common, "at": start, "kind": patrol.SHIFT_START, "note": None, "source": source})
+        moment = start + timedelta(minutes=rng.randint(15, 30))
+        stop = end or now
+        while moment < stop:
+            if rng.random() < 0.08:
+                entries.append(
+                    {**common, "at": moment, "kind": patrol.INCIDENT, "note": rng.choice(INCIDENTS), "source": source}
+                )
+            else:
+                entries.append(
+                    {
+                        **common,
+                        "at": moment,
+                        "kind": patrol.CHECK_IN,
+                        "note": rng.choice(CHECK_IN_NOTES),
+                        "source": source,
+                    }
+                )
+            moment += timedelta(minutes=rng.randint(15, 30), seconds=rng.randint(0, 59))
+        if end is not None:
+            entries.append({**common, "at": end, "kind": patrol.SHIFT_END, "note": None, "source": source})
+
+    # A few stewards out right now, and weeks of evenings behind them.
+    on_patrol = rng.sample(member_ids, 4)
+    for member_id in on_patrol:
+        add_shift(member_id, now - timedelta(minutes=rng.randint(20, 150)), None)
+    open_shift_count = len(shifts)
+    while len(entries) < total:
+        day = now - timedelta(days=rng.randint(2, weeks * 7))
+        start = day.replace(hour=rng.choice((17, 18, 19, 20, 21, 22)), minute=rng.randrange(60))
+        add_shift(rng.choice(member_ids), start, start + timedelta(minutes=rng.randint(120, 240)))
+
+    entries.sort(key=lambda row: row["at"])
+    entries = entries[-total:]  # the oldest shift may start before the log does, as after a purge
+    for row in entries:
+        row["public"] = rng.random() > 0.01  # the host withdraws the odd entry
+    session.execute(insert(patrol.Shift), shifts)
+    session.execute(insert(patrol.LogEntry), entries)
+    return len(shifts), open_shift_count, len(entries)
+
+
+def _seed_aid(
+    session: Session,
+    rng: random.Random,
+    now: datetime,
+    area_ids: list[int],
+    total: int,
+    weeks: int,
+) -> tuple[int, int]:
+    """Mostly open posts, some lapsed, a few taken up or withdrawn."""
+    codes: set[str] = set()
+    while len(codes) < total:
+        codes.add(new_receipt_code(aid.RECEIPT_PREFIX))
+    rows = []
+    open_count = 0
+    for code in codes:
+        created = now - timedelta(days=rng.uniform(0, weeks * 7))
+        roll = rng.random()
+        if roll < 0.75:
+            status, closed = aid.OPEN, None
+            until = now + timedelta(days=rng.uniform(0.5, 14))
+            open_count += 1
+        elif roll < 0.92:
+            until = created + timedelta(days=rng.randint(1, 7))
+            until = min(until, now - timedelta(hours=1))
+            status, closed = aid.LAPSED, until
+        else:
+            status = rng.choice(aid.POSTER_CLOSINGS)
+            until = created + timedelta(days=7)
+            closed = min(created + timedelta(days=rng.uniform(0.1, 3)), now)
+        category = rng.choice(aid.CATEGORIES)
+        rows.append(
+            {
+                "receipt_code": code,
+                "kind": aid.OFFER if rng.random() < 0.6 else aid.ASK,
+                "category": category,
+                "text": f"{aid.CATEGORY_LABELS[category]}: {rng.choice(('evenings', 'weekends', 'any time'))}, "
+                f"ask at the bench (post {len(rows) + 1})",
+                "area_id": rng.choice(area_ids) if rng.random() < 0.8 else None,
+                "contact": "via the host" if rng.random() < 0.5 else None,
+                "status": status,
+                "created_at": created,
+                "available_until": until,
+                "closed_at": closed,
+            }
+        )
+    rows.sort(key=lambda row: row["created_at"])
+    session.execute(insert(aid.AidPost), rows)
+    return len(rows), open_count
+
+
+# -- servers ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    def wait_until_up(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                status, _ = fetch(self.port, "/")
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if status == 200:
+                return
+            raise SystemExit(f"{self.name} answered / with {status}:\n{self.log_tail()}")
+        raise SystemExit(f"{self.name} did not answer within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmRSS and VmHWM from /proc (Linux), in kB."""
+        found = {}
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    found[key] = int(value.split()[0])
+        return found
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_server(name: str, argv: list[str], port: int, env: dict[str, str], workdir: Path) -> Server:
+    log_path = workdir / f"{name}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Server(name, process, port, log_path)
+
+
+def safebench_command() -> list[str]:
+    """The installed ``safebench`` script next to this Python, as a bench runs it."""
+    script = Path(sys.executable).with_name("safebench")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "server"]
+
+
+# -- load ---------------------------------------------------------------------
+
+
+def fetch(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def run_load(port: int, path: str, total: int, concurrency: int, max_seconds: float) -> LoadResult:
+    """``concurrency`` keep-alive clients share ``total`` requests, stopping early at ``max_seconds``."""
+    result = LoadResult()
+    lock = threading.Lock()
+    issued = 0
+    deadline = time.monotonic() + max_seconds
+
+    def take() -> bool:
+        nonlocal issued
+        with lock:
+            if issued >= total or time.monotonic() > deadline:
+                return False
+            issued += 1
+            return True
+
+    def client() -> None:
+        latencies, errors = [], 0
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while take():
+            started = time.perf_counter()
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    errors += 1
+                if response.will_close:
+                    conn.close()
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn.close()
+                continue
+            latencies.append(time.perf_counter() - started)
+        conn.close()
+        with lock:
+            result.latencies.extend(latencies)
+            result.errors += errors
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=max_seconds + 30)
+    result.seconds = time.perf_counter() - began
+    result.requests = len(result.latencies)
+    return result
+
+
+def stylesheets(html: str) -> list[str]:
+    """The href of every ``<link rel="stylesheet">`` in a page."""
+    links = [dict(re.findall(r'([\w-]+)\s*=\s*"([^"]*)"', tag)) for tag in re.findall(r"<link\b[^>]*>", html)]
+    return [link["href"] for link in links if "stylesheet" in link.get("rel", "").split() and "href" in link]
+
+
+def page_weight(port: int) -> tuple[int, int]:
+    """Bytes of the bench page's HTML, and of the stylesheets it links."""
+    status, html = fetch(port, "/")
+    if status != 200:
+        raise SystemExit(f"the bench page answered {status}")
+    css = 0
+    for href in stylesheets(html.decode()):
+        status, body = fetch(port, href)
+        if status != 200:
+            raise SystemExit(f"the stylesheet {href} answered {status}")
+        css += len(body)
+    return len(html), css
+
+
+# -- the run ------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small seed and a short run, as a smoke check")
+    parser.add_argument("--requests", type=int, help="measured requests per server (default 4000, quick 400)")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent keep-alive clients (default 8)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=40.0, help="stop each measured run after this long (default 40)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary instance folder and server logs")
+    args = parser.parse_args(argv)
+    if args.requests is None:
+        args.requests = 400 if args.quick else 4000
+    if args.requests < 1 or args.concurrency < 1 or args.max_seconds <= 0:
+        parser.error("--requests, --concurrency and --max-seconds must be positive")
+    args.log_entries, args.aid_posts = (2_000, 200) if args.quick else (20_000, 2_000)
+    args.warmup = max(args.concurrency * 10, args.requests // 10)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Warnings only: with a handler in place the migrations keep quiet about each step.
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    workdir = Path(tempfile.mkdtemp(prefix="safebench-bench-"))
+    servers: list[Server] = []
+    try:
+        instance = workdir / "instance"
+        began = time.perf_counter()
+        seeded = seed(instance, args.log_entries, args.aid_posts, stewards=36, weeks=8)
+        print(
+            f"seeded in {time.perf_counter() - began:.1f} s: {seeded.log_entries} log entries "
+            f"({seeded.shifts} shifts, {seeded.open_shifts} open), {seeded.stewards} stewards, "
+            f"{seeded.aid_posts} aid posts ({seeded.open_posts} open)",
+            flush=True,
+        )
+
+        env = {key: value for key, value in os.environ.items() if not key.startswith(f"{config.ENV_PREFIX}_")}
+        env[f"{config.ENV_PREFIX}_INSTANCE"] = str(instance)
+        hub_port, baseline_port = free_port(), free_port()
+        hub = start_server(
+            "hub",
+            [*safebench_command(), "serve", "--host", "127.0.0.1", "--port", str(hub_port)],
+            hub_port,
+            env,
+            workdir,
+        )
+        servers.append(hub)
+        baseline = start_server(
+            "baseline",
+            [sys.executable, "-c", BASELINE_APP, str(baseline_port), str(WAITRESS_THREADS)],
+            baseline_port,
+            env,
+            workdir,
+        )
+        servers.append(baseline)
+        hub.wait_until_up()
+        baseline.wait_until_up()
+        hub_idle = hub.memory_kb()
+
+        html_bytes, css_bytes = page_weight(hub.port)
+        print(
+            f"load: {args.requests} requests per server, {args.concurrency} keep-alive clients, "
+            f"{args.warmup} warm-up requests, waitress threads={WAITRESS_THREADS}",
+            flush=True,
+        )
+        results: dict[str, LoadResult] = {}
+        for server in (baseline, hub):
+            run_load(server.port, "/", args.warmup, args.concurrency, args.max_seconds)
+            results[server.name] = run_load(server.port, "/", args.requests, args.concurrency, args.max_seconds)
+        hub_memory, baseline_memory = hub.memory_kb(), baseline.memory_kb()
+    finally:
+        for server in servers:
+            server.stop()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    return report(results, html_bytes, css_bytes, hub_idle, hub_memory, baseline_memory)
+
+
+def report(
+    results: dict[str, LoadResult],
+    html_bytes: int,
+    css_bytes: int,
+    hub_idle: dict[str, int],
+    hub_memory: dict[str, int],
+    baseline_memory: dict[str, int],
+) -> int:
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    hub, baseline = results["hub"], results["baseline"]
+    ratio = hub.per_second / baseline.per_second if baseline.per_second else 0.0
+    page = html_bytes + css_bytes
+    rss_mb, hwm_mb = hub_memory["VmRSS"] / 1024, hub_memory["VmHWM"] / 1024
+    print()
+    for name, result in (("baseline page", baseline), ("bench page /", hub)):
+        print(
+            f"{name:<16} {result.per_second:8.1f} req/s  ({result.requests} in {result.seconds:.1f} s, "
+            f"{result.errors} errors, p50 {result.percentile(0.5) * 1000:.1f} ms)"
+        )
+    print(f"ratio bench/baseline   {ratio:.2f}   (aim >= {RATIO_AIM})  {verdict(ratio >= RATIO_AIM)}")
+    print(
+        f"bench page latency     p50 {hub.percentile(0.5) * 1000:.1f} ms, p95 {hub.percentile(0.95) * 1000:.1f} ms, "
+        f"mean {statistics.fmean(hub.latencies) * 1000:.1f} ms"
+    )
+    print(
+        f"bench page size        HTML {html_bytes / 1000:.1f} KB, HTML+CSS {page / 1000:.1f} KB "
+        f"(budget < {PAGE_BUDGET_BYTES / 1000:.0f} KB, 1 KB = 1000 bytes)  {verdict(page < PAGE_BUDGET_BYTES)}"
+    )
+    print(
+        f"hub memory after run   VmRSS {rss_mb:.1f} MB, VmHWM {hwm_mb:.1f} MB "
+        f"(aim <= {RSS_AIM_MB} MB)  {verdict(hwm_mb <= RSS_AIM_MB)}"
+    )
+    print(f"hub memory before load VmRSS {hub_idle['VmRSS'] / 1024:.1f} MB (after its first page)")
+    print(
+        f"baseline memory        VmRSS {baseline_memory['VmRSS'] / 1024:.1f} MB, "
+        f"VmHWM {baseline_memory['VmHWM'] / 1024:.1f} MB"
+    )
+    if hub.errors or baseline.errors:
+        print("some requests failed: the figures above are not to be trusted", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

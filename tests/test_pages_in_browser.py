@@ -1,0 +1,227 @@
+"""A neighbour opens every public page on a small phone, in a real browser.
+
+The hub runs as it ships (``safebench serve`` under waitress) and Debian's
+chromium visits each public page at 320 px wide: the page loads, nothing
+scrolls sideways, every field has a label, and nothing is fetched from
+anywhere but the hub (the bench may have no internet at all). Screenshots
+land in ``tests/artifacts/`` for a human to look at.
+
+The list of pages comes from the app's URL map, so a new public page is
+checked the day it lands.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+from playwright.sync_api import Route, sync_playwright
+
+from server import config, create_app
+from server.domain import aid, patrol, people
+from server.extensions import db
+from server.migrating import apply_migrations
+from server.web.access import audience_of
+from tests.processes import SAFEBENCH, env_for, free_port, wait_for_http
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+VIEWPORT = {"width": 320, "height": 640}
+PAGE_BUDGET_BYTES = 30_000  # the bench page's HTML plus its CSS
+START_TIMEOUT_S = 30
+
+
+def public_pages() -> list[tuple[str, str]]:
+    """(endpoint, path) of every page anyone may GET without parameters."""
+    with tempfile.TemporaryDirectory() as instance:
+        app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(Path(instance))})
+        pages = sorted(
+            (rule.endpoint, rule.rule)
+            for rule in app.url_map.iter_rules()
+            if rule.endpoint != "static"
+            and "GET" in (rule.methods or ())
+            and not rule.arguments
+            and audience_of(app, rule.endpoint) is None
+        )
+        with app.app_context():
+            db.engine.dispose()
+    return pages
+
+
+PUBLIC_PAGES = public_pages()
+
+
+# -- the hub and the browser --------------------------------------------------
+
+
+def _seed(instance: Path) -> None:
+    """A steward on shift in a published area, a little log, an open offer."""
+    app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(instance)})
+    apply_migrations(app)
+    with app.app_context():
+        session = db.session
+        now = app.config["CLOCK"]()
+        market = patrol.add_area(session, "Market")
+        kestrel = people.register_steward(session, now, "Kestrel", "!a1b2c3d4", "test assembly", 28)
+        patrol.start_shift(session, now, kestrel, "Market square", patrol.SOURCE_RADIO)
+        patrol.record_check_in(session, now, kestrel, patrol.SOURCE_RADIO, note="all quiet")
+        patrol.record_incident(session, now, kestrel, patrol.SOURCE_RADIO, "loud argument, calmed down")
+        aid.post_aid(
+            session,
+            now,
+            kind=aid.OFFER,
+            category="charging",
+            text="Phone chargers at the bench",
+            area_id=market.id,
+            days=7,
+            max_days=60,
+        )
+        session.commit()
+        session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """The real ``safebench serve`` on a free local port; yields its base URL."""
+    folder = tmp_path_factory.mktemp("hub")
+    instance = folder / "instance"
+    _seed(instance)
+    port = free_port()
+    log_path = folder / "hub.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [SAFEBENCH, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env_for(instance),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            status = wait_for_http(base + "/", seconds=START_TIMEOUT_S)
+        except OSError:
+            status = None
+        if status != 200:
+            pytest.fail(f"the hub did not start (status {status}); its log:\n{log_path.read_text()}")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: these checks need Debian's chromium. "
+            "Install it with `sudo apt-get install -y chromium`, or run the whole suite with "
+            "`bash tests/run.sh`, which installs it."
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+# -- what is checked on each page ---------------------------------------------
+
+_OVERFLOWING = """() => {
+  const width = window.innerWidth;
+  return [...document.querySelectorAll("body *")]
+    .filter(el => el.getBoundingClientRect().right > width + 0.5)
+    .slice(0, 5)
+    .map(el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+               + (el.className && typeof el.className === "string" ? "." + el.className.trim().replace(/\\s+/g, ".") : ""));
+}"""
+
+_UNLABELLED = """() => {
+  const labelled = el => {
+    if (el.labels && el.labels.length) return true;  // <label for> or a wrapping <label>
+    if ((el.getAttribute("aria-label") || "").trim()) return true;
+    const ids = (el.getAttribute("aria-labelledby") || "").split(/\\s+/).filter(Boolean);
+    return ids.some(id => (document.getElementById(id)?.textContent || "").trim());
+  };
+  // Buttons name themselves by their value; hidden inputs are not seen.
+  const skipped = new Set(["hidden", "submit", "reset", "button", "image"]);
+  return [...document.querySelectorAll("input, select, textarea")]
+    .filter(el => !(el.tagName === "INPUT" && skipped.has(el.type)))
+    .filter(el => el.checkVisibility())
+    .filter(el => !labelled(el))
+    .map(el => el.outerHTML.slice(0, 120));
+}"""
+
+
+def stylesheets(html: str) -> list[str]:
+    """The href of every ``<link rel="stylesheet">`` in a page."""
+    links = [dict(re.findall(r'([\w-]+)\s*=\s*"([^"]*)"', tag)) for tag in re.findall(r"<link\b[^>]*>", html)]
+    return [link["href"] for link in links if "stylesheet" in link.get("rel", "").split() and "href" in link]
+
+
+def _artifact_name(endpoint: str) -> str:
+    return re.sub(r"[^\w-]+", "-", endpoint).strip("-")
+
+
+@pytest.mark.parametrize(("endpoint", "path"), PUBLIC_PAGES, ids=[path for _, path in PUBLIC_PAGES])
+def test_a_neighbour_reads_a_public_page_on_a_small_phone(browser, hub, endpoint, path):
+    hub_host = urlsplit(hub).netloc
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(15_000)
+    foreign: list[str] = []
+
+    def only_the_hub(route: Route) -> None:
+        url = route.request.url
+        if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != hub_host:
+            foreign.append(url)
+            route.abort()  # the bench may have no internet: a foreign fetch would only hang
+        else:
+            route.continue_()
+
+    try:
+        context.route("**/*", only_the_hub)
+        page = context.new_page()
+        response = page.goto(hub + path, wait_until="load")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{_artifact_name(endpoint)}-320.png", full_page=True)
+
+        assert response is not None and response.status == 200, f"{path} answered {response and response.status}"
+        scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert scroll_width <= inner_width, (
+            f"{path} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
+            f"too wide: {page.evaluate(_OVERFLOWING)}"
+        )
+        unlabelled = page.evaluate(_UNLABELLED)
+        assert not unlabelled, f"{path} has fields without a label: {unlabelled}"
+        assert not foreign, f"{path} asked other hosts than the hub for: {foreign}"
+    finally:
+        context.close()
+
+
+def test_the_bench_page_and_its_css_stay_small(hub):
+    with urllib.request.urlopen(hub + "/", timeout=10) as response:
+        html = response.read()
+    sizes = {"/": len(html)}
+    for href in stylesheets(html.decode()):
+        url = urljoin(hub + "/", href)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            sizes[urlsplit(url).path] = len(response.read())
+    assert len(sizes) > 1, "the bench page links no stylesheet: has the <link> changed shape?"
+    assert sum(sizes.values()) < PAGE_BUDGET_BYTES, f"the bench page weighs {sum(sizes.values())} bytes: {sizes}"
