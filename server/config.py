@@ -44,9 +44,14 @@ DEFAULTS: dict[str, Any] = {
     # SQLite waits this long for a lock before the web layer retries.
     "DB_BUSY_TIMEOUT_MS": 5000,
     "DB_RETRY_ATTEMPTS": 3,
+    # Public pages seen by anonymous visitors are rendered at most this often:
+    # a crowd at the bench scanning the QR code all at once costs one render.
+    "CACHE_TYPE": "SimpleCache",
+    "CACHE_DEFAULT_TIMEOUT": 5,
     "HOST": "127.0.0.1",
     "PORT": 8080,
-    "WEB_THREADS": 8,
+    # Four threads suit the Pi Zero 2 W (four cores, 512 MB): more only add memory.
+    "WEB_THREADS": 4,
     # Whole-request cap: the largest form is a few kilobytes of text.
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,

@@ -33,6 +33,9 @@ def app(tmp_path, clock):
             # Rate limits have their own tests; elsewhere they would only
             # make stories depend on the order tests run in.
             "RATELIMIT_ENABLED": False,
+            # Stories read the page right after changing the data.
+            "CACHE_TYPE": "NullCache",
+            "CACHE_NO_NULL_WARNING": True,
         }
     )
     apply_migrations(app)

@@ -68,3 +68,29 @@ def test_the_migrations_build_exactly_the_schema_the_models_describe(app):
         with db.engine.connect() as conn:
             differences = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert differences == []
+
+
+def test_a_hub_from_the_first_release_upgrades_without_losing_its_data(tmp_path, clock):
+    """A bench in the field runs `safebench serve` on new code: its stewards and requests are still there."""
+    from flask_migrate import upgrade
+
+    from server import create_app
+    from server.domain import mediation, people
+    from server.migrating import apply_migrations
+
+    app = create_app({"INSTANCE": tmp_path / "old-hub", "TESTING": True, "CLOCK": clock})
+    with app.app_context():
+        upgrade(revision="51a1ccf08592")  # the first release's schema
+        db.session.execute(db.text(
+            "INSERT INTO member (id, handle, handle_key, node_num, created_at) "
+            "VALUES (1, 'Kestrel', 'kestrel', 2712847316, '2026-11-01 20:00:00')"))
+        db.session.execute(db.text(
+            "INSERT INTO mediation_request (id, receipt_code, what, urgency, status, created_at, updated_at) "
+            "VALUES (1, 'M-ABCD-EFGH', 'noise at night', 'soon', 'new', '2026-11-01 20:00:00', '2026-11-01 20:00:00')"))
+        db.session.commit()
+    apply_migrations(app)
+    with app.app_context():
+        assert people.get_member(db.session, "kestrel").node_id == "!a1b2c3d4"
+        assert mediation.status_for_receipt(db.session, "m-abcd-efgh").status == "new"
+        tables = set(db.inspect(db.engine).get_table_names())
+    assert {"outbox_message", "heard_packet", "bridge_status"} <= tables

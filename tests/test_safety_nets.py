@@ -79,3 +79,22 @@ def test_every_page_refuses_framing_sniffing_and_scripts(client):
     assert "default-src 'none'" in headers["Content-Security-Policy"]
     cookie_page = client.get("/login")
     assert any("HttpOnly" in c and "SameSite=Lax" in c for c in cookie_page.headers.getlist("Set-Cookie"))
+
+
+def test_a_crowd_shares_one_rendering_of_the_bench_page_but_a_host_always_sees_their_own(tmp_path, clock):
+    app = create_app({"INSTANCE": tmp_path / "cached", "TESTING": True, "CLOCK": clock, "RATELIMIT_ENABLED": False})
+    apply_migrations(app)
+    make_member(app, "Kestrel", "host", "steward", node="!a1b2c3d4")
+    neighbour, host = app.test_client(), app.test_client()
+    assert "No steward is on patrol" in text_of(neighbour.get("/"))
+    submit(host, "/login", {"handle": "Kestrel", "password": PASSWORD})
+    with app.app_context():
+        from server.domain import patrol, people
+        from server.extensions import db
+
+        patrol.start_shift(db.session, clock(), people.get_member(db.session, "Kestrel"), None, patrol.SOURCE_WEB)
+        db.session.commit()
+    # The neighbour's copy is a few seconds old; the host's page is their own and current.
+    assert "No steward is on patrol" in text_of(neighbour.get("/"))
+    host_page = text_of(host.get("/"))
+    assert "1 steward: Kestrel" in host_page and "Log out Kestrel" in host_page

@@ -6,4 +6,4 @@ rows, and leaves committing to the caller, so one caller's transaction can
 span several services.
 """
 
-from server.domain import aid, compact, mediation, patrol, people  # noqa: F401  (registers models)
+from server.domain import aid, compact, mediation, outbox, patrol, people, radio  # noqa: F401  (registers models)

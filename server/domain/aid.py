@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, Text, delete, func, select
+from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain.base import Base
@@ -59,6 +59,8 @@ RECEIPT_PREFIX = "H"
 
 class AidPost(Base):
     __tablename__ = "aid_post"
+    # The board reads open posts newest first on every bench-page render.
+    __table_args__ = (Index("ix_aid_post_status_created_at", "status", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     receipt_code: Mapped[str] = mapped_column(String(11), unique=True)

@@ -7,12 +7,14 @@ from flask import Blueprint, current_app, render_template
 from server.domain import aid, compact, patrol
 from server.extensions import db
 from server.web.access import now, public
+from server.web.caching import public_page
 
 bp = Blueprint("bench", __name__)
 
 
 @bp.get("/")
 @public
+@public_page
 def index() -> str:
     cfg = current_app.config
     shifts = patrol.on_patrol(db.session)
@@ -28,6 +30,7 @@ def index() -> str:
 
 @bp.get("/log")
 @public
+@public_page
 def public_log() -> str:
     cfg = current_app.config
     entries = patrol.public_log(

@@ -47,7 +47,7 @@ RATIO_AIM = 0.5
 PAGE_BUDGET_BYTES = 30_000  # HTML + CSS of the bench page; 1 KB = 1,000 bytes here
 RSS_AIM_MB = 80
 
-WAITRESS_THREADS = 8  # the hub's default WEB_THREADS, given to the baseline too
+WAITRESS_THREADS = config.DEFAULTS["WEB_THREADS"]  # the hub's default, given to the baseline too
 START_TIMEOUT_S = 30
 
 BASELINE_APP = """
@@ -447,6 +447,7 @@ def page_weight(port: int) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-cache", action="store_true", help="render the bench page on every request (SAFEBENCH_CACHE_TYPE=NullCache)")
     parser.add_argument("--quick", action="store_true", help="a small seed and a short run, as a smoke check")
     parser.add_argument("--requests", type=int, help="measured requests per server (default 4000, quick 400)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent keep-alive clients (default 8)")
@@ -483,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
 
         env = {key: value for key, value in os.environ.items() if not key.startswith(f"{config.ENV_PREFIX}_")}
         env[f"{config.ENV_PREFIX}_INSTANCE"] = str(instance)
+        if args.no_cache:
+            env[f"{config.ENV_PREFIX}_CACHE_TYPE"] = "NullCache"
         hub_port, baseline_port = free_port(), free_port()
         hub = start_server(
             "hub",

@@ -1,0 +1,287 @@
+"""The outbox: every message the hub wants on the air is a row here first.
+
+The web app, the scheduler and the terminal queue messages; the radio bridge
+drains them, one at a time, in order of urgency. Nothing waits in memory
+only, so a bridge that crashes or a radio that is unplugged for an hour loses
+nothing.
+
+A message's life: queued -> sending -> sent -> acked, or back to queued for
+a retry after a NAK or silence, until it is failed; a queued message past
+its expiry is expired instead of clogging the air.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from server.domain.base import Base
+from server.domain.errors import Invalid
+from server.domain.people import BROADCAST_NODE
+from server.domain.radio_text import split_for_radio
+from server.domain.text import clean_text
+
+URGENT = 0
+NORMAL = 1
+LOW = 2
+PRIORITIES = {URGENT: "urgent", NORMAL: "normal", LOW: "low"}
+
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+ACKED = "acked"
+FAILED = "failed"
+EXPIRED = "expired"
+LIVE_STATES = (QUEUED, SENDING, SENT)
+
+# How long a message may wait for the air before it is pointless, by priority.
+DEFAULT_TTL = {URGENT: timedelta(hours=6), NORMAL: timedelta(hours=1), LOW: timedelta(minutes=30)}
+MAX_TEXT = 2000
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime]
+    destination: Mapped[int] = mapped_column(BigInteger)  # a node number, or BROADCAST_NODE
+    channel: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, index=True)
+    text: Mapped[str] = mapped_column(Text)
+    # Queuing the same thing twice (a scheduler run repeated, a double click)
+    # while the first is still on its way is a no-op.
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), index=True)
+    expires_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(8), index=True, default=QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    # Chosen before the radio sees it, so a send interrupted by a crash is
+    # repeated with the same id and the mesh drops the copy.
+    packet_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    sent_at: Mapped[datetime | None]
+    acked_at: Mapped[datetime | None]
+    ack_kind: Mapped[str | None] = mapped_column(String(8))  # "ack" from the destination, "implicit" from a relay
+    last_error: Mapped[str | None] = mapped_column(String(40))
+    airtime_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+    @property
+    def priority_label(self) -> str:
+        return PRIORITIES[self.priority]
+
+    @property
+    def is_broadcast(self) -> bool:
+        return self.destination == BROADCAST_NODE
+
+
+class AirtimeUse(Base):
+    """One transmission by the hub's radio: the airtime ledger survives restarts."""
+
+    __tablename__ = "airtime_use"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    priority: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id", ondelete="SET NULL"))
+
+
+def _new_packet_id() -> int:
+    # Meshtastic packet ids are 32-bit and must not be 0.
+    return secrets.randbelow(0xFFFFFFFF - 1) + 1
+
+
+def queue_message(
+    session: Session,
+    now: datetime,
+    text: str,
+    *,
+    destination: int = BROADCAST_NODE,
+    priority: int = NORMAL,
+    dedupe_key: str | None = None,
+    ttl: timedelta | None = None,
+    channel: int = 0,
+) -> list[OutboxMessage]:
+    """Queue ``text``; a text longer than one packet becomes numbered parts."""
+    if priority not in PRIORITIES:
+        raise Invalid("Unknown priority.", field="priority")
+    text = clean_text(text, field="message", max_length=MAX_TEXT, multiline=True)
+    if dedupe_key:
+        existing = list(
+            session.scalars(
+                select(OutboxMessage)
+                .where(
+                    (OutboxMessage.dedupe_key == dedupe_key)
+                    | OutboxMessage.dedupe_key.startswith(f"{dedupe_key}#", autoescape=True),
+                    OutboxMessage.state.in_(LIVE_STATES),
+                )
+                .order_by(OutboxMessage.id)
+            )
+        )
+        if existing:
+            return existing
+    expires_at = now + (ttl or DEFAULT_TTL[priority])
+    parts = split_for_radio(text)
+    messages = []
+    for number, part in enumerate(parts, start=1):
+        key = dedupe_key if dedupe_key is None or len(parts) == 1 else f"{dedupe_key}#{number}"
+        message = OutboxMessage(
+            created_at=now, destination=destination, channel=channel, priority=priority, text=part,
+            dedupe_key=key, expires_at=expires_at, state=QUEUED, attempts=0, airtime_s=0.0,
+        )
+        session.add(message)
+        messages.append(message)
+    session.flush()
+    return messages
+
+
+def expire_stale(session: Session, now: datetime) -> int:
+    """Queued messages past their expiry leave the queue (counted, for the host)."""
+    stale = list(
+        session.scalars(select(OutboxMessage).where(OutboxMessage.state == QUEUED, OutboxMessage.expires_at <= now))
+    )
+    for message in stale:
+        message.state = EXPIRED
+        message.last_error = message.last_error or "expired before it could be sent"
+    session.flush()
+    return len(stale)
+
+
+def next_due(session: Session, now: datetime, priorities: tuple[int, ...] = tuple(PRIORITIES)) -> OutboxMessage | None:
+    """The next message to send: most urgent first, oldest first within a priority."""
+    return session.scalar(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.state == QUEUED,
+            OutboxMessage.priority.in_(priorities),
+            (OutboxMessage.next_attempt_at.is_(None)) | (OutboxMessage.next_attempt_at <= now),
+            (OutboxMessage.expires_at.is_(None)) | (OutboxMessage.expires_at > now),
+        )
+        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        .limit(1)
+    )
+
+
+def begin_send(session: Session, now: datetime, message: OutboxMessage) -> int:
+    """Mark a message as going out and fix the packet id it goes out with."""
+    if message.packet_id is None or message.state != SENDING:
+        message.packet_id = _new_packet_id()
+    message.state = SENDING
+    message.attempts += 1
+    session.flush()
+    return message.packet_id
+
+
+def interrupted_sends(session: Session) -> list[OutboxMessage]:
+    """Sends a crash cut short: the radio may or may not have them."""
+    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.state == SENDING).order_by(OutboxMessage.id)))
+
+
+def mark_sent(session: Session, now: datetime, message: OutboxMessage, airtime_s: float) -> None:
+    message.state = SENT
+    message.sent_at = now
+    message.airtime_s += airtime_s
+    session.add(AirtimeUse(at=now, seconds=airtime_s, priority=message.priority, message_id=message.id))
+    session.flush()
+
+
+def find_by_packet(session: Session, packet_id: int) -> OutboxMessage | None:
+    return session.scalar(select(OutboxMessage).where(OutboxMessage.packet_id == packet_id))
+
+
+def record_ack(session: Session, now: datetime, packet_id: int, *, implicit: bool) -> OutboxMessage | None:
+    """An ACK arrived. A real ACK from the destination outranks an implicit one."""
+    message = find_by_packet(session, packet_id)
+    if message is None or message.state not in (SENDING, SENT, ACKED):
+        return message
+    if message.state != ACKED or (message.ack_kind == "implicit" and not implicit):
+        message.state = ACKED
+        message.acked_at = now
+        message.ack_kind = "implicit" if implicit else "ack"
+        message.last_error = None
+    session.flush()
+    return message
+
+
+def _retry_or_fail(message: OutboxMessage, now: datetime, error: str, max_attempts: int, backoff: timedelta) -> None:
+    message.last_error = error[:40]
+    if message.attempts >= max_attempts or (message.expires_at is not None and message.expires_at <= now):
+        message.state = FAILED
+        return
+    message.state = QUEUED
+    # A retry goes out as a new packet: the old id may be stuck in relays' history.
+    message.packet_id = None
+    message.next_attempt_at = now + backoff * (2 ** (message.attempts - 1))
+
+
+def record_nak(
+    session: Session, now: datetime, packet_id: int, reason: str, *, max_attempts: int, backoff: timedelta
+) -> OutboxMessage | None:
+    message = find_by_packet(session, packet_id)
+    if message is None or message.state not in (SENDING, SENT):
+        return message
+    _retry_or_fail(message, now, reason, max_attempts, backoff)
+    session.flush()
+    return message
+
+
+def time_out_unanswered(
+    session: Session, now: datetime, *, ack_timeout: timedelta, max_attempts: int, backoff: timedelta
+) -> int:
+    """Sent messages with no ACK after ``ack_timeout`` are retried or failed."""
+    silent = list(
+        session.scalars(
+            select(OutboxMessage).where(OutboxMessage.state == SENT, OutboxMessage.sent_at <= now - ack_timeout)
+        )
+    )
+    for message in silent:
+        _retry_or_fail(message, now, "no answer", max_attempts, backoff)
+    session.flush()
+    return len(silent)
+
+
+def depth_by_priority(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(OutboxMessage.priority, func.count(OutboxMessage.id))
+        .where(OutboxMessage.state.in_((QUEUED, SENDING)))
+        .group_by(OutboxMessage.priority)
+    )
+    depth = {label: 0 for label in PRIORITIES.values()}
+    for priority, count in rows:
+        depth[PRIORITIES[priority]] = count
+    return depth
+
+
+def airtime_since(session: Session, since: datetime) -> list[tuple[datetime, float, int]]:
+    """(time, seconds, priority) of every transmission since ``since``, to seed the ledger."""
+    return [
+        (row.at, row.seconds, row.priority)
+        for row in session.execute(
+            select(AirtimeUse.at, AirtimeUse.seconds, AirtimeUse.priority).where(AirtimeUse.at > since)
+        )
+    ]
+
+
+def recent(session: Session, limit: int = 50) -> list[OutboxMessage]:
+    return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
+def purge_finished(session: Session, now: datetime, keep: timedelta) -> int:
+    """Forget delivered, failed and expired messages after ``keep``; and old airtime records."""
+    cutoff = now - keep
+    old = list(
+        session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.state.in_((ACKED, FAILED, EXPIRED)), OutboxMessage.created_at <= cutoff
+            )
+        )
+    )
+    for message in old:
+        session.delete(message)
+    for use in session.scalars(select(AirtimeUse).where(AirtimeUse.at <= cutoff)):
+        session.delete(use)
+    session.flush()
+    return len(old)
+
