@@ -20,7 +20,7 @@ import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
@@ -138,8 +138,11 @@ def _varint_len(n: int) -> int:
 
 
 # Regions whose rules limit the share of time a radio may transmit, as the
-# firmware enforces them (it refuses to send past the limit, with the NAK
-# DUTY_CYCLE_LIMIT). Everything else (US, ANZ, ...) has none in the firmware.
+# firmware enforces them: it counts everything the radio sent in the last
+# sixty minutes (relayed packets, position and telemetry included) and past
+# the limit refuses to send, with the NAK DUTY_CYCLE_LIMIT. Our ledger sees
+# only the bridge's own messages, so in these regions configure a share a
+# little under the law's. Everything else (US, ANZ, ...) has no limit there.
 LEGAL_DUTY_CYCLE: dict[str, float] = {
     "EU_433": 0.10,
     "EU_868": 0.10,
@@ -187,7 +190,7 @@ def _seconds(at: float | datetime) -> float:
     """Times as seconds on one clock: numbers as they are, datetimes as seconds since 1970 (naive means UTC)."""
     if isinstance(at, datetime):
         if at.tzinfo is not None:
-            at = at.astimezone(timezone.utc).replace(tzinfo=None)
+            at = at.astimezone(UTC).replace(tzinfo=None)
         return (at - _EPOCH).total_seconds()
     return float(at)
 
@@ -196,7 +199,7 @@ def _like(now: Moment, seconds: float) -> Moment:
     """``seconds`` on the clock of ``now``, in ``now``'s own type."""
     if isinstance(now, datetime):
         return now + timedelta(seconds=seconds - _seconds(now))
-    return seconds
+    return float(seconds)
 
 
 class AirtimeLedger:
@@ -206,6 +209,8 @@ class AirtimeLedger:
     share of it free, so an SOS or an arrest alert never waits behind
     check-in confirmations. Times are given, never read: the bridge seeds the
     ledger from the outbox at start-up and records each send as it goes.
+    Asking about a time forgets records a window older than it, so ask with
+    times that move forward.
     """
 
     def __init__(self, spent: Iterable[tuple[float | datetime, float]] = (), window: float = HOUR) -> None:
@@ -225,11 +230,6 @@ class AirtimeLedger:
         i = bisect.bisect_right(self._times, t)
         self._times.insert(i, t)
         self._seconds.insert(i, seconds)
-        # Forget what can no longer count, so a bridge running for weeks
-        # keeps an hour's worth of entries, not all of them.
-        stale = bisect.bisect_right(self._times, t - 2 * self.window)
-        if stale:
-            del self._times[:stale], self._seconds[:stale]
 
     def used(self, now: float | datetime, window: float | None = None) -> float:
         """Seconds spent in the ``window`` before ``now``.
@@ -241,6 +241,7 @@ class AirtimeLedger:
         """
         window = self._check_window(window)
         t = _seconds(now)
+        self._forget_before(t - self.window)
         lo = bisect.bisect_right(self._times, t - window)
         hi = bisect.bisect_right(self._times, t + window)
         return math.fsum(self._seconds[lo:hi])
@@ -278,6 +279,7 @@ class AirtimeLedger:
         if seconds > allowance + _EPSILON:
             return None
         t = _seconds(now)
+        self._forget_before(t - self.window)
         lo = bisect.bisect_right(self._times, t - self.window)
         hi = bisect.bisect_right(self._times, t + self.window)
         counted = self._seconds[lo:hi]
@@ -290,9 +292,28 @@ class AirtimeLedger:
         for k, spent in enumerate(counted):
             total -= spent
             if total + seconds <= allowance + _EPSILON:
-                return _like(now, self._times[lo + k] + self.window)
+                return self._when_gone(now, self._times[lo + k])
         # Only rounding can bring us here: by the last record, nothing is left.
-        return _like(now, self._times[hi - 1] + self.window)
+        return self._when_gone(now, self._times[hi - 1])
+
+    def _when_gone(self, now: Moment, recorded: float) -> Moment:
+        """The first moment (in ``now``'s type) at which a record made at ``recorded`` no longer counts."""
+        when = _like(now, recorded + self.window)
+        # Seconds and datetimes round; step until ``used`` agrees it has gone.
+        while _seconds(when) - self.window < recorded:
+            if isinstance(when, datetime):
+                when += timedelta(microseconds=1)
+            else:
+                when = math.nextafter(when, math.inf)
+        return when
+
+    def _forget_before(self, t: float) -> None:
+        """Drop records that can no longer count, so a bridge running for weeks keeps an hour's worth."""
+        # Pruned against the caller's "now", not the newest record: one
+        # record stamped by a wrong clock must not wipe out the real ones.
+        stale = bisect.bisect_right(self._times, t)
+        if stale:
+            del self._times[:stale], self._seconds[:stale]
 
     def _check_window(self, window: float | None) -> float:
         if window is None:

@@ -92,16 +92,74 @@ def worker_command() -> None:
 @click.command("up")
 @click.option("--host", help="Address for the web hub (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port for the web hub (default 8080).")
+@click.option("--radio", help="The radio for the bridge (default: the RADIO setting, else the simulated radio).")
 @with_appcontext
-def up_command(host: str | None, port: int | None) -> None:
-    """Run the whole hub on one machine: the web server and the scheduler, supervised."""
+def up_command(host: str | None, port: int | None, radio: str | None) -> None:
+    """Run the whole hub on one machine: web server, scheduler and radio bridge, supervised."""
     from server.migrating import apply_migrations
     from server.supervisor import Child, supervise
 
     _logging()
     apply_migrations(current_app._get_current_object())
     serve_argv = ["serve"] + (["--host", host] if host else []) + (["--port", str(port)] if port else [])
-    sys.exit(supervise([Child("web", serve_argv), Child("worker", ["worker"])]))
+    bridge_argv = ["bridge"] + (["--radio", radio] if radio else [])
+    sys.exit(supervise([Child("web", serve_argv), Child("worker", ["worker"]), Child("bridge", bridge_argv)]))
+
+
+@click.command("bridge")
+@click.option("--radio", help="serial:/dev/ttyUSB0, serial:auto, tcp:HOST[:PORT] or sim (default: the "
+              "instance's RADIO setting, else sim).")
+@with_appcontext
+def bridge_command(radio: str | None) -> None:
+    """Run the radio bridge: check-ins in, alerts out. Run exactly one per radio."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    from radio_bridge.bridge import Bridge, BridgeSettings, register_simulated_stewards
+    from radio_bridge.mesh import RadioSpec
+    from server.migrating import apply_migrations
+
+    _logging()
+    app = current_app._get_current_object()
+    try:
+        spec = RadioSpec.parse(radio or app.config["RADIO"] or "sim")
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    apply_migrations(app)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sim = None
+    if spec.kind == "sim":
+        from radio_bridge.simulator import SimulatedRadio
+
+        sim = SimulatedRadio(link_path=Path(app.instance_path) / "sim-radio").start()
+        handles = _save(lambda s: register_simulated_stewards(s, _now(), list(sim.device.nodes.values()), _term_days()))
+        click.echo(f"SIMULATED RADIO at {sim.path}, simulated stewards: {', '.join(handles)}")
+        if float(app.config["SIM_CHATTER_S"]) > 0:
+            sim.chatter(float(app.config["SIM_CHATTER_S"]))
+    try:
+        Bridge(app, spec, BridgeSettings.from_config(app.config), sim_path=sim.path if sim else None).run(stop)
+    finally:
+        if sim is not None:
+            sim.stop()
+
+
+@click.command("alert")
+@click.argument("text")
+@click.option("--urgent", is_flag=True, help="Urgent: goes before everything else, with the bell.")
+@with_appcontext
+def alert_command(text: str, urgent: bool) -> None:
+    """Queue a broadcast to every handheld on the patrol channel."""
+    from server.domain import outbox
+    from server.domain.radio_text import with_bell
+
+    priority = outbox.URGENT if urgent else outbox.NORMAL
+    body = with_bell(text) if urgent else text
+    messages = _save(lambda s: outbox.queue_message(s, _now(), body, priority=priority))
+    parts = f" in {len(messages)} parts" if len(messages) > 1 else ""
+    click.echo(f"Queued{parts} as {outbox.PRIORITIES[priority]}; the bridge sends it in its next free slot.")
 
 
 @click.command("run-jobs")
@@ -261,7 +319,8 @@ def log_command(as_json: bool, limit: int) -> None:
                        f"{row['area'] or '-':<16} {row['note'] or ''}  [{entry.source}]".rstrip())
 
 
-COMMANDS = (serve_command, worker_command, up_command, run_jobs_command, create_host_command,
+COMMANDS = (serve_command, worker_command, up_command, bridge_command, alert_command, run_jobs_command,
+            create_host_command,
             steward_group, role_group, log_command)
 
 

@@ -48,6 +48,18 @@ DEFAULTS: dict[str, Any] = {
     # a crowd at the bench scanning the QR code all at once costs one render.
     "CACHE_TYPE": "SimpleCache",
     "CACHE_DEFAULT_TIMEOUT": 5,
+    # The radio bridge. RADIO is serial:/dev/..., serial:auto, tcp:HOST[:PORT]
+    # or sim; empty means the simulated radio, so a newcomer sees it all work.
+    "RADIO": "",
+    "RADIO_SEND_INTERVAL_S": 2.5,  # the firmware drops text sent faster than one per 2 s
+    "RADIO_AIRTIME_BUDGET": 0.10,  # share of each rolling hour (EU 868's legal duty cycle)
+    "RADIO_URGENT_RESERVE": 0.25,  # share of that budget only urgent messages may use
+    "RADIO_ACK_TIMEOUT_S": 90,
+    "RADIO_SEND_ATTEMPTS": 3,
+    "RADIO_RETRY_BACKOFF_S": 30,
+    "RADIO_ERROR_REPLY_MINUTES": 5,
+    "RADIO_RECONNECT_MAX_S": 60,
+    "SIM_CHATTER_S": 90,  # how often a simulated steward sends something; 0 for never
     "HOST": "127.0.0.1",
     "PORT": 8080,
     # Four threads suit the Pi Zero 2 W (four cores, 512 MB): more only add memory.

@@ -15,7 +15,16 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    func,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.domain.base import Base
@@ -150,11 +159,15 @@ def expire_stale(session: Session, now: datetime) -> int:
 
 
 def next_due(session: Session, now: datetime, priorities: tuple[int, ...] = tuple(PRIORITIES)) -> OutboxMessage | None:
-    """The next message to send: most urgent first, oldest first within a priority."""
+    """The next message to send: most urgent first, oldest first within a priority.
+
+    A message still marked as sending was cut short by a crash; it goes
+    again, in its turn, with the packet id it had.
+    """
     return session.scalar(
         select(OutboxMessage)
         .where(
-            OutboxMessage.state == QUEUED,
+            OutboxMessage.state.in_((QUEUED, SENDING)),
             OutboxMessage.priority.in_(priorities),
             (OutboxMessage.next_attempt_at.is_(None)) | (OutboxMessage.next_attempt_at <= now),
             (OutboxMessage.expires_at.is_(None)) | (OutboxMessage.expires_at > now),
@@ -174,9 +187,13 @@ def begin_send(session: Session, now: datetime, message: OutboxMessage) -> int:
     return message.packet_id
 
 
-def interrupted_sends(session: Session) -> list[OutboxMessage]:
-    """Sends a crash cut short: the radio may or may not have them."""
-    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.state == SENDING).order_by(OutboxMessage.id)))
+def send_failed(session: Session, message: OutboxMessage, error: str) -> None:
+    """The radio refused the write (unplugged): the message waits for the next connection."""
+    message.state = QUEUED
+    message.attempts = max(0, message.attempts - 1)  # it never reached the air
+    message.packet_id = None
+    message.last_error = error[:40]
+    session.flush()
 
 
 def mark_sent(session: Session, now: datetime, message: OutboxMessage, airtime_s: float) -> None:

@@ -30,6 +30,9 @@ KIND_LABELS = {
     INCIDENT: "Incident logged",
 }
 
+# Kinds the hub keeps but never publishes: the public log lists only KIND_LABELS.
+PRIVATE_KIND_LABELS = {"sos": "SOS", "arrest": "Arrest reported"}
+
 SOURCE_RADIO = "radio"
 SOURCE_WEB = "web"
 SOURCE_CLI = "cli"
@@ -84,7 +87,7 @@ class LogEntry(Base):
 
     @property
     def kind_label(self) -> str:
-        return KIND_LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+        return KIND_LABELS.get(self.kind) or PRIVATE_KIND_LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ def current_shift(session: Session, member: Member) -> Shift | None:
     )
 
 
-def _log(
+def log_entry(
     session: Session,
     now: datetime,
     kind: str,
@@ -196,12 +199,12 @@ def start_shift(session: Session, now: datetime, member: Member, place: str | No
     if shift is not None:
         if place and place != shift.place:
             shift.place, shift.area = place, area
-            _log(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note="moved")
+            log_entry(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note="moved")
         return shift
     shift = Shift(member=member, place=place, area=area, started_at=now)
     session.add(shift)
     session.flush()
-    _log(session, now, SHIFT_START, member, source, shift=shift, place=place, area=area)
+    log_entry(session, now, SHIFT_START, member, source, shift=shift, place=place, area=area)
     return shift
 
 
@@ -210,7 +213,7 @@ def end_shift(session: Session, now: datetime, member: Member, source: str) -> S
     if shift is None:
         raise Invalid(f"{member.handle} is not on shift.")
     shift.ended_at = now
-    _log(session, now, SHIFT_END, member, source, shift=shift, place=shift.place, area=shift.area)
+    log_entry(session, now, SHIFT_END, member, source, shift=shift, place=shift.place, area=shift.area)
     return shift
 
 
@@ -222,7 +225,7 @@ def record_check_in(
     shift = current_shift(session, member)
     place = _clean_place(place) or (shift.place if shift else None)
     area = match_area(session, place)
-    return _log(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note=note)
+    return log_entry(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note=note)
 
 
 def record_incident(
@@ -232,7 +235,7 @@ def record_incident(
     shift = current_shift(session, member) if member else None
     place = _clean_place(place) or (shift.place if shift else None)
     area = match_area(session, place)
-    return _log(session, now, INCIDENT, member, source, shift=shift, place=place, area=area, note=what)
+    return log_entry(session, now, INCIDENT, member, source, shift=shift, place=place, area=area, note=what)
 
 
 def set_entry_public(session: Session, entry_id: int, public: bool) -> LogEntry:

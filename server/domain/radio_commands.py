@@ -33,7 +33,8 @@ How a message is read:
   CI, ...) must be exact: one letter turns ON into OK.
 - SOS and ARREST are never guessed: a false SOS wakes everyone, a false
   arrest opens a case. Something that looks like them ("SOD", "S0S",
-  "MAYDAY", "911", the 🆘 emoji, "AREST") is UNKNOWN with ``suggestion`` set,
+  "MAYDAY", "911", the 🆘 emoji, "AREST"), or a message that is no command
+  but has SOS in it ("need help SOS"), is UNKNOWN with ``suggestion`` set,
   so the bridge can answer "Did you mean SOS? Send SOS" straight away: for
   someone in trouble that reply is worth its airtime.
 - SOS and ARREST are never refused for what follows them: an over-long place
@@ -70,9 +71,9 @@ from enum import StrEnum
 # command is kept to what one packet could carry.
 MAX_NOTE = 200
 MAX_PLACE = 120
+MAX_COUNT = 99
 # Beyond this much text nothing is a command; looking further only costs time.
 _MAX_SCAN = 4000
-MAX_COUNT = 99
 
 
 class Verb(StrEnum):
@@ -129,18 +130,7 @@ POCKET_CARD: list[tuple[str, str]] = [
     ("STATUS", "who is on shift, open alerts"),
     ("HELP [command]", "the commands, or how to use one"),
 ]
-_USAGE = {
-    Verb.SOS: "SOS [where]",
-    Verb.ON: "ON [area]",
-    Verb.OFF: "OFF",
-    Verb.CHECK_IN: "CI [note]",
-    Verb.INCIDENT: "INC what, where",
-    Verb.ARREST: "ARREST where [n] [note]",
-    Verb.ACK: "ACK A7",
-    Verb.CLEAR: "CLR A7",
-    Verb.STATUS: "STATUS",
-    Verb.HELP: "HELP [command]",
-}
+_USAGE = {Verb(syntax.split()[0]): syntax for syntax, _ in POCKET_CARD}
 _MEANING = {Verb(syntax.split()[0]): meaning for syntax, meaning in POCKET_CARD}
 
 _HELP = (
@@ -214,7 +204,7 @@ def parse_command(text: str | bytes) -> Command:
         return _did_you_mean(Verb.SOS)
     match = _WORD.match(cleaned)
     if not match:
-        return _unknown("Not a command. Send HELP for the commands.")
+        return _not_a_command(cleaned)
     typed = match.group().upper()
     rest = cleaned[match.end():]
     if typed == "CHECK" and (joined := _CHECK_IN.match(rest)):
@@ -230,7 +220,7 @@ def parse_command(text: str | bytes) -> Command:
             return _did_you_mean(Verb.ARREST)
         verb = _forgive(typed)
         if verb is None:
-            return _unknown("Not a command. Send HELP for the commands.")
+            return _not_a_command(cleaned)
         corrected_from = typed
     command = _READERS[verb](rest)
     if corrected_from and command.is_known:
@@ -271,8 +261,8 @@ def _clean(text: str) -> str:
     kept = []
     for ch in text:
         category = unicodedata.category(ch)
-        if category in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
-            kept.append(" " if ch.isspace() or category in ("Zl", "Zp") else "")
+        if category in ("Cc", "Cf", "Cs", "Co"):
+            kept.append(" " if ch.isspace() else "")
         else:
             kept.append(ch)
     # NFKC reads full-width "ＳＯＳ" and mathematical letters as plain ones.
@@ -282,6 +272,15 @@ def _clean(text: str) -> str:
 
 def _unknown(reason: str, suggestion: Verb | None = None) -> Command:
     return Command(Verb.UNKNOWN, reason=reason, suggestion=suggestion)
+
+
+def _not_a_command(cleaned: str) -> Command:
+    # "need help SOS", "at the park 🆘": not a command, but someone may be in
+    # trouble, so the answer says how to raise the alarm.
+    words = {word.upper() for word in _WORD.findall(cleaned)}
+    if "\U0001f198" in cleaned or words & ({"SOS"} | _SOS_WORDS):
+        return _did_you_mean(Verb.SOS)
+    return _unknown("Not a command. Send HELP for the commands.")
 
 
 def _did_you_mean(verb: Verb) -> Command:

@@ -13,8 +13,8 @@ import unicodedata
 
 PACKET_LIMIT = 200
 BELL = "\x07"
-# The smallest limit that always leaves room for a "99/99 " prefix and one
-# four-byte character; below it a part could hold nothing.
+# The smallest limit we split for: room for a "999/999 " prefix and two
+# four-byte characters after it.
 MIN_LIMIT = 16
 
 _ZWJ = "\u200d"

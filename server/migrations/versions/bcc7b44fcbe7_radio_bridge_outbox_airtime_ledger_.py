@@ -5,9 +5,8 @@ Revises: 51a1ccf08592
 Create Date: 2026-11-22 02:11:29.969304
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'bcc7b44fcbe7'

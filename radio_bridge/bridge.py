@@ -1,0 +1,268 @@
+"""The bridge process: keeps the radio connected, acts on what it hears, drains the outbox.
+
+One thread does all of it, so every database write and every send happens in
+one place, in order: the library's reader thread only puts events on a
+queue. The serial link never reconnects by itself, so this loop notices a
+lost radio (the library's event, a failed write, the device node vanishing),
+closes it, and tries again with a growing pause, for as long as it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import Flask
+
+from radio_bridge.airtime import AirtimeLedger
+from radio_bridge.inbound import Inbound, InboundSettings
+from radio_bridge.mesh import RadioLink, RadioSpec, RadioUnavailable
+from radio_bridge.packets import Ack, LinkLost, PanicPacket, PositionPacket, TextPacket
+from radio_bridge.packets import Inbound as Event
+from radio_bridge.sender import Sender, SenderSettings
+from server.db import HubBusy, run_in_transaction
+from server.domain import outbox, people, radio
+from server.domain.radio import BridgeStatus
+from server.extensions import db
+
+log = logging.getLogger("radio_bridge")
+
+SIM_DECISION = "simulated radio, for trying the hub out"
+
+
+@dataclass
+class BridgeSettings:
+    sender: SenderSettings = field(default_factory=SenderSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
+    reconnect_max: float = 60.0
+    heartbeat_every: float = 5.0
+
+    @classmethod
+    def from_config(cls, config: dict) -> BridgeSettings:
+        return cls(
+            sender=SenderSettings(
+                send_interval=max(2.0, float(config["RADIO_SEND_INTERVAL_S"])),
+                budget_fraction=float(config["RADIO_AIRTIME_BUDGET"]),
+                urgent_reserve=float(config["RADIO_URGENT_RESERVE"]),
+                ack_timeout=timedelta(seconds=float(config["RADIO_ACK_TIMEOUT_S"])),
+                max_attempts=int(config["RADIO_SEND_ATTEMPTS"]),
+                retry_backoff=timedelta(seconds=float(config["RADIO_RETRY_BACKOFF_S"])),
+            ),
+            inbound=InboundSettings(
+                error_reply_every=timedelta(minutes=float(config["RADIO_ERROR_REPLY_MINUTES"])),
+                max_attempts=int(config["RADIO_SEND_ATTEMPTS"]),
+                retry_backoff=timedelta(seconds=float(config["RADIO_RETRY_BACKOFF_S"])),
+            ),
+            reconnect_max=float(config["RADIO_RECONNECT_MAX_S"]),
+        )
+
+
+class Bridge:
+    def __init__(self, app: Flask, spec: RadioSpec, settings: BridgeSettings,
+                 sim_path: str | None = None) -> None:
+        self.app = app
+        self.spec = spec
+        self.settings = settings
+        self.sim_path = sim_path
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.link = RadioLink(self.events)
+        self.ledger = AirtimeLedger()
+        self.sender = Sender(self.link, self.ledger, settings.sender)
+        self.node_num: int | None = None
+        self.inbound = Inbound(radio_node=lambda: self.node_num, settings=settings.inbound)
+        self._pending: deque[Event] = deque()  # events the database was too busy to take
+        self._backoff = 1.0
+        self._next_connect = 0.0
+        self._next_send = 0.0
+        self._next_heartbeat = 0.0
+        self._status: dict = {"connected": False, "last_error": None, "reconnects": 0, "last_packet_at": None}
+        self._status_since = None
+        self.info = None
+
+    def now(self) -> datetime:
+        return self.app.config["CLOCK"]()
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        with self.app.app_context():
+            self._seed_ledger()
+            self._status_since = self.now()
+            self._write_status()
+            try:
+                while not stop.is_set():
+                    self.run_once()
+            finally:
+                self.link.close()
+                self._status["connected"] = False
+                self._status["last_error"] = "bridge stopped"
+                self._write_status()
+                db.session.remove()
+
+    def run_once(self, wait: float = 0.1) -> None:
+        """One turn: connect if due, act on what was heard, send if a slot is free."""
+        if not self.link.is_open and time.monotonic() >= self._next_connect:
+            self._connect()
+        self._handle_events(wait if self.link.is_open else min(wait, 0.05))
+        if self.link.is_open and not self.link.device_present():
+            self._lost("the radio's device disappeared (unplugged?)")
+        if self.link.is_open and time.monotonic() >= self._next_send:
+            self._send_one()
+        if time.monotonic() >= self._next_heartbeat:
+            self._write_status()
+
+    # -- connection -------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        try:
+            self.info = self.link.open(self.spec, device_path=self.sim_path)
+        except RadioUnavailable as error:
+            self._status["last_error"] = str(error)
+            self._next_connect = time.monotonic() + self._backoff
+            log.warning("radio not available (%s); trying again in %.0f s", error, self._backoff)
+            self._backoff = min(self.settings.reconnect_max, self._backoff * 2)
+            return
+        self.node_num = self.info.node_num
+        self.sender.configure_radio(self.info.modem_preset, self.info.region)
+        self._backoff = 1.0
+        self._status.update(connected=True, last_error=None)
+        self._status_since = self.now()
+        log.info("radio connected: node %s, firmware %s, %s %s", people.format_node_id(self.info.node_num),
+                 self.info.firmware, self.info.region, self.info.modem_preset)
+        self._write_status()
+
+    def _lost(self, reason: str) -> None:
+        if not self.link.is_open:
+            return
+        log.warning("radio lost: %s", reason)
+        self.link.close()
+        self._status.update(connected=False, last_error=reason, reconnects=self._status["reconnects"] + 1)
+        self._status_since = self.now()
+        self._next_connect = time.monotonic() + self._backoff
+        self._write_status()
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def _handle_events(self, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        while True:
+            if self._pending:
+                event = self._pending.popleft()
+            else:
+                try:
+                    event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    return
+            if isinstance(event, LinkLost):
+                self._lost(event.reason)
+                continue
+            if not self._handle(event):
+                self._pending.appendleft(event)  # keep it: the steward's radio was told it arrived
+                time.sleep(0.5)
+                return
+            if time.monotonic() >= deadline and self.events.empty():
+                return
+
+    def _handle(self, event: Event) -> bool:
+        """Act on one event in its own transaction; False when the database stayed busy."""
+        now = self.now()
+        if not isinstance(event, Ack):
+            self._status["last_packet_at"] = now
+        handler = {
+            TextPacket: self.inbound.handle_text,
+            PositionPacket: self.inbound.handle_position,
+            PanicPacket: self.inbound.handle_panic,
+            Ack: self.inbound.handle_ack,
+        }.get(type(event))
+        if handler is None:
+            return True  # telemetry and the like: a sign of life, nothing to do
+        try:
+            outcome = run_in_transaction(db.session, lambda session: handler(session, now, event))
+        except HubBusy:
+            log.warning("database busy; holding a %s until it is free", type(event).__name__)
+            return False
+        except Exception:  # noqa: BLE001  (one bad packet must not stop the bridge)
+            log.exception("could not handle a %s", type(event).__name__)
+            return True
+        log.info("%s from %s: %s", type(event).__name__, _sender(event), outcome)
+        return True
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def _send_one(self) -> None:
+        now = self.now()
+        session = db.session
+        try:
+            self.sender.housekeeping(session, now)
+            session.commit()
+            picked = self.sender.pick(session, now)
+            if picked is None:
+                session.commit()
+                self._next_send = time.monotonic() + 0.2
+                return
+            message, seconds = picked
+            self.sender.send(session, now, message, seconds)
+            self._next_send = time.monotonic() + self.settings.sender.send_interval
+        except RadioUnavailable as error:
+            self._lost(str(error))
+        except Exception:  # noqa: BLE001  (a locked database or a bad row: try again next slot)
+            session.rollback()
+            log.exception("sending failed; will try again")
+            self._next_send = time.monotonic() + 1.0
+
+    def _seed_ledger(self) -> None:
+        for at, seconds, _priority in outbox.airtime_since(db.session, self.now() - timedelta(hours=1)):
+            self.ledger.record(at, seconds)
+
+    # -- status -----------------------------------------------------------------------
+
+    def _write_status(self) -> None:
+        self._next_heartbeat = time.monotonic() + self.settings.heartbeat_every
+        now = self.now()
+
+        def work(session) -> None:  # noqa: ANN001
+            status = radio.bridge_status(session)
+            if status is None:
+                status = BridgeStatus(radio=str(self.spec), simulated=self.spec.kind == "sim", connected=False,
+                                      since=now, heartbeat_at=now)
+                session.add(status)
+            status.radio = str(self.spec)
+            status.simulated = self.spec.kind == "sim"
+            status.connected = bool(self._status["connected"])
+            status.since = self._status_since or now
+            status.heartbeat_at = now
+            status.last_packet_at = self._status["last_packet_at"]
+            status.last_error = self._status["last_error"]
+            status.reconnects = self._status["reconnects"]
+            status.send_failures = self.sender.failures
+            if self.info is not None:
+                status.node_num = self.info.node_num
+                status.firmware = self.info.firmware
+                status.region = self.info.region
+                status.modem_preset = self.info.modem_preset
+
+        try:
+            run_in_transaction(db.session, work)
+        except HubBusy:
+            log.warning("database busy; status not written this time")
+
+
+def _sender(event: Event) -> str:
+    node = getattr(event, "sender", None) or getattr(event, "from_node", None)
+    return people.format_node_id(node) if node else "?"
+
+
+def register_simulated_stewards(session, now: datetime, nodes, term_days: int) -> list[str]:  # noqa: ANN001
+    """The simulated radio's stewards, registered so their check-ins are obeyed; handles say "sim"."""
+    handles = []
+    for node in nodes:
+        handle = f"sim-{node.short_name.lower()}"
+        people.register_steward(session, now, handle, node.num, SIM_DECISION, term_days)
+        handles.append(handle)
+    return handles
+

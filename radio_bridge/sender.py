@@ -1,0 +1,97 @@
+"""Draining the outbox onto the air: urgent first, paced, within the airtime budget."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from radio_bridge.airtime import (
+    AirtimeLedger,
+    Priority,
+    duty_cycle_budget,
+    text_airtime,
+)
+from radio_bridge.mesh import RadioLink, RadioUnavailable
+from server.domain import outbox
+
+log = logging.getLogger("radio_bridge.sender")
+
+
+@dataclass
+class SenderSettings:
+    # The firmware drops text sent faster than one per 2 s; a little more
+    # leaves room for the library's own writes.
+    send_interval: float = 2.5
+    budget_fraction: float = 0.10
+    urgent_reserve: float = 0.25
+    ack_timeout: timedelta = timedelta(seconds=90)
+    max_attempts: int = 3
+    retry_backoff: timedelta = timedelta(seconds=30)
+
+
+class Sender:
+    """Sends one message per slot; lives on the bridge's one sending thread."""
+
+    def __init__(self, link: RadioLink, ledger: AirtimeLedger, settings: SenderSettings) -> None:
+        self.link = link
+        self.ledger = ledger
+        self.settings = settings
+        self.preset = "LONG_FAST"
+        self.region = "UNSET"
+        self.failures = 0
+
+    def configure_radio(self, preset: str | None, region: str | None) -> None:
+        self.preset = preset or "LONG_FAST"
+        self.region = region or "UNSET"
+
+    @property
+    def budget_seconds(self) -> float:
+        return duty_cycle_budget(self.region, self.settings.budget_fraction)
+
+    def housekeeping(self, session: Session, now: datetime) -> None:
+        outbox.expire_stale(session, now)
+        outbox.time_out_unanswered(session, now, ack_timeout=self.settings.ack_timeout,
+                                   max_attempts=self.settings.max_attempts, backoff=self.settings.retry_backoff)
+
+    def pick(self, session: Session, now: datetime) -> tuple[outbox.OutboxMessage, float] | None:
+        """The next message that fits the airtime its priority may use."""
+        message = outbox.next_due(session, now)
+        if message is None:
+            return None
+        seconds = text_airtime(message.text, self.preset)
+        if self._fits(now, message, seconds):
+            return message, seconds
+        if message.priority != outbox.URGENT:
+            # Routine traffic has used its share; an urgent message may still use the reserve.
+            urgent = outbox.next_due(session, now, priorities=(outbox.URGENT,))
+            if urgent is not None:
+                seconds = text_airtime(urgent.text, self.preset)
+                if self._fits(now, urgent, seconds):
+                    return urgent, seconds
+        return None
+
+    def _fits(self, now: datetime, message: outbox.OutboxMessage, seconds: float) -> bool:
+        priority = Priority.URGENT if message.priority == outbox.URGENT else Priority.ROUTINE
+        return self.ledger.can_send(now, seconds, priority, self.budget_seconds, self.settings.urgent_reserve)
+
+    def send(self, session: Session, now: datetime, message: outbox.OutboxMessage, seconds: float) -> bool:
+        """Put one message on the air. Commits twice: before the write and after it."""
+        packet_id = outbox.begin_send(session, now, message)
+        session.commit()  # from here a crash leaves "sending": resent with the same id
+        try:
+            self.link.send_text(message.text, message.destination, packet_id, channel=message.channel)
+        except (RadioUnavailable, ValueError) as error:
+            outbox.send_failed(session, message, str(error))
+            session.commit()
+            self.failures += 1
+            if isinstance(error, RadioUnavailable):
+                raise
+            return False
+        outbox.mark_sent(session, now, message, seconds)
+        session.commit()
+        self.ledger.record(now, seconds)
+        log.info("sent %s message %d (%.2f s on air)", message.priority_label, message.id, seconds)
+        return True
