@@ -146,8 +146,15 @@ class RadioLink:
                 pass
         try:
             iface.close()
-        except Exception as error:  # noqa: BLE001  (closing a dead port may fail; it is closed either way)
+        except Exception as error:  # noqa: BLE001  (closing a dead port may fail)
+            # After an unplug, flushing the dead port raises before the
+            # library's own close runs, which would leave its heartbeat
+            # timer firing at a closed stream: run that part directly.
             log.debug("closing the radio: %r", error)
+            try:
+                mesh_interface.MeshInterface.close(iface)
+            except Exception:  # noqa: BLE001
+                log.debug("closing the radio's interface", exc_info=True)
 
     @property
     def is_open(self) -> bool:

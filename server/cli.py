@@ -153,11 +153,9 @@ def bridge_command(radio: str | None) -> None:
 def alert_command(text: str, urgent: bool) -> None:
     """Queue a broadcast to every handheld on the patrol channel."""
     from server.domain import outbox
-    from server.domain.radio_text import with_bell
 
     priority = outbox.URGENT if urgent else outbox.NORMAL
-    body = with_bell(text) if urgent else text
-    messages = _save(lambda s: outbox.queue_message(s, _now(), body, priority=priority))
+    messages = _save(lambda s: outbox.queue_message(s, _now(), text, priority=priority, bell=urgent))
     parts = f" in {len(messages)} parts" if len(messages) > 1 else ""
     click.echo(f"Queued{parts} as {outbox.PRIORITIES[priority]}; the bridge sends it in its next free slot.")
 

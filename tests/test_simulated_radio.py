@@ -217,10 +217,12 @@ def test_texts_faster_than_one_per_two_seconds_are_rate_limited(radio, inbox):
 def test_alerts_faster_than_one_per_ten_seconds_vanish_without_an_answer(radio, inbox):
     radio.rate_limit = True
     with connected(radio.path) as iface:
-        kwargs = dict(destinationId=BROADCAST_NUM, portNum=portnums_pb2.PortNum.ALERT_APP, wantAck=True,
-                      onResponse=inbox.on_response, onResponseAckPermitted=True)
-        first = iface.sendData(b"\x07SOS Market", **kwargs)
-        iface.sendData(b"\x07SOS Market again", **kwargs)
+        def send_alert(payload: bytes):
+            return iface.sendData(payload, destinationId=BROADCAST_NUM, portNum=portnums_pb2.PortNum.ALERT_APP,
+                                  wantAck=True, onResponse=inbox.on_response, onResponseAckPermitted=True)
+
+        first = send_alert(b"\x07SOS Market")
+        send_alert(b"\x07SOS Market again")
         assert inbox.next()["decoded"]["requestId"] == first.id
         with pytest.raises(queue.Empty):
             inbox.next(timeout=0.5)

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from server.domain import outbox, patrol
 from server.domain.patrol import LogEntry
 from server.domain.people import Member
-from server.domain.radio_text import with_bell
 from server.domain.text import clean_text
 
 SOS = "sos"
@@ -36,8 +35,8 @@ def raise_sos(session: Session, now: datetime, member: Member | None, where: str
     where = _place(session, member, where)
     who = member.handle if member else "the hub"
     entry = patrol.log_entry(session, now, SOS, member, source, place=where, note=how)
-    text = f"SOS {who}" + (f" at {where}" if where else "") + ". Responders: reply ACK."
-    outbox.queue_message(session, now, with_bell(text), priority=outbox.URGENT, dedupe_key=f"sos:{entry.id}")
+    text = f"SOS {who}" + (f": {where}" if where else "") + ". Responders: reply ACK."
+    outbox.queue_message(session, now, text, priority=outbox.URGENT, dedupe_key=f"sos:{entry.id}", bell=True)
     return entry
 
 
@@ -49,5 +48,5 @@ def report_arrest(session: Session, now: datetime, member: Member | None, where:
                              note=clean_text(note, field="note", max_length=patrol.MAX_NOTE, required=False) or None)
     people = f"{count} " if count else ""
     text = f"ARREST {people}at {where}, {now:%H:%M}Z. Dispatch: check the hub."
-    outbox.queue_message(session, now, with_bell(text), priority=outbox.URGENT, dedupe_key=f"arrest:{entry.id}")
+    outbox.queue_message(session, now, text, priority=outbox.URGENT, dedupe_key=f"arrest:{entry.id}", bell=True)
     return entry

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from server.domain.base import Base
 from server.domain.errors import Invalid
 from server.domain.people import BROADCAST_NODE
-from server.domain.radio_text import split_for_radio
+from server.domain.radio_text import split_for_radio, with_bell
 from server.domain.text import clean_text
 
 URGENT = 0
@@ -112,8 +112,14 @@ def queue_message(
     dedupe_key: str | None = None,
     ttl: timedelta | None = None,
     channel: int = 0,
+    bell: bool = False,
 ) -> list[OutboxMessage]:
-    """Queue ``text``; a text longer than one packet becomes numbered parts."""
+    """Queue ``text``; a text longer than one packet becomes numbered parts.
+
+    ``bell`` appends the bell character to the first part, so handhelds buzz
+    once even when muted (cleaning the text removes control characters, so
+    the bell is never taken from the text itself).
+    """
     if priority not in PRIORITIES:
         raise Invalid("Unknown priority.", field="priority")
     text = clean_text(text, field="message", max_length=MAX_TEXT, multiline=True)
@@ -133,6 +139,8 @@ def queue_message(
             return existing
     expires_at = now + (ttl or DEFAULT_TTL[priority])
     parts = split_for_radio(text)
+    if bell:
+        parts[0] = with_bell(parts[0])
     messages = []
     for number, part in enumerate(parts, start=1):
         key = dedupe_key if dedupe_key is None or len(parts) == 1 else f"{dedupe_key}#{number}"

@@ -1,0 +1,206 @@
+"""Stories of the radio bridge: the real meshtastic library, over a pty, to the simulated radio.
+
+The bridge's loop is turned by hand (``run_once``) so each story is exact
+about what the bridge had heard before it sent; the library's reader thread
+and the simulated radio run for real. The firmware's 2-second text limit is
+off in the simulated radio and the bridge's send interval short, only so the
+stories run in seconds; the pacing itself is the sender's and is measured by
+tests/benchmarks/bridge.py.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from radio_bridge.bridge import Bridge, BridgeSettings
+from radio_bridge.inbound import InboundSettings
+from radio_bridge.mesh import RadioSpec
+from radio_bridge.sender import SenderSettings
+from radio_bridge.simulator import SimNode, SimulatedRadio
+from server.domain import outbox, patrol, people, radio
+from server.domain.patrol import LogEntry
+from server.domain.radio_text import BELL, utf8_len
+from server.extensions import db
+
+KESTREL = 0xA1B2C3D4
+WREN = 0x12345678
+STRANGER = 0x0BADF00D
+
+
+def fast_settings() -> BridgeSettings:
+    return BridgeSettings(
+        sender=SenderSettings(send_interval=0.05, ack_timeout=timedelta(seconds=30), max_attempts=3,
+                              retry_backoff=timedelta(seconds=5)),
+        inbound=InboundSettings(max_attempts=3, retry_backoff=timedelta(seconds=5)),
+        reconnect_max=0.5,
+    )
+
+
+@pytest.fixture
+def sim(tmp_path):
+    nodes = [SimNode(KESTREL, "Kestrel's handheld", "KEST"), SimNode(WREN, "Wren's handheld", "WREN"),
+             SimNode(STRANGER, "Someone", "WHO")]
+    radio_ = SimulatedRadio(link_path=tmp_path / "radio", rate_limit=False, nodes=nodes).start()
+    yield radio_
+    radio_.stop()
+
+
+@pytest.fixture
+def bridge(app, sim):
+    with app.app_context():
+        for handle, node in (("Kestrel", KESTREL), ("Wren", WREN)):
+            people.register_steward(db.session, app.config["CLOCK"](), handle, node, "test assembly", 28)
+        patrol.add_area(db.session, "Market")
+        db.session.commit()
+        the_bridge = Bridge(app, RadioSpec.parse(f"serial:{sim.path}"), fast_settings())
+        turn_until(the_bridge, lambda: the_bridge.link.is_open)
+        yield the_bridge
+        the_bridge.link.close()
+        db.session.remove()
+
+
+def turn_until(bridge: Bridge, done, seconds: float = 8.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "the bridge did not get there in time"
+        bridge.run_once(wait=0.02)
+
+
+def turns(bridge: Bridge, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        bridge.run_once(wait=0.02)
+
+
+def log_entries() -> list[LogEntry]:
+    db.session.expire_all()
+    return list(reversed(patrol.recent_entries(db.session)))
+
+
+def texts_on_air(sim: SimulatedRadio) -> list[str]:
+    return [packet.text for packet in sim.sent_packets if packet.text is not None]
+
+
+def test_a_steward_starts_a_shift_and_checks_in_from_a_handheld_and_the_log_shows_it(bridge, sim):
+    sim.deliver_text(KESTREL, "ON Market")
+    sim.deliver_text(KESTREL, "ci all quiet by the fountain")
+    turn_until(bridge, lambda: len(log_entries()) == 2)
+
+    started, checked_in = log_entries()
+    assert (started.kind, started.member.handle, started.area.name, started.source) == (
+        "shift_start", "Kestrel", "Market", "radio")
+    assert (checked_in.kind, checked_in.note) == ("check_in", "all quiet by the fountain")
+    # No chatty confirmation: the Meshtastic ACK already told the steward.
+    turns(bridge, 0.3)
+    assert texts_on_air(sim) == []
+    status = radio.bridge_status(db.session)
+    assert status.connected and status.node_num == sim.node_num and status.region == "EU_868"
+
+
+def test_the_same_packet_delivered_twice_is_logged_once_even_across_a_restart(app, bridge, sim):
+    packet_id = sim.deliver_text(KESTREL, "CI")
+    turn_until(bridge, lambda: len(log_entries()) == 1)
+    sim.deliver_duplicate(packet_id)
+    turns(bridge, 0.3)
+    assert len(log_entries()) == 1
+
+    bridge.link.close()  # the bridge restarts; what it heard is in the database
+    restarted = Bridge(app, RadioSpec.parse(f"serial:{sim.path}"), fast_settings())
+    turn_until(restarted, lambda: restarted.link.is_open)
+    sim.deliver_duplicate(packet_id)
+    turns(restarted, 0.3)
+    restarted.link.close()
+    assert len(log_entries()) == 1
+
+
+def test_an_unregistered_node_is_counted_and_never_obeyed(bridge, sim):
+    sim.deliver_text(STRANGER, "SOS at the market")
+    sim.deliver_text(STRANGER, "ON Market")
+    turn_until(bridge, lambda: radio.unknown_senders(db.session) and radio.unknown_senders(db.session)[0].times == 2)
+    turns(bridge, 0.3)
+    assert log_entries() == []
+    assert texts_on_air(sim) == []
+    assert outbox.recent(db.session) == []
+
+
+def test_an_sos_goes_out_before_fifty_queued_notices(bridge, sim):
+    now = bridge.now()
+    for number in range(50):
+        outbox.queue_message(db.session, now, f"Notice {number}: bins go out on Thursday", priority=outbox.LOW)
+    db.session.commit()
+    sim.deliver_text(KESTREL, "SOS by the station")
+    deadline = time.monotonic() + 5
+    while bridge.events.empty():  # wait until the bridge has heard it, then let it take its turn
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    turn_until(bridge, lambda: len(sim.sent_packets) >= 3)
+
+    first, *_ = texts_on_air(sim)
+    assert first == f"SOS Kestrel: by the station. Responders: reply ACK.{BELL}"
+    assert first.endswith(BELL)
+    assert all(text.startswith("Notice") for text in texts_on_air(sim)[1:])
+
+
+def test_the_cable_is_pulled_while_an_alert_is_queued_and_it_goes_out_exactly_once_after_replug(bridge, sim):
+    sim.unplug()
+    turn_until(bridge, lambda: not bridge.link.is_open)
+    assert radio.bridge_status(db.session).connected is False
+
+    outbox.queue_message(db.session, bridge.now(), "Road closed at the bridge, use Mill Lane", priority=outbox.URGENT)
+    db.session.commit()
+    turns(bridge, 1.0)  # the bridge keeps trying to reconnect; nothing is lost meanwhile
+    assert texts_on_air(sim) == []
+    (waiting,) = outbox.recent(db.session)
+    assert waiting.state == outbox.QUEUED
+
+    sim.replug()
+    turn_until(bridge, lambda: bridge.link.is_open and len(sim.sent_packets) == 1)
+    turns(bridge, 0.5)
+    assert texts_on_air(sim) == ["Road closed at the bridge, use Mill Lane"]
+    db.session.expire_all()
+    (delivered,) = outbox.recent(db.session)
+    assert delivered.state == outbox.ACKED and delivered.attempts == 1
+    assert radio.bridge_status(db.session).reconnects >= 1
+
+
+def test_a_naked_message_is_retried_then_marked_failed_for_the_host(app, bridge, sim, clock):
+    sim.nak("NO_ROUTE")
+    outbox.queue_message(db.session, bridge.now(), "Kestrel, please call dispatch", destination=KESTREL)
+    db.session.commit()
+    for attempt in range(1, 4):
+        turn_until(bridge, lambda attempt=attempt: len(sim.sent_packets) == attempt)
+        turn_until(bridge, lambda: outbox.recent(db.session)[0].state != outbox.SENT
+                   and (db.session.expire_all() or True))
+        clock.advance(seconds=30)  # past the retry backoff
+    db.session.expire_all()
+    (message,) = outbox.recent(db.session)
+    assert message.state == outbox.FAILED
+    assert message.attempts == 3 and message.last_error == "NO_ROUTE"
+    turns(bridge, 0.3)
+    assert len(sim.sent_packets) == 3  # no fourth try
+
+
+def test_a_500_byte_message_arrives_in_numbered_parts_of_at_most_200_bytes(bridge, sim):
+    words = "Tonight's briefing: the market square closes at ten, stewards pair up after dark, " \
+            "the care ring meets at the library, chargers are at the bench, and the café offers soup. "
+    text = (words * 4)[:500]
+    outbox.queue_message(db.session, bridge.now(), text)
+    db.session.commit()
+    turn_until(bridge, lambda: len(sim.sent_packets) == 3)
+
+    parts = texts_on_air(sim)
+    assert [part.split(" ", 1)[0] for part in parts] == ["1/3", "2/3", "3/3"]
+    assert all(utf8_len(part) <= 200 for part in parts)
+    assert " ".join(part.split(" ", 1)[1] for part in parts).split() == text.split()
+
+
+def test_garbage_on_the_serial_line_changes_nothing(bridge, sim):
+    sim.send_garbage()
+    sim.send_garbage(b"\x94\xc3\xff\xff" + b"\x00" * 40)
+    sim.deliver_text(KESTREL, "CI")
+    turn_until(bridge, lambda: len(log_entries()) == 1)
+    assert bridge.link.is_open
+    assert log_entries()[0].kind == "check_in"
