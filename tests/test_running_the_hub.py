@@ -15,7 +15,7 @@ from server.extensions import db
 from tests.processes import SAFEBENCH, env_for, free_port, wait_for_http
 
 
-def test_safebench_up_serves_the_bench_page_and_runs_the_worker_then_stops_cleanly(tmp_path):
+def test_safebench_up_serves_the_bench_page_runs_the_worker_and_the_bridge_then_stops_cleanly(tmp_path):
     instance = tmp_path / "fresh-instance"
     port = free_port()
     hub = subprocess.Popen(
@@ -33,11 +33,21 @@ def test_safebench_up_serves_the_bench_page_and_runs_the_worker_then_stops_clean
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"member", "log_entry", "mediation_request", "aid_post", "alembic_version"} <= tables
+        # With no radio configured, the bridge talks to the simulated radio.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with sqlite3.connect(instance / "safebench.db") as conn:
+                row = conn.execute("SELECT connected, simulated FROM bridge_status").fetchone()
+            if row == (1, 1):
+                break
+            time.sleep(0.3)
+        assert row == (1, 1)
     finally:
         hub.send_signal(signal.SIGTERM)
         output, _ = hub.communicate(timeout=30)
     assert hub.returncode == 0, output
-    assert "starting web" in output and "starting worker" in output
+    assert "starting web" in output and "starting worker" in output and "starting bridge" in output
+    assert "SIMULATED RADIO" in output and "radio connected" in output
     assert "worker running" in output
     assert "Traceback" not in output
 
