@@ -204,3 +204,37 @@ def test_garbage_on_the_serial_line_changes_nothing(bridge, sim):
     turn_until(bridge, lambda: len(log_entries()) == 1)
     assert bridge.link.is_open
     assert log_entries()[0].kind == "check_in"
+
+
+def test_a_panic_button_raises_an_sos_and_positions_stay_private(bridge, sim, client):
+    sim.deliver_position(WREN, 52.0921, 5.1214)
+    sim.deliver_alert(WREN, "panic")
+    turn_until(bridge, lambda: len(sim.sent_packets) == 1)
+
+    (sos,) = texts_on_air(sim)
+    assert sos.startswith("SOS Wren") and sos.endswith(BELL)
+    position = radio.last_position(db.session, people.get_member(db.session, "Wren"))
+    assert (round(position.latitude, 4), round(position.longitude, 4)) == (52.0921, 5.1214)
+    # The public log shows neither the alert nor where anyone is.
+    for page in ("/", "/log"):
+        html = client.get(page).get_data(as_text=True)
+        assert "SOS" not in html and "52.09" not in html
+
+
+def test_the_hub_answers_status_and_help_and_a_fumbling_steward_hears_about_it_once(bridge, sim):
+    sim.deliver_text(KESTREL, "ON Market")
+    sim.deliver_text(WREN, "status")
+    turn_until(bridge, lambda: len(sim.sent_packets) == 1)
+    assert texts_on_air(sim) == ["On shift 1: Kestrel"]
+    assert sim.sent_packets[0].to == WREN
+
+    for nonsense in ("blorp", "🦆🦆🦆", "\x00\x01\x02", ""):
+        sim.deliver_text(KESTREL, nonsense)
+    sim.deliver_text(KESTREL, "HELP")
+    turn_until(bridge, lambda: len(sim.sent_packets) == 3)
+    turns(bridge, 0.5)
+    unknown, help_reply = texts_on_air(sim)[1:]
+    assert "HELP" in unknown  # one short "send HELP", not one per fumble
+    assert help_reply.startswith("Danger? Send SOS")
+    assert all(utf8_len(text) <= 200 for text in texts_on_air(sim))
+    assert len(sim.sent_packets) == 3
