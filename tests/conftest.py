@@ -10,9 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from server import create_app
-from server.migrating import apply_migrations
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, make_app
 
 
 @pytest.fixture
@@ -22,23 +20,16 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def app(tmp_path, clock):
-    app = create_app(
-        {
-            "INSTANCE": tmp_path / "instance",
-            # Pinned, so a SAFEBENCH_DATABASE_URL in a developer's shell never reaches a test.
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'instance' / 'safebench.db'}",
-            "TESTING": True,
-            "CLOCK": clock,
-            "TIMEZONE": "UTC",
-            # Rate limits have their own tests; elsewhere they would only
-            # make stories depend on the order tests run in.
-            "RATELIMIT_ENABLED": False,
-            # Stories read the page right after changing the data.
-            "CACHE_TYPE": "NullCache",
-            "CACHE_NO_NULL_WARNING": True,
-        }
+    app = make_app(
+        tmp_path / "instance",
+        clock,
+        # Rate limits have their own tests; elsewhere they would only
+        # make stories depend on the order tests run in.
+        RATELIMIT_ENABLED=False,
+        # Stories read the page right after changing the data.
+        CACHE_TYPE="NullCache",
+        CACHE_NO_NULL_WARNING=True,
     )
-    apply_migrations(app)
     yield app
     with app.app_context():
         from server.extensions import db

@@ -66,3 +66,21 @@ def text_of(response) -> str:
     html = response.get_data(as_text=True)
     html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def make_app(instance, clock, **config):
+    """A migrated hub on a real SQLite file in ``instance``; ``config`` overrides the test defaults."""
+    from server import create_app
+    from server.migrating import apply_migrations
+
+    app = create_app({
+        "INSTANCE": instance,
+        # Pinned, so a SAFEBENCH_DATABASE_URL in a developer's shell never reaches a test.
+        "DATABASE_URL": f"sqlite:///{instance / 'safebench.db'}",
+        "TESTING": True,
+        "CLOCK": clock,
+        "TIMEZONE": "UTC",
+        **config,
+    })
+    apply_migrations(app)
+    return app

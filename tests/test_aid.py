@@ -7,13 +7,11 @@ from html import unescape
 
 from sqlalchemy import func, select
 
-from server import create_app
 from server.domain import aid, patrol
 from server.domain.aid import AidMessage, AidPost
 from server.extensions import db
-from server.migrating import apply_migrations
 from server.scheduler import run_all_once
-from tests.helpers import csrf_token, login, make_member, submit, text_of
+from tests.helpers import csrf_token, login, make_app, make_member, submit, text_of
 
 CONTACT = "Signal 07700 900123, ask for Rowan"
 CHARGING = "Two chargers (USB-C and Lightning) on my porch, come by after 6"
@@ -324,19 +322,9 @@ def test_bad_message_and_receipt_inputs_come_back_with_messages(app, client):
 
 
 def test_one_phone_cannot_flood_the_board_or_guess_receipt_codes(tmp_path, clock):
-    app = create_app(
-        {
-            "INSTANCE": tmp_path / "instance",
-            "TESTING": True,
-            "CLOCK": clock,
-            "TIMEZONE": "UTC",
-            # The limiter reads this once, when the app is built: it must be on from the start.
-            "RATELIMIT_ENABLED": True,
-            "PUBLIC_FORM_LIMIT": "2 per hour",
-            "RECEIPT_LOOKUP_LIMIT": "3 per hour",
-        }
-    )
-    apply_migrations(app)
+    # The limiter reads RATELIMIT_ENABLED once, when the app is built: it must be on from the start.
+    app = make_app(tmp_path / "instance", clock, RATELIMIT_ENABLED=True,
+                   PUBLIC_FORM_LIMIT="2 per hour", RECEIPT_LOOKUP_LIMIT="3 per hour")
     client = app.test_client()
     try:
         code = receipt_code(offer_charging(client))

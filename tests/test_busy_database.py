@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from server import create_app
 from server.domain.mediation import MediationRequest
 from server.extensions import db
-from server.migrating import apply_migrations
-from tests.helpers import csrf_token, text_of
+from tests.helpers import csrf_token, make_app, text_of
 
 REQUEST = {"what": "The bins by the school gate keep getting set alight", "where": "School lane", "urgency": "soon"}
 
@@ -19,10 +17,7 @@ REQUEST = {"what": "The bins by the school gate keep getting set alight", "where
 @pytest.fixture
 def impatient_app(tmp_path, clock):
     """A hub that gives up on a lock quickly, so the story runs in a second."""
-    app = create_app({"INSTANCE": tmp_path / "busy", "TESTING": True, "CLOCK": clock, "RATELIMIT_ENABLED": False,
-                      "DB_BUSY_TIMEOUT_MS": 100, "DB_RETRY_ATTEMPTS": 2})
-    apply_migrations(app)
-    return app
+    return make_app(tmp_path / "busy", clock, RATELIMIT_ENABLED=False, DB_BUSY_TIMEOUT_MS=100, DB_RETRY_ATTEMPTS=2)
 
 
 def count_requests(app) -> int:

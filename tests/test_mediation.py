@@ -6,13 +6,11 @@ import re
 
 from sqlalchemy import func, select
 
-from server import create_app
 from server.domain import mediation
 from server.domain.mediation import MAX_WHAT, MAX_WHERE, MediationNote, MediationRequest
 from server.extensions import db
-from server.migrating import apply_migrations
 from server.scheduler import run_all_once
-from tests.helpers import PASSWORD, make_member, submit, text_of
+from tests.helpers import PASSWORD, make_app, make_member, submit, text_of
 
 CONFLICT = {
     "what": "Music from the flat below until 3 every night.\r\nI knocked once and it got worse.",
@@ -274,19 +272,9 @@ def test_a_closed_request_is_purged_after_the_retention_days(client, app, clock)
 
 
 def test_the_public_forms_answer_too_many_tries_kindly(tmp_path, clock):
-    app = create_app(
-        {
-            "INSTANCE": tmp_path / "instance",
-            "TESTING": True,
-            "CLOCK": clock,
-            "TIMEZONE": "UTC",
-            # The limiter reads this once, when the app is built: it must be on from the start.
-            "RATELIMIT_ENABLED": True,
-            "PUBLIC_FORM_LIMIT": "2 per hour",
-            "RECEIPT_LOOKUP_LIMIT": "3 per hour",
-        }
-    )
-    apply_migrations(app)
+    # The limiter reads RATELIMIT_ENABLED once, when the app is built: it must be on from the start.
+    app = make_app(tmp_path / "instance", clock, RATELIMIT_ENABLED=True,
+                   PUBLIC_FORM_LIMIT="2 per hour", RECEIPT_LOOKUP_LIMIT="3 per hour")
     client = app.test_client()
     try:
         code = receipt_code(ask_for_mediation(client))

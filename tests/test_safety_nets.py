@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from server import create_app
-from server.migrating import apply_migrations
 from server.web.access import public
-from tests.helpers import PASSWORD, csrf_token, make_member, submit, text_of
+from tests.helpers import PASSWORD, csrf_token, make_app, make_member, submit, text_of
 
 
 @pytest.fixture
 def limited_client(tmp_path, clock):
     """A hub with its real rate limits on, as on the bench."""
-    app = create_app({"INSTANCE": tmp_path / "limited", "TESTING": True, "CLOCK": clock})
-    apply_migrations(app)
+    app = make_app(tmp_path / "limited", clock, RATELIMIT_ENABLED=True)
     make_member(app, "Kestrel", "host")
     return app.test_client()
 
@@ -54,8 +51,7 @@ def test_unknown_addresses_and_wrong_methods_get_friendly_pages(client):
 
 
 def test_an_unexpected_error_is_the_hubs_fault_and_shows_no_stack_trace(tmp_path, clock, caplog):
-    app = create_app({"INSTANCE": tmp_path / "i", "TESTING": False, "CLOCK": clock})
-    apply_migrations(app)
+    app = make_app(tmp_path / "i", clock, TESTING=False)
 
     @public
     def broken():  # noqa: ANN202
@@ -82,8 +78,7 @@ def test_every_page_refuses_framing_sniffing_and_scripts(client):
 
 
 def test_a_crowd_shares_one_rendering_of_the_bench_page_but_a_host_always_sees_their_own(tmp_path, clock):
-    app = create_app({"INSTANCE": tmp_path / "cached", "TESTING": True, "CLOCK": clock, "RATELIMIT_ENABLED": False})
-    apply_migrations(app)
+    app = make_app(tmp_path / "cached", clock, RATELIMIT_ENABLED=False)
     make_member(app, "Kestrel", "host", "steward", node="!a1b2c3d4")
     neighbour, host = app.test_client(), app.test_client()
     assert "No steward is on patrol" in text_of(neighbour.get("/"))
