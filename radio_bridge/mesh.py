@@ -211,13 +211,16 @@ class RadioLink:
 
     # -- events from the library's reader thread --------------------------------
 
-    def _on_lost(self, interface: Any = None) -> None:
-        if interface is not None and interface is not self._iface:
+    # The listeners' signatures match what the library sends: pypubsub fixes a
+    # topic's arguments from its first subscriber, and a looser one here
+    # would make other listeners of the same topic fail.
+    def _on_lost(self, interface: Any) -> None:
+        if interface is not self._iface:
             return  # an interface we already closed
         self.events.put(LinkLost("the radio connection was lost"))
 
-    def _on_receive(self, packet: dict, interface: Any = None) -> None:
-        if interface is not None and interface is not self._iface:
+    def _on_receive(self, packet: dict, interface: Any) -> None:
+        if interface is not self._iface:
             return
         try:
             event = packet_to_event(packet)

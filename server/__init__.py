@@ -61,13 +61,14 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from server.web import access, aid, auth, bench, compact, host, mediation
+    from server.web import access, aid, auth, bench, compact, host, mediation, radio
     from server.web.converters import RowIdConverter
 
     # Before any route is added: every <int:id> in a URL is a row id.
     app.url_map.converters["int"] = RowIdConverter
     access.init_app(app)
-    for module in (bench, auth, mediation, aid, compact, host):
+    radio.init_app(app)
+    for module in (bench, auth, mediation, aid, compact, host, radio):
         app.register_blueprint(module.bp)
 
 

@@ -30,7 +30,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from server.domain.base import Base
 from server.domain.errors import Invalid
 from server.domain.people import BROADCAST_NODE
-from server.domain.radio_text import split_for_radio, with_bell
+from server.domain.radio_text import (
+    BELL,
+    PACKET_LIMIT,
+    split_for_radio,
+    utf8_len,
+    with_bell,
+)
 from server.domain.text import clean_text
 
 URGENT = 0
@@ -116,9 +122,9 @@ def queue_message(
 ) -> list[OutboxMessage]:
     """Queue ``text``; a text longer than one packet becomes numbered parts.
 
-    ``bell`` appends the bell character to the first part, so handhelds buzz
-    once even when muted (cleaning the text removes control characters, so
-    the bell is never taken from the text itself).
+    ``bell`` appends the bell character to every part, so handhelds buzz even
+    when muted; parts are cut with room for it. (Cleaning the text removes
+    control characters, so the bell is never taken from the text itself.)
     """
     if priority not in PRIORITIES:
         raise Invalid("Unknown priority.", field="priority")
@@ -138,9 +144,10 @@ def queue_message(
         if existing:
             return existing
     expires_at = now + (ttl or DEFAULT_TTL[priority])
-    parts = split_for_radio(text)
     if bell:
-        parts[0] = with_bell(parts[0])
+        parts = [with_bell(part) for part in split_for_radio(text, limit=PACKET_LIMIT - utf8_len(BELL))]
+    else:
+        parts = split_for_radio(text)
     messages = []
     for number, part in enumerate(parts, start=1):
         key = dedupe_key if dedupe_key is None or len(parts) == 1 else f"{dedupe_key}#{number}"
