@@ -48,6 +48,8 @@ def _save(work):  # noqa: ANN001, ANN202
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # APScheduler narrates every job it adds and runs; the worker logs what the jobs did.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _term_days() -> int:
