@@ -51,11 +51,9 @@ class Inbound:
         own = self.radio_node()
         if own is not None and packet.sender == own:
             return "own"
-        if not radio.first_time_heard(session, now, packet.sender, packet.packet_id):
-            return "duplicate"
-        member = self._obeyed_sender(session, now, packet.sender)
-        if member is None:
-            return "ignored"
+        member = self._new_from_steward(session, now, packet.sender, packet.packet_id)
+        if not isinstance(member, Member):
+            return member
         command = parse_command(packet.text)
         try:
             return self._act(session, now, member, command, packet.sender)
@@ -64,11 +62,9 @@ class Inbound:
             return "refused"
 
     def handle_position(self, session: Session, now: datetime, packet: PositionPacket) -> str:
-        if not radio.first_time_heard(session, now, packet.sender, packet.packet_id):
-            return "duplicate"
-        member = self._obeyed_sender(session, now, packet.sender)
-        if member is None:
-            return "ignored"
+        member = self._new_from_steward(session, now, packet.sender, packet.packet_id)
+        if not isinstance(member, Member):
+            return member
         if not (-90 <= packet.latitude <= 90 and -180 <= packet.longitude <= 180):
             return "ignored"
         radio.record_position(session, now, member, packet.latitude, packet.longitude)
@@ -76,11 +72,9 @@ class Inbound:
 
     def handle_panic(self, session: Session, now: datetime, packet: PanicPacket) -> str:
         """A hardware panic button or detection sensor on a steward's node raises an SOS."""
-        if not radio.first_time_heard(session, now, packet.sender, packet.packet_id):
-            return "duplicate"
-        member = self._obeyed_sender(session, now, packet.sender)
-        if member is None:
-            return "ignored"
+        member = self._new_from_steward(session, now, packet.sender, packet.packet_id)
+        if not isinstance(member, Member):
+            return member
         how = "panic button" if packet.kind == "alert" else "detection sensor"
         alerts.raise_sos(session, now, member, None, patrol.SOURCE_RADIO, how=how)
         return "sos"
@@ -99,6 +93,12 @@ class Inbound:
         return f"nak {ack.reason}"
 
     # -- helpers ---------------------------------------------------------------
+
+    def _new_from_steward(self, session: Session, now: datetime, sender: int, packet_id: int) -> Member | str:
+        """The member to obey for a packet heard for the first time, or why not ("duplicate", "ignored")."""
+        if not radio.first_time_heard(session, now, sender, packet_id):
+            return "duplicate"
+        return self._obeyed_sender(session, now, sender) or "ignored"
 
     def _obeyed_sender(self, session: Session, now: datetime, sender: int) -> Member | None:
         member = people.find_member_by_node(session, sender)
