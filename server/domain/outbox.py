@@ -296,8 +296,12 @@ def airtime_since(session: Session, since: datetime) -> list[tuple[datetime, flo
     ]
 
 
-def recent(session: Session, limit: int = 50) -> list[OutboxMessage]:
-    return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)))
+def recent(session: Session, limit: int | None = 50, *, failed: bool | None = None) -> list[OutboxMessage]:
+    """The newest messages; ``failed`` picks only failed ones (True) or all but them (False)."""
+    query = select(OutboxMessage)
+    if failed is not None:
+        query = query.where((OutboxMessage.state == FAILED) if failed else (OutboxMessage.state != FAILED))
+    return list(session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
 
 
 def purge_finished(session: Session, now: datetime, keep: timedelta) -> int:

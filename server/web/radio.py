@@ -46,9 +46,6 @@ VIEW_ROLES = (HOST, DISPATCH, CAPTAIN)
 SEND_ROLES = (HOST, DISPATCH)
 MAX_BROADCAST = 500
 RECENT_MESSAGES = 50
-# Failed messages are looked for further back than the list shows: they are
-# what the host must not miss.
-FAILED_LOOKBACK = 200
 
 # Domain field names that differ from the form's.
 BROADCAST_FIELDS = {"message": "text", "priority": "urgent"}
@@ -174,9 +171,9 @@ def _message_rows(session: Session) -> tuple[list[MessageRow], list[MessageRow]]
         # The bell is a control character: shown as a word, never sent to a browser.
         return MessageRow(message, destination, message.text.replace(BELL, ""), BELL in message.text)
 
-    messages = outbox.recent(session, limit=FAILED_LOOKBACK)
-    failed = [row(m) for m in messages if m.state == outbox.FAILED]
-    rest = [row(m) for m in messages if m.state != outbox.FAILED][:RECENT_MESSAGES]
+    # Failed messages are what the host must not miss: all kept ones, however old.
+    failed = [row(m) for m in outbox.recent(session, limit=None, failed=True)]
+    rest = [row(m) for m in outbox.recent(session, limit=RECENT_MESSAGES, failed=False)]
     return failed, rest
 
 
