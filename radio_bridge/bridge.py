@@ -14,10 +14,12 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from flask import Flask
+from sqlalchemy.orm import Session, sessionmaker
 
 from radio_bridge.airtime import AirtimeLedger
 from radio_bridge.inbound import Inbound, InboundSettings
@@ -25,10 +27,10 @@ from radio_bridge.mesh import RadioLink, RadioSpec, RadioUnavailable
 from radio_bridge.packets import Ack, LinkLost, PanicPacket, PositionPacket, TextPacket
 from radio_bridge.packets import Inbound as Event
 from radio_bridge.sender import Sender, SenderSettings
-from server.db import HubBusy, run_in_transaction
+from server.clock import utcnow
+from server.db import HubBusy, make_engine, run_in_transaction
 from server.domain import outbox, people, radio
 from server.domain.radio import BridgeStatus
-from server.extensions import db
 
 log = logging.getLogger("radio_bridge")
 
@@ -41,9 +43,14 @@ class BridgeSettings:
     inbound: InboundSettings = field(default_factory=InboundSettings)
     reconnect_max: float = 60.0
     heartbeat_every: float = 5.0
+    # A radio whose firmware hangs keeps its USB port open and sends no
+    # event: after a third of this without a word the bridge asks it for a
+    # sign of life, and after all of it treats the radio as lost.
+    silence_limit: float = 120.0
+    connect_timeout: float = 30.0
 
     @classmethod
-    def from_config(cls, config: dict) -> BridgeSettings:
+    def from_config(cls, config: Mapping[str, Any]) -> BridgeSettings:
         return cls(
             sender=SenderSettings(
                 send_interval=max(2.0, float(config["RADIO_SEND_INTERVAL_S"])),
@@ -59,18 +66,24 @@ class BridgeSettings:
                 retry_backoff=timedelta(seconds=float(config["RADIO_RETRY_BACKOFF_S"])),
             ),
             reconnect_max=float(config["RADIO_RECONNECT_MAX_S"]),
+            silence_limit=float(config["RADIO_SILENCE_S"]),
+            connect_timeout=float(config["RADIO_CONNECT_TIMEOUT_S"]),
         )
 
 
 class Bridge:
-    def __init__(self, app: Flask, spec: RadioSpec, settings: BridgeSettings,
-                 sim_path: str | None = None) -> None:
-        self.app = app
+    """The bridge's state and its loop. Needs a database and a clock, not the web app."""
+
+    def __init__(self, sessions: Callable[[], Session], clock: Callable[[], datetime], spec: RadioSpec,
+                 settings: BridgeSettings, sim_path: str | None = None) -> None:
+        self.session = sessions()  # this thread's only session: every write the bridge makes goes through it
+        self._engine = None  # disposed on close when the bridge made it
+        self.clock = clock
         self.spec = spec
         self.settings = settings
         self.sim_path = sim_path
         self.events: queue.Queue[Event] = queue.Queue()
-        self.link = RadioLink(self.events)
+        self.link = RadioLink(self.events, connect_timeout=settings.connect_timeout)
         self.ledger = AirtimeLedger()
         self.sender = Sender(self.link, self.ledger, settings.sender)
         self.node_num: int | None = None
@@ -80,29 +93,45 @@ class Bridge:
         self._next_connect = 0.0
         self._next_send = 0.0
         self._next_heartbeat = 0.0
+        self._next_poke = 0.0
         self._status: dict = {"connected": False, "last_error": None, "reconnects": 0, "last_packet_at": None}
         self._status_since = None
         self.info = None
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], spec: RadioSpec, sim_path: str | None = None,
+                    settings: BridgeSettings | None = None) -> Bridge:
+        """A bridge on the hub's database, from the hub's settings (see server.config.load_settings)."""
+        engine = make_engine(config["DATABASE_URL"], int(config["DB_BUSY_TIMEOUT_MS"]))
+        bridge = cls(sessionmaker(engine), config.get("CLOCK", utcnow), spec,
+                     settings or BridgeSettings.from_config(config), sim_path=sim_path)
+        bridge._engine = engine
+        return bridge
+
     def now(self) -> datetime:
-        return self.app.config["CLOCK"]()
+        return self.clock()
+
+    def close(self) -> None:
+        self.link.close()
+        self.session.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     # -- the loop -----------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        with self.app.app_context():
-            self._seed_ledger()
-            self._status_since = self.now()
+        self._seed_ledger()
+        self._status_since = self.now()
+        self._write_status()
+        try:
+            while not stop.is_set():
+                self.run_once()
+        finally:
+            self.link.close()
+            self._status["connected"] = False
+            self._status["last_error"] = "bridge stopped"
             self._write_status()
-            try:
-                while not stop.is_set():
-                    self.run_once()
-            finally:
-                self.link.close()
-                self._status["connected"] = False
-                self._status["last_error"] = "bridge stopped"
-                self._write_status()
-                db.session.remove()
+            self.close()
 
     def run_once(self, wait: float = 0.1) -> None:
         """One turn: connect if due, act on what was heard, send if a slot is free."""
@@ -111,6 +140,8 @@ class Bridge:
         self._handle_events(wait if self.link.is_open else min(wait, 0.05))
         if self.link.is_open and not self.link.device_present():
             self._lost("the radio's device disappeared (unplugged?)")
+        if self.link.is_open:
+            self._watch_silence()
         if self.link.is_open and time.monotonic() >= self._next_send:
             self._send_one()
         if time.monotonic() >= self._next_heartbeat:
@@ -135,6 +166,18 @@ class Bridge:
         log.info("radio connected: node %s, firmware %s, %s %s", people.format_node_id(self.info.node_num),
                  self.info.firmware, self.info.region, self.info.modem_preset)
         self._write_status()
+
+    def _watch_silence(self) -> None:
+        quiet = self.link.quiet_for()
+        limit = self.settings.silence_limit
+        if quiet >= limit:
+            self._lost(f"the radio stopped answering (not a word from it in {quiet:.0f} s)")
+        elif quiet >= limit / 3 and time.monotonic() >= self._next_poke:
+            self._next_poke = time.monotonic() + limit / 3
+            try:
+                self.link.poke()
+            except RadioUnavailable as error:
+                self._lost(str(error))
 
     def _lost(self, reason: str) -> None:
         if not self.link.is_open:
@@ -182,7 +225,7 @@ class Bridge:
         if handler is None:
             return True  # telemetry and the like: a sign of life, nothing to do
         try:
-            outcome = run_in_transaction(db.session, lambda session: handler(session, now, event))
+            outcome = run_in_transaction(self.session, lambda session: handler(session, now, event))
         except HubBusy:
             log.warning("database busy; holding a %s until it is free", type(event).__name__)
             return False
@@ -196,7 +239,7 @@ class Bridge:
 
     def _send_one(self) -> None:
         now = self.now()
-        session = db.session
+        session = self.session
         try:
             self.sender.housekeeping(session, now)
             session.commit()
@@ -216,7 +259,7 @@ class Bridge:
             self._next_send = time.monotonic() + 1.0
 
     def _seed_ledger(self) -> None:
-        for at, seconds, _priority in outbox.airtime_since(db.session, self.now() - timedelta(hours=1)):
+        for at, seconds, _priority in outbox.airtime_since(self.session, self.now() - timedelta(hours=1)):
             self.ledger.record(at, seconds)
 
     # -- status -----------------------------------------------------------------------
@@ -247,7 +290,7 @@ class Bridge:
                 status.modem_preset = self.info.modem_preset
 
         try:
-            run_in_transaction(db.session, work)
+            run_in_transaction(self.session, work)
         except HubBusy:
             log.warning("database busy; status not written this time")
 

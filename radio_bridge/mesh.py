@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,35 @@ def find_serial_radio() -> str:
     return ports[0]
 
 
+class _Stamped:
+    """Notes when the radio last said anything at all: a hung radio sends no event, only silence.
+
+    Also bounds the library's wait for the handshake, which is fixed at 30 s
+    inside ``connect()`` whatever ``timeout`` says.
+    """
+
+    last_heard: float = 0.0
+
+    def __init__(self, *args: Any, connect_wait: float = 30.0, **kwargs: Any) -> None:
+        self._connect_wait = connect_wait
+        super().__init__(*args, **kwargs)
+
+    def _waitConnected(self, timeout: float = 30.0) -> None:  # noqa: N802  (the library's name)
+        super()._waitConnected(min(timeout, self._connect_wait))  # type: ignore[misc]
+
+    def _handleFromRadio(self, fromRadioBytes: bytes) -> None:  # noqa: N802, N803  (the library's names)
+        self.last_heard = time.monotonic()
+        super()._handleFromRadio(fromRadioBytes)  # type: ignore[misc]
+
+
+class _SerialRadio(_Stamped, serial_interface.SerialInterface):
+    pass
+
+
+class _TcpRadio(_Stamped, tcp_interface.TCPInterface):
+    pass
+
+
 def _enum_name(enum: Any, value: int) -> str | None:
     try:
         return enum.Name(value)
@@ -107,6 +137,7 @@ class RadioLink:
         self._iface: mesh_interface.MeshInterface | None = None
         self._device_path: str | None = None
         self._send_lock = threading.Lock()
+        self._opened_at = 0.0
 
     # -- opening and closing ------------------------------------------------
 
@@ -115,15 +146,17 @@ class RadioLink:
         self.close()
         try:
             if spec.kind == "tcp":
-                iface = tcp_interface.TCPInterface(
-                    spec.target, portNumber=spec.port, timeout=int(self.connect_timeout)
+                iface = _TcpRadio(
+                    spec.target, portNumber=spec.port, timeout=max(1, int(self.connect_timeout)),
+                    connect_wait=self.connect_timeout,
                 )
             else:
                 path = device_path or (find_serial_radio() if spec.target == "auto" else spec.target)
                 if not os.path.exists(path):
                     raise RadioUnavailable(f"No radio at {path}: is it plugged in?")
                 self._device_path = path
-                iface = serial_interface.SerialInterface(devPath=path, timeout=int(self.connect_timeout))
+                iface = _SerialRadio(devPath=path, timeout=max(1, int(self.connect_timeout)),
+                                     connect_wait=self.connect_timeout)
         except RadioUnavailable:
             raise
         except BaseException as error:  # the library raises anything from OSError to SystemExit
@@ -131,6 +164,7 @@ class RadioLink:
                 raise
             raise RadioUnavailable(f"Could not open the radio {spec}: {error!r}") from None
         self._iface = iface
+        self._opened_at = time.monotonic()
         pub.subscribe(self._on_receive, "meshtastic.receive")
         pub.subscribe(self._on_lost, "meshtastic.connection.lost")
         return self.info()
@@ -163,6 +197,20 @@ class RadioLink:
     def device_present(self) -> bool:
         """False when the USB radio's device node has gone (unplugged)."""
         return self._device_path is None or os.path.exists(self._device_path)
+
+    def quiet_for(self) -> float:
+        """Seconds since the radio last sent anything (a packet, a queue status, a log line frame)."""
+        iface = self._require()
+        return time.monotonic() - max(iface.last_heard, self._opened_at)
+
+    def poke(self) -> None:
+        """Ask the radio for a sign of life: the firmware answers a heartbeat with its queue status."""
+        iface = self._require()
+        with self._send_lock:
+            try:
+                iface.sendHeartbeat()
+            except Exception as error:
+                raise RadioUnavailable(f"The radio did not take a heartbeat: {error!r}") from None
 
     def info(self) -> RadioInfo:
         iface = self._require()

@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import select
+import socket
 import threading
 import time
 import tty
@@ -102,6 +103,70 @@ class PtyPort:
                 self._on_bytes(data)
             except Exception:
                 logger.exception("simulated radio: failed to handle bytes from the host")
+
+
+class TcpRelay:
+    """The simulated radio on a TCP port, as a WiFi radio (or meshtasticd) offers its API on 4403.
+
+    The firmware speaks the same framed stream over TCP as over USB, so each
+    client connection is joined to the simulated radio's serial port: when
+    the radio is unplugged the connection drops, and a new one finds it again
+    once it is plugged back in. Listens on loopback only.
+    """
+
+    def __init__(self, device_path: Path, port: int = 0) -> None:
+        self.device_path = device_path
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.closing = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name="sim-radio-tcp", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.closing.set()
+        self._thread.join(timeout=3)
+        self.server.close()
+
+    def _accept_loop(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._relay(client)  # one client at a time, like the firmware's TCP API
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            fd = os.open(self.device_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            client.close()  # no radio behind the port: the connection drops at once
+            return
+        try:
+            tty.setraw(fd)
+            client.settimeout(WRITE_TIMEOUT_S)
+            while not self.closing.is_set():
+                ready, _, _ = select.select([client, fd], [], [], 0.1)
+                try:
+                    if client in ready:
+                        data = client.recv(4096)
+                        if not data:
+                            return
+                        os.write(fd, data)
+                    if fd in ready:
+                        data = os.read(fd, 4096)
+                        if not data:
+                            return
+                        client.sendall(data)
+                except BlockingIOError:
+                    continue
+        except OSError as exc:  # the radio was unplugged (EIO) or the client went away
+            logger.info("simulated radio: TCP client dropped (%s)", exc)
+        finally:
+            os.close(fd)
+            client.close()
 
 
 class DelayedJobs:

@@ -38,7 +38,7 @@ from radio_bridge.sim_device import (
     demo_nodes,
     position_message,
 )
-from radio_bridge.sim_port import DelayedJobs, PtyPort
+from radio_bridge.sim_port import DelayedJobs, PtyPort, TcpRelay
 from radio_bridge.sim_stewards import chatter_loop
 from radio_bridge.sim_wire import FrameReader, frame, garbage_mix
 
@@ -128,6 +128,8 @@ class SimulatedRadio:
         self._packet_ids = itertools.count(random.getrandbits(31) | 1)
 
         self._mode = "normal"
+        self._frozen = False  # a hung firmware: the port stays open, nothing is read or written
+        self.ignored_while_frozen = 0
         self._nak_reason = "NONE"
         self._nak_left: int | None = None
 
@@ -135,6 +137,7 @@ class SimulatedRadio:
         self._chatter: threading.Thread | None = None
         self._chatter_stop = threading.Event()
         self._running = False
+        self._tcp: TcpRelay | None = None
 
     # -- life cycle ------------------------------------------------------------
 
@@ -167,10 +170,19 @@ class SimulatedRadio:
         logger.info("simulated radio !%08x on %s", self.node_num, self.path)
         return self
 
+    def serve_tcp(self, port: int = 0) -> int:
+        """Also offer the radio on 127.0.0.1:``port`` (0: any free port), as a WiFi radio does; returns the port."""
+        if self._tcp is None:
+            self._tcp = TcpRelay(Path(self.path), port)
+        return self._tcp.port
+
     def stop(self) -> None:
         """Stop every thread, close the pty and remove the symlink (and its temp dir)."""
         if not self._running:
             return
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
         self.stop_chatter()
         self.unplug()
         self._running = False
@@ -253,6 +265,23 @@ class SimulatedRadio:
         """Never answer want_ack packets (a lost ACK, or a radio that hangs)."""
         with self._lock:
             self._mode, self._nak_left = "no-ack", None
+
+    def freeze(self) -> None:
+        """Hang the firmware: the USB port stays open, but the radio reads nothing and says nothing.
+
+        Nothing tells the client; only silence does (the library publishes
+        no event for it). ``thaw()`` wakes the radio, as a reset would.
+        """
+        with self._io:
+            self._frozen = True
+        logger.info("simulated radio frozen")
+
+    def thaw(self) -> None:
+        with self._io:
+            self._frozen = False
+            self._session = "idle"  # it comes back as if reset: the client must handshake again
+            self._frames = FrameReader()
+        logger.info("simulated radio thawed")
 
     # -- mesh to host ----------------------------------------------------------
 
@@ -359,6 +388,10 @@ class SimulatedRadio:
     # -- reading the host ------------------------------------------------------
 
     def _on_host_bytes(self, data: bytes) -> None:
+        if self._frozen:
+            with self._lock:
+                self.ignored_while_frozen += len(data)
+            return
         for payload in self._frames.feed(data):
             try:
                 self._handle_frame(payload)
@@ -550,8 +583,8 @@ class SimulatedRadio:
         self._write(frame(message.SerializeToString()))
 
     def _write(self, data: bytes) -> None:
-        """Write to the host, if plugged in (the caller holds ``_io``)."""
-        if self._port is not None:
+        """Write to the host, if plugged in and awake (the caller holds ``_io``)."""
+        if self._port is not None and not self._frozen:
             self._port.write(data)
 
     def _later(self, delay: float, job: Callable[[], None]) -> None:

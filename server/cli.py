@@ -114,11 +114,8 @@ def up_command(host: str | None, port: int | None, radio: str | None) -> None:
 @with_appcontext
 def bridge_command(radio: str | None) -> None:
     """Run the radio bridge: check-ins in, alerts out. Run exactly one per radio."""
-    import signal
-    import threading
-    from pathlib import Path
+    import os
 
-    from radio_bridge.bridge import Bridge, BridgeSettings, register_simulated_stewards
     from radio_bridge.mesh import RadioSpec
     from server.migrating import apply_migrations
 
@@ -129,23 +126,12 @@ def bridge_command(radio: str | None) -> None:
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     apply_migrations(app)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sim = None
-    if spec.kind == "sim":
-        from radio_bridge.simulator import SimulatedRadio
-
-        sim = SimulatedRadio(link_path=Path(app.instance_path) / "sim-radio").start()
-        handles = _save(lambda s: register_simulated_stewards(s, _now(), list(sim.device.nodes.values()), _term_days()))
-        click.echo(f"SIMULATED RADIO at {sim.path}, simulated stewards: {', '.join(handles)}")
-        if float(app.config["SIM_CHATTER_S"]) > 0:
-            sim.chatter(float(app.config["SIM_CHATTER_S"]))
-    try:
-        Bridge(app, spec, BridgeSettings.from_config(app.config), sim_path=sim.path if sim else None).run(stop)
-    finally:
-        if sim is not None:
-            sim.stop()
+    # Become the lean bridge process (radio_bridge/main.py): same pid, so a
+    # supervisor's signals reach it, but without Flask and Alembic in memory.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "radio_bridge", "--instance", app.instance_path, "--radio", str(spec)]
+    os.execv(sys.executable, argv)
 
 
 @click.command("alert")

@@ -8,9 +8,11 @@ come from the environment (the systemd units set them) or from
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "RADIO_RETRY_BACKOFF_S": 30,
     "RADIO_ERROR_REPLY_MINUTES": 5,
     "RADIO_RECONNECT_MAX_S": 60,
+    # No word from the radio (not even an answer to a heartbeat) this long
+    # means its firmware hung with the USB port still open: reopen it.
+    "RADIO_SILENCE_S": 120,
+    "RADIO_CONNECT_TIMEOUT_S": 30,
     "SIM_CHATTER_S": 90,  # how often a simulated steward sends something; 0 for never
     "HOST": "127.0.0.1",
     "PORT": 8080,
@@ -109,3 +115,34 @@ def load_settings_file(instance: Path) -> dict[str, Any]:
 
 def default_database_uri(instance: Path) -> str:
     return f"sqlite:///{instance / 'safebench.db'}"
+
+
+def load_settings(instance: Path, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every setting, for the web app, the worker and the bridge alike.
+
+    Embedded defaults, then ``settings.toml`` in the instance folder, then
+    ``SAFEBENCH_*`` variables (read as JSON when they parse, as Flask's
+    ``from_prefixed_env`` does, else as text), then ``overrides`` (tests).
+    """
+    from server.clock import utcnow
+
+    settings: dict[str, Any] = dict(DEFAULTS)
+    settings["CLOCK"] = utcnow
+    settings.update(load_settings_file(instance))
+    environ = os.environ if environ is None else environ
+    prefix = f"{ENV_PREFIX}_"
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name == f"{prefix}INSTANCE":
+            continue
+        value: Any = environ[name]
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+        settings[name[len(prefix):]] = value
+    settings.update(overrides or {})
+    settings["INSTANCE"] = str(instance)
+    settings.setdefault("DATABASE_URL", default_database_uri(instance))
+    settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
+    return settings

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,14 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+
+
+def make_engine(url: str, busy_timeout_ms: int) -> Engine:
+    """An engine for a process without Flask (the radio bridge), set up as the web app's is."""
+    options = {"connect_args": {"timeout": busy_timeout_ms / 1000}} if url.startswith("sqlite") else {}
+    engine = create_engine(url, **options)
+    configure_sqlite(engine, busy_timeout_ms)
+    return engine
 
 
 def is_lock_error(error: OperationalError) -> bool:

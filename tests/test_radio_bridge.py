@@ -10,6 +10,8 @@ tests/benchmarks/bridge.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -36,6 +38,7 @@ def fast_settings() -> BridgeSettings:
                               retry_backoff=timedelta(seconds=5)),
         inbound=InboundSettings(max_attempts=3, retry_backoff=timedelta(seconds=5)),
         reconnect_max=0.5,
+        silence_limit=30,
     )
 
 
@@ -55,10 +58,10 @@ def bridge(app, sim):
             people.register_steward(db.session, app.config["CLOCK"](), handle, node, "test assembly", 28)
         patrol.add_area(db.session, "Market")
         db.session.commit()
-        the_bridge = Bridge(app, RadioSpec.parse(f"serial:{sim.path}"), fast_settings())
+        the_bridge = Bridge.from_config(app.config, RadioSpec.parse(f"serial:{sim.path}"), settings=fast_settings())
         turn_until(the_bridge, lambda: the_bridge.link.is_open)
         yield the_bridge
-        the_bridge.link.close()
+        the_bridge.close()
         db.session.remove()
 
 
@@ -108,11 +111,11 @@ def test_the_same_packet_delivered_twice_is_logged_once_even_across_a_restart(ap
     assert len(log_entries()) == 1
 
     bridge.link.close()  # the bridge restarts; what it heard is in the database
-    restarted = Bridge(app, RadioSpec.parse(f"serial:{sim.path}"), fast_settings())
+    restarted = Bridge.from_config(app.config, RadioSpec.parse(f"serial:{sim.path}"), settings=fast_settings())
     turn_until(restarted, lambda: restarted.link.is_open)
     sim.deliver_duplicate(packet_id)
     turns(restarted, 0.3)
-    restarted.link.close()
+    restarted.close()
     assert len(log_entries()) == 1
 
 
@@ -164,6 +167,30 @@ def test_the_cable_is_pulled_while_an_alert_is_queued_and_it_goes_out_exactly_on
     (delivered,) = outbox.recent(db.session)
     assert delivered.state == outbox.ACKED and delivered.attempts == 1
     assert radio.bridge_status(db.session).reconnects >= 1
+
+
+def test_a_radio_that_hangs_with_its_cable_in_is_noticed_by_its_silence_and_reopened(bridge, sim):
+    # Seconds instead of minutes, so the story runs quickly.
+    bridge.settings.silence_limit = 1.5
+    bridge.link.connect_timeout = 1
+    turns(bridge, 1.0)
+    assert bridge.link.is_open, "a radio that answers heartbeats is not silent, however quiet the mesh"
+
+    sim.freeze()  # the firmware hangs: the port stays open, no event comes
+    turn_until(bridge, lambda: not bridge.link.is_open)
+    status = radio.bridge_status(db.session)
+    assert status.connected is False and "stopped answering" in status.last_error
+    outbox.queue_message(db.session, bridge.now(), "Water point moved to the library", priority=outbox.NORMAL)
+    db.session.commit()
+    turns(bridge, 1.5)  # handshakes time out while it is hung; the message waits
+    assert texts_on_air(sim) == []
+
+    sim.thaw()
+    turn_until(bridge, lambda: bridge.link.is_open and len(sim.sent_packets) == 1, seconds=12)
+    turns(bridge, 0.5)
+    assert texts_on_air(sim) == ["Water point moved to the library"]
+    db.session.expire_all()
+    assert radio.bridge_status(db.session).connected is True
 
 
 def test_a_naked_message_is_retried_then_marked_failed_for_the_host(app, bridge, sim, clock):
@@ -241,3 +268,39 @@ def test_the_hub_answers_status_and_help_and_a_fumbling_steward_hears_about_it_o
     assert help_reply.startswith("Danger? Send SOS")
     assert all(utf8_len(text) <= 200 for text in texts_on_air(sim))
     assert len(sim.sent_packets) == 3
+
+
+def test_the_bridge_process_leaves_the_web_app_out_of_memory():
+    # It shares a Pi Zero 2 W's 512 MB with the web server: Flask and Alembic stay out.
+    probe = "import sys, radio_bridge.main; print(sorted({'flask', 'alembic', 'werkzeug'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_radio_on_the_network_works_like_one_on_usb(app, sim):
+    # A WiFi radio offers the same framed stream on TCP; the simulated radio does too.
+    port = sim.serve_tcp()
+    with app.app_context():
+        people.register_steward(db.session, app.config["CLOCK"](), "Kestrel", KESTREL, "test assembly", 28)
+        db.session.commit()
+        settings = fast_settings()
+        settings.silence_limit, settings.connect_timeout = 3, 2
+        over_tcp = Bridge.from_config(app.config, RadioSpec.parse(f"tcp:127.0.0.1:{port}"), settings=settings)
+        try:
+            turn_until(over_tcp, lambda: over_tcp.link.is_open)
+            sim.deliver_text(KESTREL, "CI")
+            turn_until(over_tcp, lambda: len(log_entries()) == 1)
+            outbox.queue_message(db.session, over_tcp.now(), "Curfew notice at the community centre")
+            db.session.commit()
+            turn_until(over_tcp, lambda: len(sim.sent_packets) == 1)
+
+            sim.unplug()  # the radio loses power; its TCP connection goes with it
+            turn_until(over_tcp, lambda: not over_tcp.link.is_open, seconds=10)
+            sim.replug()
+            turn_until(over_tcp, lambda: over_tcp.link.is_open, seconds=15)
+            sim.deliver_text(KESTREL, "CI back on air")
+            turn_until(over_tcp, lambda: len(log_entries()) == 2)
+        finally:
+            over_tcp.close()
+        assert texts_on_air(sim) == ["Curfew notice at the community centre"]
+        assert log_entries()[-1].note == "back on air"

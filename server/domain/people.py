@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.domain.base import Base
 from server.domain.errors import Conflict, Invalid, NotFound
@@ -213,12 +212,18 @@ def set_password(member: Member, password: str) -> None:
         raise Invalid(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password")
     if len(password) > 256:
         raise Invalid("That password is too long (at most 256 characters).", field="password")
+    # Imported here: the radio bridge loads this module and never needs
+    # passwords, and every megabyte counts beside the web server on a Pi.
+    from werkzeug.security import generate_password_hash
+
     member.password_hash = generate_password_hash(password)
 
 
 def check_password(member: Member | None, password: str) -> bool:
     if member is None or member.password_hash is None:
         return False
+    from werkzeug.security import check_password_hash
+
     return check_password_hash(member.password_hash, password)
 
 

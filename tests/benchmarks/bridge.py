@@ -168,7 +168,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, pause: fl
 @contextmanager
 def running_bridge(app: Flask, sim: SimulatedRadio) -> Iterator[Bridge]:
     """The real Bridge, in a thread of this process, on the simulated radio's pty; stopped on the way out."""
-    bridge = Bridge(app, RadioSpec.parse(f"serial:{sim.path}"), BridgeSettings.from_config(app.config))
+    bridge = Bridge.from_config(app.config, RadioSpec.parse(f"serial:{sim.path}"))
     stop = threading.Event()
     thread = threading.Thread(target=bridge.run, args=(stop,), name="bridge", daemon=True)
     thread.start()
@@ -653,6 +653,16 @@ def memory_kb(pid: int) -> dict[str, int]:
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM"):
                 found[key] = int(value.split()[0])
+    # Pss: resident pages with those shared by other processes divided among
+    # them (on the Pi, the web server and scheduler share libpython and more).
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                key, _, value = line.partition(":")
+                if key == "Pss":
+                    found["Pss"] = int(value.split()[0])
+    except OSError:
+        pass
     return found
 
 
@@ -805,11 +815,10 @@ def rss():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 steps = [("python", [])] + [(label, modules.split()) for label, modules in (
-    ("SQLAlchemy", "sqlalchemy sqlalchemy.orm"), ("Flask", "flask flask_sqlalchemy"),
-    ("Alembic", "alembic flask_migrate"), ("web extensions", "flask_limiter flask_wtf flask_login flask_caching"),
-    ("hub app", "server server.extensions server.web.host server.web.aid"),
+    ("SQLAlchemy", "sqlalchemy sqlalchemy.orm"),
+    ("domain layer", "server.domain.people server.domain.patrol server.domain.outbox server.domain.radio"),
     ("meshtastic", "meshtastic meshtastic.serial_interface meshtastic.tcp_interface"),
-    ("radio_bridge", "radio_bridge.bridge radio_bridge.simulator"))]
+    ("radio_bridge", "radio_bridge.main"))]
 last = 0.0
 for label, modules in steps:
     for name in modules:
@@ -817,11 +826,13 @@ for label, modules in steps:
     now = rss()
     print(f"{label} {now - last:.1f}")
     last = now
+web = [name for name in ("flask", "alembic", "werkzeug", "flask_sqlalchemy") if name in sys.modules]
+print(f"web-modules {len(web)}")
 """
 
 
 def import_breakdown() -> list[tuple[str, float]]:
-    """Resident memory each layer of imports adds, in a fresh interpreter, in the order the bridge needs them."""
+    """Resident memory each layer of the bridge's imports adds (python -m radio_bridge), in a fresh interpreter."""
     done = subprocess.run([sys.executable, "-c", IMPORT_PROBE], check=False, capture_output=True, text=True, timeout=60,
                           env=clean_env(Path(tempfile.gettempdir()) / "unused"))
     if done.returncode != 0:
@@ -838,14 +849,20 @@ def print_memory(results: list[MemoryResult], seconds: float, flags: list[str],
         print(f"{r.mode}:")
         print(f"  {shown}   [{r.env_note}]")
         print(f"  VmRSS {rss:.1f} MB, VmHWM {hwm:.1f} MB   (aim <= {RSS_AIM_MB} MB)  {verdict(hwm <= RSS_AIM_MB)}")
+        if "Pss" in r.vm:
+            print(f"  Pss {r.vm['Pss'] / 1024:.1f} MB (its share once pages shared with other processes are divided)")
         print(f"  connected {r.connected_after_s:.1f} s after start; in {seconds:g} s of traffic it logged "
               f"{r.log_rows} radio rows and sent {r.sent} messages")
     if len(results) == 2:
         diff = (results[0].vm["VmRSS"] - results[1].vm["VmRSS"]) / 1024
         print(f"the simulated radio's share of the sim-mode process: about {diff:.1f} MB of VmRSS")
+    web_modules = [mb for label, mb in breakdown if label == "web-modules"]
+    breakdown = [(label, mb) for label, mb in breakdown if label != "web-modules"]
     if breakdown:
         parts = ", ".join(f"{label} {'+' if i else ''}{mb:.1f}" for i, (label, mb) in enumerate(breakdown))
         print(f"where it goes (VmRSS in MB after importing, in a fresh interpreter): {parts}")
+        print("  (safebench bridge applies migrations with Flask and Alembic, then execs python -m radio_bridge,")
+        print("   which loads neither: " + ("confirmed" if web_modules == [0] else "BUT IT DID") + ")")
     print("note: with --radio sim the simulated radio and its stewards run inside the bridge process; on a")
     print("  bench with a real radio only the bridge runs there, as in the serial:<pty> line.")
     print(f"reproduce: {reproduce('memory', *flags)}")

@@ -1,0 +1,5 @@
+import sys
+
+from radio_bridge.main import main
+
+sys.exit(main())

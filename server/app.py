@@ -1,0 +1,82 @@
+"""The app factory: the web hub built from settings, extensions and blueprints."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from server import config
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the web app. Starts no threads and touches no hardware."""
+    instance = Path(test_config["INSTANCE"]) if test_config and "INSTANCE" in test_config else config.instance_path_from_env()
+    instance.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(instance))
+    load_config(app, instance, test_config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def load_config(app: Flask, instance: Path, test_config: dict[str, Any] | None) -> None:
+    app.config.update(config.load_settings(instance, overrides=test_config))
+    if app.config["DATABASE_URL"].startswith("sqlite"):
+        # The driver's own wait, on top of the PRAGMA set on each connection.
+        app.config.setdefault(
+            "SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": app.config["DB_BUSY_TIMEOUT_MS"] / 1000}}
+        )
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = config.load_secret_key(instance)
+    logging.getLogger("server").setLevel(app.config.get("LOG_LEVEL", "INFO"))
+
+
+def register_extensions(app: Flask) -> None:
+    from server.db import configure_sqlite
+    from server.extensions import cache, csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine, app.config["DB_BUSY_TIMEOUT_MS"])
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"), render_as_batch=True)
+    cache.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from server.web import access, aid, auth, bench, compact, host, mediation, radio
+    from server.web.converters import RowIdConverter
+
+    # Before any route is added: every <int:id> in a URL is a row id.
+    app.url_map.converters["int"] = RowIdConverter
+    access.init_app(app)
+    radio.init_app(app)
+    for module in (bench, auth, mediation, aid, compact, host, radio):
+        app.register_blueprint(module.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from server.web import errors, headers
+
+    errors.init_app(app)
+    headers.init_app(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from server.web import filters
+
+    filters.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from server import cli
+
+    cli.init_app(app)
