@@ -25,6 +25,12 @@ DEFAULTS: dict[str, Any] = {
     # after they close: the hub keeps no history of neighbours' conflicts.
     "MEDIATION_RETENTION_DAYS": 14,
     "AID_RETENTION_DAYS": 14,
+    # Radio traffic is kept only as long as it is useful: messages the hub
+    # sent (they name stewards and places), stewards' last positions, and
+    # nodes heard that are not ours.
+    "OUTBOX_RETENTION_DAYS": 2,
+    "POSITION_RETENTION_HOURS": 12,
+    "UNKNOWN_SENDER_RETENTION_DAYS": 7,
     # An aid post lapses after this many days unless its author says otherwise.
     "AID_DEFAULT_DAYS": 7,
     "AID_MAX_DAYS": 60,

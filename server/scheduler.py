@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Flask
 from sqlalchemy.orm import Session
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import aid, mediation, people
+from server.domain import aid, mediation, outbox, people, radio
 from server.extensions import db
 
 log = logging.getLogger("server.scheduler")
@@ -46,11 +46,21 @@ def _purge_aid(session: Session, now: datetime, cfg: dict) -> str:
     return f"{aid.purge_finished(session, now, cfg['AID_RETENTION_DAYS'])} finished aid post(s) purged"
 
 
+def _purge_radio(session: Session, now: datetime, cfg: dict) -> str:
+    messages = outbox.purge_finished(session, now, timedelta(days=float(cfg["OUTBOX_RETENTION_DAYS"])))
+    forgotten = radio.forget_old_radio_records(
+        session, now, positions_after=timedelta(hours=float(cfg["POSITION_RETENTION_HOURS"])),
+        strangers_after=timedelta(days=float(cfg["UNKNOWN_SENDER_RETENTION_DAYS"])))
+    details = ", ".join(f"{count} {what}" for what, count in forgotten.items())
+    return f"{messages} finished radio message(s) purged; {details} forgotten"
+
+
 JOBS = (
     Job("lapse-roles", 1, _lapse_roles),
     Job("lapse-aid", 1, _lapse_aid),
     Job("purge-mediation", 60, _purge_mediation),
     Job("purge-aid", 60, _purge_aid),
+    Job("purge-radio", 60, _purge_radio),
 )
 
 

@@ -273,3 +273,39 @@ def test_nothing_about_the_radio_reaches_a_public_page(app, client, clock):
             for secret in ("SIMULATED", "radio bridge", "Radio disconnected", "Not delivered", "NO_ROUTE",
                            "meet at the bench", "!0badcafe", "serial port vanished", "outbox"):
                 assert secret not in page, f"{secret!r} on {url} for {visitor}"
+
+
+def test_what_the_radio_left_behind_is_forgotten_on_schedule(app, clock):
+    from server.domain.people import register_steward
+    from server.scheduler import run_all_once
+
+    with app.app_context():
+        now = clock()
+        kestrel = register_steward(db.session, now, "Kestrel", 0xA1B2C3D4, "test assembly", 28)
+        radio.record_position(db.session, now, kestrel, 52.09, 5.12)
+        radio.first_time_heard(db.session, now, 0xA1B2C3D4, 77)
+        radio.note_unknown_sender(db.session, now, 0x0BADF00D)
+        (sos,) = outbox.queue_message(db.session, now, "SOS Kestrel: by the station", priority=outbox.URGENT)
+        sos.state = outbox.ACKED
+        db.session.commit()
+
+    def left() -> tuple[int, ...]:
+        with app.app_context():
+            return tuple(db.session.query(model).count() for model in (
+                radio.StewardPosition, radio.HeardPacket, radio.UnknownSender, outbox.OutboxMessage))
+
+    clock.advance(hours=11)
+    run_all_once(app)
+    assert left() == (1, 1, 1, 1)
+    clock.advance(hours=2)  # a position half a day old says where a person was, nothing more useful
+    run_all_once(app)
+    assert left() == (0, 1, 1, 1)
+    clock.advance(hours=12)
+    run_all_once(app)
+    assert left() == (0, 0, 1, 1)
+    clock.advance(days=1)  # the SOS text named a steward and a place: gone after two days
+    run_all_once(app)
+    assert left() == (0, 0, 1, 0)
+    clock.advance(days=5)
+    run_all_once(app)
+    assert left() == (0, 0, 0, 0)

@@ -95,6 +95,20 @@ def forget_heard_before(session: Session, cutoff: datetime) -> int:
     return result.rowcount or 0
 
 
+def forget_old_radio_records(session: Session, now: datetime, *, positions_after: timedelta,
+                             strangers_after: timedelta) -> dict[str, int]:
+    """What the radio left behind that nobody needs any more.
+
+    Heard packet ids after a day (every mesh re-delivery comes sooner), a
+    steward's last position once it is stale (it says where a person was),
+    and unknown nodes nobody has heard from in a while.
+    """
+    heard = forget_heard_before(session, now - timedelta(days=1))
+    positions = session.execute(delete(StewardPosition).where(StewardPosition.at < now - positions_after)).rowcount
+    strangers = session.execute(delete(UnknownSender).where(UnknownSender.last_heard < now - strangers_after)).rowcount
+    return {"heard packet ids": heard, "positions": positions or 0, "unknown nodes": strangers or 0}
+
+
 def note_unknown_sender(session: Session, now: datetime, node_num: int) -> UnknownSender:
     stranger = session.get(UnknownSender, node_num)
     if stranger is None:
