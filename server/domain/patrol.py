@@ -31,7 +31,17 @@ KIND_LABELS = {
 }
 
 # Kinds the hub keeps but never publishes: the public log lists only KIND_LABELS.
-PRIVATE_KIND_LABELS = {"sos": "SOS", "arrest": "Arrest reported"}
+PRIVATE_KIND_LABELS = {
+    "sos": "SOS",
+    "arrest": "Arrest reported",
+    "alert_ack": "Responding",
+    "alert_clear": "Alert resolved",
+    "overdue": "Overdue check-in",
+    "duress": "Silent alert",
+    "case": "Arrest case",
+}
+# The ones a host watching the live log must not miss.
+URGENT_KINDS = frozenset({"sos", "arrest", "overdue", "duress"})
 
 SOURCE_RADIO = "radio"
 SOURCE_WEB = "web"
@@ -81,6 +91,8 @@ class LogEntry(Base):
     source: Mapped[str] = mapped_column(String(8))
     # An entry the host has withdrawn from the public log stays for the hub.
     public: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Written by a rehearsal: labelled DRILL wherever it is shown.
+    drill: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     member: Mapped[Member | None] = relationship()
     area: Mapped[Area | None] = relationship()
@@ -174,6 +186,8 @@ def log_entry(
     place: str | None = None,
     area: Area | None = None,
     note: str | None = None,
+    public: bool = True,
+    drill: bool = False,
 ) -> LogEntry:
     entry = LogEntry(
         at=now,
@@ -184,7 +198,8 @@ def log_entry(
         place=place,
         note=note,
         source=_check_source(source),
-        public=True,
+        public=public,
+        drill=drill,
     )
     session.add(entry)
     session.flush()
@@ -280,7 +295,7 @@ def public_log(session: Session, limit: int, rounding_minutes: int) -> list[Publ
         select(LogEntry.id, LogEntry.at, LogEntry.kind, Member.handle, Area.name)
         .outerjoin(Member, LogEntry.member_id == Member.id)
         .outerjoin(Area, LogEntry.area_id == Area.id)
-        .where(LogEntry.public.is_(True), LogEntry.kind.in_(tuple(KIND_LABELS)))
+        .where(LogEntry.public.is_(True), LogEntry.drill.is_(False), LogEntry.kind.in_(tuple(KIND_LABELS)))
         .order_by(LogEntry.id.desc())
         .limit(limit)
     )
