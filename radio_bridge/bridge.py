@@ -64,6 +64,8 @@ class BridgeSettings:
                 error_reply_every=timedelta(minutes=float(config["RADIO_ERROR_REPLY_MINUTES"])),
                 max_attempts=int(config["RADIO_SEND_ATTEMPTS"]),
                 retry_backoff=timedelta(seconds=float(config["RADIO_RETRY_BACKOFF_S"])),
+                legal_hotline=str(config["LEGAL_HOTLINE"]),
+                duress_word=str(config["DURESS_WORD"]),
             ),
             reconnect_max=float(config["RADIO_RECONNECT_MAX_S"]),
             silence_limit=float(config["RADIO_SILENCE_S"]),

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from radio_bridge.packets import Ack, PanicPacket, PositionPacket, TextPacket
-from server.domain import alerts, outbox, patrol, people, radio
+from server.domain import alerts, cases, outbox, overdue, patrol, people, radio
 from server.domain.errors import DomainError
 from server.domain.people import Member, format_node_id
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
@@ -34,6 +34,8 @@ class InboundSettings:
     error_reply_every: timedelta = timedelta(minutes=5)
     max_attempts: int = 3
     retry_backoff: timedelta = timedelta(seconds=30)
+    legal_hotline: str = ""  # read out in every arrest broadcast
+    duress_word: str = ""  # empty: no duress word
 
 
 @dataclass
@@ -121,18 +123,24 @@ class Inbound:
             patrol.end_shift(session, now, member, patrol.SOURCE_RADIO)
         elif verb is Verb.CHECK_IN:
             patrol.record_check_in(session, now, member, patrol.SOURCE_RADIO, note=command.note or None)
+            if overdue.has_duress_word(command.note, self.settings.duress_word):
+                # Nothing on the channel and nothing public: only dispatch hears, by direct message.
+                alerts.raise_alert(session, now, alerts.DURESS, member, None, patrol.SOURCE_RADIO)
+                return "check_in"
         elif verb is Verb.INCIDENT:
             patrol.record_incident(session, now, member, patrol.SOURCE_RADIO, command.what,
                                    place=command.where or None)
         elif verb is Verb.SOS:
             alerts.raise_sos(session, now, member, command.where or None, patrol.SOURCE_RADIO)
         elif verb is Verb.ARREST:
-            alerts.report_arrest(session, now, member, command.where, command.count, command.note or None,
-                                 patrol.SOURCE_RADIO)
-        elif verb in (Verb.ACK, Verb.CLEAR):
-            # Logged where dispatch reads it, with the code the steward gave.
-            note = f"responding to {command.code}" if verb is Verb.ACK else f"{command.code} resolved"
-            patrol.record_check_in(session, now, member, patrol.SOURCE_RADIO, note=note)
+            cases.open_case(session, now, place=command.where or None, arrested=command.count or 1,
+                            source=patrol.SOURCE_RADIO, reported_by=member, description=command.note or None,
+                            hotline=self.settings.legal_hotline)
+        elif verb is Verb.ACK:
+            alerts.acknowledge(session, now, command.code, member, patrol.SOURCE_RADIO)
+        elif verb is Verb.CLEAR:
+            alerts.resolve(session, now, command.code, member, patrol.SOURCE_RADIO, command.note or None,
+                           note_required=False)
         elif verb is Verb.STATUS:
             self._reply(session, now, sender, status_text(session), key="status")
         elif verb is Verb.HELP:
@@ -158,8 +166,16 @@ class Inbound:
 def status_text(session: Session) -> str:
     """The STATUS answer: who is out, in one packet."""
     shifts = patrol.on_patrol(session)
+    open_alerts = alerts.open_codes_text(session)
     if not shifts:
-        return "No one on shift."
-    handles = ", ".join(sorted({shift.member.handle for shift in shifts}, key=str.lower))
-    text = f"On shift {len(shifts)}: {handles}"
-    return text if fits_one_packet(text) else f"On shift: {len(shifts)} stewards."
+        text = "No one on shift."
+    else:
+        handles = ", ".join(sorted({shift.member.handle for shift in shifts}, key=str.lower))
+        text = f"On shift {len(shifts)}: {handles}"
+        if not fits_one_packet(text):
+            text = f"On shift: {len(shifts)} stewards."
+    if open_alerts and fits_one_packet(f"{text} {open_alerts}"):
+        text = f"{text} {open_alerts}"
+    elif open_alerts:
+        text = f"{text} Alerts open: {open_alerts.count(',') + 1}."
+    return text

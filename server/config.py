@@ -71,11 +71,34 @@ DEFAULTS: dict[str, Any] = {
     # means its firmware hung with the USB port still open: reopen it.
     "RADIO_SILENCE_S": 120,
     "RADIO_CONNECT_TIMEOUT_S": 30,
-    "SIM_CHATTER_S": 90,  # how often a simulated steward sends something; 0 for never
+    "SIM_CHATTER_S": 90,
+    # Rapid response. An alert nobody acknowledges is broadcast again after
+    # this many minutes, then escalated to every steward on the channel.
+    "ALERT_ACK_MINUTES": 3,
+    # Resolved alerts name who was in danger where: kept this long, then deleted.
+    "ALERT_RETENTION_DAYS": 7,
+    # Read out in every arrest broadcast, e.g. "+49 30 1234567".
+    "LEGAL_HOTLINE": "",
+    # An arrest case is deleted this long after everyone is released.
+    "CASE_GRACE_DAYS": 7,
+    # Lone-worker safety: a steward on shift checks in this often; at
+    # interval + grace they get a ping, after a second interval everyone an alert.
+    "CHECK_IN_INTERVAL_MINUTES": 20,
+    "CHECK_IN_GRACE_MINUTES": 5,
+    # A word that, inside a check-in, silently raises an alert to dispatch.
+    # Empty: none. Agree it at the assembly, never write it on the pocket card.
+    "DURESS_WORD": "",  # how often a simulated steward sends something; 0 for never
     "HOST": "127.0.0.1",
     "PORT": 8080,
     # Four threads suit the Pi Zero 2 W (four cores, 512 MB): more only add memory.
     "WEB_THREADS": 4,
+    # The live log (/host/live/events) holds a waitress thread for as long as
+    # it streams, so at most STREAM_SLOTS watchers hold one at a time (keep it
+    # below WEB_THREADS, or watchers could starve the public pages), each for
+    # at most STREAM_HOLD_S seconds before the browser reconnects. Watchers
+    # beyond that get what is new and come back a second later.
+    "STREAM_SLOTS": 2,
+    "STREAM_HOLD_S": 25,
     # Whole-request cap: the largest form is a few kilobytes of text.
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,

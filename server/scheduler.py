@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import aid, mediation, outbox, people, radio
+from server.domain import aid, alerts, cases, mediation, outbox, overdue, people, radio
 from server.extensions import db
 
 log = logging.getLogger("server.scheduler")
@@ -55,12 +55,41 @@ def _purge_radio(session: Session, now: datetime, cfg: dict) -> str:
     return f"{messages} finished radio message(s) purged; {details} forgotten"
 
 
+def _escalate_alerts(session: Session, now: datetime, cfg: dict) -> str:
+    moved = alerts.escalate_due(session, now, timedelta(minutes=float(cfg["ALERT_ACK_MINUTES"])))
+    return f"{len(moved)} unanswered alert(s) broadcast again" + (
+        f": {', '.join(a.code for a in moved)}" if moved else "")
+
+
+def _overdue_check_ins(session: Session, now: datetime, cfg: dict) -> str:
+    rules = overdue.OverdueRules(interval=timedelta(minutes=float(cfg["CHECK_IN_INTERVAL_MINUTES"])),
+                                 grace=timedelta(minutes=float(cfg["CHECK_IN_GRACE_MINUTES"])))
+    done = overdue.check(session, now, rules)
+    return f"{len(done)} overdue check-in(s)" + (f": {'; '.join(done)}" if done else "")
+
+
+def _case_clock(session: Session, now: datetime, _cfg: dict) -> str:
+    reminded = cases.remind_due(session, now)
+    return f"{len(reminded)} case reminder(s)" + (f": {', '.join(c.code for c in reminded)}" if reminded else "")
+
+
+def _purge_cases(session: Session, now: datetime, cfg: dict) -> str:
+    purged = cases.purge_closed(session, now, timedelta(days=float(cfg["CASE_GRACE_DAYS"])))
+    resolved = alerts.purge_resolved(session, now, timedelta(days=float(cfg["ALERT_RETENTION_DAYS"])))
+    return f"{purged} closed arrest case(s) and {resolved} resolved alert(s) purged"
+
+
 JOBS = (
+    # Rapid response first: these run every minute, and a minute is the longest anyone waits.
+    Job("escalate-alerts", 1, _escalate_alerts),
+    Job("overdue-check-ins", 1, _overdue_check_ins),
+    Job("case-clock", 1, _case_clock),
     Job("lapse-roles", 1, _lapse_roles),
     Job("lapse-aid", 1, _lapse_aid),
     Job("purge-mediation", 60, _purge_mediation),
     Job("purge-aid", 60, _purge_aid),
     Job("purge-radio", 60, _purge_radio),
+    Job("purge-cases", 60, _purge_cases),
 )
 
 

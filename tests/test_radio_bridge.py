@@ -142,7 +142,7 @@ def test_an_sos_goes_out_before_fifty_queued_notices(bridge, sim):
     turn_until(bridge, lambda: len(sim.sent_packets) >= 3)
 
     first, *_ = texts_on_air(sim)
-    assert first == f"SOS Kestrel: by the station. Responders: reply ACK.{BELL}"
+    assert first == f"SOS A1: Kestrel, by the station. ACK A1 to respond.{BELL}"
     assert first.endswith(BELL)
     assert all(text.startswith("Notice") for text in texts_on_air(sim)[1:])
 
@@ -242,7 +242,7 @@ def test_a_panic_button_raises_an_sos_and_positions_stay_private(bridge, sim, cl
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)
 
     (sos,) = texts_on_air(sim)
-    assert sos.startswith("SOS Wren") and sos.endswith(BELL)
+    assert sos.startswith("SOS A1: Wren") and sos.endswith(BELL)
     position = radio.last_position(db.session, people.get_member(db.session, "Wren"))
     assert (round(position.latitude, 4), round(position.longitude, 4)) == (52.0921, 5.1214)
     # The public log shows neither the alert nor where anyone is.

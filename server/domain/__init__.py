@@ -6,4 +6,15 @@ rows, and leaves committing to the caller, so one caller's transaction can
 span several services.
 """
 
-from server.domain import aid, compact, mediation, outbox, patrol, people, radio  # noqa: F401  (registers models)
+from server.domain import (  # noqa: F401  (registers models)
+    aid,
+    alerts,
+    cases,
+    compact,
+    drills,
+    mediation,
+    outbox,
+    patrol,
+    people,
+    radio,
+)

@@ -1,24 +1,128 @@
-"""Urgent notices: an SOS or an arrest report goes out to every handheld at once.
+"""Alerts: someone is in danger, and the right people must know within seconds.
 
-This is the radio bridge's first cut of rapid response: the notice is
-logged (privately: the public log never lists alerts) and queued as an
-urgent broadcast with the bell, so handhelds buzz even when muted. Alert
-codes, responders and arrest cases build on it.
+An alert has a short code (``A7``) that a steward can type on a handheld
+(``ACK A7``, ``CLR A7``). It goes out as an urgent broadcast with the bell,
+so handhelds buzz even when the channel is muted. Nobody responding within
+``ack_after`` brings a second broadcast; nobody after that, an escalation to
+every steward on the channel, on shift or not.
+
+A duress alert is silent: the steward's check-in looks normal on the air
+and in the public log, and only dispatch hears about it, by direct message.
+
+What goes on the air names the steward by handle (the channel is the
+patrol's private one) and a place; never a legal name.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
-from server.domain import outbox, patrol
-from server.domain.patrol import LogEntry
+from server.domain import outbox, patrol, people
+from server.domain.base import Base
+from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
 
 SOS = "sos"
-ARREST = "arrest"
+PANIC = "panic"
+DURESS = "duress"
+OVERDUE = "overdue"
+KINDS = {SOS: "SOS", PANIC: "Panic button", DURESS: "Silent alert (duress word)", OVERDUE: "Overdue check-in"}
+
+OPEN = "open"
+RESPONDING = "responding"
+RESOLVED = "resolved"
+
+MAX_RESOLUTION = 500
+DRILL_PREFIX = "DRILL "
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(8), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=OPEN, index=True)
+    raised_at: Mapped[datetime]
+    # The person the alert is about (the steward who pressed SOS, who is overdue).
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    # Who raised it on the web, when not the person themselves.
+    raised_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    place: Mapped[str | None] = mapped_column(String(patrol.MAX_PLACE))
+    # How it started: "panic button", "last check-in 21:40Z", "drill".
+    detail: Mapped[str | None] = mapped_column(String(120))
+    source: Mapped[str] = mapped_column(String(8))
+    silent: Mapped[bool] = mapped_column(Boolean, default=False)
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    broadcasts: Mapped[int] = mapped_column(Integer, default=0)
+    last_broadcast_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+    member: Mapped[Member | None] = relationship(foreign_keys=[member_id])
+    raised_by: Mapped[Member | None] = relationship(foreign_keys=[raised_by_id])
+    resolved_by: Mapped[Member | None] = relationship(foreign_keys=[resolved_by_id])
+    responses: Mapped[list[AlertResponse]] = relationship(
+        back_populates="alert", cascade="all, delete-orphan", order_by="AlertResponse.at"
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != RESOLVED
+
+    @property
+    def kind_label(self) -> str:
+        return KINDS.get(self.kind, self.kind)
+
+    @property
+    def who(self) -> str:
+        return self.member.handle if self.member else "the hub"
+
+
+class AlertResponse(Base):
+    """Someone said they are on their way (``ACK A7`` or the web)."""
+
+    __tablename__ = "alert_response"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    at: Mapped[datetime]
+    via: Mapped[str] = mapped_column(String(8))
+
+    alert: Mapped[Alert] = relationship(back_populates="responses")
+    member: Mapped[Member | None] = relationship()
+
+
+# -- codes ----------------------------------------------------------------------
+
+
+def next_code(session: Session, model: type, prefix: str, still_open) -> str:  # noqa: ANN001  (a SQL clause)
+    """A short code not in use by anything still open: ``A1``..``A99`` in turn, then round again.
+
+    Short because a steward types it on a handheld's thumb wheel; unique
+    among open items because that is all ``ACK A7`` needs to refer to.
+    """
+    taken = set(session.scalars(select(model.code).where(still_open)))
+    last = session.scalar(select(model.id).order_by(model.id.desc()).limit(1)) or 0
+    for step in range(99):
+        code = f"{prefix}{(last + step) % 99 + 1}"
+        if code not in taken:
+            return code
+    raise Invalid("Ninety-nine alerts are open at once; resolve some before raising more.")
+
+
+def normalize_code(raw: str | None) -> str:
+    return "".join(ch for ch in (raw or "").upper() if ch.isalnum())
+
+
+# -- raising -----------------------------------------------------------------------
 
 
 def _place(session: Session, member: Member | None, where: str | None) -> str | None:
@@ -29,24 +133,180 @@ def _place(session: Session, member: Member | None, where: str | None) -> str | 
     return where
 
 
+def dispatch_nodes(session: Session, now: datetime) -> list[int]:
+    """Radios of everyone holding the dispatch role now."""
+    members = session.scalars(select(Member).where(Member.node_num.is_not(None)).order_by(Member.id))
+    return [m.node_num for m in members if people.has_role(session, m, people.DISPATCH, now)]
+
+
+def raise_alert(session: Session, now: datetime, kind: str, member: Member | None, where: str | None,
+                source: str, *, raised_by: Member | None = None, drill: bool = False,
+                how: str | None = None) -> Alert:
+    """Log the alert privately and put it on the air: urgent, with the bell (or, for duress, to dispatch only)."""
+    if kind not in KINDS:
+        raise Invalid("Unknown kind of alert.", field="kind")
+    alert = Alert(code=next_code(session, Alert, "A", Alert.status != RESOLVED), kind=kind, status=OPEN, raised_at=now, member=member,
+                  raised_by=raised_by, place=_place(session, member, where), detail=how, source=source,
+                  silent=kind == DURESS, drill=drill, broadcasts=0)
+    session.add(alert)
+    session.flush()
+    log_kind = DURESS if kind == DURESS else (OVERDUE if kind == OVERDUE else SOS)
+    note = f"{alert.code}" + (f" ({how})" if how else "")
+    patrol.log_entry(session, now, log_kind, member, source, place=alert.place, note=note, public=False,
+                     drill=drill)
+    _announce(session, now, alert)
+    return alert
+
+
 def raise_sos(session: Session, now: datetime, member: Member | None, where: str | None, source: str,
-              *, how: str = "SOS") -> LogEntry:
-    """Someone needs help now: log it and broadcast an urgent notice with the bell."""
-    where = _place(session, member, where)
-    who = member.handle if member else "the hub"
-    entry = patrol.log_entry(session, now, SOS, member, source, place=where, note=how)
-    text = f"SOS {who}" + (f": {where}" if where else "") + ". Responders: reply ACK."
-    outbox.queue_message(session, now, text, priority=outbox.URGENT, dedupe_key=f"sos:{entry.id}", bell=True)
-    return entry
+              *, how: str | None = None, raised_by: Member | None = None, drill: bool = False) -> Alert:
+    kind = PANIC if how in ("panic button", "detection sensor") else SOS
+    return raise_alert(session, now, kind, member, where, source, raised_by=raised_by, drill=drill, how=how)
 
 
-def report_arrest(session: Session, now: datetime, member: Member | None, where: str, count: int | None,
-                  note: str | None, source: str) -> LogEntry:
-    """An arrest was witnessed: log it and broadcast code, place, count and time, never names."""
-    where = _place(session, member, where) or "place not given"
-    entry = patrol.log_entry(session, now, ARREST, member, source, place=where,
-                             note=clean_text(note, field="note", max_length=patrol.MAX_NOTE, required=False) or None)
-    people = f"{count} " if count else ""
-    text = f"ARREST {people}at {where}, {now:%H:%M}Z. Dispatch: check the hub."
-    outbox.queue_message(session, now, text, priority=outbox.URGENT, dedupe_key=f"arrest:{entry.id}", bell=True)
-    return entry
+def _announce(session: Session, now: datetime, alert: Alert, stage: int = 0) -> None:
+    """Stage 0: the first notice; 1: again, nobody responded; 2: escalation to everyone."""
+    text = alert_text(alert, stage)
+    key = f"alert:{alert.id}:{stage}"
+    if alert.silent:
+        for node in dispatch_nodes(session, now):
+            outbox.queue_message(session, now, text, destination=node, priority=outbox.URGENT,
+                                 dedupe_key=f"{key}:{node}", bell=True)
+    else:
+        outbox.queue_message(session, now, text, priority=outbox.URGENT, dedupe_key=key, bell=True)
+    alert.broadcasts = stage + 1
+    alert.last_broadcast_at = now
+
+
+def alert_text(alert: Alert, stage: int = 0) -> str:
+    """What goes on the air: code, kind, handle, place; fits one packet with the bell."""
+    drill = DRILL_PREFIX if alert.drill else ""
+    # A long place is shortened on the air (the hub page has it whole), so the
+    # message fits one packet with the bell; the code is never cut.
+    place = alert.place if not alert.place or len(alert.place) <= 60 else alert.place[:59] + "…"
+    where = f", {place}" if place else ""
+    if alert.silent:
+        return f"{drill}SILENT {alert.code}: {alert.who} used the duress word{where}. Do not reply on the channel."
+    if alert.kind == OVERDUE:
+        head = f"{drill}OVERDUE {alert.code}: {alert.who}{where}, {alert.detail}"
+    else:
+        head = f"{drill}SOS {alert.code}: {alert.who}{where}"
+    if stage == 0:
+        tail = f"ACK {alert.code} to respond."
+    elif stage == 1:
+        tail = f"No responder yet. ACK {alert.code}."
+    else:
+        tail = f"ALL STEWARDS, on shift or not: ACK {alert.code}."
+    return f"{head}. {tail}"
+
+
+# -- responding and resolving ----------------------------------------------------------
+
+
+def find_open(session: Session, code: str) -> Alert | None:
+    return session.scalar(
+        select(Alert).where(Alert.code == normalize_code(code), Alert.status != RESOLVED).order_by(Alert.id.desc())
+    )
+
+
+def get_alert(session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound("That alert does not exist.")
+    return alert
+
+
+def _open_by_code(session: Session, code: str) -> Alert:
+    alert = find_open(session, code)
+    if alert is None:
+        shown = normalize_code(code) or "?"
+        raise NotFound(f"No open alert {shown}. Send STATUS for open ones.")
+    return alert
+
+
+def acknowledge(session: Session, now: datetime, alert: Alert | str, member: Member, via: str) -> Alert:
+    """``member`` is responding. Saying so twice counts once."""
+    alert = _open_by_code(session, alert) if isinstance(alert, str) else alert
+    if not alert.is_open:
+        raise Invalid(f"Alert {alert.code} is already resolved.")
+    if not any(r.member_id == member.id for r in alert.responses):
+        alert.responses.append(AlertResponse(member=member, at=now, via=via))
+        patrol.log_entry(session, now, "alert_ack", member, via, note=f"responding to {alert.code}", public=False,
+                         drill=alert.drill)
+    alert.status = RESPONDING
+    session.flush()
+    return alert
+
+
+def resolve(session: Session, now: datetime, alert: Alert | str, member: Member | None, via: str,
+            note: str | None, *, note_required: bool = True) -> Alert:
+    """Close the alert with what happened. On the web a note is required; ``CLR A7`` may say nothing more."""
+    alert = _open_by_code(session, alert) if isinstance(alert, str) else alert
+    if not alert.is_open:
+        raise Invalid(f"Alert {alert.code} is already resolved.")
+    note = clean_text(note, field="note", max_length=MAX_RESOLUTION, required=note_required,
+                      multiline=True) or None
+    alert.status = RESOLVED
+    alert.resolved_at = now
+    alert.resolved_by = member
+    alert.resolution = note or f"cleared by {member.handle if member else 'the hub'} ({via})"
+    patrol.log_entry(session, now, "alert_clear", member, via, note=f"{alert.code} resolved: {alert.resolution}",
+                     public=False, drill=alert.drill)
+    if not alert.silent:
+        # Responders on their way need to hear it is over; one normal-priority broadcast.
+        drill = DRILL_PREFIX if alert.drill else ""
+        outbox.queue_message(session, now, f"{drill}{alert.code} resolved. Thank you.", priority=outbox.NORMAL,
+                             dedupe_key=f"alert:{alert.id}:resolved")
+    session.flush()
+    return alert
+
+
+def escalate_due(session: Session, now: datetime, ack_after: timedelta) -> list[Alert]:
+    """Alerts nobody has answered: broadcast again, then to everyone. Returns those that moved on."""
+    moved = []
+    for alert in session.scalars(select(Alert).where(Alert.status == OPEN, Alert.silent.is_(False))):
+        if alert.broadcasts >= 3 or alert.last_broadcast_at is None:
+            continue
+        if now - alert.last_broadcast_at >= ack_after:
+            stage = alert.broadcasts
+            _announce(session, now, alert, stage)
+            if stage == 2:
+                alert.escalated_at = now
+                patrol.log_entry(session, now, "sos", alert.member, patrol.SOURCE_SYSTEM, place=alert.place,
+                                 note=f"{alert.code} escalated to all stewards: no responder", public=False,
+                                 drill=alert.drill)
+            moved.append(alert)
+    session.flush()
+    return moved
+
+
+def open_alerts(session: Session) -> list[Alert]:
+    return list(session.scalars(
+        select(Alert).where(Alert.status != RESOLVED)
+        .options(joinedload(Alert.member), joinedload(Alert.responses).joinedload(AlertResponse.member))
+        .order_by(Alert.raised_at.desc())
+    ).unique())
+
+
+def recent_alerts(session: Session, limit: int = 20) -> list[Alert]:
+    return list(session.scalars(
+        select(Alert).options(joinedload(Alert.member), joinedload(Alert.responses).joinedload(AlertResponse.member))
+        .order_by(Alert.id.desc()).limit(limit)
+    ).unique())
+
+
+def open_codes_text(session: Session) -> str:
+    """For STATUS over the radio: the open alerts' codes, shortest form."""
+    open_ = [a for a in open_alerts(session) if not a.silent]
+    if not open_:
+        return ""
+    return "Open: " + ", ".join(f"{a.code} {a.who}" for a in open_[:5])
+
+
+def purge_resolved(session: Session, now: datetime, keep: timedelta) -> int:
+    """Resolved alerts are forgotten after ``keep``: they say who was in danger where."""
+    old = list(session.scalars(select(Alert).where(Alert.status == RESOLVED, Alert.resolved_at <= now - keep)))
+    for alert in old:
+        session.delete(alert)
+    session.flush()
+    return len(old)

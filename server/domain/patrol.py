@@ -72,6 +72,10 @@ class Shift(Base):
     place: Mapped[str | None] = mapped_column(String(MAX_PLACE))
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Lone-worker safety (server/domain/overdue.py): when the steward was
+    # pinged for a missed check-in, and the alert raised after a second miss.
+    overdue_pinged_at: Mapped[datetime | None]
+    overdue_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id", ondelete="SET NULL"))
 
     member: Mapped[Member] = relationship()
     area: Mapped[Area | None] = relationship()
@@ -206,6 +210,13 @@ def log_entry(
     return entry
 
 
+def _heard_from(session: Session, now: datetime, shift: Shift | None) -> None:
+    """Any word from a steward on shift clears an overdue check-in."""
+    from server.domain import overdue  # it builds on this module: imported when used, not at import time
+
+    overdue.heard_from(session, now, shift)
+
+
 def start_shift(session: Session, now: datetime, member: Member, place: str | None, source: str) -> Shift:
     """Put a steward on patrol. Starting again while on shift moves the shift."""
     place = _clean_place(place)
@@ -215,6 +226,7 @@ def start_shift(session: Session, now: datetime, member: Member, place: str | No
         if place and place != shift.place:
             shift.place, shift.area = place, area
             log_entry(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note="moved")
+        _heard_from(session, now, shift)
         return shift
     shift = Shift(member=member, place=place, area=area, started_at=now)
     session.add(shift)
@@ -240,7 +252,9 @@ def record_check_in(
     shift = current_shift(session, member)
     place = _clean_place(place) or (shift.place if shift else None)
     area = match_area(session, place)
-    return log_entry(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note=note)
+    entry = log_entry(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note=note)
+    _heard_from(session, now, shift)
+    return entry
 
 
 def record_incident(
@@ -250,7 +264,9 @@ def record_incident(
     shift = current_shift(session, member) if member else None
     place = _clean_place(place) or (shift.place if shift else None)
     area = match_area(session, place)
-    return log_entry(session, now, INCIDENT, member, source, shift=shift, place=place, area=area, note=what)
+    entry = log_entry(session, now, INCIDENT, member, source, shift=shift, place=place, area=area, note=what)
+    _heard_from(session, now, shift)
+    return entry
 
 
 def set_entry_public(session: Session, entry_id: int, public: bool) -> LogEntry:
@@ -310,3 +326,24 @@ def public_log(session: Session, limit: int, rounding_minutes: int) -> list[Publ
         )
         for row_id, at, kind, handle, area in rows
     ]
+
+
+def entries_after(session: Session, last_id: int, limit: int) -> list[LogEntry]:
+    """The full log after ``last_id``, oldest first: what a live watcher has not seen yet.
+
+    On SQLite ids are the order of commits: it takes one write transaction
+    at a time and gives each new row the largest id so far plus one (no log
+    entry is ever deleted, so none is reused), hence no row with a smaller id
+    can appear after a watcher has read a larger one. (PostgreSQL draws ids
+    from a sequence before commit; a hub on it would have to re-read a short
+    window behind ``last_id``.)
+    """
+    return list(
+        session.scalars(
+            select(LogEntry)
+            .where(LogEntry.id > last_id)
+            .options(joinedload(LogEntry.member), joinedload(LogEntry.area))
+            .order_by(LogEntry.id)
+            .limit(limit)
+        )
+    )

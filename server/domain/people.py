@@ -28,10 +28,13 @@ DISPATCH = "dispatch"
 MEDIATOR = "mediator"
 CAPTAIN = "captain"
 STEWARD = "steward"
-ROLES = (HOST, DISPATCH, MEDIATOR, CAPTAIN, STEWARD)
+# The care ring works arrest cases with dispatch: family, bail, the welcome at release.
+CARE = "care"
+ROLES = (HOST, DISPATCH, CARE, MEDIATOR, CAPTAIN, STEWARD)
 ROLE_LABELS = {
     HOST: "Hub host",
     DISPATCH: "Dispatch",
+    CARE: "Care ring",
     MEDIATOR: "Mediator",
     CAPTAIN: "Patrol captain",
     STEWARD: "Patrol steward",

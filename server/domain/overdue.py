@@ -1,0 +1,88 @@
+"""Overdue check-ins: a steward alone on patrol is never silently missing.
+
+A steward on shift checks in every ``interval``. At interval + grace the hub
+sends them a direct message with the bell; after a second interval,
+everyone on the channel gets an urgent OVERDUE alert with the last check-in
+time and area. Any word from the steward (a check-in, an incident, moving
+their shift) clears it; a host clearing it by hand writes a note.
+
+The duress word: a check-in containing it looks like any other on the air
+and in the public log, and silently raises an alert that only dispatch sees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server.domain import alerts, outbox, patrol
+from server.domain.patrol import LogEntry, Shift
+
+
+@dataclass(frozen=True)
+class OverdueRules:
+    interval: timedelta = timedelta(minutes=20)
+    grace: timedelta = timedelta(minutes=5)
+
+
+def last_word(session: Session, shift: Shift) -> datetime:
+    """When the steward last said anything on this shift (its start counts)."""
+    latest = session.scalar(
+        select(func.max(LogEntry.at)).where(
+            LogEntry.shift_id == shift.id, LogEntry.member_id == shift.member_id,
+            LogEntry.kind.in_((patrol.SHIFT_START, patrol.CHECK_IN, patrol.INCIDENT)),
+        )
+    )
+    return max(latest or shift.started_at, shift.started_at)
+
+
+def check(session: Session, now: datetime, rules: OverdueRules) -> list[str]:
+    """The scheduled check; returns what it did, one line per steward."""
+    done = []
+    for shift in patrol.on_patrol(session):
+        quiet = now - last_word(session, shift)
+        member = shift.member
+        if shift.overdue_pinged_at is None and quiet >= rules.interval + rules.grace:
+            shift.overdue_pinged_at = now
+            if member.node_num is not None:
+                last = last_word(session, shift)
+                outbox.queue_message(
+                    session, now, f"Check-in due: last {last:%H:%M}Z. Reply CI if you are OK.",
+                    destination=member.node_num, priority=outbox.NORMAL, bell=True,
+                    dedupe_key=f"overdue-ping:{shift.id}:{last:%Y%m%d%H%M}",
+                )
+            done.append(f"{member.handle} pinged")
+        elif (shift.overdue_pinged_at is not None and shift.overdue_alert_id is None
+              and quiet >= 2 * rules.interval + rules.grace):
+            last = last_word(session, shift)
+            area = shift.area.name if shift.area else shift.place
+            alert = alerts.raise_alert(session, now, alerts.OVERDUE, member, area, patrol.SOURCE_SYSTEM,
+                                       how=f"last check-in {last:%H:%M}Z")
+            shift.overdue_alert_id = alert.id
+            done.append(f"{member.handle} overdue: {alert.code}")
+    session.flush()
+    return done
+
+
+def heard_from(session: Session, now: datetime, shift: Shift | None) -> None:
+    """The steward said something: a late check-in clears the ping and any overdue alert."""
+    if shift is None or shift.overdue_pinged_at is None:
+        return
+    shift.overdue_pinged_at = None
+    if shift.overdue_alert_id is not None:
+        alert = session.get(alerts.Alert, shift.overdue_alert_id)
+        shift.overdue_alert_id = None
+        if alert is not None and alert.is_open:
+            alerts.resolve(session, now, alert, shift.member, patrol.SOURCE_SYSTEM,
+                           f"{shift.member.handle} checked in late at {now:%H:%M}Z", note_required=False)
+
+
+def has_duress_word(note: str | None, word: str) -> bool:
+    word = (word or "").strip()
+    if not word or not note:
+        return False
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", note, flags=re.IGNORECASE) is not None
