@@ -135,7 +135,7 @@ class Inbound:
         elif verb is Verb.ARREST:
             cases.open_case(session, now, place=command.where or None, arrested=command.count or 1,
                             source=patrol.SOURCE_RADIO, reported_by=member, description=command.note or None,
-                            hotline=self.settings.legal_hotline)
+                            hotline=self.settings.legal_hotline, place_required=False)
         elif verb is Verb.ACK:
             alerts.acknowledge(session, now, command.code, member, patrol.SOURCE_RADIO)
         elif verb is Verb.CLEAR:

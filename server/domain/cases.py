@@ -130,14 +130,16 @@ def _count(value: int | str | None, field: str, minimum: int) -> int:
 def open_case(session: Session, now: datetime, *, place: str | None, arrested: int | str | None = 1,
               source: str, reported_by: Member | None = None, arrested_at: datetime | None = None,
               description: str | None = None, agency: str | None = None, witness_contact: str | None = None,
-              hotline: str = "", drill: bool = False) -> ArrestCase:
+              hotline: str = "", drill: bool = False, place_required: bool = True) -> ArrestCase:
     """Open a case and put code, place, count and time on the air at once, with the legal hotline."""
     place = clean_text(place, field="place", max_length=patrol.MAX_PLACE, required=False) or None
     if place is None and reported_by is not None:
         shift = patrol.current_shift(session, reported_by)
         place = shift.place if shift else None
-    if place is None:
+    if place is None and place_required:
         raise Invalid("Say where the arrest happened.", field="place")
+    # ``ARREST`` alone from a handheld is never refused: the notice goes out, dispatch asks where.
+    place = place or "place not given"
     arrested_at = arrested_at or now
     if arrested_at > now + timedelta(minutes=5):
         raise Invalid("The time of the arrest is in the future.", field="when")
