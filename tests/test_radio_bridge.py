@@ -304,3 +304,22 @@ def test_a_radio_on_the_network_works_like_one_on_usb(app, sim):
             over_tcp.close()
         assert texts_on_air(sim) == ["Curfew notice at the community centre"]
         assert log_entries()[-1].note == "back on air"
+
+
+def test_serial_auto_opens_the_one_radio_plugged_in_and_refuses_to_guess_between_two(sim, monkeypatch):
+    # The USB probe cannot find a pty (it looks for known USB vendor ids), so it is
+    # the one thing replaced here: it "finds" the simulated radio, then two radios.
+    import queue
+
+    from radio_bridge import mesh
+
+    link = mesh.RadioLink(queue.Queue(), connect_timeout=5)
+    monkeypatch.setattr(mesh.util, "findPorts", lambda *_: [sim.path])
+    try:
+        info = link.open(RadioSpec.parse("serial:auto"))
+        assert info.node_num == sim.node_num
+    finally:
+        link.close()
+    monkeypatch.setattr(mesh.util, "findPorts", lambda *_: ["/dev/ttyACM0", "/dev/ttyUSB0"])
+    with pytest.raises(mesh.RadioUnavailable, match="exactly one radio.*found: /dev/ttyACM0, /dev/ttyUSB0"):
+        link.open(RadioSpec.parse("serial:auto"))
