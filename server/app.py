@@ -52,14 +52,16 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from server.web import access, aid, auth, bench, compact, host, mediation, radio
+    from server.web import access, aid, alerts, auth, bench, cases, compact, host, live, mediation, radio
     from server.web.converters import RowIdConverter
 
     # Before any route is added: every <int:id> in a URL is a row id.
     app.url_map.converters["int"] = RowIdConverter
     access.init_app(app)
     radio.init_app(app)
-    for module in (bench, auth, mediation, aid, compact, host, radio):
+    alerts.init_app(app)
+    cases.init_app(app)
+    for module in (bench, auth, mediation, aid, compact, host, radio, live, alerts, cases):
         app.register_blueprint(module.bp)
 
 

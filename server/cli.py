@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 
 import click
 from flask import Flask, current_app
@@ -160,6 +161,86 @@ def run_jobs_command() -> None:
         click.echo(f"{job.name}: {outcome or 'database busy, not run'}")
 
 
+# -- rapid response -----------------------------------------------------------
+
+
+@click.command("sos")
+@click.argument("where", nargs=-1, required=True)
+@click.option("--who", help="The handle of the steward in danger (default: nobody named, the hub raises it).")
+@with_appcontext
+def sos_command(where: tuple[str, ...], who: str | None) -> None:
+    """Raise an SOS from the hub's terminal: an urgent broadcast with the bell to every handheld."""
+    from server.domain import alerts
+
+    def work(session):  # noqa: ANN001, ANN202
+        member = people.get_member(session, who) if who else None
+        return alerts.raise_sos(session, _now(), member, " ".join(where), patrol.SOURCE_CLI)
+
+    alert = _save(work)
+    where_said = f" at {alert.place}" if alert.place else ""
+    click.echo(f"SOS {alert.code} raised for {alert.who}{where_said}: queued as urgent, with the bell. "
+               f"Stewards answer ACK {alert.code}; follow it on /host/alerts.")
+
+
+@click.group("drill")
+def drill_group() -> None:
+    """Rehearse the worst night: a mock SOS or a mock arrest, marked DRILL everywhere, timed for the assembly."""
+
+
+def _start_drill(kind: str, where: str | None) -> None:
+    from server.domain import alerts, cases, drills
+
+    hotline = current_app.config["LEGAL_HOTLINE"]
+    drill = _save(lambda s: drills.start(s, _now(), kind, None, where, hotline=hotline))
+    if drill.alert_id is not None:
+        what = f"alert {db.session.get(alerts.Alert, drill.alert_id).code}"
+    else:
+        what = f"case {db.session.get(cases.ArrestCase, drill.case_id).code}"
+    click.echo(f"Drill {drill.id} started: {drills.KINDS[kind]}, {what}, marked DRILL on the air.")
+    click.echo(f"End it with: safebench drill end {drill.id}; read it with: safebench drill report {drill.id}")
+
+
+@drill_group.command("sos")
+@click.option("--where", help="The pretend place (default: the bench).")
+@with_appcontext
+def drill_sos(where: str | None) -> None:
+    """Start a mock SOS and print the drill's id."""
+    _start_drill("sos", where)
+
+
+@drill_group.command("arrest")
+@click.option("--where", help="The pretend place (default: the bench).")
+@with_appcontext
+def drill_arrest(where: str | None) -> None:
+    """Start a mock arrest case and print the drill's id."""
+    _start_drill("arrest", where)
+
+
+@drill_group.command("end")
+@click.argument("drill_id", type=click.IntRange(1))
+@with_appcontext
+def drill_end(drill_id: int) -> None:
+    """End drill DRILL_ID: its alert is resolved, its case closed, and its report kept."""
+    from server.domain import drills
+
+    drill = _save(lambda s: drills.end(s, _now(), drills.get_drill(s, drill_id), None))
+    click.echo(drills.report_text(db.session, drill), nl=False)
+
+
+@drill_group.command("report")
+@click.argument("drill_id", type=click.IntRange(1))
+@with_appcontext
+def drill_report(drill_id: int) -> None:
+    """Print the report of drill DRILL_ID: the time from the notice to each first action."""
+    from server.domain import drills
+
+    try:
+        drill = drills.get_drill(db.session, drill_id)
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(drills.report_text(db.session, drill), nl=False)
+
+
 # -- people -------------------------------------------------------------------
 
 
@@ -281,33 +362,74 @@ def role_renew(handle: str, role: str, decision: str, days: int | None) -> None:
 # -- the log ------------------------------------------------------------------
 
 
+FOLLOW_POLL_S = 0.5
+FOLLOW_BATCH = 200
+
+
+def _log_line(entry: patrol.LogEntry, as_json: bool) -> str:
+    """One entry as ``safebench log`` prints it; urgent kinds and drills are marked."""
+    row = {
+        "id": entry.id,
+        "time": entry.at.isoformat(timespec="seconds") + "Z",
+        "kind": entry.kind,
+        "steward": entry.member.handle if entry.member else None,
+        "area": entry.area.name if entry.area else entry.place,
+        "note": entry.note,
+        "source": entry.source,
+    }
+    urgent = entry.kind in patrol.URGENT_KINDS
+    if as_json:
+        # Added only when true, so every line keeps the keys it always had.
+        if urgent:
+            row["urgent"] = True
+        if entry.drill:
+            row["drill"] = True
+        return json.dumps(row, ensure_ascii=False)
+    drill = "[DRILL] " if entry.drill else ""
+    line = (f"{row['time']}  {drill}{entry.kind_label:<15} {row['steward'] or '-':<16} "
+            f"{row['area'] or '-':<16} {row['note'] or ''}  [{entry.source}]").rstrip()
+    return f"!! {line}" if urgent else line
+
+
+def _follow(last_id: int, as_json: bool) -> None:
+    """Print entries as they are committed, by any process, until Ctrl-C."""
+    try:
+        while True:
+            # A fresh session each time: one kept open would keep reading the
+            # database as it was when it started.
+            db.session.remove()
+            time.sleep(FOLLOW_POLL_S)
+            for entry in patrol.entries_after(db.session, last_id, FOLLOW_BATCH):
+                click.echo(_log_line(entry, as_json))
+                last_id = entry.id
+    except KeyboardInterrupt:
+        pass  # the host is done watching: not an error
+
+
 @click.command("log")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries as they are logged, until Ctrl-C.")
 @with_appcontext
-def log_command(as_json: bool, limit: int) -> None:
-    """The patrol log, oldest of the last LIMIT entries first (for the host at the Pi)."""
-    entries = list(reversed(patrol.recent_entries(db.session, limit=limit)))
-    for entry in entries:
-        row = {
-            "id": entry.id,
-            "time": entry.at.isoformat(timespec="seconds") + "Z",
-            "kind": entry.kind,
-            "steward": entry.member.handle if entry.member else None,
-            "area": entry.area.name if entry.area else entry.place,
-            "note": entry.note,
-            "source": entry.source,
-        }
-        if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        else:
-            click.echo(f"{row['time']}  {entry.kind_label:<15} {row['steward'] or '-':<16} "
-                       f"{row['area'] or '-':<16} {row['note'] or ''}  [{entry.source}]".rstrip())
+def log_command(as_json: bool, limit: int, follow: bool) -> None:
+    """The patrol log, oldest of the last LIMIT entries first (for the host at the Pi).
+
+    Urgent kinds (SOS, arrests, overdue check-ins, silent alerts) start with
+    "!!", rehearsals say [DRILL].
+    """
+    try:
+        entries = list(reversed(patrol.recent_entries(db.session, limit=limit)))
+        for entry in entries:
+            click.echo(_log_line(entry, as_json))
+    except KeyboardInterrupt:
+        return
+    if follow:
+        _follow(entries[-1].id if entries else 0, as_json)
 
 
 COMMANDS = (serve_command, worker_command, up_command, bridge_command, alert_command, run_jobs_command,
             create_host_command,
-            steward_group, role_group, log_command)
+            steward_group, role_group, log_command, sos_command, drill_group)
 
 
 def init_app(app: Flask) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from server.domain import cases, drills
 from server.domain.people import ROLES
+from server.extensions import db
 from server.web.access import ANY_ROLE, audience_of
 from tests.helpers import csrf_token, login, make_member
 
@@ -39,6 +41,13 @@ def test_each_route_opens_for_its_audience_and_no_one_else(app, client, clock, i
     # Someone else's records come first, so ids in the URLs (1) point at them
     # and not at the visitor's own role.
     make_member(app, "Bystander", "steward", node="!00000001")
+    with app.app_context():
+        cases.open_case(db.session, app.config["CLOCK"](), place="Market", source="web")
+        db.session.commit()
+    with app.app_context():
+        # A running drill and its alert: /host/drills/1 and /host/alerts/1/... point at them.
+        drills.start(db.session, app.config["CLOCK"](), drills.SOS, None, "Market")
+        db.session.commit()
     held: set[str] = set()
     if identity == LAPSED:
         make_member(app, "Visitor", "host", term_days=1)

@@ -7,7 +7,8 @@ anywhere but the hub (the bench may have no internet at all). Screenshots
 land in ``tests/artifacts/`` for a human to look at.
 
 The list of pages comes from the app's URL map, so a new public page is
-checked the day it lands.
+checked the day it lands. Last, a host watches the live log, the one page
+that runs a script: an entry the bridge writes appears without a reload.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from playwright.sync_api import Route, sync_playwright
+from playwright.sync_api import ConsoleMessage, Route, sync_playwright
+from sqlalchemy.orm import Session
 
 from server import config, create_app
+from server.clock import utcnow
+from server.db import make_engine
 from server.domain import aid, patrol, people
 from server.extensions import db
 from server.migrating import apply_migrations
 from server.web.access import audience_of
-from tests.processes import SAFEBENCH, env_for, free_port, wait_for_http
+from tests.helpers import PASSWORD
+from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -95,11 +100,18 @@ def _seed(instance: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    """The real ``safebench serve`` on a free local port; yields its base URL."""
-    folder = tmp_path_factory.mktemp("hub")
-    instance = folder / "instance"
+def hub_instance(tmp_path_factory) -> Path:
+    """The seeded instance folder the hub serves, for stories that write to it as the bridge would."""
+    instance = tmp_path_factory.mktemp("hub") / "instance"
     _seed(instance)
+    return instance
+
+
+@pytest.fixture(scope="module")
+def hub(hub_instance):
+    """The real ``safebench serve`` on a free local port; yields its base URL."""
+    instance = hub_instance
+    folder = instance.parent
     port = free_port()
     log_path = folder / "hub.log"
     with log_path.open("w") as log:
@@ -225,3 +237,185 @@ def test_the_bench_page_and_its_css_stay_small(hub):
             sizes[urlsplit(url).path] = len(response.read())
     assert len(sizes) > 1, "the bench page links no stylesheet: has the <link> changed shape?"
     assert sum(sizes.values()) < PAGE_BUDGET_BYTES, f"the bench page weighs {sum(sizes.values())} bytes: {sizes}"
+
+
+# -- the host's live log ------------------------------------------------------
+
+
+def _log_as_the_bridge(instance: Path, kind: str, place: str, drill: bool) -> int:
+    """An entry committed from this process through the domain layer, as the radio bridge writes one."""
+    engine = make_engine(config.default_database_uri(instance), 5000)
+    try:
+        with Session(engine) as session:
+            kestrel = people.get_member(session, "Kestrel")
+            entry = patrol.log_entry(session, utcnow(), kind, kestrel, patrol.SOURCE_RADIO, place=place, drill=drill)
+            session.commit()
+            return entry.id
+    finally:
+        engine.dispose()
+
+
+def test_a_host_watching_the_live_log_sees_an_sos_appear_without_reloading(browser, hub, hub_instance):
+    done = safebench(hub_instance, "create-host", "Osprey", stdin=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(15_000)
+    # A script or connection the page's policy refused is a console error.
+    problems: list[str] = []
+
+    def note_error(message: ConsoleMessage) -> None:
+        url = message.location.get("url", "")
+        if message.type == "error" and not url.endswith("/favicon.ico"):  # the hub has no icon
+            problems.append(f"{message.text} ({url})")
+
+    try:
+        page = context.new_page()
+        page.on("console", note_error)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(hub + "/login")
+        page.get_by_label("Handle").fill("Osprey")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/host/")
+        page.get_by_role("navigation", name="Hub").get_by_role("link", name="Live log").click()
+        page.wait_for_url("**/host/live")
+        page.wait_for_selector("#live-state[data-state=live]")
+        loaded = page.locator("#live-entries > li").count()
+
+        entry_id = _log_as_the_bridge(hub_instance, "sos", "Market square, by the fountain", drill=True)
+
+        row = page.locator(f"#entry-{entry_id}")
+        row.wait_for(timeout=5_000)
+        assert page.locator("#live-entries > li").count() == loaded + 1
+        assert page.locator("#live-entries > li").first.get_attribute("id") == f"entry-{entry_id}"
+        assert "urgent" in row.get_attribute("class").split()
+        text = " ".join(row.inner_text().split())
+        assert text.startswith("URGENT DRILL SOS") and "Kestrel" in text and "by the fountain" in text
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "host-live-320.png", full_page=True)
+        assert not problems, problems
+    finally:
+        context.close()
+
+
+# -- a neighbour reports an arrest --------------------------------------------
+
+
+def _page_fits_and_is_labelled(page, what: str) -> None:
+    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll_width <= inner_width, (
+        f"{what} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
+        f"too wide: {page.evaluate(_OVERFLOWING)}"
+    )
+    unlabelled = page.evaluate(_UNLABELLED)
+    assert not unlabelled, f"{what} has fields without a label: {unlabelled}"
+
+
+def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(browser, hub):
+    hub_host = urlsplit(hub).netloc
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(15_000)
+    foreign: list[str] = []
+
+    def only_the_hub(route: Route) -> None:
+        url = route.request.url
+        if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != hub_host:
+            foreign.append(url)
+            route.abort()
+        else:
+            route.continue_()
+
+    try:
+        context.route("**/*", only_the_hub)
+        page = context.new_page()
+        page.goto(hub + "/")
+        page.get_by_role("link", name="Tell dispatch: I saw an arrest").click()
+        page.wait_for_url("**/arrest")
+        _page_fits_and_is_labelled(page, "the arrest form")
+
+        # Sent without the place: it comes back with the message and what was typed, still fitting the phone.
+        page.get_by_label("How many people were taken?").fill("2")
+        page.get_by_label("What you saw (optional)").fill("Two people in green rain jackets, pushed into a van.")
+        page.get_by_label("A way to reach you (optional)").fill("ask for Robin at the bench")
+        page.get_by_role("button", name="Tell dispatch").click()
+        page.get_by_text("Please say where the arrest happened.").wait_for()
+        assert page.get_by_label("What you saw (optional)").input_value().startswith("Two people in green")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "cases-report-refused-320.png", full_page=True)
+        _page_fits_and_is_labelled(page, "the refused arrest form")
+
+        page.get_by_label("Where did it happen?").fill("Larch Street corner by the bakery")
+        page.get_by_role("button", name="Tell dispatch").click()
+        page.wait_for_url("**/arrest/thanks")
+        told = " ".join(page.locator("main").inner_text().split())
+        assert "dispatch was told" in told
+        # The case code is for dispatch; nothing typed comes back to the phone.
+        assert "C1" not in told and "green rain jackets" not in told and "Robin" not in told
+        page.screenshot(path=ARTIFACTS / "cases-thanks-320.png", full_page=True)
+        _page_fits_and_is_labelled(page, "the thank-you page")
+        assert not foreign, f"the arrest pages asked other hosts than the hub for: {foreign}"
+    finally:
+        context.close()
+
+
+# -- alerts ---------------------------------------------------------------------
+
+
+def _fits_and_is_labelled(page, what: str) -> None:
+    """The page in view scrolls not sideways at 320 px, and every control in view has a label."""
+    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll_width <= inner_width, (
+        f"{what} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
+        f"too wide: {page.evaluate(_OVERFLOWING)}"
+    )
+    unlabelled = page.evaluate(_UNLABELLED)
+    assert not unlabelled, f"{what} has fields without a label: {unlabelled}"
+
+
+def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(browser, hub, hub_instance):
+    done = safebench(hub_instance, "create-host", "Plover", stdin=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(15_000)
+    place = "Corner of Kastanienallee and Schönhauser Allee, behind the bakery's back door"
+    try:
+        page = context.new_page()
+        page.goto(hub + "/login")
+        page.get_by_label("Handle").fill("Plover")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/host/")
+        page.get_by_role("navigation", name="Hub").get_by_role("link", name="Alerts").click()
+        page.wait_for_url("**/host/alerts")
+        _fits_and_is_labelled(page, "/host/alerts with no alert open")
+
+        page.get_by_label("Who is in danger").select_option(label="Kestrel")
+        page.get_by_label("Where").fill(place)
+        page.get_by_role("button", name="Raise SOS").click()
+        page.wait_for_url("**/host/alerts*")
+        flash = page.locator(".flash").first.inner_text()
+        code = re.search(r"SOS (A\d+) is raised", flash).group(1)
+        card = page.locator(".alert-card").first
+        assert f"{code} · SOS · Kestrel" in card.inner_text()
+        page.locator("summary", has_text=f"Resolve {code}").click()  # opens the resolve form
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "host-alerts-320.png", full_page=True)
+        _fits_and_is_labelled(page, "/host/alerts with an open alert")
+
+        page.get_by_role("navigation", name="Hub").get_by_role("link", name="Dashboard").click()
+        page.wait_for_url("**/host/")
+        banner = page.get_by_role("alert").filter(has_text="open alert")
+        assert f"{code} SOS · Kestrel · {place}" in " ".join(banner.inner_text().split())
+        page.screenshot(path=ARTIFACTS / "host-alert-banner-320.png", full_page=True)
+        _fits_and_is_labelled(page, "the dashboard with the alert banner")
+
+        banner.get_by_role("link", name=re.compile(code)).click()
+        page.wait_for_url("**/host/alerts*")
+        page.locator("summary", has_text=f"Resolve {code}").click()
+        page.get_by_label("What happened").fill("Kestrel was fine: a dropped handheld.")
+        page.get_by_role("button", name=f"Resolve {code}").click()
+        page.wait_for_url("**/host/alerts")
+        assert f"Alert {code} is resolved" in page.locator(".flash").first.inner_text()
+        assert page.get_by_role("alert").filter(has_text="open alert").count() == 0
+    finally:
+        context.close()

@@ -16,6 +16,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from radio_bridge.bridge import Bridge, BridgeSettings
 from radio_bridge.inbound import InboundSettings
@@ -23,9 +24,12 @@ from radio_bridge.mesh import RadioSpec
 from radio_bridge.sender import SenderSettings
 from radio_bridge.simulator import SimNode, SimulatedRadio
 from server.domain import outbox, patrol, people, radio
+from server.domain.cases import ArrestCase
 from server.domain.patrol import LogEntry
 from server.domain.radio_text import BELL, utf8_len
 from server.extensions import db
+from server.scheduler import run_all_once
+from tests.helpers import login, make_app, make_member, submit, text_of
 
 KESTREL = 0xA1B2C3D4
 WREN = 0x12345678
@@ -323,3 +327,48 @@ def test_serial_auto_opens_the_one_radio_plugged_in_and_refuses_to_guess_between
     monkeypatch.setattr(mesh.util, "findPorts", lambda *_: ["/dev/ttyACM0", "/dev/ttyUSB0"])
     with pytest.raises(mesh.RadioUnavailable, match="exactly one radio.*found: /dev/ttyACM0, /dev/ttyUSB0"):
         link.open(RadioSpec.parse("serial:auto"))
+
+
+def test_a_neighbours_arrest_report_opens_a_case_that_dispatch_works_to_release_and_it_is_purged_after_grace(
+        bridge, sim, clock, tmp_path):
+    # The web hub as it runs beside the bridge: its own app on the same database file and clock
+    # (the bridge fixture holds an app context that would otherwise be shared by every request).
+    web = make_app(tmp_path / "instance", clock, RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache",
+                   CACHE_NO_NULL_WARNING=True, LEGAL_HOTLINE="+49 30 1234567")
+    try:
+        neighbour = web.test_client()
+        thanks = submit(neighbour, "/arrest", {"where": "Market square by the fountain", "count": "2",
+                                               "description": "two people in green rain jackets", "contact": "Robin"})
+        assert thanks.request.path == "/arrest/thanks"
+
+        # Code, place, count, time and the hotline reach every handheld at once, with the bell; nothing else.
+        turn_until(bridge, lambda: len(sim.sent_packets) == 1)
+        (notice,) = texts_on_air(sim)
+        assert notice == f"ARREST C1: 2 at Market square by the fountain, 20:00Z. Legal hotline +49 30 1234567.{BELL}"
+        assert sim.sent_packets[0].to == people.BROADCAST_NODE
+
+        make_member(web, "Heron", "dispatch")
+        heron = web.test_client()
+        assert login(heron, "Heron").request.path == "/host/"
+        case_id = db.session.scalars(select(ArrestCase.id)).one()
+        page = f"/cases/{case_id}"
+        for step in ("witness", "legal", "station"):
+            clock.advance(minutes=10)
+            assert "Done:" in text_of(submit(heron, page, {"step": step}, action=f"{page}/step"))
+        assert "1 of 2 released" in text_of(submit(heron, page, {"released": "1"}, action=f"{page}/count-out"))
+        released = submit(heron, page, {"released": "1"}, action=f"{page}/count-out")
+        assert "Everyone is released: case C1 is closed" in text_of(released)
+        submit(heron, page, {"step": "welcome", "note": "Both met at the door."}, action=f"{page}/step")
+        turns(bridge, 0.3)
+        assert len(sim.sent_packets) == 1  # working the case is the hub's business, not the channel's
+
+        clock.advance(days=web.config["CASE_GRACE_DAYS"], minutes=1)
+        run_all_once(web)
+        db.session.expire_all()
+        assert db.session.scalar(select(func.count()).select_from(ArrestCase)) == 0
+        gone = heron.get(page)
+        assert gone.status_code == 404 and "it may have been purged" in text_of(gone)
+    finally:
+        with web.app_context():
+            db.session.remove()
+            db.engine.dispose()

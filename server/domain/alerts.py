@@ -231,7 +231,9 @@ def acknowledge(session: Session, now: datetime, alert: Alert | str, member: Mem
         raise Invalid(f"Alert {alert.code} is already resolved.")
     if not any(r.member_id == member.id for r in alert.responses):
         alert.responses.append(AlertResponse(member=member, at=now, via=via))
-        patrol.log_entry(session, now, "alert_ack", member, via, note=f"responding to {alert.code}", public=False,
+        # A silent alert's whole story stays in the kind only host and dispatch see.
+        kind = DURESS if alert.silent else "alert_ack"
+        patrol.log_entry(session, now, kind, member, via, note=f"responding to {alert.code}", public=False,
                          drill=alert.drill)
     alert.status = RESPONDING
     session.flush()
@@ -250,8 +252,8 @@ def resolve(session: Session, now: datetime, alert: Alert | str, member: Member 
     alert.resolved_at = now
     alert.resolved_by = member
     alert.resolution = note or f"cleared by {member.handle if member else 'the hub'} ({via})"
-    patrol.log_entry(session, now, "alert_clear", member, via, note=f"{alert.code} resolved: {alert.resolution}",
-                     public=False, drill=alert.drill)
+    patrol.log_entry(session, now, DURESS if alert.silent else "alert_clear", member, via,
+                     note=f"{alert.code} resolved: {alert.resolution}", public=False, drill=alert.drill)
     if not alert.silent:
         # Responders on their way need to hear it is over; one normal-priority broadcast.
         drill = DRILL_PREFIX if alert.drill else ""

@@ -77,10 +77,14 @@ class Timing:
     after: timedelta | None  # None: it never happened
 
 
-def _sent_at(session: Session, dedupe_prefix: str) -> datetime | None:
+def _sent_at(session: Session, dedupe_key: str) -> datetime | None:
+    """When the first message with this key (or one of its parts, or per-node copies) went out."""
+    key = outbox.OutboxMessage.dedupe_key
+    # Not a bare prefix: "case:1" must not match case 12's "case:12".
+    same = (key == dedupe_key) | key.startswith(f"{dedupe_key}:", autoescape=True) \
+        | key.startswith(f"{dedupe_key}#", autoescape=True)
     return session.scalar(
-        select(outbox.OutboxMessage.sent_at).where(outbox.OutboxMessage.dedupe_key.startswith(dedupe_prefix),
-                                                   outbox.OutboxMessage.sent_at.is_not(None))
+        select(outbox.OutboxMessage.sent_at).where(same, outbox.OutboxMessage.sent_at.is_not(None))
         .order_by(outbox.OutboxMessage.sent_at).limit(1)
     )
 

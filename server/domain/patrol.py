@@ -42,6 +42,13 @@ PRIVATE_KIND_LABELS = {
 }
 # The ones a host watching the live log must not miss.
 URGENT_KINDS = frozenset({"sos", "arrest", "overdue", "duress"})
+# Kinds that even the hub's own log shows only to some roles: a silent alert
+# is for host and dispatch, an arrest case's progress for dispatch and care.
+RESTRICTED_KINDS = {"duress": frozenset({"host", "dispatch"}), "case": frozenset({"dispatch", "care"})}
+
+
+def kinds_hidden_from(roles: set[str] | frozenset[str]) -> frozenset[str]:
+    return frozenset(kind for kind, allowed in RESTRICTED_KINDS.items() if not allowed & set(roles))
 
 SOURCE_RADIO = "radio"
 SOURCE_WEB = "web"
@@ -239,6 +246,7 @@ def end_shift(session: Session, now: datetime, member: Member, source: str) -> S
     shift = current_shift(session, member)
     if shift is None:
         raise Invalid(f"{member.handle} is not on shift.")
+    _heard_from(session, now, shift)  # signing off is a word from them too
     shift.ended_at = now
     log_entry(session, now, SHIFT_END, member, source, shift=shift, place=shift.place, area=shift.area)
     return shift
@@ -290,9 +298,12 @@ def on_patrol(session: Session) -> list[Shift]:
     )
 
 
-def recent_entries(session: Session, limit: int = 100, before_id: int | None = None) -> list[LogEntry]:
-    """The full log for hosts, newest first."""
+def recent_entries(session: Session, limit: int = 100, before_id: int | None = None,
+                   hidden_kinds: frozenset[str] = frozenset()) -> list[LogEntry]:
+    """The full log for hosts, newest first, less the kinds the viewer may not see."""
     query = select(LogEntry).options(joinedload(LogEntry.member), joinedload(LogEntry.area))
+    if hidden_kinds:
+        query = query.where(LogEntry.kind.not_in(tuple(hidden_kinds)))
     if before_id is not None:
         query = query.where(LogEntry.id < before_id)
     return list(session.scalars(query.order_by(LogEntry.id.desc()).limit(limit)))
@@ -328,7 +339,8 @@ def public_log(session: Session, limit: int, rounding_minutes: int) -> list[Publ
     ]
 
 
-def entries_after(session: Session, last_id: int, limit: int) -> list[LogEntry]:
+def entries_after(session: Session, last_id: int, limit: int,
+                  hidden_kinds: frozenset[str] = frozenset()) -> list[LogEntry]:
     """The full log after ``last_id``, oldest first: what a live watcher has not seen yet.
 
     On SQLite ids are the order of commits: it takes one write transaction
@@ -341,7 +353,7 @@ def entries_after(session: Session, last_id: int, limit: int) -> list[LogEntry]:
     return list(
         session.scalars(
             select(LogEntry)
-            .where(LogEntry.id > last_id)
+            .where(LogEntry.id > last_id, LogEntry.kind.not_in(tuple(hidden_kinds)))
             .options(joinedload(LogEntry.member), joinedload(LogEntry.area))
             .order_by(LogEntry.id)
             .limit(limit)

@@ -24,6 +24,13 @@ def to_local(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC).astimezone(_zone())
 
 
+def from_local(wall_clock: datetime) -> datetime:
+    """A time as a person at the bench reads it (the hub's zone), as the naive UTC the database keeps."""
+    zone = _zone()
+    aware = wall_clock.replace(tzinfo=zone) if zone else wall_clock.astimezone()
+    return aware.astimezone(UTC).replace(tzinfo=None)
+
+
 def time_filter(moment: datetime | None) -> str:
     local = to_local(moment)
     return local.strftime("%H:%M") if local else ""

@@ -220,7 +220,8 @@ def dashboard() -> ResponseReturnValue:
         shifts=patrol.on_patrol(db.session),
         # The full log holds notes and exact places: only its own audience sees it here.
         sees_log=sees_log,
-        entries=patrol.recent_entries(db.session, limit=DASHBOARD_ENTRIES) if sees_log else [],
+        entries=patrol.recent_entries(db.session, limit=DASHBOARD_ENTRIES,
+                                      hidden_kinds=patrol.kinds_hidden_from(current_roles())) if sees_log else [],
         tallies=_tallies(),
         expiring=expiring,
         role_labels=ROLE_LABELS,
@@ -233,7 +234,8 @@ def dashboard() -> ResponseReturnValue:
 def _log_page(form: LogEntryForm) -> ResponseReturnValue:
     before = _id_from(request.args.get("before"))
     # One extra row tells whether there is an older page at all.
-    rows = patrol.recent_entries(db.session, limit=LOG_PAGE_SIZE + 1, before_id=before)
+    rows = patrol.recent_entries(db.session, limit=LOG_PAGE_SIZE + 1, before_id=before,
+                                 hidden_kinds=patrol.kinds_hidden_from(current_roles()))
     entries = rows[:LOG_PAGE_SIZE]
     older = entries[-1].id if len(rows) > LOG_PAGE_SIZE else None
     return render_template("host/log.html", form=form, entries=entries, before=before, older=older), status_for(form)

@@ -27,7 +27,7 @@ from wtforms import BooleanField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from radio_bridge.airtime import HOUR, duty_cycle_budget, legal_duty_cycle
-from server.domain import outbox, people, radio
+from server.domain import alerts, outbox, people, radio
 from server.domain.errors import DomainError
 from server.domain.outbox import OutboxMessage
 from server.domain.people import CAPTAIN, DISPATCH, HOST
@@ -37,7 +37,7 @@ from server.domain.radio_text import (
     PACKET_LIMIT,
 )
 from server.extensions import db
-from server.web.access import now, requires, save
+from server.web.access import holds, now, requires, save
 from server.web.forms import attach_error, status_for
 
 bp = Blueprint("radio", __name__, url_prefix="/host")
@@ -157,9 +157,12 @@ def _airtime(session: Session, moment: datetime, status: BridgeStatus | None) ->
     )
 
 
-def _message_rows(session: Session) -> tuple[list[MessageRow], list[MessageRow]]:
+def _message_rows(session: Session, moment: datetime) -> tuple[list[MessageRow], list[MessageRow]]:
     """(failed, recent): failed messages first and on their own, then the latest of the rest."""
     handles = {m.node_num: m.handle for m in people.list_members(session) if m.node_num is not None}
+    # What goes to dispatch radios alone (a silent duress alert, case reminders) is
+    # for dispatch and hosts to read: a captain sees that it went, not what it said.
+    hidden = set() if holds(*SEND_ROLES) else set(alerts.dispatch_nodes(session, moment))
 
     def row(message: OutboxMessage) -> MessageRow:
         if message.is_broadcast:
@@ -169,7 +172,8 @@ def _message_rows(session: Session) -> tuple[list[MessageRow], list[MessageRow]]
             handle = handles.get(message.destination)
             destination = f"{handle} ({node_id})" if handle else node_id
         # The bell is a control character: shown as a word, never sent to a browser.
-        return MessageRow(message, destination, message.text.replace(BELL, ""), BELL in message.text)
+        text = "(for dispatch only)" if message.destination in hidden else message.text.replace(BELL, "")
+        return MessageRow(message, destination, text, BELL in message.text)
 
     # Failed messages are what the host must not miss: all kept ones, however old.
     failed = [row(m) for m in outbox.recent(session, limit=None, failed=True)]
@@ -180,7 +184,7 @@ def _message_rows(session: Session) -> tuple[list[MessageRow], list[MessageRow]]
 def _radio_page(form: BroadcastForm) -> ResponseReturnValue:
     moment = now()
     status = _bridge_status()
-    failed, recent = _message_rows(db.session)
+    failed, recent = _message_rows(db.session, moment)
     page = render_template(
         "radio/status.html",
         form=form,

@@ -1,0 +1,103 @@
+// The live patrol log: new entries arrive as server-sent events and go on top.
+// Without this script the page still shows the log as it was when loaded.
+(function () {
+  "use strict";
+
+  var list = document.getElementById("live-entries");
+  var state = document.getElementById("live-state");
+  var empty = document.getElementById("live-empty");
+  if (!list || !state || !window.EventSource) {
+    return;
+  }
+  var MAX_ROWS = 500; // a page left open all night stays light
+  var QUIET_MS = 3000; // a planned reconnect takes far less; only say so when it is longer
+
+  function say(text, mode) {
+    state.textContent = text;
+    state.className = "flash" + (mode === "lost" ? " warning" : "");
+    state.dataset.state = mode;
+  }
+
+  function tag(text, kind) {
+    var span = document.createElement("span");
+    span.className = "tag " + kind;
+    span.textContent = text;
+    return span;
+  }
+
+  function row(entry) {
+    var li = document.createElement("li");
+    li.id = "entry-" + entry.id;
+    li.className = "card" + (entry.urgent ? " failed urgent" : "") + (entry.drill ? " drill" : "");
+    if (entry.urgent) {
+      li.append(tag("URGENT", "urgent"), " ");
+    }
+    if (entry.drill) {
+      li.append(tag("DRILL", "drill"), " ");
+    }
+    var label = document.createElement("strong");
+    label.textContent = entry.label;
+    var time = document.createElement("time");
+    time.dateTime = entry.at;
+    time.textContent = entry.shown_at;
+    li.append(label, " · ", time, " · " + (entry.steward || "no steward"));
+    var place = entry.place || entry.area;
+    if (place) {
+      li.append(" · " + place);
+    }
+    if (entry.area && entry.place && entry.place !== entry.area) {
+      var area = document.createElement("span");
+      area.className = "muted";
+      area.textContent = "(area: " + entry.area + ")";
+      li.append(" ", area);
+    }
+    if (entry.note) {
+      li.append(document.createElement("br"), "Note: " + entry.note);
+    }
+    var source = document.createElement("span");
+    source.className = "muted";
+    source.textContent = "From " + entry.source;
+    li.append(document.createElement("br"), source);
+    return li;
+  }
+
+  var url = list.dataset.events + "?after=" + encodeURIComponent(list.dataset.newest || "0");
+  var source = new EventSource(url);
+  var quiet = null;
+
+  source.onopen = function () {
+    clearTimeout(quiet);
+    quiet = null;
+    say("Live: new entries appear at the top as they are logged.", "live");
+  };
+
+  source.onmessage = function (event) {
+    var entry = JSON.parse(event.data);
+    if (document.getElementById("entry-" + entry.id)) {
+      return; // already on the page
+    }
+    list.prepend(row(entry));
+    if (empty) {
+      empty.hidden = true;
+    }
+    while (list.children.length > MAX_ROWS) {
+      list.lastElementChild.remove();
+    }
+  };
+
+  source.onerror = function () {
+    if (source.readyState === EventSource.CLOSED) {
+      // Refused (logged out, or the role lapsed): the browser will not try again.
+      clearTimeout(quiet);
+      say("Stopped: the hub refused the live log. Reload the page (you may need to log in again).", "lost");
+      return;
+    }
+    // Every stream ends after a while and the browser reconnects at once;
+    // only a connection that stays lost is worth a word.
+    if (quiet === null) {
+      quiet = setTimeout(function () {
+        say("Connection to the hub lost; trying again. Entries logged meanwhile will still arrive.", "lost");
+      }, QUIET_MS);
+    }
+  };
+})();

@@ -1,0 +1,239 @@
+"""The live patrol log for hosts: a page, and the server-sent event stream it listens to.
+
+Entries reach the database from every process (the radio bridge, the web
+server, the scheduler, a host's terminal), so the stream polls the database
+rather than waiting on anything in memory. A stream holds one of waitress's
+few threads for as long as it is open, so holding one is a bounded resource:
+at most ``STREAM_SLOTS`` streams are held at once, each for at most
+``STREAM_HOLD_S`` seconds, and a watcher who finds no slot free gets what is
+new right away and comes back a second later (``retry: 1000``). Either way
+the browser reconnects with ``Last-Event-ID``, so nothing is missed or seen
+twice, and the public pages always keep a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    make_response,
+    render_template,
+    request,
+)
+from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
+
+from server.domain import patrol
+from server.extensions import db
+from server.web.access import current_roles, requires
+from server.web.converters import MAX_ROW_ID
+from server.web.filters import datetime_filter
+from server.web.headers import CONTENT_SECURITY_POLICY
+from server.web.host import LOG_ROLES
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+bp = Blueprint("live", __name__, url_prefix="/host")
+
+PAGE_ENTRIES = 50  # rendered into the page, and sent first to a watcher who names no last id
+BACKLOG_CAP = 200  # rows per query: a watcher far behind catches up in steps, without a gap
+POLL_S = 0.25
+KEEPALIVE_S = 10.0  # a comment now and then, so proxies and the browser keep a quiet stream open
+SLOTLESS_RETRY_MS = 1000  # no slot free: come back in a second
+RECONNECT_MS = 100  # a held stream ended on time: come back at once
+SLOTS_KEY = "live_log_slots"
+
+# This page alone runs a script (its own, from the hub) and opens a connection
+# (back to the hub); every other page keeps refusing both.
+LIVE_PAGE_POLICY = f"{CONTENT_SECURITY_POLICY}; script-src 'self'; connect-src 'self'"
+
+
+@bp.record_once
+def _make_slots(state: BlueprintSetupState) -> None:
+    """One semaphore per app (a process serves one app), sized to leave threads for everyone else."""
+    app = state.app
+    slots = int(app.config["STREAM_SLOTS"])
+    threads = int(app.config["WEB_THREADS"])
+    if slots >= threads:
+        log.warning("STREAM_SLOTS=%d would let watchers hold every web thread; using %d", slots, threads - 1)
+        slots = threads - 1
+    app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(max(slots, 0))
+
+
+# -- the page -----------------------------------------------------------------
+
+
+@bp.get("/live")
+@requires(*LOG_ROLES)
+def page() -> ResponseReturnValue:
+    hidden = patrol.kinds_hidden_from(current_roles())
+    entries = patrol.recent_entries(db.session, limit=PAGE_ENTRIES, hidden_kinds=hidden)
+    response = make_response(
+        render_template(
+            "host/live.html",
+            entries=entries,
+            newest=entries[0].id if entries else 0,
+            urgent_kinds=patrol.URGENT_KINDS,
+        )
+    )
+    # The app sets its policy with setdefault, so this one wins on this page.
+    response.headers["Content-Security-Policy"] = LIVE_PAGE_POLICY
+    return response
+
+
+# -- the stream ---------------------------------------------------------------
+
+
+def event_payload(entry: patrol.LogEntry) -> dict[str, Any]:
+    """What a watcher is told about an entry: the full log's view (this stream is never public)."""
+    return {
+        "id": entry.id,
+        "at": entry.at.isoformat(timespec="seconds") + "Z",
+        "shown_at": datetime_filter(entry.at),  # as the hub's pages show times, in its time zone
+        "kind": entry.kind,
+        "label": entry.kind_label,
+        "steward": entry.member.handle if entry.member else None,
+        "area": entry.area.name if entry.area else None,
+        "place": entry.place,
+        "note": entry.note,
+        "source": entry.source,
+        "drill": bool(entry.drill),
+        "urgent": entry.kind in patrol.URGENT_KINDS,
+    }
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    # The event id is the entry's id. On SQLite ids follow commit order (see
+    # patrol.entries_after), so the browser's Last-Event-ID is exactly where
+    # its watcher stands: everything up to it seen, nothing after it.
+    # json.dumps escapes newlines, so the data is always one line.
+    return f"id: {payload['id']}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _requested_last_id() -> int | None:
+    """The browser's ``Last-Event-ID`` on a reconnect, else the page's ``?after=``; None for neither."""
+    for value in (request.headers.get("Last-Event-ID"), request.args.get("after")):
+        value = (value or "").strip()
+        if value.isascii() and value.isdigit() and int(value) <= MAX_ROW_ID:
+            return int(value)
+    return None
+
+
+class LogReader:
+    """Reads the log for one stream, each time in a session of its own.
+
+    A session held across polls would keep a read transaction open, and a
+    SQLite WAL reader pins the snapshot it started with: the stream would see
+    nothing new, and the WAL file could not be checkpointed. So every read
+    runs in a fresh app context whose session is removed when it ends (the
+    stream itself runs after the request's context is gone).
+    """
+
+    def __init__(self, app: Flask, hidden_kinds: frozenset[str]) -> None:
+        self.app = app
+        # As on the full log: a silent alert only for host and dispatch, and so on.
+        self.hidden_kinds = hidden_kinds
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        with self.app.app_context():
+            try:
+                return work(db.session)
+            finally:
+                db.session.remove()
+
+    def after(self, last_id: int) -> list[dict[str, Any]]:
+        """Up to BACKLOG_CAP entries after ``last_id``, oldest first."""
+        return self._read(lambda s: [
+            event_payload(e) for e in patrol.entries_after(s, last_id, BACKLOG_CAP, hidden_kinds=self.hidden_kinds)
+        ])
+
+    def newest(self) -> list[dict[str, Any]]:
+        """The last PAGE_ENTRIES entries, oldest first."""
+        return self._read(lambda s: [
+            event_payload(e)
+            for e in reversed(patrol.recent_entries(s, limit=PAGE_ENTRIES, hidden_kinds=self.hidden_kinds))
+        ])
+
+    def newest_id(self) -> int:
+        return self._read(
+            lambda s: next((e.id for e in patrol.recent_entries(s, limit=1, hidden_kinds=self.hidden_kinds)), 0)
+        )
+
+
+def _first_events(reader: LogReader, last_id: int | None) -> tuple[str, int]:
+    """What a response starts with, and the id the watcher has seen after it."""
+    if last_id is not None:
+        rows = reader.after(last_id)
+        if rows:
+            return "".join(_sse(row) for row in rows), rows[-1]["id"]
+        if last_id <= reader.newest_id():
+            return "", last_id
+        # An id beyond the newest entry comes from before the hub's database
+        # was replaced (a restored backup): start afresh rather than wait.
+    rows = reader.newest()
+    last_id = rows[-1]["id"] if rows else 0
+    # An id with no data sets the browser's Last-Event-ID without an event, so
+    # even an empty first answer tells it where it stands.
+    return "".join(_sse(row) for row in rows) + f"id: {last_id}\n\n", last_id
+
+
+def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, hold_s: float) -> Iterator[str]:
+    """Server-sent events: log entries after ``last_id``, as they are committed.
+
+    The slot is taken when the response starts streaming and given back in
+    ``finally``, which runs when the stream ends, when waitress finds the
+    client gone (at the next write: a keepalive at the latest) or when the
+    response is closed unread.
+    """
+    held = slots.acquire(blocking=False)
+    try:
+        first, last_id = _first_events(reader, last_id)
+        # Waitress sends the headers with the first non-empty chunk, so this
+        # goes at once. Without a slot the response ends here and the browser
+        # is back in a second; with one, the retry spaces out reconnects if
+        # the connection breaks mid-stream.
+        yield first + f"retry: {SLOTLESS_RETRY_MS}\n\n"
+        if not held:
+            return
+        deadline = time.monotonic() + hold_s
+        keepalive_at = time.monotonic() + KEEPALIVE_S
+        while (now := time.monotonic()) < deadline:
+            if now >= keepalive_at:
+                yield ": keepalive\n\n"
+                keepalive_at = now + KEEPALIVE_S
+            time.sleep(min(POLL_S, deadline - now))
+            rows = reader.after(last_id)
+            if rows:
+                last_id = rows[-1]["id"]
+                yield "".join(_sse(row) for row in rows)
+        # Ended on time: reconnect at once, with the last id sent.
+        yield f"retry: {RECONNECT_MS}\n\n"
+    finally:
+        if held:
+            slots.release()
+
+
+@bp.get("/live/events")
+@requires(*LOG_ROLES)
+def events() -> ResponseReturnValue:
+    app = current_app._get_current_object()
+    # Roles are checked on every (re)connection, so a lapsed role loses the
+    # stream within STREAM_HOLD_S. They are read here: the stream runs after
+    # the request is over.
+    reader = LogReader(app, patrol.kinds_hidden_from(current_roles()))
+    body = stream(reader, app.extensions[SLOTS_KEY], _requested_last_id(), float(app.config["STREAM_HOLD_S"]))
+    response = Response(body, mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must pass each event on at once
+    return response

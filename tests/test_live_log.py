@@ -1,0 +1,384 @@
+"""A host watches the patrol log live: in the browser's event stream, and with ``safebench log --follow``.
+
+Entries are written the way the radio bridge writes them: by another
+process (or at least another connection), through the domain layer, each in
+its own committed transaction. The stream must show each exactly once, in
+order, across reconnects, without holding more web threads than it may.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from html import unescape
+from http.cookiejar import CookieJar
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy.orm import Session
+
+from server import config
+from server.clock import utcnow
+from server.db import make_engine
+from server.domain import patrol, people
+from server.extensions import db
+from server.web.live import SLOTS_KEY
+from tests.helpers import PASSWORD, login, make_member, text_of
+from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
+
+HOLD_S = 0.5  # short held streams, so a test client's response ends
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def events_in(body: str) -> list[dict]:
+    """The entries in a server-sent event stream, checking each event's id matches its entry."""
+    found = []
+    for block in body.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
+        if "data" in fields:
+            entry = json.loads(fields["data"])
+            assert fields.get("id") == str(entry["id"])
+            found.append(entry)
+    return found
+
+
+def retries_in(body: str) -> list[int]:
+    return [int(value) for value in re.findall(r"^retry: (\d+)$", body, flags=re.MULTILINE)]
+
+
+def watch(client, last_id: int | None = None) -> str:
+    """One response of the event stream, read to its end."""
+    headers = {} if last_id is None else {"Last-Event-ID": str(last_id)}
+    response = client.get("/host/live/events", headers=headers)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def write_entries(app, *writes) -> list[int]:
+    """Each ``write(session, now, steward)`` committed on its own, as the bridge commits a packet."""
+    ids = []
+    with app.app_context():
+        for write in writes:
+            steward = people.get_member(db.session, "Wren")
+            ids.append(write(db.session, app.config["CLOCK"](), steward).id)
+            db.session.commit()
+        db.session.remove()
+    return ids
+
+
+def check_in(note: str):
+    return lambda session, now, steward: patrol.record_check_in(session, now, steward, patrol.SOURCE_RADIO, note=note)
+
+
+def private(kind: str, place: str, *, drill: bool = False):
+    return lambda session, now, steward: patrol.log_entry(
+        session, now, kind, steward, patrol.SOURCE_RADIO, place=place, public=False, drill=drill
+    )
+
+
+@pytest.fixture
+def hub(app, client):
+    """A host logged in, a steward on shift in a published area, short held streams."""
+    app.config["STREAM_HOLD_S"] = HOLD_S
+    make_member(app, "Kestrel", "host")
+    make_member(app, "Wren", "steward", node="!a1b2c3d4")
+    with app.app_context():
+        patrol.add_area(db.session, "Market")
+        db.session.commit()
+    write_entries(app, lambda session, now, steward: patrol.start_shift(session, now, steward, "Market", "radio"))
+    login(client, "Kestrel")
+    return app
+
+
+# -- the page -----------------------------------------------------------------
+
+
+def test_a_host_opens_the_live_log_and_sees_the_latest_entries_urgent_ones_marked(hub, client):
+    write_entries(hub, check_in("all quiet by the fountain"), private("sos", "behind the station", drill=True))
+
+    page = client.get("/host/live")
+    assert page.status_code == 200
+    text = text_of(page)
+    assert "Live patrol log" in text
+    assert "This page updates itself when JavaScript is on; otherwise reload." in text
+    assert "all quiet by the fountain" in text and "Wren" in text
+    # Newest first: the SOS drill on top, marked as both.
+    assert text.index("URGENT DRILL SOS") < text.index("Check-in") < text.index("Shift started")
+    html = page.get_data(as_text=True)
+    assert 'class="card failed urgent drill"' in html
+    assert "/static/live-log.js" in html and 'href="/host/live"' in html  # the script, and the hub's menu
+
+    # Only this page may run its script and open the stream; the rest still refuse scripts.
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "default-src 'none'" in policy
+    assert "script-src" not in client.get("/host/log").headers["Content-Security-Policy"]
+
+    # The private kinds never reach the public log.
+    public = text_of(hub.test_client().get("/log"))
+    assert "SOS" not in public and "behind the station" not in public
+
+
+@pytest.mark.parametrize("path", ["/host/live", "/host/live/events"])
+def test_the_live_log_is_refused_to_anyone_without_a_log_role(app, client, path):
+    anonymous = client.get(path)
+    assert anonymous.status_code == 302 and anonymous.location.startswith("/login")
+
+    make_member(app, "Wren", "steward", node="!a1b2c3d4")
+    login(client, "Wren")
+    assert client.get(path).status_code == 403
+
+
+def test_a_silent_alert_reaches_dispatch_live_but_never_a_patrol_captain(hub, client):
+    make_member(hub, "Osprey", "captain")
+    make_member(hub, "Heron", "dispatch")
+    before, duress, after = write_entries(
+        hub, check_in("before"), private("duress", "the laundrette"), check_in("after")
+    )
+
+    captain = hub.test_client()
+    login(captain, "Osprey")
+    assert "the laundrette" not in text_of(captain.get("/host/live"))
+    assert [e["id"] for e in events_in(watch(captain, last_id=before - 1))] == [before, after]
+
+    dispatch = hub.test_client()
+    login(dispatch, "Heron")
+    assert "the laundrette" in text_of(dispatch.get("/host/live"))
+    assert [e["id"] for e in events_in(watch(dispatch, last_id=before - 1))] == [before, duress, after]
+
+
+# -- the stream ---------------------------------------------------------------
+
+
+def test_each_entry_arrives_once_in_order_across_reconnects(hub, client):
+    first, second, sos = write_entries(
+        hub, check_in("one"), check_in("two"), private("sos", "canal bridge, west end")
+    )
+
+    response = client.get("/host/live/events", headers={"Last-Event-ID": str(first)})
+    assert response.mimetype == "text/event-stream"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    body = response.get_data(as_text=True)
+    received = events_in(body)
+    assert [e["id"] for e in received] == [second, sos]  # none before the last id, none twice
+    assert received[1] | {"at": None} == {
+        "id": sos, "at": None, "shown_at": "Sat 21 Nov, 20:00", "kind": "sos", "label": "SOS",
+        "steward": "Wren", "area": None, "place": "canal bridge, west end", "note": None, "source": "radio",
+        "drill": False, "urgent": True,
+    }
+    assert received[0]["at"] == "2026-11-21T20:00:00Z" and received[0]["area"] == "Market"
+    assert received[0]["urgent"] is False and received[0]["note"] == "two"
+    # A held stream ends on time and asks the browser back at once.
+    assert retries_in(body)[-1] < 1000
+
+    # Written while nobody was connected, and while the next stream is open:
+    # the browser comes back with the last id it saw and misses neither.
+    (between,) = write_entries(hub, check_in("while away"))
+    timer = threading.Timer(HOLD_S / 3, write_entries, (hub, private("arrest", "Market", drill=True)))
+    timer.start()
+    body = watch(client, last_id=received[-1]["id"])
+    timer.join()
+    again = events_in(body)
+    assert [e["note"] for e in again[:1]] == ["while away"] and again[0]["id"] == between
+    assert [(e["kind"], e["drill"], e["urgent"]) for e in again[1:]] == [("arrest", True, True)]
+
+    assert events_in(watch(client, last_id=again[-1]["id"])) == []
+
+
+def test_a_first_connection_gets_the_newest_entries_then_knows_where_it_stands(hub, client):
+    ids = write_entries(hub, *[check_in(f"round {n}") for n in range(60)])
+    body = watch(client)
+    received = [e["id"] for e in events_in(body)]
+    assert received == ids[-50:]  # the newest 50, oldest first
+    # An id from before the database was restored from a backup: start afresh, do not wait for it.
+    assert [e["id"] for e in events_in(watch(client, last_id=ids[-1] + 1000))] == ids[-50:]
+
+    # A log with nothing in it still gives the browser an id to come back with.
+    hub.config["STREAM_HOLD_S"] = 0
+    with hub.app_context():
+        db.session.execute(db.text("DELETE FROM log_entry"))
+        db.session.commit()
+    assert re.search(r"^id: 0$", watch(client), flags=re.MULTILINE)
+
+
+def test_with_every_slot_taken_a_watcher_gets_what_is_new_at_once_and_comes_back_in_a_second(hub, client):
+    hub.config["STREAM_HOLD_S"] = 30  # a held stream would keep this test waiting
+    (entry,) = write_entries(hub, check_in("busy night"))
+    slots = hub.extensions[SLOTS_KEY]
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    assert taken == config.DEFAULTS["STREAM_SLOTS"]
+    try:
+        started = time.monotonic()
+        body = watch(client, last_id=entry - 1)
+        assert time.monotonic() - started < 1
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert [e["id"] for e in events_in(body)] == [entry]
+    assert body.rstrip().endswith("retry: 1000")
+
+
+def test_more_stream_slots_than_web_threads_still_leave_a_thread_for_the_bench(tmp_path, clock):
+    from tests.helpers import make_app
+
+    app = make_app(tmp_path / "instance", clock, STREAM_SLOTS=10, WEB_THREADS=4)
+    slots = app.extensions[SLOTS_KEY]
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    assert taken == 3
+    with app.app_context():
+        db.engine.dispose()
+
+
+# -- across processes, for real -----------------------------------------------
+
+_TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def log_in_over_http(base: str, handle: str) -> urllib.request.OpenerDirector:
+    """A real HTTP client with a cookie jar, logged in through the login form."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with opener.open(base + "/login", timeout=10) as response:
+        token = unescape(_TOKEN.search(response.read().decode()).group(1))
+    form = urlencode({"handle": handle, "password": PASSWORD, "csrf_token": token}).encode()
+    with opener.open(base + "/login", data=form, timeout=10) as response:
+        assert response.url.endswith("/host/"), response.url
+    return opener
+
+
+def lines_of(stream, into: queue.Queue) -> None:
+    """Each line of ``stream`` with the moment it arrived, then None at the end."""
+    try:
+        while line := stream.readline():
+            into.put((time.monotonic(), line.decode() if isinstance(line, bytes) else line))
+    except (OSError, ValueError, http.client.HTTPException):
+        pass  # the other end went away
+    into.put(None)
+
+
+def wait_for_line(lines: queue.Queue, needle: str, seconds: float) -> tuple[float, str]:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            item = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if item is None:
+            break
+        if needle in item[1]:
+            return item
+    raise AssertionError(f"no line with {needle!r} within {seconds} s")
+
+
+def check_in_as_the_bridge(instance: Path, handle: str, note: str) -> tuple[int, float]:
+    """A check-in committed by this process through the domain layer, as the radio bridge does it."""
+    engine = make_engine(config.default_database_uri(instance), 5000)
+    try:
+        with Session(engine) as session:
+            steward = people.get_member(session, handle)
+            entry = patrol.record_check_in(session, utcnow(), steward, patrol.SOURCE_RADIO, note=note)
+            session.commit()
+            return entry.id, time.monotonic()
+    finally:
+        engine.dispose()
+
+
+def test_a_check_in_committed_by_another_process_reaches_the_host_within_a_second(tmp_path):
+    instance = tmp_path / "instance"
+    assert safebench(instance, "create-host", "Kestrel", stdin=PASSWORD + "\n").returncode == 0
+    assert safebench(instance, "steward", "add", "Wren", "!a1b2c3d4").returncode == 0
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "hub.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [SAFEBENCH, "serve", "--port", str(port)], env=env_for(instance),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    stream = reader = None
+    try:
+        assert wait_for_http(base + "/") == 200
+        opener = log_in_over_http(base, "Kestrel")
+        stream = opener.open(base + "/host/live/events", timeout=15)
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=lines_of, args=(stream, lines), daemon=True)
+        reader.start()
+        wait_for_line(lines, "retry: 1000", seconds=5)  # the stream is open and held
+
+        entry_id, committed = check_in_as_the_bridge(instance, "Wren", "corner of Elm, all quiet")
+        arrived, line = wait_for_line(lines, f'"id": {entry_id},', seconds=5)
+        assert arrived - committed < 1.0, f"took {arrived - committed:.2f} s"
+        assert "corner of Elm, all quiet" in line
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        if reader is not None:
+            reader.join(timeout=5)  # the stream ends with the server
+        if stream is not None:
+            stream.close()
+    output = log_path.read_text()
+    assert "Traceback" not in output, output
+
+
+def test_safebench_log_follow_prints_entries_as_they_are_logged_until_ctrl_c(app, clock):
+    instance = Path(app.instance_path)
+    make_member(app, "Wren", "steward", node="!a1b2c3d4")
+    write_entries(app, check_in("before the host sat down"))
+    follow = subprocess.Popen(
+        [SAFEBENCH, "log", "--follow"], env=env_for(instance), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    try:
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lines_of, args=(follow.stdout, lines), daemon=True).start()
+        wait_for_line(lines, "before the host sat down", seconds=30)  # the last entries first, as without -f
+
+        write_entries(app, check_in("lent a charger"), private("sos", "the underpass", drill=True))
+        _, charger = wait_for_line(lines, "lent a charger", seconds=5)
+        _, sos = wait_for_line(lines, "the underpass", seconds=5)
+        assert not charger.startswith("!!") and "[radio]" in charger
+        assert sos.startswith("!! ") and "[DRILL] SOS" in sos
+    finally:
+        follow.send_signal(signal.SIGINT)
+        _, errors = follow.communicate(timeout=15)
+    assert follow.returncode == 0, errors
+    assert "Traceback" not in errors and "Aborted" not in errors
+
+
+def test_safebench_log_follow_json_prints_one_object_per_new_entry(app):
+    instance = Path(app.instance_path)
+    make_member(app, "Wren", "steward", node="!a1b2c3d4")
+    follow = subprocess.Popen(
+        [SAFEBENCH, "log", "--follow", "--json"], env=env_for(instance), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    try:
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lines_of, args=(follow.stdout, lines), daemon=True).start()
+        time.sleep(1.5)  # let it start on an empty log
+        write_entries(app, check_in("first of the night"), private("duress", "Market"))
+        _, first = wait_for_line(lines, "first of the night", seconds=30)
+        _, duress = wait_for_line(lines, '"duress"', seconds=5)
+    finally:
+        follow.send_signal(signal.SIGINT)
+        _, errors = follow.communicate(timeout=15)
+    assert follow.returncode == 0, errors
+    assert json.loads(first)["note"] == "first of the night" and "urgent" not in json.loads(first)
+    assert json.loads(duress) | {"id": None, "time": None} == {
+        "id": None, "time": None, "kind": "duress", "steward": "Wren", "area": "Market", "note": None,
+        "source": "radio", "urgent": True,
+    }
