@@ -30,7 +30,7 @@ from server.clock import utcnow
 from server.db import make_engine
 from server.domain import patrol, people
 from server.extensions import db
-from server.web.live import SLOTS_KEY
+from server.web.live import SLOTLESS_RETRY_MS, SLOTS_KEY
 from tests.helpers import PASSWORD, login, make_member, text_of
 from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
 
@@ -227,7 +227,7 @@ def test_with_every_slot_taken_a_watcher_gets_what_is_new_at_once_and_comes_back
         for _ in range(taken):
             slots.release()
     assert [e["id"] for e in events_in(body)] == [entry]
-    assert body.rstrip().endswith("retry: 1000")
+    assert body.rstrip().endswith(f"retry: {SLOTLESS_RETRY_MS}")
 
 
 def test_more_stream_slots_than_web_threads_still_leave_a_thread_for_the_bench(tmp_path, clock):
@@ -317,7 +317,7 @@ def test_a_check_in_committed_by_another_process_reaches_the_host_within_a_secon
         lines: queue.Queue = queue.Queue()
         reader = threading.Thread(target=lines_of, args=(stream, lines), daemon=True)
         reader.start()
-        wait_for_line(lines, "retry: 1000", seconds=5)  # the stream is open and held
+        wait_for_line(lines, "retry: 500", seconds=5)  # the stream is open and held
 
         entry_id, committed = check_in_as_the_bridge(instance, "Wren", "corner of Elm, all quiet")
         arrived, line = wait_for_line(lines, f'"id": {entry_id},', seconds=5)
