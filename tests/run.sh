@@ -7,20 +7,27 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 
-# The browser tests drive Debian's chromium (a Playwright browser download
-# needs the internet and does not run on every Pi).
-install_chromium() {
+# Debian packages the tests use: the browser tests drive Debian's chromium (a
+# Playwright browser download needs the internet and does not run on every
+# Pi); QR codes are decoded with zbar; the install script is linted by
+# ShellCheck and its units verified by systemd-analyze.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v zbarimg >/dev/null || missing+=(zbar-tools)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+install_packages() {
   if [ "$(id -u)" -eq 0 ]; then
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
   elif command -v sudo >/dev/null; then
-    sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
   else
     return 1
   fi
 }
-if [ ! -x /usr/bin/chromium ] && ! install_chromium; then
-  echo "tests/run.sh: could not install chromium; as root run: apt-get update && apt-get install -y chromium" >&2
-  echo "tests/run.sh: running the tests anyway; the browser tests will fail." >&2
+if [ "${#missing[@]}" -gt 0 ] && ! install_packages "${missing[@]}"; then
+  echo "tests/run.sh: could not install ${missing[*]}; as root run: apt-get update && apt-get install -y ${missing[*]}" >&2
+  echo "tests/run.sh: running the tests anyway; the tests that need them will fail." >&2
 fi
 
 exec .venv/bin/python -m pytest "$@"

@@ -361,17 +361,6 @@ def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(brow
 # -- alerts ---------------------------------------------------------------------
 
 
-def _fits_and_is_labelled(page, what: str) -> None:
-    """The page in view scrolls not sideways at 320 px, and every control in view has a label."""
-    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll_width <= inner_width, (
-        f"{what} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
-        f"too wide: {page.evaluate(_OVERFLOWING)}"
-    )
-    unlabelled = page.evaluate(_UNLABELLED)
-    assert not unlabelled, f"{what} has fields without a label: {unlabelled}"
-
-
 def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(browser, hub, hub_instance):
     done = safebench(hub_instance, "create-host", "Plover", stdin=PASSWORD + "\n")
     assert done.returncode == 0, done.stderr
@@ -387,7 +376,7 @@ def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(brow
         page.wait_for_url("**/host/")
         page.get_by_role("navigation", name="Hub").get_by_role("link", name="Alerts").click()
         page.wait_for_url("**/host/alerts")
-        _fits_and_is_labelled(page, "/host/alerts with no alert open")
+        _page_fits_and_is_labelled(page, "/host/alerts with no alert open")
 
         page.get_by_label("Who is in danger").select_option(label="Kestrel")
         page.get_by_label("Where").fill(place)
@@ -400,14 +389,14 @@ def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(brow
         page.locator("summary", has_text=f"Resolve {code}").click()  # opens the resolve form
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "host-alerts-320.png", full_page=True)
-        _fits_and_is_labelled(page, "/host/alerts with an open alert")
+        _page_fits_and_is_labelled(page, "/host/alerts with an open alert")
 
         page.get_by_role("navigation", name="Hub").get_by_role("link", name="Dashboard").click()
         page.wait_for_url("**/host/")
         banner = page.get_by_role("alert").filter(has_text="open alert")
         assert f"{code} SOS · Kestrel · {place}" in " ".join(banner.inner_text().split())
         page.screenshot(path=ARTIFACTS / "host-alert-banner-320.png", full_page=True)
-        _fits_and_is_labelled(page, "the dashboard with the alert banner")
+        _page_fits_and_is_labelled(page, "the dashboard with the alert banner")
 
         banner.get_by_role("link", name=re.compile(code)).click()
         page.wait_for_url("**/host/alerts*")
