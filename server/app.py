@@ -52,11 +52,15 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from server.web import access, aid, alerts, auth, bench, cases, compact, host, live, mediation, radio
+    from server.web import access, aid, alerts, auth, bench, captive, cases, compact, host, live, mediation, radio
     from server.web.converters import RowIdConverter
 
     # Before any route is added: every <int:id> in a URL is a row id.
     app.url_map.converters["int"] = RowIdConverter
+    # First of the request hooks: on the bench WiFi a phone asking for any
+    # other site is sent to the bench page before anything else looks at it.
+    # Its probe addresses exist only there (CAPTIVE_PORTAL).
+    captive.init_app(app)
     access.init_app(app)
     radio.init_app(app)
     alerts.init_app(app)

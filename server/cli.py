@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -427,9 +429,331 @@ def log_command(as_json: bool, limit: int, follow: bool) -> None:
         _follow(entries[-1].id if entries else 0, as_json)
 
 
+# -- radio profiles, the patrol channel, the pocket card ----------------------
+
+PROFILE_KINDS = ("hub", "steward", "relay")  # firmware_config.profiles.KINDS, without importing it for every command
+QR_FILES = ("patrol-channel.png", "patrol-channel.svg")
+POCKET_CARD_FILE = "pocket-card.html"
+
+
+def _patrol_network():  # noqa: ANN202
+    """The patrol network from the settings, its key and PIN generated on first use."""
+    from firmware_config.network import NetworkError, load_network
+
+    try:
+        return load_network(current_app.config, Path(current_app.instance_path))
+    except NetworkError as error:
+        raise click.ClickException(error.message) from None
+
+
+def _write_private(path: Path, data: str | bytes) -> None:
+    """Write a file only its owner may read: everything written here carries the channel key."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_TRUNC
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(raw)
+
+
+@click.command("radio-profile")
+@click.argument("kind", type=click.Choice(PROFILE_KINDS))
+@click.option("--name", help="The radio's long name, e.g. the steward's handle (default: the bench's name and KIND).")
+@click.option("--short", "short_name", help="The short name on other radios' screens, 1 to 4 letters "
+              "(default: from --name).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the profile to this file (mode 600) instead of printing it.")
+@with_appcontext
+def radio_profile_command(kind: str, name: str | None, short_name: str | None, out: Path | None) -> None:
+    """The YAML profile that `meshtastic --configure` applies to a radio: hub, steward or relay.
+
+    It puts the radio on the patrol channel with the hub's region and preset,
+    names it, and sets its role; a steward's handheld also gets the canned
+    messages. The profile holds the channel key: keep it like a password.
+    """
+    from firmware_config.network import NetworkError
+    from firmware_config.profiles import RELAY_WARNING, ROLES, build_profile, profile_yaml
+
+    net = _patrol_network()
+    try:
+        profile = build_profile(kind, net, name=name, short_name=short_name)
+    except NetworkError as error:
+        raise click.ClickException(error.message) from None
+    if kind == "relay":
+        click.echo(f"WARNING: {RELAY_WARNING}", err=True)
+    text = profile_yaml(kind, profile, out.name if out else None)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        _write_private(out, text)
+        click.echo(f"Wrote {out}: {kind} ({ROLES[kind]}) for {profile['owner']}. Apply it with the radio on USB:\n"
+                   f"  meshtastic --port /dev/ttyUSB0 --configure {out}")
+    if kind != "hub":
+        click.echo(f"Bluetooth PIN for pairing a phone with this radio: {net.bluetooth_pin}", err=True)
+
+
+@click.group("channel")
+def channel_group() -> None:
+    """The patrol channel: its share URL and QR code, and a new key when one is needed."""
+
+
+@channel_group.command("show")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the QR codes (default: the instance folder).")
+@with_appcontext
+def channel_show(out_dir: Path | None) -> None:
+    """Print the channel's share URL and write its QR code as PNG and SVG."""
+    from firmware_config.channel import channel_url
+    from firmware_config.qr import qr_png, qr_svg
+
+    net = _patrol_network()
+    url = channel_url(net)
+    folder = out_dir or Path(current_app.instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    png, svg = (folder / name for name in QR_FILES)
+    _write_private(png, qr_png(url))
+    _write_private(svg, qr_svg(url))
+    if net.position_precision == 0:
+        positions = "no positions"
+    elif net.position_precision >= 32:
+        positions = "exact positions"
+    else:
+        positions = f"positions cut to {net.position_precision} bits"
+    uplink = "MQTT uplink ON" if net.mqtt_uplink else "MQTT off"
+    click.echo(f"Patrol channel {net.channel_name}: {net.region}, {net.preset}, {positions}, {uplink}.")
+    click.echo(url)
+    click.echo(f"QR code: {png}")
+    click.echo(f"QR code: {svg}")
+    click.echo("The URL and the QR codes hold the channel key: whoever has them hears the patrol.", err=True)
+
+
+@channel_group.command("rotate")
+@click.option("--yes", is_flag=True, help="Rotate without asking.")
+@with_appcontext
+def channel_rotate(yes: bool) -> None:
+    """Give the patrol channel a new key, e.g. after a radio or a pocket card was lost."""
+    from firmware_config.channel import channel_url
+    from firmware_config.network import rotate_channel_key
+
+    if not yes:
+        click.confirm("A new key takes every radio off the patrol channel until it gets a fresh profile: the "
+                      "hub's radio, every handheld, every relay. Old profiles, QR codes and pocket cards stop "
+                      "working. Rotate the key?", abort=True)
+    instance = Path(current_app.instance_path)
+    _patrol_network()  # refuse before touching the key if the settings cannot make a profile
+    rotate_channel_key(instance)
+    for name in (*QR_FILES, POCKET_CARD_FILE):
+        (instance / name).unlink(missing_ok=True)  # they show the old key
+    click.echo(f"New channel key in {instance / 'channel.key'}. The old one is gone: until each radio gets a "
+               "fresh profile it hears nothing from the patrol, and the patrol nothing from it.")
+    click.echo("Now, in this order:\n"
+               "  1. the hub's radio: stop the bridge, then\n"
+               "       safebench radio-profile hub --out hub.yaml\n"
+               "       meshtastic --port /dev/ttyUSB0 --configure hub.yaml\n"
+               "     and start the bridge again;\n"
+               "  2. every handheld and relay: safebench radio-profile steward|relay --name NAME --out FILE, "
+               "applied the same way;\n"
+               "  3. new pocket cards (safebench pocket-card) and QR codes (safebench channel show); "
+               "destroy the old ones.")
+    click.echo(f"New channel URL: {channel_url(_patrol_network())}")
+
+
+@click.command("pocket-card")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Where to write the card (default: <instance>/{POCKET_CARD_FILE}).")
+@with_appcontext
+def pocket_card_command(out: Path | None) -> None:
+    """Write the steward pocket card: the radio commands, the legal hotline and the channel's QR code."""
+    from firmware_config.pocket_card import pocket_card_html
+
+    net = _patrol_network()
+    path = out or Path(current_app.instance_path) / POCKET_CARD_FILE
+    _write_private(path, pocket_card_html(net))
+    click.echo(f"Wrote {path}: open it in a browser and print it on A6, at 100 %.")
+    if not net.legal_hotline:
+        click.echo("No legal hotline on the card: set LEGAL_HOTLINE to print one.", err=True)
+    click.echo("The card's QR code is the channel key: hand cards to stewards only.", err=True)
+
+
+# -- printed material: the bench poster and the compact poster ----------------
+
+
+def _text_setting(name: str) -> str:
+    """A setting that is text, though ``SAFEBENCH_*`` values are read as JSON where they parse."""
+    value = current_app.config[name]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # all digits, e.g. a numeric WiFi password: the same text
+    raise click.ClickException(f"{name} must be text, but {value!r} was read as JSON: put it in quotes "
+                               f"(SAFEBENCH_{name}='\"...\"') or in settings.toml.")
+
+
+def _bench_wifi():  # noqa: ANN202
+    from server.printing.posters import BenchWifi
+
+    wifi = BenchWifi(_text_setting("BENCH_WIFI_SSID"), _text_setting("BENCH_WIFI_PASSWORD"))
+    if not wifi.ssid:
+        raise click.ClickException("BENCH_WIFI_SSID is empty: the poster needs the bench WiFi's name.")
+    if wifi.password and not 8 <= len(wifi.password) <= 63:
+        # WPA's own limits: the hotspot would refuse it, and the QR code would join nothing.
+        click.echo(f"Warning: a WPA password has 8 to 63 characters, BENCH_WIFI_PASSWORD has "
+                   f"{len(wifi.password)}: phones will not join with it.", err=True)
+    return wifi
+
+
+def _bench_url() -> str:
+    url = _text_setting("BENCH_URL").strip()
+    if not url.startswith(("http://", "https://")):
+        # A phone's camera opens only a full address; "10.42.0.1" alone is just text to it.
+        raise click.ClickException(f"BENCH_URL {url!r}: a full address, e.g. http://10.42.0.1/")
+    return url
+
+
+def _local_date(moment):  # noqa: ANN001, ANN202
+    from server.web.filters import to_local
+
+    return to_local(moment).date()
+
+
+def _print_poster(poster, out: Path | None) -> None:  # noqa: ANN001
+    """Write a poster's HTML and QR codes, then its PDF and PNG if chromium is installed."""
+    from server.printing.chromium import INSTALL_HINT, RenderError, find_chromium, render
+
+    folder = out or Path(current_app.instance_path)
+    page, pngs = poster.write(folder)
+    click.echo(f"Wrote {page}: opens in any browser, prints on A4 at 100 %.")
+    for path, code in zip(pngs, poster.codes, strict=True):
+        click.echo(f"Wrote {path}: QR code to {code.label}.")
+    chromium = find_chromium()
+    if chromium is None:
+        click.echo(f"No chromium here: {poster.name}.pdf and {poster.name}.png need it ({INSTALL_HINT}). "
+                   f"{page.name} prints from any browser as it is.", err=True)
+        return
+    pdf, png = folder / f"{poster.name}.pdf", folder / f"{poster.name}.png"
+    try:
+        render(chromium, page, pdf, png)
+    except RenderError as error:
+        raise click.ClickException(f"{page.name} is written, but {error}") from None
+    click.echo(f"Wrote {pdf}: A4, ready to print.")
+    click.echo(f"Wrote {png}: a picture of its first page.")
+
+
+@click.command("poster")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write into (default: the instance folder).")
+@with_appcontext
+def poster_command(out: Path | None) -> None:
+    """Write the bench poster: QR codes that join the bench WiFi and open the bench page, as HTML, PDF and PNG.
+
+    The address and the WiFi's name and password are printed in plain text
+    too, for phones whose camera reads neither code.
+    """
+    from server.printing.posters import bench_poster
+
+    poster = bench_poster(
+        bench_name=_text_setting("BENCH_NAME"),
+        wifi=_bench_wifi(),
+        bench_url=_bench_url(),
+        legal_hotline=_text_setting("LEGAL_HOTLINE").strip(),
+        printed_on=_local_date(_now()),
+    )
+    _print_poster(poster, out)
+
+
+@click.command("compact-poster")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write into (default: the instance folder).")
+@with_appcontext
+def compact_poster_command(out: Path | None) -> None:
+    """Write the Community Safety Compact as a poster, with a QR code to its page on the hub: HTML, PDF and PNG."""
+    from server.domain import compact
+    from server.migrating import apply_migrations
+    from server.printing.posters import compact_poster, page_url
+
+    app = current_app._get_current_object()
+    apply_migrations(app)
+    version = compact.current_version(db.session)
+    poster = compact_poster(
+        bench_name=_text_setting("BENCH_NAME"),
+        text=compact.current_text(db.session),
+        # The page's path as the app routes it, under the bench's own address.
+        compact_url=page_url(_bench_url(), app.url_map.bind("localhost").build("compact.show")),
+        wifi=_bench_wifi(),
+        version_date=_local_date(version.edited_at) if version else None,
+        printed_on=_local_date(_now()),
+    )
+    _print_poster(poster, out)
+
+# -- backups ------------------------------------------------------------------
+
+
+def _database_file() -> Path:
+    from server.backup import BackupError, sqlite_path
+
+    try:
+        return sqlite_path(current_app.config["DATABASE_URL"])
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _backup_folder(folder: Path | None) -> Path:
+    configured = current_app.config["BACKUP_DIR"]
+    return folder or (Path(configured) if configured else Path(current_app.instance_path) / "backups")
+
+
+@click.command("backup")
+@click.option("--to", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to put the copy (default: the BACKUP_DIR setting, else <instance>/backups).")
+@click.option("--keep", type=click.IntRange(1), help="How many copies to keep, newest first (default: BACKUP_KEEP, 7).")
+@with_appcontext
+def backup_command(folder: Path | None, keep: int | None) -> None:
+    """Copy the database while the hub runs, and delete all but the newest copies."""
+    from server.backup import BackupError, back_up
+
+    try:
+        done = back_up(_database_file(), _backup_folder(folder), keep or int(current_app.config["BACKUP_KEEP"]), _now())
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Backed up to {done.path}")
+    for old in done.removed:
+        click.echo(f"Removed {old}")
+
+
+@click.command("restore")
+@click.argument("copy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Restore without asking.")
+@with_appcontext
+def restore_command(copy: Path, yes: bool) -> None:
+    """Put the backup COPY back as the hub's database; what it holds now is backed up first.
+
+    Stop the hub first (on the Pi: sudo systemctl stop safebench.target), or
+    the running processes go on with what they remember of the old data.
+    """
+    from server.backup import BackupError, restore
+    from server.migrating import apply_migrations
+
+    database = _database_file()
+    if not yes:
+        click.confirm(f"Replace everything in {database} with {copy}?", abort=True)
+    try:
+        safety = restore(copy, database, _backup_folder(None), _now())
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    # A copy from before an upgrade gets the schema this version needs.
+    apply_migrations(current_app._get_current_object())
+    click.echo(f"Restored {database} from {copy}.")
+    if safety is not None:
+        click.echo(f"What it held before is in {safety.path}: restore that to undo.")
+    else:
+        click.echo("There was no readable database before, so nothing was kept of it.")
+
+
+
 COMMANDS = (serve_command, worker_command, up_command, bridge_command, alert_command, run_jobs_command,
             create_host_command,
-            steward_group, role_group, log_command, sos_command, drill_group)
+            steward_group, role_group, log_command, sos_command, drill_group,
+            radio_profile_command, channel_group, pocket_card_command,
+            poster_command, compact_poster_command, backup_command, restore_command)
 
 
 def init_app(app: Flask) -> None:

@@ -39,6 +39,15 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_TIME_ROUNDING_MINUTES": 15,
     "PUBLIC_LOG_LIMIT": 100,
     "BENCH_NAME": "Safe Bench",
+    # The bench WiFi as the poster's QR code joins it (safebench poster). An
+    # empty password is an open network, which is what lets anyone in range
+    # reach the bench page without asking a steward.
+    "BENCH_WIFI_SSID": "SafeBench",
+    "BENCH_WIFI_PASSWORD": "",
+    # The address phones on the bench WiFi open, printed on the posters.
+    # 10.42.0.1 is the Pi's own address on a hotspot in NetworkManager's
+    # shared mode, which is how hub_setup makes the bench WiFi.
+    "BENCH_URL": "http://10.42.0.1/",
     # Empty means the Pi's own local time zone.
     "TIMEZONE": "",
     # The bench WiFi is open to anyone in range: public forms are limited per
@@ -71,6 +80,20 @@ DEFAULTS: dict[str, Any] = {
     # means its firmware hung with the USB port still open: reopen it.
     "RADIO_SILENCE_S": 120,
     "RADIO_CONNECT_TIMEOUT_S": 30,
+    # Radio profiles (safebench radio-profile): every radio of the patrol
+    # gets the same region, preset and patrol channel.
+    "RADIO_REGION": "EU_868",
+    "RADIO_PRESET": "LONG_FAST",
+    "PATROL_CHANNEL_NAME": "SafeBench",  # at most 11 bytes, as the firmware keeps it
+    # Positions on the patrol channel are cut to this many bits: 16 is a cell
+    # about 730 m across (the apps say "within 364 m"): which part of the
+    # neighbourhood, never which door. 32 is exact, 0 sends no position.
+    "POSITION_PRECISION_BITS": 16,
+    # Six digits for pairing a phone with a handheld; empty: generated once
+    # per network into <instance>/bluetooth_pin. Never 123456.
+    "BLUETOOTH_PIN": "",
+    # Patrol traffic stays off the internet unless the assembly decides otherwise.
+    "MQTT_UPLINK": False,
     "SIM_CHATTER_S": 90,
     # Rapid response. An alert nobody acknowledges is broadcast again after
     # this many minutes, then escalated to every steward on the channel.
@@ -90,6 +113,15 @@ DEFAULTS: dict[str, Any] = {
     "DURESS_WORD": "",  # how often a simulated steward sends something; 0 for never
     "HOST": "127.0.0.1",
     "PORT": 8080,
+    # The bench WiFi's captive page (hub_setup/ turns it on with the hotspot):
+    # any other address a phone asks for, and its "am I online?" probes, are
+    # answered with a redirect to BENCH_URL, so joining opens the bench page.
+    "CAPTIVE_PORTAL": False,
+    # safebench backup: where the nightly copies go (empty: <instance>/backups)
+    # and how many are kept. A copy still holds what the hub purged since, so
+    # each copy kept is a night longer that purged records survive.
+    "BACKUP_DIR": "",
+    "BACKUP_KEEP": 7,
     # Four threads suit the Pi Zero 2 W (four cores, 512 MB): more only add memory.
     "WEB_THREADS": 4,
     # The live log (/host/live/events) holds a waitress thread for as long as

@@ -20,9 +20,12 @@ def env_for(instance: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def safebench(instance: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def safebench(instance: Path, *args: str, stdin: str | None = None, timeout: float = 60,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``safebench ARGS`` on ``instance``; ``env`` adds variables (settings, a PATH) to the host's own."""
     return subprocess.run(
-        [SAFEBENCH, *args], input=stdin, capture_output=True, text=True, env=env_for(instance), timeout=timeout
+        [SAFEBENCH, *args], input=stdin, capture_output=True, text=True, env=env_for(instance, **(env or {})),
+        timeout=timeout,
     )
 
 

@@ -1,0 +1,49 @@
+"""The steward's pocket card: the radio commands, the legal hotline and the patrol channel's QR code.
+
+A standalone HTML file with its print stylesheet inside, sized for A6, to be
+printed from any browser; the hub does not serve it. It never mentions the
+duress word: a card can be lost, and the word only works while nobody else
+knows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from firmware_config.channel import channel_url
+from firmware_config.network import PatrolNetwork
+from firmware_config.profiles import URGENT_PRESETS
+from firmware_config.qr import qr_svg_inline
+from server.domain.radio_commands import POCKET_CARD, canned_messages
+
+TEMPLATE = "pocket_card.html"
+
+
+@dataclass(frozen=True)
+class CardCommand:
+    syntax: str
+    meaning: str
+    urgent: bool
+
+
+def pocket_card_html(net: PatrolNetwork) -> str:
+    """The pocket card as a complete HTML document."""
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html"]))
+    commands = [CardCommand(syntax, meaning, syntax.split()[0] in URGENT_PRESETS) for syntax, meaning in POCKET_CARD]
+    canned = canned_messages()
+    return env.get_template(TEMPLATE).render(
+        bench_name=net.bench_name,
+        commands=commands,
+        canned=canned,
+        urgent=[text for text in canned if text in URGENT_PRESETS],
+        legal_hotline=net.legal_hotline,
+        channel_name=net.channel_name,
+        region=net.region,
+        preset=net.preset,
+        # qr_svg_inline builds the element itself and escapes its one attribute.
+        qr_svg=Markup(qr_svg_inline(channel_url(net), f"QR code: join the patrol channel {net.channel_name}")),
+    )
