@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from radio_bridge.mesh import config_pb2
+from server.config import read_or_create_secret
 
 KEY_FILE = "channel.key"
 PIN_FILE = "bluetooth_pin"
@@ -90,7 +91,7 @@ def load_network(config: Mapping[str, Any], instance: Path) -> PatrolNetwork:
 def load_channel_key(instance: Path) -> bytes:
     """The patrol channel's 32-byte key, generated on first use (never the public default)."""
     path = instance / KEY_FILE
-    text = _read_or_create(path, lambda: _encode_key(_new_key()))
+    text = read_or_create_secret(path, lambda: _encode_key(_new_key()))
     return _decode_key(text, path)
 
 
@@ -145,7 +146,7 @@ def load_bluetooth_pin(instance: Path, configured: Any = "") -> int:
     if configured not in ("", None):
         return _check_pin(configured, "BLUETOOTH_PIN")
     path = instance / PIN_FILE
-    return _check_pin(_read_or_create(path, lambda: f"{_new_pin()}\n"), str(path))
+    return _check_pin(read_or_create_secret(path, lambda: f"{_new_pin()}\n"), str(path))
 
 
 def _new_pin() -> int:
@@ -164,23 +165,6 @@ def _check_pin(value: Any, where: str) -> int:
 
 
 # -- helpers --------------------------------------------------------------------
-
-
-def _read_or_create(path: Path, make: Any) -> str:
-    """Read a secret file, creating it first (mode 600) if it does not exist yet."""
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        pass
-    text = make()
-    # O_EXCL: of two commands started together, one writes and the other reads what it wrote.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    return text
 
 
 def _enum_setting(config: Mapping[str, Any], name: str, enum: Any, refused: set[str]) -> str:

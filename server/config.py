@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,23 +146,27 @@ def instance_path_from_env() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}_INSTANCE", "instance")).resolve()
 
 
-def load_secret_key(instance: Path) -> str:
-    """Read the secret key, generating it on first run (never a default)."""
-    key_file = instance / "secret_key"
+def read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
+    """Read a secret file, creating it first (mode 600) with ``make()`` if it does not exist yet."""
     try:
-        return key_file.read_text().strip()
+        return path.read_text()
     except FileNotFoundError:
         pass
-    key = secrets.token_hex(32)
-    # O_EXCL: when the web server and the worker start together, one writes
-    # the key and the other reads what it wrote.
+    text = make()
+    # O_EXCL: when two processes start together (the web server and the
+    # worker, two commands), one writes and the other reads what it wrote.
     try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return key_file.read_text().strip()
+        return path.read_text()
     with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return key
+        fh.write(text)
+    return text
+
+
+def load_secret_key(instance: Path) -> str:
+    """Read the secret key, generating it on first run (never a default)."""
+    return read_or_create_secret(instance / "secret_key", lambda: secrets.token_hex(32)).strip()
 
 
 def load_settings_file(instance: Path) -> dict[str, Any]:

@@ -192,8 +192,8 @@ def _artifact_name(endpoint: str) -> str:
     return re.sub(r"[^\w-]+", "-", endpoint).strip("-")
 
 
-@pytest.mark.parametrize(("endpoint", "path"), PUBLIC_PAGES, ids=[path for _, path in PUBLIC_PAGES])
-def test_a_neighbour_reads_a_public_page_on_a_small_phone(browser, hub, endpoint, path):
+def _phone_offline_but_for(browser, hub: str):
+    """A small phone's browser that may reach the hub and nothing else; returns it and what it tried elsewhere."""
     hub_host = urlsplit(hub).netloc
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(15_000)
@@ -207,8 +207,14 @@ def test_a_neighbour_reads_a_public_page_on_a_small_phone(browser, hub, endpoint
         else:
             route.continue_()
 
+    context.route("**/*", only_the_hub)
+    return context, foreign
+
+
+@pytest.mark.parametrize(("endpoint", "path"), PUBLIC_PAGES, ids=[path for _, path in PUBLIC_PAGES])
+def test_a_neighbour_reads_a_public_page_on_a_small_phone(browser, hub, endpoint, path):
+    context, foreign = _phone_offline_but_for(browser, hub)
     try:
-        context.route("**/*", only_the_hub)
         page = context.new_page()
         response = page.goto(hub + path, wait_until="load")
         ARTIFACTS.mkdir(exist_ok=True)
@@ -312,21 +318,8 @@ def _page_fits_and_is_labelled(page, what: str) -> None:
 
 
 def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(browser, hub):
-    hub_host = urlsplit(hub).netloc
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(15_000)
-    foreign: list[str] = []
-
-    def only_the_hub(route: Route) -> None:
-        url = route.request.url
-        if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != hub_host:
-            foreign.append(url)
-            route.abort()
-        else:
-            route.continue_()
-
+    context, foreign = _phone_offline_but_for(browser, hub)
     try:
-        context.route("**/*", only_the_hub)
         page = context.new_page()
         page.goto(hub + "/")
         page.get_by_role("link", name="Tell dispatch: I saw an arrest").click()

@@ -178,12 +178,16 @@ def _announce(session: Session, now: datetime, alert: Alert, stage: int = 0) -> 
     alert.last_broadcast_at = now
 
 
+def place_for_air(place: str | None, limit: int = 60) -> str | None:
+    """A long place is shortened on the air (the hub's pages have it whole), so the message
+    fits one packet with the bell; codes are never cut."""
+    return place if not place or len(place) <= limit else place[: limit - 1] + "…"
+
+
 def alert_text(alert: Alert, stage: int = 0) -> str:
     """What goes on the air: code, kind, handle, place; fits one packet with the bell."""
     drill = DRILL_PREFIX if alert.drill else ""
-    # A long place is shortened on the air (the hub page has it whole), so the
-    # message fits one packet with the bell; the code is never cut.
-    place = alert.place if not alert.place or len(alert.place) <= 60 else alert.place[:59] + "…"
+    place = place_for_air(alert.place)
     where = f", {place}" if place else ""
     if alert.silent:
         return f"{drill}SILENT {alert.code}: {alert.who} used the duress word{where}. Do not reply on the channel."

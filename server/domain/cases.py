@@ -23,7 +23,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain import outbox, patrol
-from server.domain.alerts import DRILL_PREFIX, dispatch_nodes, next_code
+from server.domain.alerts import DRILL_PREFIX, dispatch_nodes, next_code, place_for_air
 from server.domain.base import Base
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
@@ -167,7 +167,7 @@ def open_case(session: Session, now: datetime, *, place: str | None, arrested: i
 def case_text(case: ArrestCase, hotline: str = "") -> str:
     """Code, place, count and time: never a name or a description."""
     drill = DRILL_PREFIX if case.drill else ""
-    place = case.place if len(case.place) <= 60 else case.place[:59] + "…"
+    place = place_for_air(case.place)
     legal = f" Legal hotline {hotline}." if hotline else " Dispatch: check the hub."
     return f"{drill}ARREST {case.code}: {case.arrested} at {place}, {case.arrested_at:%H:%M}Z.{legal}"
 
