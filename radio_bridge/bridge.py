@@ -1,10 +1,11 @@
 """The bridge process: keeps the radio connected, acts on what it hears, drains the outbox.
 
 One thread does all of it, so every database write and every send happens in
-one place, in order: the library's reader thread only puts events on a
-queue. The serial link never reconnects by itself, so this loop notices a
-lost radio (the library's event, a failed write, the device node vanishing),
-closes it, and tries again with a growing pause, for as long as it runs.
+one place, in order: the library's reader thread only writes each packet to
+the journal (radio_bridge/journal.py) and wakes this thread. The serial link
+never reconnects by itself, so this loop notices a lost radio (the library's
+event, a failed write, the device node vanishing), closes it, and tries
+again with a growing pause, for as long as it runs.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from radio_bridge.airtime import AirtimeLedger
 from radio_bridge.inbound import Inbound, InboundSettings
-from radio_bridge.mesh import RadioLink, RadioSpec, RadioUnavailable
+from radio_bridge.journal import Journal
+from radio_bridge.mesh import RadioLink, RadioSpec, RadioUnavailable, decode_packet
 from radio_bridge.packets import Ack, LinkLost, PanicPacket, PositionPacket, TextPacket
 from radio_bridge.packets import Inbound as Event
 from radio_bridge.sender import Sender, SenderSettings
@@ -35,6 +38,9 @@ from server.domain.radio import BridgeStatus
 log = logging.getLogger("radio_bridge")
 
 SIM_DECISION = "simulated radio, for trying the hub out"
+JOURNAL_FILE = "radio-journal.sqlite"
+WAKE = object()  # on the events queue: the journal has something new
+BATCH = 20  # journal entries acted on per turn, so a burst never holds back an urgent send for long
 
 
 @dataclass
@@ -77,20 +83,23 @@ class Bridge:
     """The bridge's state and its loop. Needs a database and a clock, not the web app."""
 
     def __init__(self, sessions: Callable[[], Session], clock: Callable[[], datetime], spec: RadioSpec,
-                 settings: BridgeSettings, sim_path: str | None = None) -> None:
+                 settings: BridgeSettings, journal: Journal, sim_path: str | None = None) -> None:
         self.session = sessions()  # this thread's only session: every write the bridge makes goes through it
         self._engine = None  # disposed on close when the bridge made it
         self.clock = clock
         self.spec = spec
         self.settings = settings
         self.sim_path = sim_path
-        self.events: queue.Queue[Event] = queue.Queue()
-        self.link = RadioLink(self.events, connect_timeout=settings.connect_timeout)
+        self.journal = journal
+        self.events: queue.Queue[Event | object] = queue.Queue()
+        self.link = RadioLink(self.events, connect_timeout=settings.connect_timeout, on_packet=self._take_packet)
         self.ledger = AirtimeLedger()
         self.sender = Sender(self.link, self.ledger, settings.sender)
         self.node_num: int | None = None
         self.inbound = Inbound(radio_node=lambda: self.node_num, settings=settings.inbound)
-        self._pending: deque[Event] = deque()  # events the database was too busy to take
+        # Packets the journal could not take (its disk failed): the only copy, so they go first.
+        self._unjournaled: deque[tuple[bytes, datetime]] = deque()
+        self._recheck: deque[int] = deque()  # outbox ids to ask the radio about after a (re)connect
         self._backoff = 1.0
         self._next_connect = 0.0
         self._next_send = 0.0
@@ -105,8 +114,9 @@ class Bridge:
                     settings: BridgeSettings | None = None) -> Bridge:
         """A bridge on the hub's database, from the hub's settings (see server.config.load_settings)."""
         engine = make_engine(config["DATABASE_URL"], int(config["DB_BUSY_TIMEOUT_MS"]))
+        journal = Journal(Path(config["INSTANCE"]) / JOURNAL_FILE)
         bridge = cls(sessionmaker(engine), config.get("CLOCK", utcnow), spec,
-                     settings or BridgeSettings.from_config(config), sim_path=sim_path)
+                     settings or BridgeSettings.from_config(config), journal, sim_path=sim_path)
         bridge._engine = engine
         return bridge
 
@@ -116,6 +126,7 @@ class Bridge:
     def close(self) -> None:
         self.link.close()
         self.session.close()
+        self.journal.close()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -152,6 +163,8 @@ class Bridge:
     # -- connection -------------------------------------------------------------------
 
     def _connect(self) -> None:
+        # Read before opening: the packets that come with the handshake move it on.
+        last_read = self.journal.recall("read_at")
         try:
             self.info = self.link.open(self.spec, device_path=self.sim_path)
         except RadioUnavailable as error:
@@ -162,12 +175,49 @@ class Bridge:
             return
         self.node_num = self.info.node_num
         self.sender.configure_radio(self.info.modem_preset, self.info.region)
+        self._plan_recheck()
+        if last_read is not None:
+            self._ask_to_resend(float(last_read))
         self._backoff = 1.0
         self._status.update(connected=True, last_error=None)
         self._status_since = self.now()
         log.info("radio connected: node %s, firmware %s, %s %s", people.format_node_id(self.info.node_num),
                  self.info.firmware, self.info.region, self.info.modem_preset)
         self._write_status()
+
+    def _plan_recheck(self) -> None:
+        """Answers to what was on its way may have come while nobody listened: ask the radio.
+
+        Only a radio that has not restarted since can be asked (it forgets the
+        ids it took when it boots); the firmware's boot count tells.
+        """
+        radio = f"{self.info.node_num}:{self.info.reboot_count}"
+        same_radio = self.journal.recall("radio") == radio and self.info.reboot_count is not None
+        self.journal.remember("radio", radio)
+        if same_radio:
+            self._recheck = deque(message.id for message in outbox.unanswered(self.session))
+            self.session.commit()
+
+    def _ask_to_resend(self, since: float) -> None:
+        """Stewards the radio heard while no bridge read its line are asked to send again.
+
+        A serial radio cannot tell that its client died: for up to 15 minutes
+        it writes what it hears to the closed port, and those packets are gone.
+        Its node list still says whom it heard, and when.
+        """
+        now = time.time()
+        missed = [node for node, at in self.link.heard_since(since).items()
+                  if at <= now + 60 and node != self.node_num]  # a radio clock far ahead is not evidence
+        if not missed:
+            return
+        try:
+            asked = run_in_transaction(self.session, lambda s: self.inbound.ask_to_resend(s, self.now(), missed))
+        except HubBusy:
+            log.warning("database busy; could not ask %d stewards to send again", len(missed))
+            return
+        if asked:
+            log.warning("the radio heard %d stewards while no bridge was reading; asked them to send again: %s",
+                        len(asked), ", ".join(asked))
 
     def _watch_silence(self) -> None:
         quiet = self.link.quiet_for()
@@ -193,25 +243,53 @@ class Bridge:
 
     # -- inbound ------------------------------------------------------------------------
 
+    def _take_packet(self, raw: bytes) -> None:
+        """On the library's reader thread: the packet is on disk before the next one is read."""
+        heard_at = self.now()
+        try:
+            self.journal.append(raw, heard_at, time.time())
+        except Exception:  # noqa: BLE001  (a full or failing disk must not stop the reader)
+            log.exception("could not write a packet to the journal; holding it in memory")
+            self._unjournaled.append((raw, heard_at))
+        self.events.put(WAKE)
+
     def _handle_events(self, wait: float) -> None:
         deadline = time.monotonic() + wait
         while True:
-            if self._pending:
-                event = self._pending.popleft()
-            else:
-                try:
-                    event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    return
+            if not self._act_on_heard():
+                time.sleep(0.5)  # the database is busy: the packets wait in the journal
+                return
+            try:
+                event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
             if isinstance(event, LinkLost):
                 self._lost(event.reason)
-                continue
-            if not self._handle(event):
-                self._pending.appendleft(event)  # keep it: the steward's radio was told it arrived
-                time.sleep(0.5)
-                return
             if time.monotonic() >= deadline and self.events.empty():
+                self._act_on_heard()
                 return
+
+    def _act_on_heard(self) -> bool:
+        """Act on up to a batch of packets taken off the radio, oldest first; False when the database stayed busy.
+
+        An entry leaves the journal only after the hub's transaction for it
+        committed; killed in between, the entry is acted on again and the
+        heard-packet table drops the repeat.
+        """
+        while self._unjournaled:
+            raw, heard_at = self._unjournaled[0]
+            if not self._act_on(raw, heard_at):
+                return False
+            self._unjournaled.popleft()
+        for seq, heard_at, raw in self.journal.waiting(BATCH):
+            if not self._act_on(raw, heard_at):
+                return False
+            self.journal.forget(seq)
+        return True
+
+    def _act_on(self, raw: bytes, heard_at: datetime) -> bool:
+        event = decode_packet(raw, heard_at)
+        return True if event is None else self._handle(event)
 
     def _handle(self, event: Event) -> bool:
         """Act on one event in its own transaction; False when the database stayed busy."""
@@ -243,6 +321,9 @@ class Bridge:
         now = self.now()
         session = self.session
         try:
+            if self._recheck:
+                self._recheck_one(session, now)
+                return
             self.sender.housekeeping(session, now)
             session.commit()
             picked = self.sender.pick(session, now)
@@ -259,6 +340,15 @@ class Bridge:
             session.rollback()
             log.exception("sending failed; will try again")
             self._next_send = time.monotonic() + 1.0
+
+    def _recheck_one(self, session: Session, now: datetime) -> None:
+        """Before anything else after a (re)connect: was this unanswered message already on the air?"""
+        message = session.get(outbox.OutboxMessage, self._recheck.popleft())
+        if message is None or message.state not in (outbox.SENDING, outbox.SENT) or not message.packet_id:
+            session.commit()
+            return
+        aired = self.sender.resend_unanswered(session, now, message)
+        self._next_send = time.monotonic() + (self.settings.sender.send_interval if aired else 0.0)
 
     def _seed_ledger(self) -> None:
         for at, seconds, _priority in outbox.airtime_since(self.session, self.now() - timedelta(hours=1)):

@@ -25,6 +25,7 @@ from server.domain.radio_text import fits_one_packet
 
 log = logging.getLogger("radio_bridge.inbound")
 
+MISSED_TEXT = "Hub restarted and may have missed your last message. If it mattered, send it again."
 # Roles whose radios the hub obeys.
 RADIO_ROLES = (people.STEWARD, people.CAPTAIN, people.DISPATCH, people.HOST)
 
@@ -93,6 +94,23 @@ class Inbound:
         outbox.record_nak(session, now, ack.packet_id, ack.reason,
                           max_attempts=self.settings.max_attempts, backoff=self.settings.retry_backoff)
         return f"nak {ack.reason}"
+
+    def ask_to_resend(self, session: Session, now: datetime, nodes: list[int]) -> list[str]:
+        """Tell stewards the radio heard while no bridge was reading that their message may be lost.
+
+        Their handheld showed it as delivered (the hub's radio took it), but a
+        serial radio hands packets to a bridge that is down to no one. Urgent,
+        with the bell: it may have been an SOS. Returns the stewards' handles.
+        """
+        asked = []
+        for node in nodes:
+            member = people.find_member_by_node(session, node)
+            if member is None or not people.active_roles(session, member, now) & set(RADIO_ROLES):
+                continue
+            outbox.queue_message(session, now, MISSED_TEXT, destination=node, priority=outbox.URGENT, bell=True,
+                                 dedupe_key=f"missed:{node}:{now:%Y%m%d%H%M}")
+            asked.append(member.handle)
+        return asked
 
     # -- helpers ---------------------------------------------------------------
 

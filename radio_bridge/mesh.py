@@ -7,20 +7,26 @@ radio, which must speak the same wire protocol.
 
 Facts this module is built on (see shared/RADIO_FACTS.md): pypubsub keeps
 weak references, so only bound methods of a kept object are subscribed;
-callbacks run on the library's reader thread, so they only convert and
-enqueue; the serial interface never reconnects by itself.
+the serial interface never reconnects by itself. Packets are not taken from
+pubsub (its publishing thread runs behind the reader, so a packet could be
+read off the line and still only in memory): the reader thread itself writes
+each packet to the bridge's journal before it reads the next byte.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from meshtastic import mesh_interface, serial_interface, tcp_interface, util
 from meshtastic.protobuf import (  # noqa: F401  (re-exported for the simulator)
     admin_pb2,
@@ -43,7 +49,6 @@ from radio_bridge.packets import (
     RadioInfo,
     TextPacket,
 )
-from server.clock import utcnow
 
 log = logging.getLogger("radio_bridge.mesh")
 
@@ -93,16 +98,22 @@ def find_serial_radio() -> str:
 
 
 class _Stamped:
-    """Notes when the radio last said anything at all: a hung radio sends no event, only silence.
+    """The library's interface, with three things added on its reader thread.
 
-    Also bounds the library's wait for the handshake, which is fixed at 30 s
-    inside ``connect()`` whatever ``timeout`` says.
+    It notes when the radio last said anything at all (a hung radio sends no
+    event, only silence); it hands every packet to ``on_packet`` before the
+    library reads the next frame; and it bounds the library's wait for the
+    handshake, which is fixed at 30 s inside ``connect()`` whatever
+    ``timeout`` says.
     """
 
     last_heard: float = 0.0
 
-    def __init__(self, *args: Any, connect_wait: float = 30.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, connect_wait: float = 30.0,
+                 on_packet: Callable[[bytes], None] | None = None, **kwargs: Any) -> None:
         self._connect_wait = connect_wait
+        self._on_packet = on_packet  # set before connecting: packets may come during the handshake
+        self.taken_ids: collections.deque[int] = collections.deque(maxlen=64)
         super().__init__(*args, **kwargs)
 
     def _waitConnected(self, timeout: float = 30.0) -> None:  # noqa: N802  (the library's name)
@@ -110,7 +121,25 @@ class _Stamped:
 
     def _handleFromRadio(self, fromRadioBytes: bytes) -> None:  # noqa: N802, N803  (the library's names)
         self.last_heard = time.monotonic()
+        if self._on_packet is not None:
+            try:
+                message = mesh_pb2.FromRadio.FromString(bytes(fromRadioBytes))
+            except DecodeError:
+                message = None  # the library logs and skips it too
+            if message is not None and message.HasField("packet"):
+                self._on_packet(message.packet.SerializeToString())
+                if self.nodesByNum is None:
+                    # Left on the line for a client that died, before our handshake: the
+                    # library cannot take a packet yet (no node list); it is journaled.
+                    return
         super()._handleFromRadio(fromRadioBytes)  # type: ignore[misc]
+
+    def _handleQueueStatusFromRadio(self, queueStatus: Any) -> None:  # noqa: N802, N803  (the library's names)
+        # The firmware answers every packet it takes with its queue status
+        # (and drops, without a word, an id it already took): note which.
+        if not queueStatus.res and queueStatus.mesh_packet_id:
+            self.taken_ids.append(queueStatus.mesh_packet_id)
+        super()._handleQueueStatusFromRadio(queueStatus)  # type: ignore[misc]
 
 
 class _SerialRadio(_Stamped, serial_interface.SerialInterface):
@@ -131,9 +160,11 @@ def _enum_name(enum: Any, value: int) -> str | None:
 class RadioLink:
     """One open connection to the hub's radio; events go onto ``events``."""
 
-    def __init__(self, events: queue.Queue[Inbound], connect_timeout: float = 30) -> None:
+    def __init__(self, events: queue.Queue[Inbound], connect_timeout: float = 30,
+                 on_packet: Callable[[bytes], None] | None = None) -> None:
         self.events = events
         self.connect_timeout = connect_timeout
+        self.on_packet = on_packet
         self._iface: mesh_interface.MeshInterface | None = None
         self._device_path: str | None = None
         self._send_lock = threading.Lock()
@@ -148,7 +179,7 @@ class RadioLink:
             if spec.kind == "tcp":
                 iface = _TcpRadio(
                     spec.target, portNumber=spec.port, timeout=max(1, int(self.connect_timeout)),
-                    connect_wait=self.connect_timeout,
+                    connect_wait=self.connect_timeout, on_packet=self.on_packet,
                 )
             else:
                 path = device_path or (find_serial_radio() if spec.target == "auto" else spec.target)
@@ -156,7 +187,7 @@ class RadioLink:
                     raise RadioUnavailable(f"No radio at {path}: is it plugged in?")
                 self._device_path = path
                 iface = _SerialRadio(devPath=path, timeout=max(1, int(self.connect_timeout)),
-                                     connect_wait=self.connect_timeout)
+                                     connect_wait=self.connect_timeout, on_packet=self.on_packet)
         except RadioUnavailable:
             raise
         except BaseException as error:  # the library raises anything from OSError to SystemExit
@@ -165,7 +196,6 @@ class RadioLink:
             raise RadioUnavailable(f"Could not open the radio {spec}: {error!r}") from None
         self._iface = iface
         self._opened_at = time.monotonic()
-        pub.subscribe(self._on_receive, "meshtastic.receive")
         pub.subscribe(self._on_lost, "meshtastic.connection.lost")
         return self.info()
 
@@ -173,11 +203,10 @@ class RadioLink:
         iface, self._iface = self._iface, None
         if iface is None:
             return
-        for listener, topic in ((self._on_receive, "meshtastic.receive"), (self._on_lost, "meshtastic.connection.lost")):
-            try:
-                pub.unsubscribe(listener, topic)
-            except Exception:  # noqa: BLE001  (not subscribed: nothing to undo)
-                pass
+        try:
+            pub.unsubscribe(self._on_lost, "meshtastic.connection.lost")
+        except Exception:  # noqa: BLE001  (not subscribed: nothing to undo)
+            pass
         try:
             iface.close()
         except Exception as error:  # noqa: BLE001  (closing a dead port may fail)
@@ -212,6 +241,16 @@ class RadioLink:
             except Exception as error:
                 raise RadioUnavailable(f"The radio did not take a heartbeat: {error!r}") from None
 
+    def heard_since(self, since: float) -> dict[int, float]:
+        """Nodes the radio's own node list says it heard after unix time ``since``, and when."""
+        iface = self._require()
+        heard = {}
+        for node in list((iface.nodesByNum or {}).values()):
+            last = node.get("lastHeard")
+            if node.get("num") and last and float(last) > since:
+                heard[int(node["num"])] = float(last)
+        return heard
+
     def info(self) -> RadioInfo:
         iface = self._require()
         lora = iface.localNode.localConfig.lora
@@ -228,6 +267,7 @@ class RadioLink:
             region=_enum_name(config_pb2.Config.LoRaConfig.RegionCode, lora.region),
             modem_preset=_enum_name(config_pb2.Config.LoRaConfig.ModemPreset, lora.modem_preset),
             long_name=long_name,
+            reboot_count=my_info.reboot_count if my_info else None,
         )
 
     def _require(self) -> mesh_interface.MeshInterface:
@@ -257,6 +297,20 @@ class RadioLink:
             except Exception as error:
                 raise RadioUnavailable(f"Sending failed: {error!r}") from None
 
+    def radio_took(self, packet_id: int, wait: float) -> bool:
+        """Wait up to ``wait`` s for the radio to confirm taking ``packet_id`` (its queue status).
+
+        The firmware confirms every packet it takes, and drops without a word
+        a packet id it already took from this client (among its last 20).
+        """
+        iface = self._require()
+        deadline = time.monotonic() + wait
+        while packet_id not in iface.taken_ids:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     # -- events from the library's reader thread --------------------------------
 
     # The listeners' signatures match what the library sends: pypubsub fixes a
@@ -267,46 +321,46 @@ class RadioLink:
             return  # an interface we already closed
         self.events.put(LinkLost("the radio connection was lost"))
 
-    def _on_receive(self, packet: dict, interface: Any) -> None:
-        if interface is not self._iface:
-            return
-        try:
-            event = packet_to_event(packet)
-        except Exception:  # noqa: BLE001  (a malformed packet must never stall the reader thread)
-            log.warning("ignored a packet the bridge could not read", exc_info=True)
-            return
-        if event is not None:
-            self.events.put(event)
 
+def decode_packet(raw: bytes, heard_at: datetime) -> Inbound | None:
+    """Turn a MeshPacket off the radio (as kept in the journal) into one of the bridge's types.
 
-def packet_to_event(packet: dict) -> Inbound | None:
-    """Turn the library's packet dict into one of the bridge's types."""
-    sender = int(packet.get("from") or 0)
-    packet_id = int(packet.get("id") or 0)
-    decoded = packet.get("decoded") or {}
-    port = decoded.get("portnum") or "ENCRYPTED"
-    heard_at = utcnow()
+    Never raises: a packet the bridge cannot read becomes ``None`` (nothing to
+    act on) or an ``OtherPacket`` (a sign of life from its sender).
+    """
+    try:
+        packet = mesh_pb2.MeshPacket.FromString(raw)
+    except DecodeError:
+        log.warning("ignored a packet the bridge could not read (%d bytes)", len(raw))
+        return None
+    sender = int(getattr(packet, "from"))
+    packet_id = int(packet.id)
+    if not packet.HasField("decoded"):  # encrypted with a key the hub's radio does not have
+        return OtherPacket(sender, packet_id, "ENCRYPTED", heard_at) if sender and packet_id else None
+    data = packet.decoded
+    port = _enum_name(portnums_pb2.PortNum, data.portnum) or str(data.portnum)
     if port == "ROUTING_APP":
-        request_id = int(decoded.get("requestId") or 0)
-        if not request_id:
+        if not data.request_id:
             return None
-        reason = (decoded.get("routing") or {}).get("errorReason", "NONE")
-        return Ack(request_id, sender, str(reason), heard_at)
+        try:
+            routing = mesh_pb2.Routing.FromString(data.payload)
+        except DecodeError:
+            return None
+        reason = _enum_name(mesh_pb2.Routing.Error, routing.error_reason) or str(routing.error_reason)
+        return Ack(int(data.request_id), sender, reason, heard_at)
     if not sender or not packet_id:
         return None
+    text = bytes(data.payload).decode("utf-8", errors="replace")
     if port == "TEXT_MESSAGE_APP":
-        text = decoded.get("text")
-        if text is None:  # the library could not decode the bytes as UTF-8
-            text = bytes(decoded.get("payload") or b"").decode("utf-8", errors="replace")
-        return TextPacket(sender, packet_id, int(packet.get("to") or 0), int(packet.get("channel") or 0),
-                          text, heard_at)
+        return TextPacket(sender, packet_id, int(packet.to), int(packet.channel), text, heard_at)
     if port == "POSITION_APP":
-        position = decoded.get("position") or {}
-        lat, lon = position.get("latitude"), position.get("longitude")
-        if lat is None or lon is None:
+        try:
+            position = mesh_pb2.Position.FromString(data.payload)
+        except DecodeError:
             return OtherPacket(sender, packet_id, port, heard_at)
-        return PositionPacket(sender, packet_id, float(lat), float(lon), heard_at)
+        if not (position.HasField("latitude_i") and position.HasField("longitude_i")):
+            return OtherPacket(sender, packet_id, port, heard_at)
+        return PositionPacket(sender, packet_id, position.latitude_i * 1e-7, position.longitude_i * 1e-7, heard_at)
     if port in ("ALERT_APP", "DETECTION_SENSOR_APP"):
-        raw = decoded.get("text") or bytes(decoded.get("payload") or b"").decode("utf-8", errors="replace")
-        return PanicPacket(sender, packet_id, "alert" if port == "ALERT_APP" else "detection", raw, heard_at)
-    return OtherPacket(sender, packet_id, str(port), heard_at)
+        return PanicPacket(sender, packet_id, "alert" if port == "ALERT_APP" else "detection", text, heard_at)
+    return OtherPacket(sender, packet_id, port, heard_at)

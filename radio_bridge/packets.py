@@ -15,6 +15,7 @@ class RadioInfo:
     region: str | None
     modem_preset: str | None
     long_name: str | None
+    reboot_count: int | None = None  # the firmware's count of its own boots
 
 
 @dataclass(frozen=True)

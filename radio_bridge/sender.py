@@ -30,6 +30,9 @@ class SenderSettings:
     ack_timeout: timedelta = timedelta(seconds=90)
     max_attempts: int = 3
     retry_backoff: timedelta = timedelta(seconds=30)
+    # How long the radio has to confirm taking a packet (its queue status
+    # comes back over USB in milliseconds; silence means it dropped a copy).
+    confirm_wait: float = 0.5
 
 
 class Sender:
@@ -95,3 +98,33 @@ class Sender:
         self.ledger.record(now, seconds)
         log.info("sent %s message %d (%.2f s on air)", message.priority_label, message.id, seconds)
         return True
+
+    def resend_unanswered(self, session: Session, now: datetime, message: outbox.OutboxMessage) -> bool:
+        """Ask the radio whether it already has ``message`` by sending it again with the same packet id.
+
+        Used after the bridge (re)connects, for messages whose answer may have
+        come while nobody was listening. A radio that took the packet before
+        drops the copy without a word: the message went out once and is not
+        repeated. One that takes it never had it (the write was cut short, or
+        the radio restarted): it goes out now, for the first time. Returns
+        True when it went on the air now (a send slot used).
+        """
+        seconds = text_airtime(message.text, self.preset)
+        packet_id = message.packet_id
+        self.link.send_text(message.text, message.destination, packet_id, channel=message.channel)
+        if self.link.radio_took(packet_id, wait=self.settings.confirm_wait):
+            if message.state == outbox.SENT:
+                message.attempts += 1  # a second write of the same message
+            outbox.mark_sent(session, now, message, seconds)
+            session.commit()
+            self.ledger.record(now, seconds)
+            log.info("re-sent %s message %d: the radio did not have it", message.priority_label, message.id)
+            return True
+        was_sending = message.state == outbox.SENDING
+        outbox.mark_on_air(session, now, message, seconds)
+        session.commit()
+        if was_sending:
+            self.ledger.record(now, seconds)
+        log.info("%s message %d was already on the air before the restart; not repeated",
+                 message.priority_label, message.id)
+        return False

@@ -60,7 +60,7 @@ class SimNode:
     snr: float = 6.0
     rssi: int = -71
     hops_away: int = 0
-    last_heard: float | None = None  # unix time; None means "just now"
+    last_heard: float | None = None  # unix time; None: heard when the radio booted
     is_favorite: bool = False
     is_ignored: bool = False
     public_key: bytes = field(default_factory=lambda: os.urandom(32))
@@ -161,6 +161,8 @@ class DeviceState:
         self.in_edit_transaction = False
         self.commits = 0
         self.time_set: int | None = None
+        self.reboot_count = 0  # the firmware counts its boots; a client can tell a restarted radio by it
+        self.booted_at = time.time()
 
     def _default_config(self, region: str, modem_preset: str) -> dict[str, config_pb2.Config]:
         Config = config_pb2.Config
@@ -224,7 +226,7 @@ class DeviceState:
         if nonce != NONCE_ONLY_NODES:
             out.append(mesh_pb2.FromRadio(my_info=mesh_pb2.MyNodeInfo(
                 my_node_num=self.node_num, min_app_version=30200, device_id=self.device_id,
-                pio_env="native-sim", nodedb_count=len(self.nodes) + 1)))
+                pio_env="native-sim", nodedb_count=len(self.nodes) + 1, reboot_count=self.reboot_count)))
         out.append(mesh_pb2.FromRadio(node_info=self.own_node_info(now)))
         if nonce != NONCE_ONLY_NODES:
             out.append(mesh_pb2.FromRadio(metadata=self.metadata()))
@@ -232,7 +234,7 @@ class DeviceState:
             out += [mesh_pb2.FromRadio(config=self.config[name]) for name in CONFIG_SECTIONS]
             out += [mesh_pb2.FromRadio(moduleConfig=self.module_config[name]) for name in MODULE_SECTIONS]
         if nonce != NONCE_ONLY_CONFIG:
-            out += [mesh_pb2.FromRadio(node_info=node.to_node_info(now)) for node in self.nodes.values()]
+            out += [mesh_pb2.FromRadio(node_info=node.to_node_info(self.booted_at)) for node in self.nodes.values()]
         out.append(mesh_pb2.FromRadio(config_complete_id=nonce))
         return out
 

@@ -9,12 +9,15 @@ a new ``PtyPort`` re-points the same symlink at a fresh pty.
 from __future__ import annotations
 
 import errno
+import fcntl
 import heapq
 import itertools
 import logging
 import os
 import select
 import socket
+import struct
+import termios
 import threading
 import time
 import tty
@@ -38,6 +41,7 @@ class PtyPort:
         self.device = os.ttyname(self.follower)
         self.link = link
         self.closing = threading.Event()
+        self.written = 0  # bytes put on the line towards the client, for the delivery bookkeeping
         self._on_bytes = on_bytes
         tmp = link.with_name(link.name + ".new")
         tmp.unlink(missing_ok=True)
@@ -71,7 +75,9 @@ class PtyPort:
         deadline = time.monotonic() + WRITE_TIMEOUT_S
         while view and not (self.closing.is_set() and time.monotonic() > deadline):
             try:
-                view = view[os.write(self.leader, view):]
+                done = os.write(self.leader, view)
+                self.written += done
+                view = view[done:]
                 continue
             except BlockingIOError:
                 pass
@@ -82,6 +88,11 @@ class PtyPort:
                 logger.warning("simulated radio: the host is not reading; %d bytes dropped", len(data))
                 return
             select.select([], [self.leader], [], 0.1)
+
+    def unread(self) -> int:
+        """Bytes on the line that no client has read yet (the follower's input queue)."""
+        count = fcntl.ioctl(self.follower, termios.FIONREAD, struct.pack("i", 0))
+        return struct.unpack("i", count)[0]
 
     def _read_loop(self) -> None:
         while not self.closing.is_set():

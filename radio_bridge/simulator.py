@@ -42,7 +42,7 @@ from radio_bridge.sim_port import DelayedJobs, PtyPort, TcpRelay
 from radio_bridge.sim_stewards import chatter_loop
 from radio_bridge.sim_wire import FrameReader, frame, garbage_mix
 
-__all__ = ["BROADCAST_NUM", "AdminRecord", "SentPacket", "SimNode", "SimulatedRadio", "demo_nodes"]
+__all__ = ["BROADCAST_NUM", "AdminRecord", "LineReport", "SentPacket", "SimNode", "SimulatedRadio", "demo_nodes"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ class SentPacket:
         if self.portnum not in ("TEXT_MESSAGE_APP", "ALERT_APP", "DETECTION_SENSOR_APP"):
             return None
         return self.payload.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class LineReport:
+    """Which packets the client has taken off the serial line, counted in bytes (see ``line_report``)."""
+
+    read: list[int]  # read, and the client went on reading after them
+    last_read: int | None  # read to its last byte, nothing after it yet: the client's packet in hand
+    unread: list[int]  # on the line, not (wholly) read
 
 
 @dataclass(frozen=True)
@@ -118,9 +127,14 @@ class SimulatedRadio:
         self._changed = threading.Condition(self._lock)
         self._io = threading.RLock()  # the port, the client session and every write; taken before _lock
         self._port: PtyPort | None = None
+        self._booted = False  # the first plug-in is the first boot
         self._session = "idle"  # "idle" until a handshake completes, again after ToRadio.disconnect
         self._pending: collections.deque[mesh_pb2.MeshPacket] = collections.deque(maxlen=TO_PHONE_QUEUE)
         self._from_radio_num = 0
+        # Bookkeeping for tests, not protocol: where each frame sent since the
+        # last handshake ends on the line, and the packet it carried (or None).
+        self._line_base = 0
+        self._line_frames: collections.deque[tuple[int, int | None]] = collections.deque(maxlen=100_000)
         self._recent_ids: collections.deque[int] = collections.deque(maxlen=RECENT_IDS)
         self._last_port_time: dict[int, float] = {}
         self._delivered: collections.OrderedDict[int, mesh_pb2.MeshPacket] = collections.OrderedDict()
@@ -221,6 +235,8 @@ class SimulatedRadio:
             return
         with self._io:
             self._session = "idle"
+            self.device.reboot_count += 1 if self._booted else 0
+            self._booted = True
             self._recent_ids.clear()
             self._last_port_time.clear()
             self._frames = FrameReader()
@@ -247,6 +263,41 @@ class SimulatedRadio:
 
     def wait_for_handshake(self, count: int = 1, timeout: float = 5.0) -> bool:
         return self.wait_until(lambda: self.handshakes >= count, timeout)
+
+    def line_report(self) -> LineReport:
+        """What the client has read off the line since its handshake, by counting bytes.
+
+        The client's library reads one byte at a time and hands each packet to
+        the bridge before it reads the next byte, so a packet followed by
+        anything read is one the bridge has had. Meaningful while the client
+        is alive or just after it died (before another client opens the port:
+        opening it flushes what was never read, as pyserial does).
+        """
+        with self._io:
+            if self._port is None:
+                return LineReport([], None, [packet for _, packet in self._line_frames if packet is not None])
+            # Bytes just written can sit a moment in the kernel's flip buffer before
+            # the line discipline counts them as unread: let the count settle
+            # (no write can start while we hold the port).
+            unread, deadline = self._port.unread(), time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                again = self._port.unread()
+                if again == unread:
+                    break
+                unread = again
+            consumed = self._port.written - unread - self._line_base
+            read, last, unread = [], None, []
+            for end, packet in self._line_frames:
+                if packet is None:
+                    continue
+                if end < consumed:
+                    read.append(packet)
+                elif end == consumed:
+                    last = packet
+                else:
+                    unread.append(packet)
+            return LineReport(read, last, unread)
 
     # -- fault controls --------------------------------------------------------
 
@@ -279,6 +330,7 @@ class SimulatedRadio:
     def thaw(self) -> None:
         with self._io:
             self._frozen = False
+            self.device.reboot_count += 1  # a hung firmware comes back through its watchdog: a boot
             self._session = "idle"  # it comes back as if reset: the client must handshake again
             self._frames = FrameReader()
         logger.info("simulated radio thawed")
@@ -334,6 +386,8 @@ class SimulatedRadio:
         mp.relay_node = num & 0xFF
         mp.decoded.portnum = PortNum.Value(portnum) if isinstance(portnum, str) else portnum
         mp.decoded.payload = payload
+        if node is not None:
+            node.last_heard = time.time()  # the firmware's node list notes every packet heard
         with self._lock:
             self._heard.add(num)
             self._delivered[mp.id] = mp
@@ -426,6 +480,8 @@ class SimulatedRadio:
             if self._port is None:
                 return
             self._session = "configuring"
+            self._line_base = self._port.written
+            self._line_frames.clear()
             for message in self.device.handshake(nonce, time.time()):
                 self._write_from_radio(message)
             self._session = "connected"
@@ -580,7 +636,11 @@ class SimulatedRadio:
     def _write_from_radio(self, message: mesh_pb2.FromRadio) -> None:
         self._from_radio_num += 1
         message.id = self._from_radio_num
+        before = self._port.written if self._port is not None else 0
         self._write(frame(message.SerializeToString()))
+        if self._port is not None and self._port.written > before:  # not dropped by a port nobody reads
+            packet = message.packet.id if message.HasField("packet") else None
+            self._line_frames.append((self._port.written - self._line_base, packet))
 
     def _write(self, data: bytes) -> None:
         """Write to the host, if plugged in and awake (the caller holds ``_io``)."""

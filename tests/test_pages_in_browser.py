@@ -14,14 +14,12 @@ that runs a script: an entry the bridge writes appears without a reload.
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Route, sync_playwright
 from sqlalchemy.orm import Session
 
 from server import config, create_app
@@ -31,22 +29,21 @@ from server.domain import aid, patrol, people
 from server.extensions import db
 from server.migrating import apply_migrations
 from server.web.access import audience_of
+from tests.browser import (
+    ARTIFACTS,
+    OVERFLOWING,
+    UNLABELLED,
+    chromium,
+    console_errors,
+    fits_and_is_labelled,
+    offline_but_for,
+    running_hub,
+)
 from tests.helpers import PASSWORD
-from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
+from tests.processes import safebench
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 VIEWPORT = {"width": 320, "height": 640}
 PAGE_BUDGET_BYTES = 30_000  # the bench page's HTML plus its CSS
-START_TIMEOUT_S = 30
 
 
 def public_pages() -> list[tuple[str, str]]:
@@ -110,77 +107,17 @@ def hub_instance(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hub(hub_instance):
     """The real ``safebench serve`` on a free local port; yields its base URL."""
-    instance = hub_instance
-    folder = instance.parent
-    port = free_port()
-    log_path = folder / "hub.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [SAFEBENCH, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env_for(instance),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            status = wait_for_http(base + "/", seconds=START_TIMEOUT_S)
-        except OSError:
-            status = None
-        if status != 200:
-            pytest.fail(f"the hub did not start (status {status}); its log:\n{log_path.read_text()}")
+    with running_hub(hub_instance, "serve") as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: these checks need Debian's chromium. "
-            "Install it with `sudo apt-get install -y chromium`, or run the whole suite with "
-            "`bash tests/run.sh`, which installs it."
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 # -- what is checked on each page ---------------------------------------------
-
-_OVERFLOWING = """() => {
-  const width = window.innerWidth;
-  return [...document.querySelectorAll("body *")]
-    .filter(el => el.getBoundingClientRect().right > width + 0.5)
-    .slice(0, 5)
-    .map(el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
-               + (el.className && typeof el.className === "string" ? "." + el.className.trim().replace(/\\s+/g, ".") : ""));
-}"""
-
-_UNLABELLED = """() => {
-  const labelled = el => {
-    if (el.labels && el.labels.length) return true;  // <label for> or a wrapping <label>
-    if ((el.getAttribute("aria-label") || "").trim()) return true;
-    const ids = (el.getAttribute("aria-labelledby") || "").split(/\\s+/).filter(Boolean);
-    return ids.some(id => (document.getElementById(id)?.textContent || "").trim());
-  };
-  // Buttons name themselves by their value; hidden inputs are not seen.
-  const skipped = new Set(["hidden", "submit", "reset", "button", "image"]);
-  return [...document.querySelectorAll("input, select, textarea")]
-    .filter(el => !(el.tagName === "INPUT" && skipped.has(el.type)))
-    .filter(el => el.checkVisibility())
-    .filter(el => !labelled(el))
-    .map(el => el.outerHTML.slice(0, 120));
-}"""
-
 
 def stylesheets(html: str) -> list[str]:
     """The href of every ``<link rel="stylesheet">`` in a page."""
@@ -194,21 +131,7 @@ def _artifact_name(endpoint: str) -> str:
 
 def _phone_offline_but_for(browser, hub: str):
     """A small phone's browser that may reach the hub and nothing else; returns it and what it tried elsewhere."""
-    hub_host = urlsplit(hub).netloc
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(15_000)
-    foreign: list[str] = []
-
-    def only_the_hub(route: Route) -> None:
-        url = route.request.url
-        if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != hub_host:
-            foreign.append(url)
-            route.abort()  # the bench may have no internet: a foreign fetch would only hang
-        else:
-            route.continue_()
-
-    context.route("**/*", only_the_hub)
-    return context, foreign
+    return offline_but_for(browser, hub, viewport=VIEWPORT)
 
 
 @pytest.mark.parametrize(("endpoint", "path"), PUBLIC_PAGES, ids=[path for _, path in PUBLIC_PAGES])
@@ -224,9 +147,9 @@ def test_a_neighbour_reads_a_public_page_on_a_small_phone(browser, hub, endpoint
         scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert scroll_width <= inner_width, (
             f"{path} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
-            f"too wide: {page.evaluate(_OVERFLOWING)}"
+            f"too wide: {page.evaluate(OVERFLOWING)}"
         )
-        unlabelled = page.evaluate(_UNLABELLED)
+        unlabelled = page.evaluate(UNLABELLED)
         assert not unlabelled, f"{path} has fields without a label: {unlabelled}"
         assert not foreign, f"{path} asked other hosts than the hub for: {foreign}"
     finally:
@@ -266,18 +189,10 @@ def test_a_host_watching_the_live_log_sees_an_sos_appear_without_reloading(brows
     assert done.returncode == 0, done.stderr
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(15_000)
-    # A script or connection the page's policy refused is a console error.
-    problems: list[str] = []
-
-    def note_error(message: ConsoleMessage) -> None:
-        url = message.location.get("url", "")
-        if message.type == "error" and not url.endswith("/favicon.ico"):  # the hub has no icon
-            problems.append(f"{message.text} ({url})")
-
     try:
         page = context.new_page()
-        page.on("console", note_error)
-        page.on("pageerror", lambda error: problems.append(str(error)))
+        # A script or connection the page's policy refused is a console error.
+        problems = console_errors(page)
         page.goto(hub + "/login")
         page.get_by_label("Handle").fill("Osprey")
         page.get_by_label("Password").fill(PASSWORD)
@@ -307,16 +222,6 @@ def test_a_host_watching_the_live_log_sees_an_sos_appear_without_reloading(brows
 # -- a neighbour reports an arrest --------------------------------------------
 
 
-def _page_fits_and_is_labelled(page, what: str) -> None:
-    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll_width <= inner_width, (
-        f"{what} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
-        f"too wide: {page.evaluate(_OVERFLOWING)}"
-    )
-    unlabelled = page.evaluate(_UNLABELLED)
-    assert not unlabelled, f"{what} has fields without a label: {unlabelled}"
-
-
 def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(browser, hub):
     context, foreign = _phone_offline_but_for(browser, hub)
     try:
@@ -324,7 +229,7 @@ def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(brow
         page.goto(hub + "/")
         page.get_by_role("link", name="Tell dispatch: I saw an arrest").click()
         page.wait_for_url("**/arrest")
-        _page_fits_and_is_labelled(page, "the arrest form")
+        fits_and_is_labelled(page, "the arrest form")
 
         # Sent without the place: it comes back with the message and what was typed, still fitting the phone.
         page.get_by_label("How many people were taken?").fill("2")
@@ -335,7 +240,7 @@ def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(brow
         assert page.get_by_label("What you saw (optional)").input_value().startswith("Two people in green")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "cases-report-refused-320.png", full_page=True)
-        _page_fits_and_is_labelled(page, "the refused arrest form")
+        fits_and_is_labelled(page, "the refused arrest form")
 
         page.get_by_label("Where did it happen?").fill("Larch Street corner by the bakery")
         page.get_by_role("button", name="Tell dispatch").click()
@@ -345,7 +250,7 @@ def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(brow
         # The case code is for dispatch; nothing typed comes back to the phone.
         assert "C1" not in told and "green rain jackets" not in told and "Robin" not in told
         page.screenshot(path=ARTIFACTS / "cases-thanks-320.png", full_page=True)
-        _page_fits_and_is_labelled(page, "the thank-you page")
+        fits_and_is_labelled(page, "the thank-you page")
         assert not foreign, f"the arrest pages asked other hosts than the hub for: {foreign}"
     finally:
         context.close()
@@ -369,7 +274,7 @@ def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(brow
         page.wait_for_url("**/host/")
         page.get_by_role("navigation", name="Hub").get_by_role("link", name="Alerts").click()
         page.wait_for_url("**/host/alerts")
-        _page_fits_and_is_labelled(page, "/host/alerts with no alert open")
+        fits_and_is_labelled(page, "/host/alerts with no alert open")
 
         page.get_by_label("Who is in danger").select_option(label="Kestrel")
         page.get_by_label("Where").fill(place)
@@ -382,14 +287,14 @@ def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(brow
         page.locator("summary", has_text=f"Resolve {code}").click()  # opens the resolve form
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "host-alerts-320.png", full_page=True)
-        _page_fits_and_is_labelled(page, "/host/alerts with an open alert")
+        fits_and_is_labelled(page, "/host/alerts with an open alert")
 
         page.get_by_role("navigation", name="Hub").get_by_role("link", name="Dashboard").click()
         page.wait_for_url("**/host/")
         banner = page.get_by_role("alert").filter(has_text="open alert")
         assert f"{code} SOS · Kestrel · {place}" in " ".join(banner.inner_text().split())
         page.screenshot(path=ARTIFACTS / "host-alert-banner-320.png", full_page=True)
-        _page_fits_and_is_labelled(page, "the dashboard with the alert banner")
+        fits_and_is_labelled(page, "the dashboard with the alert banner")
 
         banner.get_by_role("link", name=re.compile(code)).click()
         page.wait_for_url("**/host/alerts*")

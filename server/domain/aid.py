@@ -9,6 +9,7 @@ deleted with their messages after the retention period.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select
@@ -55,6 +56,26 @@ MAX_CONTACT = 200
 MAX_MESSAGE = 1000
 MAX_MESSAGES_PER_POST = 50
 RECEIPT_PREFIX = "H"
+
+# A post's text is public, so it must not say how to reach anyone (the private
+# contact field is for that). Names and street addresses cannot be told from
+# other words, so the form asks people to leave them out; email addresses and
+# phone numbers can, so the hub refuses them. A phone number is seven digits
+# or more, grouped by spaces, dashes, dots, slashes or brackets, with or
+# without a leading "+"; a date (21.11.2026, 2026-11-21) or a time range
+# (10.00-12.00) is not one.
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,2}\d){6,}")
+_NOT_A_PHONE = re.compile(r"\d{1,4}([.\-/])\d{1,2}\1\d{1,4}|\d{1,2}[.:]\d{2}\s*[-\u2013]\s*\d{1,2}[.:]\d{2}")
+CONTACT_IN_TEXT = ("Everyone can read the post, so leave phone numbers and email addresses out of it: "
+                   "put them in the private field below, which only the hub host sees.")
+
+
+def says_how_to_reach_someone(text: str) -> bool:
+    """Whether public text holds an email address or a phone number."""
+    if _EMAIL.search(text):
+        return True
+    return any(not _NOT_A_PHONE.fullmatch(match.group().strip(" ()")) for match in _PHONE.finditer(text))
 
 
 class AidPost(Base):
@@ -133,11 +154,14 @@ def post_aid(
         area = session.get(Area, area_id)
         if area is None:
             raise Invalid("Please choose an area from the list.", field="area")
+    text = clean_text(text, field="description", max_length=MAX_TEXT)
+    if says_how_to_reach_someone(text):
+        raise Invalid(CONTACT_IN_TEXT, field="description")
     post = AidPost(
         receipt_code=_unused_code(session),
         kind=kind,
         category=category,
-        text=clean_text(text, field="description", max_length=MAX_TEXT),
+        text=text,
         area=area,
         contact=clean_text(contact, field="way to reach you", max_length=MAX_CONTACT, required=False) or None,
         status=OPEN,

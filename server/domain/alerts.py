@@ -152,10 +152,36 @@ def raise_alert(session: Session, now: datetime, kind: str, member: Member | Non
     session.flush()
     log_kind = DURESS if kind == DURESS else (OVERDUE if kind == OVERDUE else SOS)
     note = f"{alert.code}" + (f" ({how})" if how else "")
+    if kind == DURESS and (words := _withhold_duress_check_in(session, now, member)):
+        note += f", check-in said: {words}"
     patrol.log_entry(session, now, log_kind, member, source, place=alert.place, note=note, public=False,
                      drill=drill)
     _announce(session, now, alert)
     return alert
+
+
+def _withhold_duress_check_in(session: Session, now: datetime, member: Member | None) -> str | None:
+    """Take the words off the check-in that carried the duress word; returns them.
+
+    The check-in was logged a moment ago (same ``now``) like any other, and
+    stays: on the air and on the public log it must look normal. But the
+    full log and the live stream show its note to patrol captains too, and
+    "all quiet, bluebird" gives the silent alert away to anyone who knows
+    the word. So the note moves to the alert's own log line, the kind only
+    host and dispatch see (patrol.RESTRICTED_KINDS).
+    """
+    if member is None:
+        return None
+    check_in = session.scalar(
+        select(patrol.LogEntry)
+        .where(patrol.LogEntry.member_id == member.id, patrol.LogEntry.kind == patrol.CHECK_IN,
+               patrol.LogEntry.at == now)
+        .order_by(patrol.LogEntry.id.desc()).limit(1)
+    )
+    if check_in is None or not check_in.note:
+        return None
+    words, check_in.note = check_in.note, None
+    return words
 
 
 def raise_sos(session: Session, now: datetime, member: Member | None, where: str | None, source: str,

@@ -7,7 +7,10 @@ nothing.
 
 A message's life: queued -> sending -> sent -> acked, or back to queued for
 a retry after a NAK or silence, until it is failed; a queued message past
-its expiry is expired instead of clogging the air.
+its expiry is expired instead of clogging the air. A message whose answer
+may have been lost while the bridge was down is sent again with the same
+packet id: a radio that already had it drops the copy, and the message is
+"on-air" (out once, its answer lost) rather than repeated.
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ SENT = "sent"
 ACKED = "acked"
 FAILED = "failed"
 EXPIRED = "expired"
+ON_AIR = "on-air"
 LIVE_STATES = (QUEUED, SENDING, SENT)
+# The firmware forgets a client's packet ids after this many newer ones, so
+# only this many unanswered messages can be asked about by sending them again.
+RADIO_REMEMBERS_IDS = 20
 
 # How long a message may wait for the air before it is pointless, by priority.
 DEFAULT_TTL = {URGENT: timedelta(hours=6), NORMAL: timedelta(hours=1), LOW: timedelta(minutes=30)}
@@ -219,6 +226,33 @@ def mark_sent(session: Session, now: datetime, message: OutboxMessage, airtime_s
     session.flush()
 
 
+def unanswered(session: Session, limit: int = RADIO_REMEMBERS_IDS) -> list[OutboxMessage]:
+    """Messages handed to the radio (or being handed) with no answer yet, newest ``limit``, most urgent first."""
+    newest = list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.state.in_((SENDING, SENT)), OutboxMessage.packet_id.is_not(None))
+            .order_by(OutboxMessage.sent_at.desc().nulls_first(), OutboxMessage.id.desc())
+            .limit(limit)
+        )
+    )
+    return sorted(newest, key=lambda message: (message.priority, message.id))
+
+
+def mark_on_air(session: Session, now: datetime, message: OutboxMessage, airtime_s: float) -> None:
+    """The radio dropped a repeat of this packet id: it had taken it before, so it went out once.
+
+    Its answer (ACK or NAK) came while nobody was listening; a late one still counts.
+    """
+    if message.state == SENDING:  # cut short before "sent" was written: its airtime was never counted
+        message.airtime_s += airtime_s
+        session.add(AirtimeUse(at=now, seconds=airtime_s, priority=message.priority, message_id=message.id))
+    message.state = ON_AIR
+    message.sent_at = message.sent_at or now
+    message.last_error = "answer lost in a restart"
+    session.flush()
+
+
 def find_by_packet(session: Session, packet_id: int) -> OutboxMessage | None:
     return session.scalar(select(OutboxMessage).where(OutboxMessage.packet_id == packet_id))
 
@@ -226,7 +260,7 @@ def find_by_packet(session: Session, packet_id: int) -> OutboxMessage | None:
 def record_ack(session: Session, now: datetime, packet_id: int, *, implicit: bool) -> OutboxMessage | None:
     """An ACK arrived. A real ACK from the destination outranks an implicit one."""
     message = find_by_packet(session, packet_id)
-    if message is None or message.state not in (SENDING, SENT, ACKED):
+    if message is None or message.state not in (SENDING, SENT, ON_AIR, ACKED):
         return message
     if message.state != ACKED or (message.ack_kind == "implicit" and not implicit):
         message.state = ACKED
@@ -252,7 +286,7 @@ def record_nak(
     session: Session, now: datetime, packet_id: int, reason: str, *, max_attempts: int, backoff: timedelta
 ) -> OutboxMessage | None:
     message = find_by_packet(session, packet_id)
-    if message is None or message.state not in (SENDING, SENT):
+    if message is None or message.state not in (SENDING, SENT, ON_AIR):
         return message
     _retry_or_fail(message, now, reason, max_attempts, backoff)
     session.flush()
@@ -310,7 +344,7 @@ def purge_finished(session: Session, now: datetime, keep: timedelta) -> int:
     old = list(
         session.scalars(
             select(OutboxMessage).where(
-                OutboxMessage.state.in_((ACKED, FAILED, EXPIRED)), OutboxMessage.created_at <= cutoff
+                OutboxMessage.state.in_((ACKED, ON_AIR, FAILED, EXPIRED)), OutboxMessage.created_at <= cutoff
             )
         )
     )

@@ -1,0 +1,165 @@
+"""A real hub process and Debian's chromium, for the stories told in a browser.
+
+Plain helpers, shared by the browser tests:
+the hub runs as it ships (a ``safebench`` command in a child process on
+127.0.0.1), chromium is driven by Playwright with ``executable_path`` (no
+browser download: a Pi or a CI box may have no internet), and every browser
+context may reach the hub and nothing else.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Route,
+    sync_playwright,
+)
+
+from tests.processes import SAFEBENCH, env_for, free_port, wait_for_http
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+START_TIMEOUT_S = 30
+
+# What sticks out past the right edge: the first few culprits, to name in a failure.
+OVERFLOWING = """() => {
+  const width = window.innerWidth;
+  return [...document.querySelectorAll("body *")]
+    .filter(el => el.getBoundingClientRect().right > width + 0.5)
+    .slice(0, 5)
+    .map(el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+               + (el.className && typeof el.className === "string" ? "." + el.className.trim().replace(/\\s+/g, ".") : ""));
+}"""
+
+UNLABELLED = """() => {
+  const labelled = el => {
+    if (el.labels && el.labels.length) return true;  // <label for> or a wrapping <label>
+    if ((el.getAttribute("aria-label") || "").trim()) return true;
+    const ids = (el.getAttribute("aria-labelledby") || "").split(/\\s+/).filter(Boolean);
+    return ids.some(id => (document.getElementById(id)?.textContent || "").trim());
+  };
+  // Buttons name themselves by their value; hidden inputs are not seen.
+  const skipped = new Set(["hidden", "submit", "reset", "button", "image"]);
+  return [...document.querySelectorAll("input, select, textarea")]
+    .filter(el => !(el.tagName === "INPUT" && skipped.has(el.type)))
+    .filter(el => el.checkVisibility())
+    .filter(el => !labelled(el))
+    .map(el => el.outerHTML.slice(0, 120));
+}"""
+
+
+@contextmanager
+def running_hub(instance: Path, *argv: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``safebench ARGV --host 127.0.0.1 --port <free>`` on ``instance``; yields its base URL, stops it after.
+
+    Its output goes to ``hub.log`` beside the instance folder, shown when it does not start.
+    """
+    port = free_port()
+    log_path = instance.parent / "hub.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [SAFEBENCH, *argv, "--host", "127.0.0.1", "--port", str(port)],
+            env=env_for(instance, **(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            status = wait_for_http(base + "/", seconds=START_TIMEOUT_S)
+        except OSError:
+            status = None
+        if status != 200:
+            pytest.fail(f"the hub did not start (status {status}); its log:\n{log_path.read_text()}")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium, headless, driven by Playwright; a module's ``browser`` fixture yields it."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: these checks need Debian's chromium. "
+            "Install it with `sudo apt-get install -y chromium`, or run the whole suite with "
+            "`bash tests/run.sh`, which installs it."
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def offline_but_for(browser: Browser, hub: str, **options) -> tuple[BrowserContext, list[str]]:
+    """A browser (``options`` as for ``new_context``) that may reach the hub and nothing else.
+
+    Returns it and the list of what it tried to fetch elsewhere.
+    """
+    hub_host = urlsplit(hub).netloc
+    context = browser.new_context(**options)
+    context.set_default_timeout(15_000)
+    foreign: list[str] = []
+
+    def only_the_hub(route: Route) -> None:
+        url = route.request.url
+        if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != hub_host:
+            foreign.append(url)
+            route.abort()  # the bench may have no internet: a foreign fetch would only hang
+        else:
+            route.continue_()
+
+    context.route("**/*", only_the_hub)
+    return context, foreign
+
+
+def console_errors(page: Page) -> list[str]:
+    """A list that fills with the page's console errors and uncaught script errors.
+
+    A script or connection the page's policy refused, or a resource that failed to load, is a console error.
+    """
+    problems: list[str] = []
+
+    def note(message: ConsoleMessage) -> None:
+        url = message.location.get("url", "")
+        if message.type == "error" and not url.endswith("/favicon.ico"):  # the hub has no icon
+            problems.append(f"{message.text} ({url})")
+
+    page.on("console", note)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+def fits_and_is_labelled(page: Page, what: str) -> None:
+    """Nothing scrolls sideways, and every visible field has a label."""
+    scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll_width <= inner_width, (
+        f"{what} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
+        f"too wide: {page.evaluate(OVERFLOWING)}"
+    )
+    unlabelled = page.evaluate(UNLABELLED)
+    assert not unlabelled, f"{what} has fields without a label: {unlabelled}"

@@ -1,0 +1,781 @@
+"""Privacy by construction: personal data goes in through every door, and is looked for wherever it must not be.
+
+Distinctive markers (full names, phone numbers in several formats, email and
+street addresses, what an arrested person was charged with, their lawyer and
+family, a conflict's parties and story, an aid poster's contact, a compact
+signer's name, stewards' notes, SOS places, a duress check-in, hosts' notes
+on alerts, an assembly decision naming someone) are seeded through the real
+paths: the web forms with CSRF on, and the radio bridge's own inbound handler
+for what handhelds send. Then every GET route of the URL map is read as
+anonymous and as each role, for every id that exists; the live stream as each
+role; every message queued for the air; every log record written meanwhile;
+the host's ``safebench log --json``; and what a real web server and a real
+bridge process print.
+
+Each marker carries its audience, read from DESIGN.md's privacy model, the
+pages' declared roles (server/web/access.py) and the log's restricted kinds
+(patrol.RESTRICTED_KINDS): which roles' pages may show it, whether it may go
+on the air, whether it belongs in the patrol log at all. Found anywhere else,
+it is a leak. Every kept marker must also be found where it belongs, so a
+crawl that reads nothing, or a seed that never landed, cannot pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import unescape
+from http.cookiejar import CookieJar
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import select
+
+from radio_bridge.inbound import Inbound, InboundSettings
+from radio_bridge.packets import PositionPacket, TextPacket
+from radio_bridge.simulator import SimNode, SimulatedRadio
+from server.clock import utcnow
+from server.db import make_engine, run_in_transaction
+from server.domain import (
+    aid,
+    alerts,
+    cases,
+    compact,
+    drills,
+    mediation,
+    outbox,
+    patrol,
+    people,
+)
+from server.domain.people import (
+    BROADCAST_NODE,
+    CAPTAIN,
+    CARE,
+    DISPATCH,
+    HOST,
+    MEDIATOR,
+    STEWARD,
+)
+from server.extensions import db
+from server.scheduler import run_all_once
+from server.web.host import LOG_ROLES
+from tests.helpers import (
+    PASSWORD,
+    FakeClock,
+    login,
+    make_app,
+    make_member,
+    submit,
+    text_of,
+)
+from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
+
+HOTLINE = "+49 30 1234567"
+DURESS_WORD = "bluebird"
+HUB_NODE = 0x5AFEB00C
+KESTREL_NODE, WREN_NODE, HERON_NODE, STRANGER_NODE = 0xA1B2C3D4, 0x12345678, 0x0000BEEF, 0x0BADF00D
+
+
+# -- who may see what ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Where a kind of personal data may appear: on whose pages, on the air, in the patrol log."""
+
+    name: str
+    roles: frozenset[str]
+    # The sender's own words for where help must go: broadcast on the patrol's
+    # private channel by design (DESIGN.md: alerts carry code, handle, place).
+    on_air: bool = False
+    # Part of the patrol log, which every log role reads (the full log, the live stream, `safebench log`).
+    in_log: bool = False
+
+
+ARREST_CASE = Audience("arrest case details", frozenset({DISPATCH, CARE}))
+# "The full log, like the air, has only code, place, count and time" (README, Arrest cases).
+ARREST_PLACE = Audience("arrest place", frozenset({DISPATCH, CARE, *LOG_ROLES}), on_air=True, in_log=True)
+MEDIATION = Audience("mediation request", frozenset({MEDIATOR}))
+# Aid contacts and messages, compact signatures, the assembly's decisions: the host's pages only.
+HOST_ONLY = Audience("for the host", frozenset({HOST}))
+STEWARD_WORDS = Audience("stewards' and hosts' notes", frozenset(LOG_ROLES), in_log=True)
+WHERE_TO_GO = Audience("SOS place", frozenset(LOG_ROLES), on_air=True, in_log=True)
+# A silent alert and its log lines: host and dispatch (patrol.RESTRICTED_KINDS["duress"]).
+SILENT = Audience("duress check-in", patrol.RESTRICTED_KINDS["duress"], in_log=True)
+# Where a steward's handheld last was: kept a few hours for dispatch, shown on no page.
+POSITION = Audience("position", frozenset())
+# What a stranger's radio or a garbled message said: counted, never kept.
+NOWHERE = Audience("never kept", frozenset())
+
+
+@dataclass(frozen=True)
+class Marker:
+    text: str
+    audience: Audience
+    phone: bool = False
+    pattern: re.Pattern = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.phone:
+            # Any grouping of the same digits, "02079460958" as much as "020 7946 0958".
+            digits = [ch for ch in self.text if ch.isdigit()]
+            regex = r"(?<!\d)" + r"[\s().\-/]*".join(digits) + r"(?!\d)"
+        else:
+            regex = r"\s+".join(re.escape(word) for word in self.text.split())
+        object.__setattr__(self, "pattern", re.compile(regex, re.IGNORECASE))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def in_(self, text: str) -> bool:
+        return self.pattern.search(text) is not None
+
+
+# What a neighbour tells about an arrest at the bench, what dispatch and the care ring add.
+ARRESTED = Marker("Marisol Quintanilla-Oyelaran", ARREST_CASE)
+CHARGES = Marker("charged with obstruction", ARREST_CASE)
+OFFICER = Marker("Tamsin Vukovic-Abara", ARREST_CASE)
+WITNESS_PHONE = Marker("+44 7700 900461", ARREST_CASE, phone=True)
+WITNESS_EMAIL = Marker("r.okonkwo.witness@example.org", ARREST_CASE)
+ARREST_SPOT = Marker("88 Wexcombe Terrace", ARREST_PLACE)
+ARRESTED_TOO = Marker("Dagfinn Achterberg-Nwosu", ARREST_CASE)
+WITNESS_TOO_PHONE = Marker("(030) 5550-1776", ARREST_CASE, phone=True)
+ARREST_SPOT_TOO = Marker("3 Ashdown Mews", ARREST_PLACE)
+LAWYER = Marker("Ysolde Brannigan-Kapoor", ARREST_CASE)
+LAWYER_PHONE = Marker("+49 170 5550199", ARREST_CASE, phone=True)
+FAMILY = Marker("Fenella Okwuosa-Lindqvist", ARREST_CASE)
+FAMILY_ADDRESS = Marker("17 Juniper Row", ARREST_CASE)
+STATION_NOTE = Marker("inhaler for Marisol", ARREST_CASE)
+# ... and what a steward radios about one.
+RADIOED_ARRESTED = Marker("Ignatius Wolkenstein-Achebe", ARREST_CASE)
+RADIOED_SPOT = Marker("Tannery Yard gate", ARREST_PLACE)
+# A conflict brought to mediation, and the mediator's note.
+PARTY = Marker("Hyacinth Abernathy-Oduya", MEDIATION)
+OTHER_PARTY = Marker("Rutger Kowalczyk-Mbeki", MEDIATION)
+STORY = Marker("poisoned the pear tree", MEDIATION)
+DISPUTE_ADDRESS = Marker("23 Pellingham Close", MEDIATION)
+PARTY_PHONE = Marker("07700 900832", MEDIATION, phone=True)
+PARTY_EMAIL = Marker("hyacinth.ao@example.net", MEDIATION)
+MEDIATOR_NOTE = Marker("Seraphina Oyelowo-Hartmann", MEDIATION)
+# The aid board's private side, the compact's signatures, the assembly's decisions.
+AID_POSTER = Marker("Bartholomew Ngata-Sorensen", HOST_ONLY)
+AID_PHONE = Marker("020 7946 0958", HOST_ONLY, phone=True)
+AID_EMAIL = Marker("bart.ngata@example.com", HOST_ONLY)
+AID_REPLY = Marker("Clementine Aaltonen-Reyes", HOST_ONLY)
+AID_REPLY_PHONE = Marker("+1 (202) 555-0143", HOST_ONLY, phone=True)
+SIGNER = Marker("Perpetua Szczepanski-Adeyemi", HOST_ONLY)
+PROPOSER = Marker("Gwendolyn Mbatha-Larsson", HOST_ONLY)
+# Stewards' words from their handhelds, and notes typed on the hub.
+SHIFT_SPOT = Marker("6 Cobbold Row", STEWARD_WORDS)
+SEEN = Marker("Leofric Haverstock-Moyo", STEWARD_WORDS)
+SEEN_AT = Marker("5 Quarry Mews", STEWARD_WORDS)
+SHOUTER = Marker("Ottoline Fairweather-Essien", STEWARD_WORDS)
+SHOUTED_AT = Marker("41 Brindle Street", STEWARD_WORDS)
+LOGGED_BY_HAND = Marker("Lucasta Featherstonehaugh", STEWARD_WORDS)
+LOGGED_AT = Marker("12 Sandpiper Walk", STEWARD_WORDS)
+CLEARED_WITH = Marker("Winifred Castellanos-Obi", STEWARD_WORDS)
+CLEARED_PHONE = Marker("0161 496 0999", STEWARD_WORDS, phone=True)
+RESOLVED_WITH = Marker("Anselm Drummond-Okafor", STEWARD_WORDS)
+RESOLVED_PHONE = Marker("0113 496 0021", STEWARD_WORDS, phone=True)
+SOS_SPOT = Marker("9 Ravenglass Court", WHERE_TO_GO)
+SOS_SPOT_WEB = Marker("3 Hollin Gardens", WHERE_TO_GO)
+DRILL_SPOT = Marker("Wexford Lane garage", WHERE_TO_GO)
+# A steward under duress: the word, and where they said they were.
+DURESS = Marker(DURESS_WORD, SILENT)
+DURESS_SPOT = Marker("Wicklow Passage", SILENT)
+# Where Kestrel's handheld was when it last shared a position.
+LATITUDE = Marker("51.4765321", POSITION)
+LONGITUDE = Marker("-0.0014587", POSITION)
+# Said by a stranger's radio, or in a message that was no command.
+UNHEARD = Marker("Araminta Pocklington-Udeh", NOWHERE)
+
+MARKERS = [value for value in list(globals().values()) if isinstance(value, Marker)]
+
+# Who logs in, with which role. Wren is registered by the host on the web and has no login.
+PEOPLE = {"Osprey": HOST, "Heron": DISPATCH, "Linnet": CARE, "Plover": MEDIATOR, "Crane": CAPTAIN,
+          "Kestrel": STEWARD}
+# "neighbour" is the phone that filled in the public forms; "anonymous" a phone that never did.
+IDENTITIES = ["anonymous", "neighbour", *PEOPLE]
+
+
+def roles_of(identity: str) -> frozenset[str]:
+    return frozenset({PEOPLE[identity]}) if identity in PEOPLE else frozenset()
+
+
+def may_see(identity: str, marker: Marker) -> bool:
+    return bool(roles_of(identity) & marker.audience.roles)
+
+
+def markers_in(text: str) -> list[Marker]:
+    return [marker for marker in MARKERS if marker.in_(text)]
+
+
+def haystack(response) -> str:
+    """Everything a response carries: its text, its markup unescaped (attributes, form values), its headers."""
+    body = response.get_data(as_text=True)
+    headers = " ".join(f"{name}: {value}" for name, value in response.headers.items())
+    return "\n".join((text_of(response), " ".join(unescape(body).split()), headers))
+
+
+# -- seeding, through the real paths --------------------------------------------------
+
+
+class Recorder(logging.Handler):
+    """Every log record, formatted as a log file would show it (tracebacks included)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dataclass
+class Hub:
+    app: object
+    instance: Path
+    browsers: dict[str, object]
+    # What the neighbour's phone was shown after each form it sent.
+    shown_to_neighbour: list[tuple[str, str]]
+    log_lines: list[str]
+    mediation_receipt: str
+
+
+def sent(browser, page: str, data: dict, action: str | None = None):
+    """Send a form the way a browser does (its CSRF token from the page), and insist it was taken."""
+    response = submit(browser, page, data, action=action)
+    assert response.status_code == 200, (page, action, text_of(response))
+    return response
+
+
+def newest_id(app, model) -> int:
+    with app.app_context():
+        return db.session.scalar(select(model.id).order_by(model.id.desc()).limit(1))
+
+
+def all_ids(app, model) -> list[int]:
+    with app.app_context():
+        return list(db.session.scalars(select(model.id).order_by(model.id)))
+
+
+class Handhelds:
+    """Stewards' radios, through the bridge's own inbound handler: parsed, obeyed or refused, committed."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.inbound = Inbound(radio_node=lambda: HUB_NODE,
+                               settings=InboundSettings(legal_hotline=HOTLINE, duress_word=DURESS_WORD))
+        self.packet_ids = itertools.count(1000)
+
+    def share_position(self, sender: int, latitude: float, longitude: float) -> str:
+        with self.app.app_context():
+            now = self.app.config["CLOCK"]()
+            packet = PositionPacket(sender=sender, packet_id=next(self.packet_ids), latitude=latitude,
+                                    longitude=longitude, heard_at=now)
+            outcome = run_in_transaction(db.session, lambda s: self.inbound.handle_position(s, now, packet))
+            db.session.remove()
+        return outcome
+
+    def send(self, sender: int, text: str) -> str:
+        with self.app.app_context():
+            now = self.app.config["CLOCK"]()
+            packet = TextPacket(sender=sender, packet_id=next(self.packet_ids), to=BROADCAST_NODE, channel=0,
+                                text=text, heard_at=now)
+            outcome = run_in_transaction(db.session, lambda s: self.inbound.handle_text(s, now, packet))
+            db.session.remove()
+        return outcome
+
+
+def open_alert_code(app, kind: str) -> str:
+    with app.app_context():
+        return next(a.code for a in alerts.open_alerts(db.session) if a.kind == kind)
+
+
+def seed(app, clock: FakeClock) -> Hub:
+    for handle, role in PEOPLE.items():
+        node = {"Heron": "!0000beef", "Kestrel": "!a1b2c3d4"}.get(handle)
+        make_member(app, handle, role, node=node)
+    browsers = {handle: app.test_client() for handle in PEOPLE}
+    for handle, browser in browsers.items():
+        assert login(browser, handle).request.path == "/host/"
+    host, dispatch, care, mediator = (browsers[h] for h in ("Osprey", "Heron", "Linnet", "Plover"))
+    neighbour = browsers["neighbour"] = app.test_client()
+    shown: list[tuple[str, str]] = []
+
+    # The host publishes an area and registers a steward, the decision naming who proposed it.
+    sent(host, "/host/stewards", {"area_name": "Market"}, action="/host/areas")
+    sent(host, "/host/stewards", {"handle": "Wren", "node_id": "!12345678",
+                                  "decision": f"assembly 3 Nov, item 4, proposed by {PROPOSER}"})
+
+    # Handhelds: a shift in a published area at a private address, notes, an incident, an SOS answered
+    # and cleared with a note, an arrest with a name in its note, a duress check-in, questions, noise.
+    radio = Handhelds(app)
+    assert radio.send(KESTREL_NODE, f"ON Market by {SHIFT_SPOT}") == "on"
+    assert radio.send(KESTREL_NODE, f"CI all quiet, saw {SEEN} at {SEEN_AT}") == "check_in"
+    assert radio.send(KESTREL_NODE, f"INC {SHOUTER} shouted at a child, {SHOUTED_AT}") == "incident"
+    assert radio.send(WREN_NODE, "ON Market") == "on"
+    assert radio.send(WREN_NODE, f"SOS behind {SOS_SPOT}") == "sos"
+    code = open_alert_code(app, alerts.SOS)
+    assert radio.send(KESTREL_NODE, f"ACK {code}") == "ack"
+    assert radio.send(KESTREL_NODE, f"CLR {code} took her home with {CLEARED_WITH}, {CLEARED_PHONE}") == "clear"
+    assert radio.send(KESTREL_NODE, f"ARREST {RADIOED_SPOT} 2 {RADIOED_ARRESTED}, charged with trespass") == "arrest"
+    assert radio.send(KESTREL_NODE, f"CI quiet by {DURESS_SPOT}, {DURESS_WORD}") == "check_in"
+    assert radio.send(KESTREL_NODE, "STATUS") == "status"
+    assert radio.send(KESTREL_NODE, "HELP ARREST") == "help"
+    assert radio.send(KESTREL_NODE, f"tell {UNHEARD} the van left") == "unknown"
+    assert radio.send(STRANGER_NODE, f"SOS {UNHEARD} is hurt") == "ignored"
+
+    # A neighbour at the bench: an arrest seen, a conflict, an aid offer, a signature.
+    shown.append(("/arrest", text_of(sent(neighbour, "/arrest", {
+        "where": f"outside {ARREST_SPOT}", "when": "19:45", "count": "1",
+        "description": f"{ARRESTED} in a red scarf, {CHARGES}",
+        "agency": f"Precinct 9, officer {OFFICER}", "contact": f"{WITNESS_PHONE} or {WITNESS_EMAIL}"}))))
+    receipt = sent(neighbour, "/mediation/new", {
+        "what": f"{PARTY} says {OTHER_PARTY} {STORY} and threatens her.", "where": str(DISPUTE_ADDRESS),
+        "who": f"{PARTY}, {OTHER_PARTY}", "urgency": "urgent", "contact": f"{PARTY_PHONE}, {PARTY_EMAIL}"})
+    shown.append(("/mediation/new", text_of(receipt)))
+    mediation_receipt = re.search(r"M-[0-9A-Z]{4}-[0-9A-Z]{4}", text_of(receipt)).group()
+    with app.app_context():
+        market = patrol.match_area(db.session, "Market").id
+    shown.append(("/aid/new", text_of(sent(neighbour, "/aid/new", {
+        "kind": "offer", "category": "food", "text": "Saffron lentil soup for anyone, Saturdays",
+        "area": str(market), "days": "7", "contact": f"{AID_POSTER}, {AID_PHONE}, {AID_EMAIL}"}))))
+    post_id = newest_id(app, aid.AidPost)
+    shown.append(("/aid/<id>", text_of(sent(neighbour, f"/aid/{post_id}", {
+        "text": f"I would love some. {AID_REPLY}, {AID_REPLY_PHONE}"}))))
+    shown.append(("/compact/sign", text_of(sent(neighbour, "/compact", {"mark": str(SIGNER)},
+                                                action="/compact/sign"))))
+    shown.append(("/mediation/status", text_of(sent(neighbour, "/mediation/status",
+                                                    {"code": mediation_receipt}))))
+
+    # Dispatch opens a case, names the lawyer on the neighbour's case, raises and resolves an SOS,
+    # starts a drill and logs an entry by hand; the care ring notes what happened at the station.
+    sent(dispatch, "/cases/new", {"where": f"by {ARREST_SPOT_TOO}", "count": "1",
+                                  "description": f"{ARRESTED_TOO}, 34, taken from the bus stop",
+                                  "agency": "transport police", "contact": f"call {WITNESS_TOO_PHONE}"})
+    with app.app_context():
+        seen_case = db.session.scalar(select(cases.ArrestCase.id).where(cases.ArrestCase.source == cases.SOURCE_NEIGHBOUR))
+    page = f"/cases/{seen_case}"
+    sent(dispatch, page, {"description": f"{ARRESTED} ({CHARGES}); lawyer {LAWYER}", "agency": f"officer {OFFICER}"},
+         action=f"{page}/details")
+    sent(dispatch, page, {}, action=f"{page}/consent")
+    sent(dispatch, page, {"step": "legal", "note": f"Called {LAWYER} on {LAWYER_PHONE}"}, action=f"{page}/step")
+    sent(dispatch, page, {"step": "family", "note": f"Told her sister {FAMILY} at {FAMILY_ADDRESS}"},
+         action=f"{page}/step")
+    sent(care, page, {"step": "station", "note": f"Two of us at the station, {STATION_NOTE}"}, action=f"{page}/step")
+    with app.app_context():
+        wren = people.get_member(db.session, "Wren").id
+    sent(dispatch, "/host/alerts", {"who": str(wren), "where": f"stairwell of {SOS_SPOT_WEB}"},
+         action="/host/alerts/sos")
+    web_alert = newest_id(app, alerts.Alert)
+    sent(dispatch, "/host/alerts", {f"resolve-{web_alert}-note": f"{RESOLVED_WITH} drove him home, {RESOLVED_PHONE}"},
+         action=f"/host/alerts/{web_alert}/resolve")
+    sent(dispatch, "/host/drills", {"kind": drills.SOS, "place": f"the old {DRILL_SPOT}"})
+    sent(dispatch, "/host/log", {"kind": patrol.INCIDENT, "place": str(LOGGED_AT),
+                                 "note": f"{LOGGED_BY_HAND} lent a charger and stayed an hour"})
+
+    # The mediator takes the request and keeps a note.
+    request_id = newest_id(app, mediation.MediationRequest)
+    page = f"/host/mediation/{request_id}"
+    sent(mediator, page, {}, action=f"{page}/take")
+    sent(mediator, page, {"text": f"{OTHER_PARTY} admits it; {MEDIATOR_NOTE} will sit in."}, action=f"{page}/notes")
+
+    # The night goes on as the worker runs it: stewards go quiet (a ping, then an OVERDUE broadcast),
+    # nobody answers the drill (broadcast again, then to everyone), the cases pass 24 hours (reminders).
+    for step in ({"minutes": 25}, {"minutes": 20}, {"minutes": 5}, {"hours": 24}):
+        clock.advance(**step)
+        run_all_once(app)
+    # Kestrel's handheld shares where it is (the worker forgets positions after 12 hours).
+    assert radio.share_position(KESTREL_NODE, float(LATITUDE.text), float(LONGITUDE.text)) == "position"
+
+    return Hub(app=app, instance=Path(app.instance_path), browsers=browsers, shown_to_neighbour=shown,
+               log_lines=[], mediation_receipt=mediation_receipt)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """One hub, seeded once through every door, for every reading below."""
+    clock = FakeClock(datetime(2026, 11, 21, 20, 0, 0))
+    app = make_app(
+        tmp_path_factory.mktemp("privacy") / "instance", clock,
+        RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache", CACHE_NO_NULL_WARNING=True,
+        # The bench WiFi's captive answers are routes too, and are crawled with the rest.
+        CAPTIVE_PORTAL=True, LEGAL_HOTLINE=HOTLINE, DURESS_WORD=DURESS_WORD,
+        # Held streams end at once, so reading /host/live/events returns.
+        STREAM_HOLD_S=0.05,
+    )
+    # Every record at DEBUG while the hub is seeded: logs show process, not people.
+    recorder = Recorder()
+    root = logging.getLogger()
+    watched = [root, logging.getLogger("server"), logging.getLogger("radio_bridge")]
+    levels = [logger.level for logger in watched]
+    root.addHandler(recorder)
+    for logger in watched:
+        logger.setLevel(logging.DEBUG)
+    try:
+        seeded = seed(app, clock)
+    finally:
+        root.removeHandler(recorder)
+        for logger, level in zip(watched, levels, strict=True):
+            logger.setLevel(level)
+    seeded.log_lines = recorder.lines
+    yield seeded
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+# -- reading everything back ---------------------------------------------------------------
+
+# The model each id in a route stands for: every id that exists is visited, not just 1.
+ID_MODELS = {
+    "case_id": cases.ArrestCase,
+    "request_id": mediation.MediationRequest,
+    "post_id": aid.AidPost,
+    "drill_id": drills.Drill,
+    "alert_id": alerts.Alert,
+    "entry_id": patrol.LogEntry,
+    "member_id": people.Member,
+    "area_id": patrol.Area,
+    "assignment_id": people.RoleAssignment,
+    "signature_id": compact.CompactSignature,
+    "message_id": aid.AidMessage,
+}
+# Beyond the URL map: the finished mediation requests, and the whole live stream from its first entry.
+EXTRA = [("/host/mediation?finished=1", {}), ("/host/live/events", {"Last-Event-ID": "0"})]
+
+
+def get_urls(app) -> list[tuple[str, dict]]:
+    """Every GET route, once for each combination of existing ids."""
+    urls = []
+    static = Path(app.static_folder)
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods:
+            continue
+        if rule.endpoint == "static":
+            urls += [(f"/static/{path.name}", {}) for path in sorted(static.iterdir())]
+            continue
+        unknown = [arg for arg in rule.arguments if arg not in ID_MODELS]
+        assert not unknown, f"{rule.rule}: say in ID_MODELS which rows {unknown} name, so the crawl visits them"
+        choices = [[(arg, row_id) for row_id in all_ids(app, ID_MODELS[arg])] for arg in sorted(rule.arguments)]
+        for combination in itertools.product(*choices):
+            urls.append((rule.build(dict(combination), append_unknown=False)[1], {}))
+    return sorted(urls) + EXTRA
+
+
+@pytest.fixture(scope="module")
+def pages(hub):
+    """Every page as every identity: {identity: [(url, status, what the response carries)]}."""
+    urls = get_urls(hub.app)
+    seen = {}
+    for identity in IDENTITIES:
+        browser = hub.browsers.get(identity) or hub.app.test_client()
+        seen[identity] = []
+        for url, headers in urls:
+            response = browser.get(url, headers=headers)
+            seen[identity].append((url, response.status_code, haystack(response)))
+    return seen
+
+
+def leaks_in(text: str, allowed) -> list[str]:
+    return [f"{marker.audience.name}: {marker}" for marker in markers_in(text) if not allowed(marker)]
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_no_page_shows_anyone_what_their_roles_may_not_see(pages, identity):
+    """Anonymous phones, the neighbour's own phone and every role read every page; nothing leaks to them."""
+    leaks = []
+    for url, status, carried in pages[identity]:
+        assert status < 500, (identity, url)
+        leaks += [f"{url}: {leak}" for leak in leaks_in(carried, lambda marker: may_see(identity, marker))]
+    assert leaks == [], f"{identity} ({', '.join(roles_of(identity)) or 'no role'}) sees:\n" + "\n".join(leaks)
+
+
+def test_every_kept_marker_is_found_where_it_belongs_so_the_crawl_reads_real_pages(pages):
+    found = {marker: [] for marker in MARKERS}
+    for identity, visited in pages.items():
+        for _url, _status, carried in visited:
+            for marker in markers_in(carried):
+                found[marker].append(identity)
+    missing = [f"{marker} ({marker.audience.name})" for marker in MARKERS
+               if marker.audience.roles and not found[marker]]
+    assert missing == [], "seeded but never shown, even to those who may see it: " + ", ".join(missing)
+    # The public text of an aid offer is public: the crawl does see public content.
+    public = " ".join(carried for _url, _status, carried in pages["anonymous"])
+    assert "Saffron lentil soup" in public and "Market" in public
+
+
+def test_the_neighbours_phone_is_shown_nothing_of_what_was_typed_on_it(hub):
+    """The next person at the bench may hold the same phone: thank-you pages, receipts and status say nothing back."""
+    for page, shown in hub.shown_to_neighbour:
+        assert markers_in(shown) == [], page
+    # The receipt code still answers with the state alone (the page was read with it above).
+    with hub.app.app_context():
+        assert mediation.status_for_receipt(db.session, hub.mediation_receipt).status == mediation.ASSIGNED
+
+
+# -- the live stream -------------------------------------------------------------------------
+
+
+def stream_events(browser) -> list[dict]:
+    body = browser.get("/host/live/events", headers={"Last-Event-ID": "0"}).get_data(as_text=True)
+    return [json.loads(line[len("data: "):]) for line in body.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("identity", [handle for handle, role in PEOPLE.items() if role in LOG_ROLES])
+def test_the_live_stream_carries_only_the_kinds_and_words_each_role_may_see(hub, identity):
+    events = stream_events(hub.browsers[identity])
+    kinds = {event["kind"] for event in events}
+    hidden = patrol.kinds_hidden_from(roles_of(identity))
+    assert kinds & hidden == set(), f"{identity} is streamed {kinds & hidden}"
+    # What they may see, they do see: the stream is not simply empty.
+    assert {patrol.CHECK_IN, patrol.INCIDENT, "sos", "arrest"} <= kinds
+    assert set(patrol.RESTRICTED_KINDS) - hidden <= kinds, "and the restricted kinds their roles open"
+    for event in events:
+        leaks = leaks_in(json.dumps(event, ensure_ascii=False), lambda marker: may_see(identity, marker))
+        assert leaks == [], (identity, event)
+
+
+def test_the_stream_is_refused_to_roles_without_the_log(hub):
+    for identity in ("anonymous", "Linnet", "Plover", "Kestrel"):
+        browser = hub.browsers.get(identity) or hub.app.test_client()
+        response = browser.get("/host/live/events", headers={"Last-Event-ID": "0"})
+        assert response.status_code in (302, 403), identity
+        assert "data:" not in response.get_data(as_text=True)
+
+
+# -- the air -------------------------------------------------------------------------------
+
+
+def test_broadcasts_never_carry_personal_data_and_direct_messages_only_what_their_reader_may_see(hub):
+    """Every message queued for the air, by everything the seeding did.
+
+    A broadcast reaches every handheld on the patrol channel: only a place
+    someone asked help to come to (SOS, ARREST) may be in it, as the design
+    says. A direct message reaches one radio, so it is held to what its
+    owner may see on the hub's pages: a silent alert to a dispatch radio
+    may say where the steward is; a reply to a steward says nothing of
+    anyone. No message carries a name, a phone number or a description.
+    """
+    with hub.app.app_context():
+        messages = outbox.recent(db.session, limit=None)
+        owners = {m.node_num: m.handle for m in people.list_members(db.session) if m.node_num is not None}
+        texts = [(message.destination, message.text) for message in messages]
+    assert len(texts) >= 8
+    wrong = []
+    for destination, text in texts:
+        if destination == BROADCAST_NODE:
+            wrong += [f"broadcast {text!r}: {leak}" for leak in leaks_in(text, lambda marker: marker.audience.on_air)]
+        else:
+            reader = owners.get(destination, "nobody")
+            wrong += [f"to {reader} {text!r}: {leak}" for leak in
+                      leaks_in(text, lambda marker, reader=reader: marker.audience.on_air or may_see(reader, marker))]
+    assert wrong == [], "\n".join(wrong)
+    broadcasts = " ".join(text for destination, text in texts if destination == BROADCAST_NODE)
+    # Where to go is on the air: the SOS places and the arrest places, nothing else of the night.
+    for marker in (SOS_SPOT, SOS_SPOT_WEB, DRILL_SPOT, ARREST_SPOT, ARREST_SPOT_TOO, RADIOED_SPOT):
+        assert marker.in_(broadcasts), marker
+    to_dispatch = " ".join(text for destination, text in texts if destination == HERON_NODE)
+    assert "used the duress word" in to_dispatch, "dispatch's radio hears of the duress check-in"
+    assert "h since arrest" in to_dispatch and "OVERDUE" in broadcasts, "the worker's messages were read too"
+
+
+def test_a_duress_check_in_looks_like_any_other_and_its_words_go_to_the_silent_alert(hub):
+    """Captains read the full log: "quiet by Wicklow Passage, bluebird" there would give the silent alert away."""
+    with hub.app.app_context():
+        entries = patrol.recent_entries(db.session, limit=1000)
+        (silent,) = [entry for entry in entries if entry.kind == "duress" and "check-in said" in (entry.note or "")]
+        (check_in,) = [entry for entry in entries if entry.kind == patrol.CHECK_IN and entry.at == silent.at
+                       and entry.member_id == silent.member_id and entry.id == silent.id - 1]
+        assert (check_in.public, check_in.note) == (True, None), "the check-in itself stays, and says nothing"
+        assert DURESS.in_(silent.note) and DURESS_SPOT.in_(silent.note)
+        public = patrol.public_log(db.session, 1000, 15)
+        assert check_in.id in {entry.id for entry in public}, "published like any other check-in"
+
+
+def test_an_aid_post_cannot_put_a_phone_number_or_an_email_address_on_the_public_board(app, client):
+    """The board promises that nobody's number is ever shown there; the hub keeps that promise."""
+    for typed in (f"Soup on Saturdays, ring {AID_PHONE}", "Soup, text 02079460958", f"Soup, write to {AID_EMAIL}",
+                  f"Soup, call {AID_REPLY_PHONE}"):
+        refused = submit(client, "/aid/new", {"kind": "offer", "category": "food", "text": typed, "area": "",
+                                              "days": "7", "contact": ""})
+        assert refused.status_code == 400, typed
+        assert aid.CONTACT_IN_TEXT in text_of(refused)
+        assert typed in unescape(refused.get_data(as_text=True)), "what they typed is kept on the form"
+    # Times and dates are not phone numbers; the number itself belongs in the private field.
+    taken = submit(client, "/aid/new", {"kind": "offer", "category": "food", "days": "7",
+                                        "text": "Soup on 28.11.2026 and 2026-12-05, 10.00-12.00", "area": "",
+                                        "contact": f"{AID_POSTER}, {AID_PHONE}"})
+    assert taken.request.path == "/aid/receipt"
+    for page in ("/", "/aid"):
+        shown = haystack(client.get(page))
+        assert "Soup on 28.11.2026" in shown and markers_in(shown) == [], page
+
+
+# -- logs: process, not people ---------------------------------------------------------------
+
+
+def test_nothing_the_hub_logged_while_it_was_seeded_names_anyone(hub):
+    lines = hub.log_lines
+    assert any("radio_bridge.inbound" in line for line in lines), "the stranger's radio was logged, as process"
+    leaks = [f"{line!r}: {leak}" for line in lines for leak in leaks_in(line, lambda marker: False)]
+    assert leaks == [], "\n".join(leaks)
+
+
+def test_what_a_stranger_or_a_message_that_is_no_command_said_is_not_kept_anywhere(hub):
+    with sqlite3.connect(hub.instance / "safebench.db") as connection:
+        dump = "\n".join(connection.iterdump())
+    assert SEEN.in_(dump) and LATITUDE.in_(dump), "the dump reads the hub's data"
+    assert not UNHEARD.in_(dump)
+
+
+def test_safebench_log_json_shows_the_log_and_never_what_cases_mediation_or_the_aid_board_hold(hub):
+    """The host at the Pi reads the full log: stewards' words yes, case and mediation details never."""
+    result = safebench(hub.instance, "log", "--json", "--limit", "1000",
+                       env={"SAFEBENCH_DURESS_WORD": DURESS_WORD})
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {"case", "arrest", "duress"} <= {row["kind"] for row in rows}
+    leaks = leaks_in(result.stdout + result.stderr, lambda marker: marker.audience.in_log)
+    assert leaks == [], leaks
+    assert SEEN.in_(result.stdout) and SOS_SPOT.in_(result.stdout)
+
+
+# -- real processes -----------------------------------------------------------------------------
+
+_TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+class Phone:
+    """A real HTTP client with cookies, sending forms as a browser does."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with self.opener.open(self.base + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def send(self, page: str, data: dict, action: str | None = None) -> tuple[int, str]:
+        _, html = self.get(page)
+        token = unescape(_TOKEN.search(html).group(1))
+        body = urlencode({**data, "csrf_token": token}).encode()
+        try:
+            with self.opener.open(self.base + (action or page), data=body, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+
+def test_a_real_web_server_prints_no_personal_data_while_neighbours_and_dispatch_use_it(hub, tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    output = tmp_path / "serve.log"
+    env = env_for(hub.instance, SAFEBENCH_DURESS_WORD=DURESS_WORD, SAFEBENCH_LEGAL_HOTLINE=HOTLINE)
+    with output.open("w") as log:
+        server = subprocess.Popen([SAFEBENCH, "serve", "--port", str(port)], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        assert wait_for_http(base + "/") == 200
+        neighbour = Phone(base)
+        assert neighbour.send("/arrest", {"where": f"outside {ARREST_SPOT}", "count": "2",
+                                          "description": f"{ARRESTED}, {CHARGES}",
+                                          "contact": str(WITNESS_PHONE)})[0] == 200
+        assert neighbour.send("/mediation/new", {"what": f"{PARTY} and {STORY}", "who": str(OTHER_PARTY),
+                                                 "urgency": "soon", "contact": str(PARTY_EMAIL)})[0] == 200
+        assert neighbour.send("/compact", {"mark": str(SIGNER)}, action="/compact/sign")[0] == 200
+        # A form sent without its token, and an address that is no page: refused, not logged with its words.
+        forged = urllib.request.Request(base + "/mediation/new", data=urlencode({"what": str(STORY)}).encode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=10)
+        assert refused.value.code == 400
+        assert neighbour.get(f"/{ARRESTED.text.replace(' ', '-')}")[0] == 404
+        dispatch = Phone(base)
+        assert dispatch.send("/login", {"handle": "Heron", "password": PASSWORD})[0] == 200
+        for page in ("/cases", "/host/log", "/host/alerts", "/host/radio", "/host/live"):
+            assert dispatch.get(page)[0] == 200, page
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=15)
+    printed = output.read_text()
+    assert "Safe Bench hub on" in printed
+    assert "Traceback" not in printed, printed
+    assert markers_in(printed) == [], printed
+
+
+def test_a_real_bridge_process_prints_no_personal_data_from_what_handhelds_send(tmp_path):
+    """The bridge's own log, while stewards radio names, numbers and places (found here: reported, not patched)."""
+    instance = tmp_path / "instance"
+    app = make_app(instance, utcnow)
+    with app.app_context():
+        now = utcnow()
+        people.register_steward(db.session, now, "Kestrel", KESTREL_NODE, "test assembly", 28)
+        heron = people.register_steward(db.session, now, "Heron", HERON_NODE, "test assembly", 28)
+        people.grant_role(db.session, now, heron, DISPATCH, decision="test assembly", term_days=28)
+        patrol.add_area(db.session, "Market")
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    nodes = [SimNode(KESTREL_NODE, "Kestrel's handheld", "KEST"), SimNode(HERON_NODE, "Heron's handheld", "HERN"),
+             SimNode(STRANGER_NODE, "Someone", "WHO")]
+    said = [
+        (KESTREL_NODE, f"ON Market by {SHIFT_SPOT}"),
+        (KESTREL_NODE, f"CI all quiet, saw {SEEN} at {SEEN_AT}"),
+        (KESTREL_NODE, f"INC {SHOUTER} shouted at a child, {SHOUTED_AT}"),
+        (KESTREL_NODE, f"ARREST {RADIOED_SPOT} 2 {RADIOED_ARRESTED}, charged with trespass"),
+        (KESTREL_NODE, f"CI quiet by {DURESS_SPOT}, {DURESS_WORD}"),
+        (KESTREL_NODE, f"tell {UNHEARD} the van left"),
+        (KESTREL_NODE, f"SOS behind {SOS_SPOT}"),
+        (STRANGER_NODE, f"SOS {UNHEARD} is hurt"),
+    ]
+    engine = make_engine(f"sqlite:///{instance / 'safebench.db'}", 5000)
+    env = env_for(instance, SAFEBENCH_DURESS_WORD=DURESS_WORD, SAFEBENCH_LEGAL_HOTLINE=HOTLINE)
+    with SimulatedRadio(link_path=tmp_path / "radio", rate_limit=False, nodes=nodes) as sim:
+        bridge = subprocess.Popen([sys.executable, "-m", "radio_bridge", "--instance", str(instance),
+                                   "--radio", f"serial:{sim.path}"], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            assert sim.wait_for_handshake(timeout=30), "the bridge never opened the radio"
+            for sender, text in said:
+                sim.deliver_text(sender, text)
+            # Every steward command lands in the log (ON, CI, INC, ARREST, CI, SOS), and the first urgent
+            # message goes on the air, so the bridge has logged receiving and sending.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with engine.connect() as connection:
+                    kinds = [kind for (kind,) in connection.exec_driver_sql("SELECT kind FROM log_entry")]
+                if {"shift_start", "incident", "arrest", "duress", "sos"} <= set(kinds) and sim.sent_packets:
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"the bridge did not act on every message in time: {kinds}")
+        finally:
+            bridge.send_signal(signal.SIGTERM)
+            stdout, stderr = bridge.communicate(timeout=20)
+            engine.dispose()
+    printed = stdout + stderr
+    assert "Traceback" not in printed, printed
+    assert "ignored a message from unregistered node" in printed, "the bridge logs process"
+    assert markers_in(printed) == [], printed
+    # The journal of heard packets, if the bridge keeps one, forgets them once acted on.
+    leftovers = [path for path in instance.rglob("*") if path.is_file() and path.suffix not in (".db", ".db-wal",
+                 ".db-shm") and UNHEARD.text.encode() in path.read_bytes()]
+    assert leftovers == [], f"what a stranger said is kept in {leftovers}"
