@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from radio_bridge.airtime import AirtimeLedger
 from radio_bridge.inbound import Inbound, InboundSettings
 from radio_bridge.journal import Journal
-from radio_bridge.mesh import RadioLink, RadioSpec, RadioUnavailable, decode_packet
+from radio_bridge.mesh import (
+    RadioBusy,
+    RadioLink,
+    RadioSpec,
+    RadioUnavailable,
+    decode_packet,
+)
 from radio_bridge.packets import Ack, LinkLost, PanicPacket, PositionPacket, TextPacket
 from radio_bridge.packets import Inbound as Event
 from radio_bridge.sender import Sender, SenderSettings
@@ -38,6 +44,7 @@ from server.domain.radio import BridgeStatus
 log = logging.getLogger("radio_bridge")
 
 SIM_DECISION = "simulated radio, for trying the hub out"
+QUEUE_FULL = "the radio's transmit queue is full: messages wait in the outbox"
 JOURNAL_FILE = "radio-journal.sqlite"
 WAKE = object()  # on the events queue: the journal has something new
 BATCH = 20  # journal entries acted on per turn, so a burst never holds back an urgent send for long
@@ -334,12 +341,34 @@ class Bridge:
             message, seconds = picked
             self.sender.send(session, now, message, seconds)
             self._next_send = time.monotonic() + self.settings.sender.send_interval
+            self._radio_has_room()
+        except RadioBusy:
+            self._radio_full()
         except RadioUnavailable as error:
             self._lost(str(error))
         except Exception:  # noqa: BLE001  (a locked database or a bad row: try again next slot)
             session.rollback()
             log.exception("sending failed; will try again")
             self._next_send = time.monotonic() + 1.0
+
+    def _radio_full(self) -> None:
+        """Hold sends, say so on the host's pages, and ask the radio again in a moment."""
+        self.session.rollback()
+        if self._status["last_error"] != QUEUE_FULL:
+            log.warning("%s", QUEUE_FULL)
+            self._status["last_error"] = QUEUE_FULL
+            self._write_status()
+        self._next_send = time.monotonic() + 2.0
+        try:
+            self.link.poke()  # the radio answers with its queue status: room again, or not yet
+        except RadioUnavailable as error:
+            self._lost(str(error))
+
+    def _radio_has_room(self) -> None:
+        if self._status["last_error"] == QUEUE_FULL:
+            log.info("the radio's transmit queue has room again")
+            self._status["last_error"] = None
+            self._write_status()
 
     def _recheck_one(self, session: Session, now: datetime) -> None:
         """Before anything else after a (re)connect: was this unanswered message already on the air?"""

@@ -59,6 +59,10 @@ class RadioUnavailable(Exception):
     """The radio could not be opened or stopped answering."""
 
 
+class RadioBusy(Exception):
+    """The radio's own transmit queue is full: it would refuse (or the library wait forever on) another packet."""
+
+
 @dataclass(frozen=True)
 class RadioSpec:
     """Where the radio is: ``serial:/dev/ttyACM0``, ``serial:auto``, ``tcp:host[:port]`` or ``sim``."""
@@ -114,6 +118,7 @@ class _Stamped:
         self._connect_wait = connect_wait
         self._on_packet = on_packet  # set before connecting: packets may come during the handshake
         self.taken_ids: collections.deque[int] = collections.deque(maxlen=64)
+        self.refused_ids: collections.deque[int] = collections.deque(maxlen=64)
         super().__init__(*args, **kwargs)
 
     def _waitConnected(self, timeout: float = 30.0) -> None:  # noqa: N802  (the library's name)
@@ -137,8 +142,8 @@ class _Stamped:
     def _handleQueueStatusFromRadio(self, queueStatus: Any) -> None:  # noqa: N802, N803  (the library's names)
         # The firmware answers every packet it takes with its queue status
         # (and drops, without a word, an id it already took): note which.
-        if not queueStatus.res and queueStatus.mesh_packet_id:
-            self.taken_ids.append(queueStatus.mesh_packet_id)
+        if queueStatus.mesh_packet_id:
+            (self.refused_ids if queueStatus.res else self.taken_ids).append(queueStatus.mesh_packet_id)
         super()._handleQueueStatusFromRadio(queueStatus)  # type: ignore[misc]
 
 
@@ -235,11 +240,24 @@ class RadioLink:
     def poke(self) -> None:
         """Ask the radio for a sign of life: the firmware answers a heartbeat with its queue status."""
         iface = self._require()
+        heartbeat = mesh_pb2.ToRadio()
+        heartbeat.heartbeat.CopyFrom(mesh_pb2.Heartbeat())
         with self._send_lock:
             try:
-                iface.sendHeartbeat()
+                # Written directly: the library's sendHeartbeat waits, forever, for
+                # room in a full transmit queue, which is what we ask the radio about.
+                iface._sendToRadioImpl(heartbeat)
             except Exception as error:
                 raise RadioUnavailable(f"The radio did not take a heartbeat: {error!r}") from None
+
+    def radio_refused(self, packet_id: int) -> bool:
+        """The radio answered ``packet_id`` with an error in its queue status (its queue was full)."""
+        return packet_id in self._require().refused_ids
+
+    def queue_full(self) -> bool:
+        """The radio's last word on its transmit queue was "no room"."""
+        status = getattr(self._require(), "queueStatus", None)
+        return status is not None and status.maxlen > 0 and status.free == 0
 
     def heard_since(self, since: float) -> dict[int, float]:
         """Nodes the radio's own node list says it heard after unix time ``since``, and when."""
@@ -289,6 +307,10 @@ class RadioLink:
         packet.id = packet_id
         packet.priority = mesh_pb2.MeshPacket.Priority.RELIABLE
         iface = self._require()
+        if self.queue_full():
+            # The library would sleep until the radio says otherwise, which it
+            # only does when asked: never hand it a packet now.
+            raise RadioBusy("The radio's transmit queue is full.")
         with self._send_lock:
             try:
                 # _sendPacket keeps an id that is already set (sendData would

@@ -14,7 +14,7 @@ from radio_bridge.airtime import (
     duty_cycle_budget,
     text_airtime,
 )
-from radio_bridge.mesh import RadioLink, RadioUnavailable
+from radio_bridge.mesh import RadioBusy, RadioLink, RadioUnavailable
 from server.domain import outbox
 
 log = logging.getLogger("radio_bridge.sender")
@@ -81,7 +81,12 @@ class Sender:
         return self.ledger.can_send(now, seconds, priority, self.budget_seconds, self.settings.urgent_reserve)
 
     def send(self, session: Session, now: datetime, message: outbox.OutboxMessage, seconds: float) -> bool:
-        """Put one message on the air. Commits twice: before the write and after it."""
+        """Put one message on the air. Commits twice: before the write and after it.
+
+        Raises RadioBusy, with nothing changed, when the radio has no room for it.
+        """
+        if self.link.queue_full():
+            raise RadioBusy("The radio's transmit queue is full.")
         packet_id = outbox.begin_send(session, now, message)
         session.commit()  # from here a crash leaves "sending": resent with the same id
         try:
@@ -93,6 +98,10 @@ class Sender:
             if isinstance(error, RadioUnavailable):
                 raise
             return False
+        if self.link.radio_refused(packet_id):  # its queue filled up as we wrote: not on the air
+            outbox.send_failed(session, message, "radio queue full")
+            session.commit()
+            raise RadioBusy("The radio's transmit queue is full.")
         outbox.mark_sent(session, now, message, seconds)
         session.commit()
         self.ledger.record(now, seconds)
@@ -111,6 +120,8 @@ class Sender:
         """
         seconds = text_airtime(message.text, self.preset)
         packet_id = message.packet_id
+        if self.link.queue_full():
+            raise RadioBusy("The radio's transmit queue is full.")
         self.link.send_text(message.text, message.destination, packet_id, channel=message.channel)
         if self.link.radio_took(packet_id, wait=self.settings.confirm_wait):
             if message.state == outbox.SENT:

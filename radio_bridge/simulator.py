@@ -67,7 +67,7 @@ class SentPacket:
     payload: bytes
     want_ack: bool
     hop_limit: int
-    outcome: str  # "sent", "ack", "implicit-ack", "nak:<REASON>", "no-ack", "rate-limited"
+    outcome: str  # "sent", "ack", "implicit-ack", "nak:<REASON>", "no-ack", "rate-limited", "queue-full"
 
     @property
     def text(self) -> str | None:
@@ -317,6 +317,15 @@ class SimulatedRadio:
         with self._lock:
             self._mode, self._nak_left = "no-ack", None
 
+    def queue_full(self) -> None:
+        """The radio's transmit queue is full (a busy mesh, a duty-cycle wait): it takes no packet.
+
+        Each packet is answered with a queue status saying there is no room
+        (and an error), as is every heartbeat, until ``normal()``.
+        """
+        with self._lock:
+            self._mode, self._nak_left = "queue-full", None
+
     def freeze(self) -> None:
         """Hang the firmware: the USB port stays open, but the radio reads nothing and says nothing.
 
@@ -471,7 +480,7 @@ class SimulatedRadio:
                 self._session = "idle"
                 self._last_port_time.clear()
         elif kind == "heartbeat":
-            self._send_queue_status(0)
+            self._send_queue_status(0, full=self._mode == "queue-full")
         else:
             logger.debug("simulated radio: ignored ToRadio %s", kind)
 
@@ -506,6 +515,10 @@ class SimulatedRadio:
             self._handle_admin(mp)
             return
 
+        if self._mode == "queue-full":
+            self._send_queue_status(mp.id, full=True)
+            self._record(mp, "queue-full")
+            return
         last = self._last_port_time.get(port)
         if self.rate_limit and port == PortNum.TEXT_MESSAGE_APP and last is not None and now - last < TEXT_RATE_LIMIT_S:
             self._send_queue_status(mp.id)
@@ -617,8 +630,10 @@ class SimulatedRadio:
         self._to_host_packet(self._local_packet(PortNum.ROUTING_APP, routing.SerializeToString(),
                                                 request=request, from_num=from_num))
 
-    def _send_queue_status(self, packet_id: int) -> None:
-        status = mesh_pb2.QueueStatus(res=0, free=QUEUE_MAXLEN - 1, maxlen=QUEUE_MAXLEN, mesh_packet_id=packet_id)
+    def _send_queue_status(self, packet_id: int, full: bool = False) -> None:
+        # The firmware's ERRNO_UNKNOWN (32) when its transmit queue refused the packet.
+        status = mesh_pb2.QueueStatus(res=32 if full and packet_id else 0, free=0 if full else QUEUE_MAXLEN - 1,
+                                      maxlen=QUEUE_MAXLEN, mesh_packet_id=packet_id)
         with self._io:
             self._write_from_radio(mesh_pb2.FromRadio(queueStatus=status))
 
