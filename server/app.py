@@ -16,6 +16,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     instance = Path(test_config["INSTANCE"]) if test_config and "INSTANCE" in test_config else config.instance_path_from_env()
     instance.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(instance))
+    from server.web.forms import TextOnlyRequest
+
+    app.request_class = TextOnlyRequest  # forms get text, never an uploaded file (web/forms.py)
     load_config(app, instance, test_config)
     register_extensions(app)
     register_blueprints(app)

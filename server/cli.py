@@ -78,7 +78,8 @@ def serve_command(host: str | None, port: int | None) -> None:
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
     click.echo(f"Safe Bench hub on http://{host}:{port}/  (instance: {app.instance_path})")
-    serve(app, host=host, port=port, threads=int(app.config["WEB_THREADS"]), ident="safebench")
+    serve(app, host=host, port=port, threads=int(app.config["WEB_THREADS"]), ident="safebench",
+          connection_limit=int(app.config["WEB_CONNECTIONS"]), channel_timeout=int(app.config["WEB_IDLE_TIMEOUT_S"]))
 
 
 @click.command("worker")

@@ -124,6 +124,14 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_KEEP": 7,
     # Four threads suit the Pi Zero 2 W (four cores, 512 MB): more only add memory.
     "WEB_THREADS": 4,
+    # A phone keeps its connection open after a page loads (keep-alive), and
+    # each open connection counts: at waitress's default of 100, a hundred
+    # phones at the bench left the next one, and the hosts' live log, without
+    # an answer until an idle connection timed out two minutes later
+    # (tests/test_load.py). 500 stays well below the 1,024 files a process may
+    # have open; idle connections are closed after 30 s, phones reopen them.
+    "WEB_CONNECTIONS": 500,
+    "WEB_IDLE_TIMEOUT_S": 30,
     # The live log (/host/live/events) holds a waitress thread for as long as
     # it streams, so at most STREAM_SLOTS watchers hold one at a time (keep it
     # below WEB_THREADS, or watchers could starve the public pages), each for
@@ -135,7 +143,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # Not Secure by default: the bench WiFi serves plain HTTP (10.42.0.1 has no
+    # certificate a phone would trust), and a browser never sends a Secure cookie
+    # back over HTTP, so nobody could log in. A hub behind TLS sets
+    # SAFEBENCH_SESSION_COOKIE_SECURE=true (the remember cookie follows it).
+    "SESSION_COOKIE_SECURE": False,
+    # A login lasts 12 hours after the last page opened (a night's watch), not
+    # Flask's 31 days: a copied cookie stops working by itself (web/auth.py).
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,
     "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,  # forms on a slow night may sit open for hours
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
 }
@@ -207,6 +224,7 @@ def load_settings(instance: Path, environ: Mapping[str, str] | None = None,
             pass
         settings[name[len(prefix):]] = value
     settings.update(overrides or {})
+    settings.setdefault("REMEMBER_COOKIE_SECURE", bool(settings["SESSION_COOKIE_SECURE"]))
     settings["INSTANCE"] = str(instance)
     settings.setdefault("DATABASE_URL", default_database_uri(instance))
     settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]

@@ -50,15 +50,55 @@ def is_lock_error(error: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def begin_writing(session: Session) -> None:
+    """On SQLite, take the write lock before ``work`` reads anything, trying often for it.
+
+    The driver starts a transaction only at the first INSERT or UPDATE, so
+    what ``work`` read before that (the next free case code, say) may be
+    stale by the time it writes: two arrest reports sent together both got
+    case C11 (tests/test_load.py). ``BEGIN IMMEDIATE`` makes writers take
+    turns from their first read.
+
+    While the lock is taken, SQLite's own busy handler sleeps longer and
+    longer, up to 100 ms between tries, and a writer in a tight loop (the
+    radio bridge working through a burst of check-ins, one transaction
+    each) takes it back in the instant between two of those tries: a
+    neighbour's post waited up to 8 s. So the busy timeout is spent here
+    instead, trying every 2 ms at most, and the lock goes to whoever asks.
+    Not needed if the session is already writing.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite" or connection.connection.dbapi_connection.in_transaction:
+        return
+    patience_ms = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+    connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + patience_ms / 1000
+        pause = 0.0005
+        while True:
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as error:
+                if not is_lock_error(error) or time.monotonic() >= deadline:
+                    raise  # run_in_transaction rolls back and tries again, then says HubBusy
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {patience_ms}")
+
+
 def run_in_transaction(session: Session, work: Callable[[Session], T], attempts: int = 3, pause: float = 0.2) -> T:
     """Run ``work`` and commit; on a lock, roll back and run it again.
 
     ``work`` must be safe to repeat: it reads what it needs inside the
-    transaction. After the last attempt the caller gets ``HubBusy`` and
-    can tell the person nothing was saved.
+    transaction, which holds the write lock from its start (``begin_writing``).
+    After the last attempt the caller gets ``HubBusy`` and can tell the person
+    nothing was saved.
     """
     for attempt in range(1, attempts + 1):
         try:
+            begin_writing(session)
             result = work(session)
             session.commit()
             return result

@@ -1,34 +1,57 @@
-"""Who can open what: every route of the app, as anonymous and as every role.
+"""Who can open what: every route of the app, as anonymous, as every role, and as every role run out.
 
-The routes come from the app's URL map, so a page added later is covered
-without anyone remembering to add it here, and a page that forgets to
-declare its audience fails the first test.
+The routes come from the app's URL map (with the bench WiFi's captive
+portal on, so its addresses are there too), every method of every rule, so
+a page added later is covered without anyone remembering to add it here,
+and a page that forgets to declare its audience fails the first test.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from server.domain import cases, drills
+from server.domain import cases, drills, people
 from server.domain.people import ROLES
 from server.extensions import db
 from server.web.access import ANY_ROLE, audience_of
-from tests.helpers import csrf_token, login, make_member
+from tests.helpers import csrf_token, login, make_app, make_member
 
-LAPSED = "lapsed host"
-IDENTITIES = ["anonymous", *ROLES, LAPSED]
+# Each role, run out while its holder was logged in; and a host role the assembly took back.
+LAPSED = {f"lapsed {role}": role for role in ROLES}
+REVOKED = "revoked host"
+IDENTITIES = ["anonymous", *ROLES, *LAPSED, REVOKED]
+
+
+@pytest.fixture
+def app(tmp_path, clock):
+    """The usual test hub, with the captive portal's probe addresses in its URL map."""
+    app = make_app(tmp_path / "instance", clock, RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache",
+                   CACHE_NO_NULL_WARNING=True, CAPTIVE_PORTAL=True)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def routes(app):
-    """(endpoint, method, url) for every rule, GETs first, logging out last."""
+    """(endpoint, method, url) for every method of every rule, GETs first, logging out last.
+
+    A rule that takes GET and POST is checked both ways: the check runs
+    before the view, and a view could tell the two apart.
+    """
     found = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
         url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
-        method = "GET" if "GET" in rule.methods else "POST"
-        found.append((rule.endpoint, method, url))
+        found.extend((rule.endpoint, method, url) for method in sorted(rule.methods - {"HEAD", "OPTIONS"}))
     return sorted(found, key=lambda r: (r[0] == "auth.logout", r[1] != "GET", r[2]))
+
+
+def test_the_routes_checked_are_every_method_of_every_rule(app):
+    checked = {(endpoint, method) for endpoint, method, _ in routes(app)}
+    assert ("auth.login", "POST") in checked and ("aid.show", "GET") in checked and ("aid.show", "POST") in checked
+    assert any(endpoint == "captive.probe" for endpoint, _ in checked)
 
 
 def test_every_page_declares_who_may_open_it(app):
@@ -49,10 +72,18 @@ def test_each_route_opens_for_its_audience_and_no_one_else(app, client, clock, i
         drills.start(db.session, app.config["CLOCK"](), drills.SOS, None, "Market")
         db.session.commit()
     held: set[str] = set()
-    if identity == LAPSED:
-        make_member(app, "Visitor", "host", term_days=1)
+    if identity in LAPSED:
+        make_member(app, "Visitor", LAPSED[identity], term_days=1)
         assert login(client, "Visitor").request.path == "/host/"
         clock.advance(days=1, minutes=1)  # the role ran out while they were logged in
+    elif identity == REVOKED:
+        visitor_id = make_member(app, "Visitor", "host")
+        assert login(client, "Visitor").request.path == "/host/"
+        with app.app_context():  # the assembly took the role back while they were logged in
+            assignment = people.get_member(db.session, "Visitor").roles[0]
+            assert assignment.member_id == visitor_id
+            people.revoke_role(db.session, clock(), assignment)
+            db.session.commit()
     elif identity != "anonymous":
         make_member(app, "Visitor", identity)
         assert login(client, "Visitor").request.path == "/host/"

@@ -12,7 +12,9 @@ lapse for the host to see.
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -223,11 +225,22 @@ def set_password(member: Member, password: str) -> None:
 
 
 def check_password(member: Member | None, password: str) -> bool:
-    if member is None or member.password_hash is None:
-        return False
     from werkzeug.security import check_password_hash
 
+    if member is None or member.password_hash is None:
+        # Hash anyway: answering an unknown handle at once, and a known one
+        # after a deliberately slow hash, would tell a stopwatch who has an account.
+        check_password_hash(_stand_in_hash(), password)
+        return False
     return check_password_hash(member.password_hash, password)
+
+
+@functools.cache
+def _stand_in_hash() -> str:
+    """A hash made the way real ones are (same method, same cost), matching no password anyone can type."""
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(secrets.token_hex(16))
 
 
 # -- roles --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import login_user, logout_user
@@ -26,8 +27,15 @@ bp = Blueprint("auth", __name__)
 
 
 class LoginForm(FlaskForm):
-    handle = StringField("Handle", validators=[DataRequired(), Length(max=24)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+    # The hub's own words rather than WTForms' "This field is required."
+    handle = StringField("Handle", validators=[
+        DataRequired("Please type your handle."),
+        Length(max=24, message="A handle has at most 24 characters. Please check what you typed."),
+    ])
+    password = PasswordField("Password", validators=[
+        DataRequired("Please type your password."),
+        Length(max=256, message="A password has at most 256 characters. Please check what you typed."),
+    ])
 
 
 def _safe_next(target: str | None) -> str:
@@ -56,7 +64,14 @@ def login() -> object:
                 "Ask the assembly or a hub host to renew your role."
             )
         else:
+            # A new session at login: whatever was in the old one (a cookie or a
+            # CSRF secret planted by someone on the open WiFi, a neighbour's
+            # receipt code on a shared laptop) does not carry into the host's.
+            session.clear()
             login_user(SignedIn(member))
+            # Permanent, so the cookie and its signature age out PERMANENT_SESSION_LIFETIME
+            # after the last request (refreshed on each one), instead of lasting for weeks.
+            session.permanent = True
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), 200 if not form.errors and not form.form_errors else 400
 
@@ -65,5 +80,7 @@ def login() -> object:
 @public
 def logout() -> object:
     logout_user()
+    # Everything goes, CSRF secret and receipt codes too: the next person at this browser starts afresh.
+    session.clear()
     flash("You are logged out.")
     return redirect(url_for("bench.index"))

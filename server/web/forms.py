@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import Request, current_app
 from flask_wtf import FlaskForm
 
 from server.domain.errors import DomainError
+
+
+class TextOnlyRequest(Request):
+    """A request whose form data is text only: the hub takes no uploads anywhere.
+
+    Flask-WTF gives forms ``request.files`` merged with ``request.form``, so a
+    file sent under a text field's name (a crafted multipart post) reached the
+    validators as a file object and crashed them: a 500. Dropped here, such a
+    field is simply missing and gets the form's usual message.
+    """
+
+    def _load_form_data(self) -> None:
+        super()._load_form_data()
+        for uploads in self.__dict__["files"].listvalues():
+            for upload in uploads:
+                upload.close()
+        self.__dict__["files"] = self.parameter_storage_class()
 
 
 def public_form_limit() -> str:

@@ -107,6 +107,8 @@ class RequestForm(FlaskForm):
         # version disagrees about what a list of strings means.
         choices=list(URGENCIES),
         default="soon",
+        # WTForms would say "Not a valid choice." (only a tampered form gets here).
+        invalid_choice_message="Please choose how soon this needs attention.",
     )
     contact = StringField(
         "A way to reach you (optional)", validators=[Optional(), Length(max=MAX_CONTACT, message=TOO_LONG)]

@@ -50,7 +50,7 @@ from radio_bridge.airtime import HOUR as HOUR_S
 from radio_bridge.airtime import AirtimeLedger, duty_cycle_budget, text_airtime
 from radio_bridge.bridge import Bridge, BridgeSettings
 from radio_bridge.inbound import Inbound
-from radio_bridge.mesh import RadioLink, RadioSpec
+from radio_bridge.mesh import RadioLink, RadioSpec, decode_packet
 from radio_bridge.packets import Ack, TextPacket
 from radio_bridge.sender import Sender
 from radio_bridge.simulator import SimNode, SimulatedRadio
@@ -303,7 +303,8 @@ def night_airtime(workdir: Path) -> AirtimeResult:
     sim = SimulatedRadio(nodes=sim_nodes(), link_path=workdir / "radio" / "ttySIM0", rate_limit=False,
                          region=REGION, modem_preset=PRESET).start()
     events: queue.Queue = queue.Queue()
-    link = RadioLink(events)
+    # The bridge journals every packet before acting on it; here the ACKs go straight to the queue.
+    link = RadioLink(events, on_packet=lambda raw: events.put(decode_packet(raw, utcnow())))
     outcomes: Counter = Counter()
     try:
         info = link.open(RadioSpec.parse(f"serial:{sim.path}"))
