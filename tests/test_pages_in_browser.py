@@ -31,8 +31,6 @@ from server.migrating import apply_migrations
 from server.web.access import audience_of
 from tests.browser import (
     ARTIFACTS,
-    OVERFLOWING,
-    UNLABELLED,
     chromium,
     console_errors,
     fits_and_is_labelled,
@@ -144,13 +142,7 @@ def test_a_neighbour_reads_a_public_page_on_a_small_phone(browser, hub, endpoint
         page.screenshot(path=ARTIFACTS / f"{_artifact_name(endpoint)}-320.png", full_page=True)
 
         assert response is not None and response.status == 200, f"{path} answered {response and response.status}"
-        scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-        assert scroll_width <= inner_width, (
-            f"{path} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
-            f"too wide: {page.evaluate(OVERFLOWING)}"
-        )
-        unlabelled = page.evaluate(UNLABELLED)
-        assert not unlabelled, f"{path} has fields without a label: {unlabelled}"
+        fits_and_is_labelled(page, path)
         assert not foreign, f"{path} asked other hosts than the hub for: {foreign}"
     finally:
         context.close()
