@@ -438,3 +438,15 @@ def test_a_drill_arrest_is_labelled_for_dispatch_and_never_counted_on_the_bench_
     listing = text_of(otter.get("/cases"))
     assert "C1 DRILL · Library steps" in listing
     assert "Arrests still open" not in text_of(client.get("/"))
+
+
+def test_on_a_night_of_mass_arrests_the_hundredth_open_case_still_gets_a_code(app):
+    # Codes stay short (C1..C99) while they can; the 100th witness must not be turned away.
+    with app.app_context():
+        now = app.config["CLOCK"]()
+        opened = [cases.open_case(db.session, now, place="Station", source="web") for _ in range(101)]
+        db.session.commit()
+        codes = [case.code for case in opened]
+    assert len(set(codes)) == 101
+    assert sorted(codes[99:]) == ["C100", "C101"]
+    assert all(len(code) <= 3 for code in codes[:99])

@@ -115,7 +115,12 @@ def next_code(session: Session, model: type, prefix: str, still_open) -> str:  #
         code = f"{prefix}{(last + step) % 99 + 1}"
         if code not in taken:
             return code
-    raise Invalid("Ninety-nine alerts are open at once; resolve some before raising more.")
+    # A night with 99 open at once (mass arrests) must not refuse the 100th
+    # witness: a longer code is better than a lost report.
+    for number in range(100, 1000):
+        if f"{prefix}{number}" not in taken:
+            return f"{prefix}{number}"
+    raise Invalid(f"{len(taken)} are open at once with code {prefix}; close some before opening more.")
 
 
 def normalize_code(raw: str | None) -> str:
