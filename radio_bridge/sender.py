@@ -120,8 +120,7 @@ class Sender:
         """
         seconds = text_airtime(message.text, self.preset)
         packet_id = message.packet_id
-        if self.link.queue_full():
-            raise RadioBusy("The radio's transmit queue is full.")
+        # Raises RadioBusy, before writing anything, when the radio has no room.
         self.link.send_text(message.text, message.destination, packet_id, channel=message.channel)
         if self.link.radio_took(packet_id, wait=self.settings.confirm_wait):
             if message.state == outbox.SENT:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import queue
 import random
 import shutil
@@ -43,6 +42,9 @@ from pathlib import Path
 from typing import Self
 
 from flask import Flask
+
+# This folder is on sys.path when the script runs: the hub's environment without the caller's settings.
+from load import clean_env
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
@@ -700,13 +702,6 @@ class BridgeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-
-
-def clean_env(instance: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(f"{config.ENV_PREFIX}_")}
-    env[f"{config.ENV_PREFIX}_INSTANCE"] = str(instance)
-    env.update({f"{config.ENV_PREFIX}_{k}": v for k, v in settings.items()})
-    return env
 
 
 def db_query(instance: Path, sql: str) -> list[tuple]:

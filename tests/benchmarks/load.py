@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
@@ -439,6 +439,28 @@ def log_in(phone: Phone, handle: str, password: str = HOST_PASSWORD) -> None:
         raise RuntimeError(f"{handle} could not log in from {phone.source}: {answer.status} {answer.location}")
 
 
+def stream_events(response: http.client.HTTPResponse) -> Iterator[tuple[str, float]]:
+    """A server-sent event stream read as EventSource reads it, to the end of the response.
+
+    Yields ("event", id) for an event with data, ("id", id) for one that only
+    moves the last event id on, and ("retry", seconds) when the server asks
+    for another reconnection delay.
+    """
+    event_id, has_data = None, False
+    while line := response.readline():
+        line = line.decode().rstrip("\r\n")
+        if line.startswith("id: "):
+            event_id = int(line[4:])
+        elif line.startswith("data: "):
+            has_data = True
+        elif line.startswith("retry: "):
+            yield "retry", int(line[7:]) / 1000
+        elif line == "":  # the end of an event: dispatch it
+            if event_id is not None:
+                yield ("event" if has_data else "id"), event_id
+            event_id, has_data = None, False
+
+
 @dataclass
 class Watcher:
     """One host's browser on /host/live/events, reconnecting as EventSource does, from its own address."""
@@ -478,24 +500,16 @@ class Watcher:
             self.stop.wait(retry_s)
 
     def _read_events(self, response: http.client.HTTPResponse, retry_s: float) -> float:
-        event_id, has_data = None, False
-        while line := response.readline():
-            line = line.decode().rstrip("\r\n")
-            if line.startswith("id: "):
-                event_id = int(line[4:])
-            elif line.startswith("data: "):
-                has_data = True
-            elif line.startswith("retry: "):
-                retry_s = int(line[7:]) / 1000
-            elif line == "":  # the end of an event: dispatch it, as EventSource does
-                if event_id is not None:
-                    if has_data:
-                        if event_id <= self.last_id:
-                            self.duplicates += 1
-                        self.received.append(event_id)
-                        self.arrived.setdefault(event_id, time.time())
-                    self.last_id = event_id
-                event_id, has_data = None, False
+        for kind, value in stream_events(response):
+            if kind == "retry":
+                retry_s = value
+                continue
+            if kind == "event":
+                if value <= self.last_id:
+                    self.duplicates += 1
+                self.received.append(value)
+                self.arrived.setdefault(value, time.time())
+            self.last_id = value
         return retry_s
 
     def close(self) -> None:

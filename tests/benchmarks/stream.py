@@ -40,7 +40,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urlencode
 
-# This folder is on sys.path when the script runs: the seed and the load come from bench_page.py.
+# This folder is on sys.path when the script runs: the seed and the load come from bench_page.py,
+# the reading of the event stream from load.py.
 from bench_page import (
     Server,
     free_port,
@@ -49,6 +50,7 @@ from bench_page import (
     seed,
     start_server,
 )
+from load import stream_events
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -144,24 +146,15 @@ class Watcher:
                     continue
                 self.responses += 1
                 self.connected.set()
-                event_id = None
-                has_data = False
-                while line := response.readline():
-                    line = line.decode().rstrip("\r\n")
-                    if line.startswith("id: "):
-                        event_id = int(line[4:])
-                    elif line.startswith("data: "):
-                        has_data = True
-                    elif line.startswith("retry: "):
-                        retry_s = int(line[7:]) / 1000
-                    elif line == "":  # dispatch, as EventSource does
-                        if event_id is not None:
-                            if has_data:
-                                if event_id <= self.last_id:
-                                    self.duplicates += 1
-                                batch.append((event_id, time.time()))
-                            self.last_id = event_id
-                        event_id, has_data = None, False
+                for kind, value in stream_events(response):
+                    if kind == "retry":
+                        retry_s = value
+                        continue
+                    if kind == "event":
+                        if value <= self.last_id:
+                            self.duplicates += 1
+                        batch.append((value, time.time()))
+                    self.last_id = value
             except (OSError, http.client.HTTPException):
                 if not self.stop.is_set():
                     self.errors += 1
