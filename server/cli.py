@@ -7,11 +7,13 @@ same database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 import click
@@ -394,19 +396,34 @@ def _log_line(entry: patrol.LogEntry, as_json: bool) -> str:
     return f"!! {line}" if urgent else line
 
 
-def _follow(last_id: int, as_json: bool) -> None:
-    """Print entries as they are committed, by any process, until Ctrl-C."""
+@contextlib.contextmanager
+def _until_interrupted():  # noqa: ANN202
+    """An event set by Ctrl-C or SIGTERM, while the block runs.
+
+    A flag instead of KeyboardInterrupt: raised at a random bytecode, the
+    interrupt can land inside a garbage-collection callback (SQLAlchemy's weak
+    identity map), where Python prints "Exception ignored", swallows it, and
+    the host's Ctrl-C does nothing.
+    """
+    done = threading.Event()
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in stops}
     try:
-        while True:
-            # A fresh session each time: one kept open would keep reading the
-            # database as it was when it started.
-            db.session.remove()
-            time.sleep(FOLLOW_POLL_S)
-            for entry in patrol.entries_after(db.session, last_id, FOLLOW_BATCH):
-                click.echo(_log_line(entry, as_json))
-                last_id = entry.id
-    except KeyboardInterrupt:
-        pass  # the host is done watching: not an error
+        yield done
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _follow(last_id: int, as_json: bool, done: threading.Event) -> None:
+    """Print entries as they are committed, by any process, until ``done``."""
+    while not done.wait(FOLLOW_POLL_S):
+        # A fresh session each time: one kept open would keep reading the
+        # database as it was when it started.
+        db.session.remove()
+        for entry in patrol.entries_after(db.session, last_id, FOLLOW_BATCH):
+            click.echo(_log_line(entry, as_json))
+            last_id = entry.id
 
 
 @click.command("log")
@@ -420,14 +437,14 @@ def log_command(as_json: bool, limit: int, follow: bool) -> None:
     Urgent kinds (SOS, arrests, overdue check-ins, silent alerts) start with
     "!!", rehearsals say [DRILL].
     """
-    try:
+    with _until_interrupted() as done:
         entries = list(reversed(patrol.recent_entries(db.session, limit=limit)))
         for entry in entries:
+            if done.is_set():
+                return  # the host is done watching: not an error
             click.echo(_log_line(entry, as_json))
-    except KeyboardInterrupt:
-        return
-    if follow:
-        _follow(entries[-1].id if entries else 0, as_json)
+        if follow:
+            _follow(entries[-1].id if entries else 0, as_json, done)
 
 
 # -- radio profiles, the patrol channel, the pocket card ----------------------
