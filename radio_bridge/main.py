@@ -1,16 +1,19 @@
-"""``python -m radio_bridge``: the bridge process, without the web app.
+"""``safebench bridge`` (and ``python -m radio_bridge``): the bridge process, without the web app.
 
-``safebench bridge`` applies pending migrations and then becomes this
-process (exec, same pid), so the bridge's resident memory is the domain
-layer, SQLAlchemy and meshtastic, not Flask and Alembic as well: it shares
-a Pi Zero 2 W's 512 MB with the web server and the scheduler.
+Its resident memory is the domain layer, SQLAlchemy and meshtastic, not Flask
+and Alembic as well: it shares a Pi Zero 2 W's 512 MB with the web server and
+the scheduler. It does not load them to start either: a database already at
+the newest schema is seen with one query, and only one that is not gets a
+short-lived ``safebench migrate`` process first.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -18,13 +21,15 @@ from pathlib import Path
 from radio_bridge.bridge import Bridge, register_simulated_stewards
 from radio_bridge.mesh import RadioSpec
 from server import config
-from server.db import HubBusy, run_in_transaction
+from server.db import HubBusy, make_engine, run_in_transaction
+from server.migrating import schema_is_current
 
 log = logging.getLogger("radio_bridge")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m radio_bridge", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the radio bridge: check-ins in, alerts out. "
+                                     "Run exactly one per radio.")
     parser.add_argument("--instance", help="The hub's instance folder (default: SAFEBENCH_INSTANCE or ./instance).")
     parser.add_argument("--radio", help="serial:/dev/ttyUSB0, serial:auto, tcp:HOST[:PORT] or sim.")
     args = parser.parse_args(argv)
@@ -37,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    if not schema_ready(instance, settings):
+        print("Error: the database could not be brought to the newest schema; see the messages above.",
+              file=sys.stderr)
+        return 1
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -65,3 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         if sim is not None:
             sim.stop()
     return 0
+
+
+def schema_ready(instance: Path, settings: dict) -> bool:
+    """Whether the hub's database is at the newest schema, after migrating it in a child process if not.
+
+    A child process, so that Flask and Alembic leave memory when it exits.
+    """
+    engine = make_engine(settings["DATABASE_URL"], int(settings["DB_BUSY_TIMEOUT_MS"]))
+    try:
+        if schema_is_current(engine):
+            return True
+        log.info("the database needs migrating before the bridge starts")
+        env = {**os.environ, "SAFEBENCH_INSTANCE": str(instance)}
+        subprocess.run([sys.executable, "-m", "server", "migrate"], env=env, check=False)
+        return schema_is_current(engine)
+    finally:
+        engine.dispose()

@@ -117,27 +117,29 @@ def up_command(host: str | None, port: int | None, radio: str | None) -> None:
 @click.command("bridge")
 @click.option("--radio", help="serial:/dev/ttyUSB0, serial:auto, tcp:HOST[:PORT] or sim (default: the "
               "instance's RADIO setting, else sim).")
-@with_appcontext
 def bridge_command(radio: str | None) -> None:
-    """Run the radio bridge: check-ins in, alerts out. Run exactly one per radio."""
-    import os
+    """Run the radio bridge: check-ins in, alerts out. Run exactly one per radio.
 
-    from radio_bridge.mesh import RadioSpec
+    \f
+    `safebench bridge` normally never gets here: server/entry.py sends it
+    straight to the lean bridge process. This is the way in for `-e FILE` and
+    for `--help`; it becomes that same process (exec, same pid).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "radio_bridge"] + (["--radio", radio] if radio else [])
+    os.execv(sys.executable, argv)
+
+
+@click.command("migrate")
+@with_appcontext
+def migrate_command() -> None:
+    """Apply pending schema migrations (serve, worker and up do it when they start; the bridge asks for it)."""
     from server.migrating import apply_migrations
 
     _logging()
-    app = current_app._get_current_object()
-    try:
-        spec = RadioSpec.parse(radio or app.config["RADIO"] or "sim")
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
-    apply_migrations(app)
-    # Become the lean bridge process (radio_bridge/main.py): same pid, so a
-    # supervisor's signals reach it, but without Flask and Alembic in memory.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    argv = [sys.executable, "-m", "radio_bridge", "--instance", app.instance_path, "--radio", str(spec)]
-    os.execv(sys.executable, argv)
+    apply_migrations(current_app._get_current_object())
+    click.echo("The database schema is up to date.")
 
 
 @click.command("alert")
@@ -767,7 +769,7 @@ def restore_command(copy: Path, yes: bool) -> None:
 
 
 
-COMMANDS = (serve_command, worker_command, up_command, bridge_command, alert_command, run_jobs_command,
+COMMANDS = (serve_command, worker_command, up_command, bridge_command, migrate_command, alert_command, run_jobs_command,
             create_host_command,
             steward_group, role_group, log_command, sos_command, drill_group,
             radio_profile_command, channel_group, pocket_card_command,

@@ -174,7 +174,9 @@ def test_a_burst_of_check_ins_survives_the_bridge_being_killed_twice(hub, sim, b
 
 
 def test_alerts_queued_before_a_crash_go_on_the_air_exactly_once(hub, sim, bridge):
-    sim.ack_delay_s = 1.0  # the mesh's answer comes a second later: long enough to die waiting for it
+    # The mesh's answer comes half a second later: shorter than a restart (about 1 s here), so an
+    # answer due while the bridge is dead is lost, as a USB radio writes it to the closed port.
+    sim.ack_delay_s = 0.5
     with hub.app_context():
         for n in range(5):
             outbox.queue_message(db.session, utcnow(), f"Alert {n}: stay clear of Market St", priority=outbox.URGENT)
@@ -197,7 +199,9 @@ def test_alerts_queued_before_a_crash_go_on_the_air_exactly_once(hub, sim, bridg
         return all(state in (outbox.ACKED, outbox.ON_AIR) for state in states)
 
     wait_for(settled, 60, f"every alert to be answered or known to be on the air\n{bridge.output()}")
-    on_air = Counter(packet.text for packet in sim.sent_packets if packet.text)
+    # What the radio refused before the air (its one-text-per-2-s limit, a full queue) never went out.
+    on_air = Counter(packet.text for packet in sim.sent_packets
+                     if packet.text and packet.outcome not in ("rate-limited", "queue-full"))
     assert on_air == {f"Alert {n}: stay clear of Market St": 1 for n in range(5)}, bridge.output()
     states = Counter(db.session.scalars(select(outbox.OutboxMessage.state)))
     print(f"\n5 alerts, bridge killed twice mid-send: each on the air once; states {dict(states)}")

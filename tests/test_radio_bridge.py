@@ -217,6 +217,30 @@ def test_a_naked_message_is_retried_then_marked_failed_for_the_host(app, bridge,
     assert len(sim.sent_packets) == 3  # no fourth try
 
 
+def test_a_text_our_own_radio_refuses_as_too_soon_goes_again_without_using_up_its_tries(app, bridge, sim, clock):
+    # The firmware takes one text per 2 s from the hub and NAKs a faster one before the air
+    # (a bridge that has just restarted cannot know when the one before it last wrote).
+    sim.nak("RATE_LIMIT_EXCEEDED", count=4)  # more refusals than the three tries a message has
+    outbox.queue_message(db.session, bridge.now(), "Kestrel, please call dispatch", destination=KESTREL,
+                         priority=outbox.URGENT)
+    db.session.commit()
+    def message():
+        db.session.expire_all()
+        return outbox.recent(db.session)[0]
+
+    for refusal in range(1, 5):
+        turn_until(bridge, lambda refusal=refusal: len(sim.sent_packets) == refusal)
+        turn_until(bridge, lambda: message().state == outbox.QUEUED)
+        assert message().attempts == 0 and message().last_error == "RATE_LIMIT_EXCEEDED"
+        assert message().next_attempt_at == clock() + timedelta(seconds=2.5)  # not the 5 s retry backoff
+        turns(bridge, 0.2)
+        assert len(sim.sent_packets) == refusal  # it waits for the firmware's window
+        clock.advance(seconds=3)
+    turn_until(bridge, lambda: message().state == outbox.ACKED)
+    assert message().attempts == 1
+    assert [packet.outcome for packet in sim.sent_packets] == ["nak:RATE_LIMIT_EXCEEDED"] * 4 + ["ack"]
+
+
 def test_a_500_byte_message_arrives_in_numbered_parts_of_at_most_200_bytes(bridge, sim):
     words = "Tonight's briefing: the market square closes at ten, stewards pair up after dark, " \
             "the care ring meets at the library, chargers are at the bench, and the café offers soup. "

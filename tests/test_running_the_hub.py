@@ -7,11 +7,15 @@ import sqlite3
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
+import server
 from server.extensions import db
+from server.migrating import SCHEMA_HEAD
 from tests.processes import SAFEBENCH, env_for, free_port, wait_for_http
 
 
@@ -104,3 +108,60 @@ def test_a_hub_from_the_first_release_upgrades_without_losing_its_data(tmp_path,
         assert mediation.status_for_receipt(db.session, "m-abcd-efgh").status == "new"
         tables = set(db.inspect(db.engine).get_table_names())
     assert {"outbox_message", "heard_packet", "bridge_status"} <= tables
+
+
+def test_the_code_knows_which_migration_is_the_newest():
+    """The bridge trusts SCHEMA_HEAD to skip Alembic on start: a new migration must move it."""
+    heads = ScriptDirectory(str(Path(server.__file__).parent / "migrations")).get_heads()
+    assert heads == [SCHEMA_HEAD], f"a new migration: set server.migrating.SCHEMA_HEAD to {heads}"
+
+
+def run_bridge_until_connected(instance: Path) -> str:
+    """Start `safebench bridge` on the simulated radio, stop it once connected; what it printed, imports included."""
+    printed = instance.parent / "bridge-output.txt"  # a file: thousands of import lines would fill a pipe
+    with printed.open("w") as out:
+        bridge = subprocess.Popen([SAFEBENCH, "bridge", "--radio", "sim"], env=env_for(instance, PYTHONVERBOSE="1"),
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        row = None
+        while time.monotonic() < deadline and bridge.poll() is None:
+            try:
+                with sqlite3.connect(instance / "safebench.db") as conn:
+                    row = conn.execute("SELECT connected FROM bridge_status").fetchone()
+            except sqlite3.OperationalError:
+                row = None  # not migrated yet
+            if row == (1,):
+                break
+            time.sleep(0.2)
+        assert row == (1,)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(timeout=30)
+    output = printed.read_text()
+    assert bridge.returncode == 0, output[-3000:]
+    return output
+
+
+def test_a_restarted_bridge_is_back_on_the_radio_without_loading_the_web_app(tmp_path, clock):
+    """After a crash every second counts (the radio's packets are lost until a bridge reads them again):
+    on a database at the newest schema the bridge starts without Flask or Alembic; an older one is
+    migrated first, by a child process, so they do not stay in the bridge's memory."""
+    from flask_migrate import upgrade
+
+    from server import create_app
+
+    instance = tmp_path / "old-hub"
+    with create_app({"INSTANCE": instance, "TESTING": True, "CLOCK": clock}).app_context():
+        upgrade(revision="51a1ccf08592")  # the first release's schema
+
+    first = run_bridge_until_connected(instance)
+    assert "Running upgrade 51a1ccf08592 -> bcc7b44fcbe7" in first
+    assert "import 'flask'" in first  # in the migrating child
+    with sqlite3.connect(instance / "safebench.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_HEAD,)]
+
+    restarted = run_bridge_until_connected(instance)
+    assert "import 'meshtastic'" in restarted and "radio connected" in restarted
+    assert "import 'flask'" not in restarted and "import 'alembic'" not in restarted
+    assert "Running upgrade" not in restarted

@@ -58,6 +58,10 @@ LIVE_STATES = (QUEUED, SENDING, SENT)
 # The firmware forgets a client's packet ids after this many newer ones, so
 # only this many unanswered messages can be asked about by sending them again.
 RADIO_REMEMBERS_IDS = 20
+# The firmware takes one text per 2 s from its client and NAKs a faster one
+# with this reason, from the hub's own node, before it reaches the air.
+RATE_LIMITED = "RATE_LIMIT_EXCEEDED"
+RATE_LIMIT_WAIT = timedelta(seconds=2.5)
 
 # How long a message may wait for the air before it is pointless, by priority.
 DEFAULT_TTL = {URGENT: timedelta(hours=6), NORMAL: timedelta(hours=1), LOW: timedelta(minutes=30)}
@@ -288,7 +292,17 @@ def record_nak(
     message = find_by_packet(session, packet_id)
     if message is None or message.state not in (SENDING, SENT, ON_AIR):
         return message
-    _retry_or_fail(message, now, reason, max_attempts, backoff)
+    if reason == RATE_LIMITED:
+        # The hub's own radio refused it before the air: the firmware takes one
+        # text per 2 s from its client, and a bridge that just restarted cannot
+        # know when the one before it last wrote. Not a try; again once allowed.
+        message.attempts = max(0, message.attempts - 1)
+        message.state = QUEUED
+        message.packet_id = None
+        message.last_error = reason[:40]
+        message.next_attempt_at = now + RATE_LIMIT_WAIT
+    else:
+        _retry_or_fail(message, now, reason, max_attempts, backoff)
     session.flush()
     return message
 

@@ -1,0 +1,24 @@
+"""The ``safebench`` command's front door (and ``python -m server``'s).
+
+Every command goes through the Flask CLI in server/cli.py except ``bridge``,
+which goes straight to the lean bridge process (radio_bridge/main.py) without
+importing Flask. After a crash the bridge is restarted at once, and packets
+that reach the USB radio while no bridge reads them are lost: the second
+Flask, the app and Alembic took before the bridge even opened the port (several
+on a Pi Zero 2 W) was a second of lost check-ins.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["bridge"] and not {"-h", "--help"} & set(args):
+        from radio_bridge.main import main as run_bridge
+
+        sys.exit(run_bridge(args[1:], prog="safebench bridge"))
+    from server.cli import main as cli
+
+    cli()
