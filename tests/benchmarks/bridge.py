@@ -678,6 +678,7 @@ class MemoryResult:
     log_rows: int
     sent: int
     connected_after_s: float
+    start_note: str  # what the bridge found: a fresh instance to migrate, or a current database (a restart)
 
 
 class BridgeProcess:
@@ -768,7 +769,8 @@ def bridge_memory_sim(workdir: Path, seconds: float) -> MemoryResult:
     finally:
         proc.stop()
     return MemoryResult("sim radio inside the bridge process", argv,
-                        "SAFEBENCH_INSTANCE=<tmp> SAFEBENCH_SIM_CHATTER_S=0.5", vm, rows, sent, connected_after)
+                        "SAFEBENCH_INSTANCE=<tmp> SAFEBENCH_SIM_CHATTER_S=0.5", vm, rows, sent, connected_after,
+                        "a fresh instance, migrated first")
 
 
 def bridge_memory_serial(workdir: Path, seconds: float) -> MemoryResult:
@@ -802,7 +804,7 @@ def bridge_memory_serial(workdir: Path, seconds: float) -> MemoryResult:
         proc.stop()
         sim.stop()
     return MemoryResult("sim radio in another process (serial:<pty>)", argv, "SAFEBENCH_INSTANCE=<tmp>", vm, rows,
-                        sent, connected_after)
+                        sent, connected_after, "database current: as a restart after a crash")
 
 
 IMPORT_PROBE = """
@@ -847,7 +849,7 @@ def print_memory(results: list[MemoryResult], seconds: float, flags: list[str],
         print(f"  VmRSS {rss:.1f} MB, VmHWM {hwm:.1f} MB   (aim <= {RSS_AIM_MB} MB)  {verdict(hwm <= RSS_AIM_MB)}")
         if "Pss" in r.vm:
             print(f"  Pss {r.vm['Pss'] / 1024:.1f} MB (its share once pages shared with other processes are divided)")
-        print(f"  connected {r.connected_after_s:.1f} s after start; in {seconds:g} s of traffic it logged "
+        print(f"  radio connected {r.connected_after_s:.1f} s after start ({r.start_note}); in {seconds:g} s of traffic it logged "
               f"{r.log_rows} radio rows and sent {r.sent} messages")
     if len(results) == 2:
         diff = (results[0].vm["VmRSS"] - results[1].vm["VmRSS"]) / 1024
@@ -857,8 +859,8 @@ def print_memory(results: list[MemoryResult], seconds: float, flags: list[str],
     if breakdown:
         parts = ", ".join(f"{label} {'+' if i else ''}{mb:.1f}" for i, (label, mb) in enumerate(breakdown))
         print(f"where it goes (VmRSS in MB after importing, in a fresh interpreter): {parts}")
-        print("  (safebench bridge applies migrations with Flask and Alembic, then execs python -m radio_bridge,")
-        print("   which loads neither: " + ("confirmed" if web_modules == [0] else "BUT IT DID") + ")")
+        print("  (safebench bridge loads neither Flask nor Alembic; a database behind the code is migrated by a")
+        print("   short-lived child first: " + ("confirmed" if web_modules == [0] else "BUT IT DID LOAD THEM") + ")")
     print("note: with --radio sim the simulated radio and its stewards run inside the bridge process; on a")
     print("  bench with a real radio only the bridge runs there, as in the serial:<pty> line.")
     print(f"reproduce: {reproduce('memory', *flags)}")
