@@ -50,6 +50,7 @@ from tests.helpers import (
     login,
     make_app,
     make_member,
+    submit,
     text_of,
 )
 
@@ -307,7 +308,6 @@ READS_ONLY = [
     "aid.forget_receipt",  # forgets the code in the session
     "aid.mine",  # looks a post up by its receipt code
     "auth.login",  # a member holding every role logs in again
-    "auth.logout",
     "mediation.status",  # looks a request up by its receipt code
 ]
 
@@ -465,6 +465,39 @@ def test_logging_out_clears_everything_the_session_held(app, client):
     # The old token went with the session: a form left open before logging out is refused.
     stale = client.post("/host/areas", data={"area_name": "After logout", "csrf_token": token})
     assert stale.status_code == 400
+
+
+def test_logging_out_ends_the_session_everywhere_even_a_copied_cookie(app, clock):
+    """On the bench's open WiFi (plain HTTP) a neighbour's laptop can copy the host's cookie as it
+    goes by. When the host logs out, the copy must stop working then, not 12 hours later."""
+    make_member(app, "Kestrel", "host")
+    phone, laptop, eavesdropper = app.test_client(), app.test_client(), app.test_client()
+    login(laptop, "Kestrel")
+    copied = cookie(log_in_raw(phone, "Kestrel"))["value"]
+    eavesdropper.set_cookie("session", copied)
+    assert eavesdropper.get("/host/").status_code == 200  # the copy works while the host is logged in
+
+    logged_out = phone.post("/logout", data={"csrf_token": csrf_token(phone, "/host/")}, follow_redirects=True)
+    assert "You are logged out, on every device." in text_of(logged_out)
+    assert eavesdropper.get("/host/").status_code == 302
+    assert laptop.get("/host/").status_code == 302  # the host's other device too: logged out everywhere
+    login(laptop, "Kestrel")
+    assert laptop.get("/host/").status_code == 200  # and logging in again works as before
+    assert eavesdropper.get("/host/").status_code == 302
+
+
+def test_a_new_password_set_by_another_host_logs_a_taken_phone_out(app, clock):
+    """A host's phone is taken at an arrest, logged in. Another host sets them a new password."""
+    make_member(app, "Kestrel", "host")
+    make_member(app, "Heron", "host")
+    taken, other_host = app.test_client(), app.test_client()
+    login(taken, "Kestrel")
+    login(other_host, "Heron")
+    submit(other_host, "/host/roles", {"holder": "Kestrel", "new_password": "a fresh long passphrase"},
+           action="/host/roles/password")
+    assert taken.get("/host/").status_code == 302
+    assert other_host.get("/host/").status_code == 200  # Heron's own session is untouched
+    assert login(app.test_client(), "Kestrel", "a fresh long passphrase").request.path == "/host/"
 
 
 def test_a_copied_cookie_stops_working_after_the_lifetime(app, client, monkeypatch):

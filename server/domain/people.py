@@ -58,6 +58,10 @@ class Member(Base):
     # whole on PostgreSQL too.
     node_num: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Part of every login session's id: moving it on ends all of this
+    # member's sessions at once, on every device, even a cookie copied off
+    # the bench's open WiFi (a signed cookie cannot be recalled otherwise).
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime]
 
     roles: Mapped[list[RoleAssignment]] = relationship(
@@ -222,6 +226,12 @@ def set_password(member: Member, password: str) -> None:
     from werkzeug.security import generate_password_hash
 
     member.password_hash = generate_password_hash(password)
+    end_sessions(member)  # a phone taken with the old password in it is logged out
+
+
+def end_sessions(member: Member) -> None:
+    """Log this member out everywhere: every session made before now stops working."""
+    member.session_epoch = (member.session_epoch or 0) + 1
 
 
 def check_password(member: Member | None, password: str) -> bool:

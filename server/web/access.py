@@ -54,6 +54,11 @@ class SignedIn(UserMixin):
         self.member = member
         self.id = member.id
 
+    def get_id(self) -> str:
+        # What Flask-Login keeps in the session: the member and the session
+        # epoch they logged in under (people.end_sessions moves it on).
+        return f"{self.member.id}.{self.member.session_epoch}"
+
     @property
     def handle(self) -> str:
         return self.member.handle
@@ -102,8 +107,11 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> SignedIn | None:
-        member = db.session.get(Member, int(user_id)) if user_id.isdigit() else None
-        return SignedIn(member) if member is not None and member.password_hash else None
+        member_id, _, epoch = user_id.partition(".")
+        member = db.session.get(Member, int(member_id)) if member_id.isdigit() else None
+        if member is None or not member.password_hash or epoch != str(member.session_epoch):
+            return None  # gone, or logged out everywhere since this session began
+        return SignedIn(member)
 
     app.before_request(_check_access)
 

@@ -14,14 +14,16 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from server.db import HubBusy
 from server.domain import people
+from server.domain.people import Member
 from server.extensions import db, limiter
-from server.web.access import SignedIn, now, public
+from server.web.access import SignedIn, now, public, save
 
 bp = Blueprint("auth", __name__)
 
@@ -79,8 +81,21 @@ def login() -> object:
 @bp.post("/logout")
 @public
 def logout() -> object:
+    member_id = current_user.member.id if current_user.is_authenticated else None
     logout_user()
     # Everything goes, CSRF secret and receipt codes too: the next person at this browser starts afresh.
     session.clear()
-    flash("You are logged out.")
+    if member_id is None:
+        flash("You are logged out.")
+        return redirect(url_for("bench.index"))
+    # And everywhere else: the session cookie is signed, not stored, so a copy
+    # (taken off the open WiFi, or left on a phone that was taken) would keep
+    # working until it ages out. Moving the member's session epoch ends it now.
+    try:
+        save(lambda s: people.end_sessions(s.get(Member, member_id)))
+    except HubBusy:
+        flash("You are logged out here, but the hub was too busy to end your other sessions. "
+              "Log in and out again in a moment.")
+    else:
+        flash("You are logged out, on every device.")
     return redirect(url_for("bench.index"))
