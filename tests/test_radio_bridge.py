@@ -239,6 +239,10 @@ def test_a_text_our_own_radio_refuses_as_too_soon_goes_again_without_using_up_it
     turn_until(bridge, lambda: message().state == outbox.ACKED)
     assert message().attempts == 1
     assert [packet.outcome for packet in sim.sent_packets] == ["nak:RATE_LIMIT_EXCEEDED"] * 4 + ["ack"]
+    # Only the send that went out is in the airtime ledger.
+    uses = db.session.scalars(select(outbox.AirtimeUse)).all()
+    assert [use.message_id for use in uses] == [message().id]
+    assert message().airtime_s == pytest.approx(uses[0].seconds)
 
 
 def test_a_500_byte_message_arrives_in_numbered_parts_of_at_most_200_bytes(bridge, sim):

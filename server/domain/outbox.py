@@ -295,7 +295,14 @@ def record_nak(
     if reason == RATE_LIMITED:
         # The hub's own radio refused it before the air: the firmware takes one
         # text per 2 s from its client, and a bridge that just restarted cannot
-        # know when the one before it last wrote. Not a try; again once allowed.
+        # know when the one before it last wrote. Not a try, and no airtime
+        # (the ledger row its send wrote goes); again once allowed.
+        if message.state == SENT:
+            spent = session.scalar(select(AirtimeUse).where(AirtimeUse.message_id == message.id)
+                                   .order_by(AirtimeUse.id.desc()).limit(1))
+            if spent is not None:
+                message.airtime_s = max(0.0, message.airtime_s - spent.seconds)
+                session.delete(spent)
         message.attempts = max(0, message.attempts - 1)
         message.state = QUEUED
         message.packet_id = None
