@@ -3,9 +3,9 @@
 Every command goes through the Flask CLI in server/cli.py except ``bridge``,
 which goes straight to the lean bridge process (radio_bridge/main.py) without
 importing Flask. After a crash the bridge is restarted at once, and packets
-that reach the USB radio while no bridge reads them are lost: the second
-Flask, the app and Alembic took before the bridge even opened the port (several
-on a Pi Zero 2 W) was a second of lost check-ins.
+that reach the USB radio while no bridge reads them are lost: loading Flask,
+the app and Alembic before opening the port took about a second here (several
+on a Pi Zero 2 W), and that was a second of lost check-ins.
 """
 
 from __future__ import annotations
