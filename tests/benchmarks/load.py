@@ -439,6 +439,15 @@ def log_in(phone: Phone, handle: str, password: str = HOST_PASSWORD) -> None:
         raise RuntimeError(f"{handle} could not log in from {phone.source}: {answer.status} {answer.location}")
 
 
+def hang_up(conn: http.client.HTTPConnection | None) -> None:
+    """End a watcher's held stream from another thread: its blocked read returns at once."""
+    if conn is not None and conn.sock is not None:
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the other end
+
+
 def stream_events(response: http.client.HTTPResponse) -> Iterator[tuple[str, float]]:
     """A server-sent event stream read as EventSource reads it, to the end of the response.
 
@@ -514,12 +523,7 @@ class Watcher:
 
     def close(self) -> None:
         self.stop.set()
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        hang_up(self._conn)
 
 
 def start_watchers(port: int, handles: list[str], newest_id: int) -> tuple[list[Watcher], list[threading.Thread]]:

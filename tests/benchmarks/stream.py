@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -50,7 +49,7 @@ from bench_page import (
     seed,
     start_server,
 )
-from load import stream_events
+from load import hang_up, stream_events
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -168,12 +167,7 @@ class Watcher:
 
     def close(self) -> None:
         self.stop.set()
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        hang_up(self._conn)
 
 
 # -- the run ------------------------------------------------------------------
