@@ -50,6 +50,22 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if not has_controlling_terminal():
+        # Run as a service, the bridge would die when the radio is unplugged.
+        # systemd starts it as a session leader with no terminal, and such a
+        # process takes the first terminal it opens without O_NOCTTY as its
+        # controlling terminal: the meshtastic library opens the radio's tty so
+        # (a plain open() to clear HUPCL). Pulling the cable hangs that tty up,
+        # the kernel sends the session leader SIGHUP, and by default SIGHUP ends
+        # the process; systemd's Restart=on-failure counts that as a clean exit.
+        # The tty cannot be kept from becoming ours from here: opening it first
+        # with O_NOCTTY does not change what the library's own open() does, and
+        # giving it up with TIOCNOTTY makes the kernel send the leader SIGHUP
+        # too. Without a terminal of our own, a SIGHUP can only be the radio's
+        # (or a deliberate kill): ignored, the bridge sees the lost connection and
+        # reopens the radio, as it does when started from a terminal. With a
+        # terminal, SIGHUP still ends the bridge when that terminal goes away.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sim = None
     if spec.kind == "sim":
         from radio_bridge.simulator import SimulatedRadio
@@ -74,6 +90,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
         if sim is not None:
             sim.stop()
     return 0
+
+
+def has_controlling_terminal() -> bool:
+    """Whether this process has a controlling terminal (a service has none)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
 
 
 def schema_ready(instance: Path, settings: dict) -> bool:
