@@ -28,6 +28,11 @@ class Child:
 
     def start(self) -> None:
         log.info("starting %s", self.name)
+        # In the supervisor's own session, never one of its own (start_new_session):
+        # only a session leader takes a terminal it opens as its controlling one,
+        # so the bridge here can never take the radio's tty and be sent SIGHUP when
+        # the cable is pulled (see radio_bridge/main.py). A child that dies anyway,
+        # by any signal, is started again below.
         self.process = subprocess.Popen([sys.executable, "-m", "server", *self.argv])
         self.started = time.monotonic()
 
