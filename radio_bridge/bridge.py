@@ -33,7 +33,7 @@ from radio_bridge.mesh import (
     RadioUnavailable,
     decode_packet,
 )
-from radio_bridge.packets import Ack, LinkLost, PanicPacket, PositionPacket, TextPacket
+from radio_bridge.packets import Ack, LinkLost, NodeInfoPacket, PanicPacket, PositionPacket, TextPacket
 from radio_bridge.packets import Inbound as Event
 from radio_bridge.sender import Sender, SenderSettings
 from server.clock import utcnow
@@ -185,6 +185,7 @@ class Bridge:
         self._plan_recheck()
         if last_read is not None:
             self._ask_to_resend(float(last_read))
+        self._offer_node_keys()
         self._backoff = 1.0
         self._status.update(connected=True, last_error=None)
         self._status_since = self.now()
@@ -225,6 +226,17 @@ class Bridge:
         if asked:
             log.warning("the radio heard %d stewards while no bridge was reading; asked them to send again: %s",
                         len(asked), ", ".join(asked))
+
+    def _offer_node_keys(self) -> None:
+        """Keys the radio knows for registered stewards' nodes go to the hosts, to confirm or refuse."""
+        try:
+            new = run_in_transaction(self.session,
+                                     lambda s: self.inbound.note_node_keys(s, self.now(), self.link.node_keys()))
+        except HubBusy:
+            log.warning("database busy; the radio's node keys are offered at the next connect")
+            return
+        if new:
+            log.info("%d radio keys heard for registered nodes wait for a host on the stewards page", new)
 
     def _watch_silence(self) -> None:
         quiet = self.link.quiet_for()
@@ -307,6 +319,7 @@ class Bridge:
             TextPacket: self.inbound.handle_text,
             PositionPacket: self.inbound.handle_position,
             PanicPacket: self.inbound.handle_panic,
+            NodeInfoPacket: self.inbound.handle_node_info,
             Ack: self.inbound.handle_ack,
         }.get(type(event))
         if handler is None:

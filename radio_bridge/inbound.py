@@ -1,10 +1,24 @@
 """What the bridge does with each thing it hears: where a radio check-in goes.
 
 Every event is handled in its own transaction. A packet counts once, however
-often the mesh delivers it (the heard-packet table survives restarts); an
+often the mesh delivers it (the heard-packet table survives restarts, for
+weeks, so a recorded packet played back later is still recognised); an
 unknown or lapsed sender is counted and never obeyed; the hub answers only
 STATUS, HELP and errors, because the Meshtastic ACK already tells a steward
 their message arrived, and airtime is scarce.
+
+Whoever holds the patrol channel key can write any ``from``, so a sender is
+trusted only as far as the packet proves (server/domain/radio_trust.py):
+
+- verified (a PKI direct message to the hub with the member's pinned key):
+  anything the member's roles allow;
+- unverified (channel traffic from a registered node): cries for help (SOS,
+  the panic button, ARREST, the duress word) are acted on and marked
+  unverified, since a missed cry costs more than a false one; ON, CI, INC
+  and HELP are logged; nothing that closes, cancels, acknowledges or reveals
+  state (ACK, CLR, OFF, STATUS's codes and names): refused, and the hosts
+  see the attempt;
+- via MQTT, on another channel, or addressed to another node: never obeyed.
 """
 
 from __future__ import annotations
@@ -16,9 +30,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from radio_bridge.packets import Ack, PanicPacket, PositionPacket, TextPacket
-from server.domain import alerts, cases, outbox, overdue, patrol, people, radio
-from server.domain.errors import DomainError
+from radio_bridge.packets import BROADCAST, Ack, NodeInfoPacket, PanicPacket, PositionPacket, Proof, TextPacket
+from server.domain import alerts, cases, outbox, overdue, patrol, people, radio, radio_trust
+from server.domain.errors import DomainError, NotFound
 from server.domain.people import Member, format_node_id
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
 from server.domain.radio_text import fits_one_packet
@@ -26,6 +40,12 @@ from server.domain.radio_text import fits_one_packet
 log = logging.getLogger("radio_bridge.inbound")
 
 MISSED_TEXT = "Hub restarted and may have missed your last message. If it mattered, send it again."
+NEEDS_PROOF_TEXT = ("{verb} counts only as a direct message from your own radio to the hub "
+                    "(its key confirmed by a host).")
+# Commands that close, cancel, acknowledge or end something: a verified sender only.
+NEEDS_PROOF = {Verb.ACK, Verb.CLEAR, Verb.OFF}
+# How often one node's unproven attempts are written to the hosts' record (a flood is one line a minute).
+RECORD_EVERY = timedelta(minutes=1)
 # Roles whose radios the hub obeys.
 RADIO_ROLES = (people.STEWARD, people.CAPTAIN, people.DISPATCH, people.HOST)
 
@@ -48,24 +68,26 @@ class Inbound:
     # When each sender last got an error reply: at most one per few minutes,
     # so a steward fumbling the keys does not eat the channel's airtime.
     _last_error_reply: dict[int, datetime] = field(default_factory=dict)
+    _last_recorded: dict[tuple[int, str], datetime] = field(default_factory=dict)
 
     def handle_text(self, session: Session, now: datetime, packet: TextPacket) -> str:
         """Act on a text; returns what happened, for the bridge's log."""
         own = self.radio_node()
         if own is not None and packet.sender == own:
             return "own"
-        member = self._new_from_steward(session, now, packet.sender, packet.packet_id)
+        member = self._new_from_steward(session, now, packet.sender, packet.packet_id, packet.proof)
         if not isinstance(member, Member):
             return member
         command = parse_command(packet.text)
+        verified = self._verified(member, packet.proof)
         try:
-            return self._act(session, now, member, command, packet.sender)
+            return self._act(session, now, member, command, packet.sender, verified)
         except DomainError as refusal:
             self._error_reply(session, now, packet.sender, refusal.message)
             return "refused"
 
     def handle_position(self, session: Session, now: datetime, packet: PositionPacket) -> str:
-        member = self._new_from_steward(session, now, packet.sender, packet.packet_id)
+        member = self._new_from_steward(session, now, packet.sender, packet.packet_id, packet.proof)
         if not isinstance(member, Member):
             return member
         if not (-90 <= packet.latitude <= 90 and -180 <= packet.longitude <= 180):
@@ -75,12 +97,32 @@ class Inbound:
 
     def handle_panic(self, session: Session, now: datetime, packet: PanicPacket) -> str:
         """A hardware panic button or detection sensor on a steward's node raises an SOS."""
-        member = self._new_from_steward(session, now, packet.sender, packet.packet_id)
+        member = self._new_from_steward(session, now, packet.sender, packet.packet_id, packet.proof)
         if not isinstance(member, Member):
             return member
         how = "panic button" if packet.kind == "alert" else "detection sensor"
-        alerts.raise_sos(session, now, member, None, patrol.SOURCE_RADIO, how=how)
+        verified = self._verified(member, packet.proof)
+        self._note_unverified_alarm(session, now, member, verified, how)
+        alerts.raise_sos(session, now, member, None, patrol.SOURCE_RADIO, how=how, verified=verified)
         return "sos"
+
+    def handle_node_info(self, session: Session, now: datetime, packet: NodeInfoPacket) -> str:
+        """A registered node announced a key: offered to the hosts, never trusted by itself."""
+        if packet.public_key is None or self._foreign(packet.proof):
+            return "ignored"
+        member = people.find_member_by_node(session, packet.sender)
+        if member is None:
+            return "ignored"
+        return "key offered" if radio_trust.note_heard_key(session, now, member, packet.public_key) else "key known"
+
+    def note_node_keys(self, session: Session, now: datetime, keys: dict[int, bytes | str]) -> int:
+        """Keys in the radio's own node list (read at every connect) for registered nodes; returns how many are new."""
+        new = 0
+        for node, key in keys.items():
+            member = people.find_member_by_node(session, node)
+            if member is not None and radio_trust.note_heard_key(session, now, member, key):
+                new += 1
+        return new
 
     def handle_ack(self, session: Session, now: datetime, ack: Ack) -> str:
         message = outbox.find_by_packet(session, ack.packet_id)
@@ -114,11 +156,45 @@ class Inbound:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _new_from_steward(self, session: Session, now: datetime, sender: int, packet_id: int) -> Member | str:
-        """The member to obey for a packet heard for the first time, or why not ("duplicate", "ignored")."""
+    def _new_from_steward(self, session: Session, now: datetime, sender: int, packet_id: int,
+                          proof: Proof) -> Member | str:
+        """The member to obey for a packet heard for the first time, or why not ("duplicate", "foreign", "ignored")."""
         if not radio.first_time_heard(session, now, sender, packet_id):
             return "duplicate"
+        if self._foreign(proof):
+            if (member := people.find_member_by_node(session, sender)) is not None:
+                self._record(session, now, radio_trust.FOREIGN, member, sender, _why_foreign(proof, self.radio_node()))
+            return "foreign"
         return self._obeyed_sender(session, now, sender) or "ignored"
+
+    def _foreign(self, proof: Proof) -> bool:
+        """Not patrol traffic for this hub: crossed the internet, another channel, or meant for another node."""
+        own = self.radio_node()
+        if proof.via_mqtt:
+            return True
+        if proof.to != BROADCAST and proof.to != own:
+            return True
+        # A PKI direct message carries no channel; everything else must be on the patrol channel (index 0).
+        return not proof.pki and proof.channel != 0
+
+    def _verified(self, member: Member, proof: Proof) -> bool:
+        own = self.radio_node()
+        return radio_trust.is_verified(member, pki=proof.pki, public_key=proof.public_key,
+                                       to_hub=own is not None and proof.to == own)
+
+    def _record(self, session: Session, now: datetime, kind: str, member: Member, node: int, detail: str) -> None:
+        """Into the hosts' record, at most once a minute per node and kind: a flood is one line, not a thousand."""
+        last = self._last_recorded.get((node, kind))
+        if last is not None and now - last < RECORD_EVERY:
+            return
+        self._last_recorded[(node, kind)] = now
+        radio_trust.record(session, now, kind, node_num=node, member=member, detail=detail)
+
+    def _note_unverified_alarm(self, session: Session, now: datetime, member: Member, verified: bool,
+                               what: str) -> None:
+        if not verified:
+            self._record(session, now, radio_trust.UNVERIFIED_ALARM, member, member.node_num or 0,
+                         f"{what} from {member.handle}'s node by channel traffic: acted on, marked unverified")
 
     def _obeyed_sender(self, session: Session, now: datetime, sender: int) -> Member | None:
         member = people.find_member_by_node(session, sender)
@@ -133,34 +209,52 @@ class Inbound:
             return None
         return member
 
-    def _act(self, session: Session, now: datetime, member: Member, command: Command, sender: int) -> str:
+    def _act(self, session: Session, now: datetime, member: Member, command: Command, sender: int,
+             verified: bool) -> str:
         verb = command.verb
+        if verb in NEEDS_PROOF and not verified:
+            what = f"{verb.value} {command.code}".strip()
+            self._record(session, now, radio_trust.REFUSED, member, sender,
+                         f"{what} claimed to be from {member.handle}: refused, no proof it came from their radio")
+            # The same answer whatever the code: an unproven sender learns nothing about what is open.
+            self._error_reply(session, now, sender, NEEDS_PROOF_TEXT.format(verb=verb.value))
+            return "unverified"
         if verb is Verb.ON:
-            patrol.start_shift(session, now, member, command.area or None, patrol.SOURCE_RADIO)
+            patrol.start_shift(session, now, member, command.area or None, patrol.SOURCE_RADIO, proven=verified)
         elif verb is Verb.OFF:
             patrol.end_shift(session, now, member, patrol.SOURCE_RADIO)
         elif verb is Verb.CHECK_IN:
-            patrol.record_check_in(session, now, member, patrol.SOURCE_RADIO, note=command.note or None)
+            patrol.record_check_in(session, now, member, patrol.SOURCE_RADIO, note=command.note or None,
+                                   proven=verified)
             if overdue.has_duress_word(command.note, self.settings.duress_word):
                 # Nothing on the channel and nothing public: only dispatch hears, by direct message.
-                alerts.raise_alert(session, now, alerts.DURESS, member, None, patrol.SOURCE_RADIO)
+                alerts.raise_alert(session, now, alerts.DURESS, member, None, patrol.SOURCE_RADIO, verified=verified)
                 return "check_in"
         elif verb is Verb.INCIDENT:
             patrol.record_incident(session, now, member, patrol.SOURCE_RADIO, command.what,
-                                   place=command.where or None)
+                                   place=command.where or None, proven=verified)
         elif verb is Verb.SOS:
-            alerts.raise_sos(session, now, member, command.where or None, patrol.SOURCE_RADIO)
+            self._note_unverified_alarm(session, now, member, verified, "SOS")
+            alerts.raise_sos(session, now, member, command.where or None, patrol.SOURCE_RADIO, verified=verified)
         elif verb is Verb.ARREST:
-            cases.open_case(session, now, place=command.where or None, arrested=command.count or 1,
-                            source=patrol.SOURCE_RADIO, reported_by=member, description=command.note or None,
-                            hotline=self.settings.legal_hotline, place_required=False)
+            self._note_unverified_alarm(session, now, member, verified, "ARREST")
+            cases.report_from_radio(session, now, member, where=command.where, count=command.count,
+                                    note=command.note, verified=verified, hotline=self.settings.legal_hotline)
+        elif verb is Verb.ACK and command.code.startswith("C"):
+            # A dispatcher, captain or host confirms a neighbour's arrest report: it goes to every handheld.
+            case = cases.find_open_case(session, command.code)
+            if case is None:
+                raise NotFound(f"No open case {command.code}.")
+            cases.confirm_report(session, now, case, member, patrol.SOURCE_RADIO)
         elif verb is Verb.ACK:
-            alerts.acknowledge(session, now, command.code, member, patrol.SOURCE_RADIO)
+            alerts.acknowledge(session, now, alerts.open_for_radio(session, command.code), member,
+                               patrol.SOURCE_RADIO)
         elif verb is Verb.CLEAR:
-            alerts.resolve(session, now, command.code, member, patrol.SOURCE_RADIO, command.note or None,
-                           note_required=False)
+            alerts.resolve(session, now, alerts.open_for_radio(session, command.code), member, patrol.SOURCE_RADIO,
+                           command.note or None, note_required=False)
         elif verb is Verb.STATUS:
-            self._reply(session, now, sender, status_text(session), key="status")
+            self._reply(session, now, sender, status_text(session) if verified else counts_text(session),
+                        key="status")
         elif verb is Verb.HELP:
             self._reply(session, now, sender, help_text(command.topic), key="help")
         else:
@@ -179,6 +273,22 @@ class Inbound:
         self._last_error_reply[sender] = now
         text = reason if fits_one_packet(reason) else "Unknown command. Send HELP."
         self._reply(session, now, sender, text, key="error")
+
+
+def _why_foreign(proof: Proof, own: int | None) -> str:
+    if proof.via_mqtt:
+        return "a packet that crossed the internet (MQTT): ignored"
+    if proof.to != BROADCAST and proof.to != own:
+        return "a packet addressed to another node: ignored"
+    return f"a packet on channel {proof.channel}, not the patrol channel: ignored"
+
+
+def counts_text(session: Session) -> str:
+    """STATUS for a sender the hub cannot verify: how many, never who or which codes."""
+    on_shift = len(patrol.on_patrol(session))
+    open_alerts = sum(1 for alert in alerts.open_alerts(session) if not alert.silent)
+    return (f"On shift: {on_shift}. Alerts open: {open_alerts}. "
+            "For names and codes send STATUS as a direct message to the hub.")
 
 
 def status_text(session: Session) -> str:

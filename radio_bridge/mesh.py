@@ -43,9 +43,11 @@ from radio_bridge.packets import (
     Ack,
     Inbound,
     LinkLost,
+    NodeInfoPacket,
     OtherPacket,
     PanicPacket,
     PositionPacket,
+    Proof,
     RadioInfo,
     TextPacket,
 )
@@ -269,6 +271,16 @@ class RadioLink:
                 heard[int(node["num"])] = float(last)
         return heard
 
+    def node_keys(self) -> dict[int, str]:
+        """Public keys in the radio's own node list (base64, as the library keeps them), by node number."""
+        iface = self._require()
+        keys = {}
+        for node in list((iface.nodesByNum or {}).values()):
+            key = (node.get("user") or {}).get("publicKey")
+            if node.get("num") and key:
+                keys[int(node["num"])] = key
+        return keys
+
     def info(self) -> RadioInfo:
         iface = self._require()
         lora = iface.localNode.localConfig.lora
@@ -372,9 +384,17 @@ def decode_packet(raw: bytes, heard_at: datetime) -> Inbound | None:
         return Ack(int(data.request_id), sender, reason, heard_at)
     if not sender or not packet_id:
         return None
+    proof = Proof(to=int(packet.to), channel=int(packet.channel), pki=bool(packet.pki_encrypted),
+                  public_key=bytes(packet.public_key) or None, via_mqtt=bool(packet.via_mqtt))
     text = bytes(data.payload).decode("utf-8", errors="replace")
     if port == "TEXT_MESSAGE_APP":
-        return TextPacket(sender, packet_id, int(packet.to), int(packet.channel), text, heard_at)
+        return TextPacket(sender, packet_id, int(packet.to), int(packet.channel), text, heard_at, proof)
+    if port == "NODEINFO_APP":
+        try:
+            user = mesh_pb2.User.FromString(data.payload)
+        except DecodeError:
+            return OtherPacket(sender, packet_id, port, heard_at)
+        return NodeInfoPacket(sender, packet_id, bytes(user.public_key) or None, heard_at, proof)
     if port == "POSITION_APP":
         try:
             position = mesh_pb2.Position.FromString(data.payload)
@@ -382,7 +402,8 @@ def decode_packet(raw: bytes, heard_at: datetime) -> Inbound | None:
             return OtherPacket(sender, packet_id, port, heard_at)
         if not (position.HasField("latitude_i") and position.HasField("longitude_i")):
             return OtherPacket(sender, packet_id, port, heard_at)
-        return PositionPacket(sender, packet_id, position.latitude_i * 1e-7, position.longitude_i * 1e-7, heard_at)
+        return PositionPacket(sender, packet_id, position.latitude_i * 1e-7, position.longitude_i * 1e-7, heard_at,
+                              proof)
     if port in ("ALERT_APP", "DETECTION_SENSOR_APP"):
-        return PanicPacket(sender, packet_id, "alert" if port == "ALERT_APP" else "detection", text, heard_at)
+        return PanicPacket(sender, packet_id, "alert" if port == "ALERT_APP" else "detection", text, heard_at, proof)
     return OtherPacket(sender, packet_id, port, heard_at)

@@ -19,6 +19,22 @@ class RadioInfo:
 
 
 @dataclass(frozen=True)
+class Proof:
+    """What the hub's radio says about where a packet came from, for radio_trust to judge.
+
+    ``pki``: the radio decrypted it as a direct message with the sender's
+    X25519 key, which it hands over as ``public_key``. Channel traffic has
+    neither: anyone holding the channel key can write its ``from``.
+    """
+
+    to: int = BROADCAST
+    channel: int = 0
+    pki: bool = False
+    public_key: bytes | None = None
+    via_mqtt: bool = False
+
+
+@dataclass(frozen=True)
 class TextPacket:
     sender: int
     packet_id: int
@@ -26,6 +42,7 @@ class TextPacket:
     channel: int
     text: str
     heard_at: datetime
+    proof: Proof = Proof()
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,7 @@ class PositionPacket:
     latitude: float
     longitude: float
     heard_at: datetime
+    proof: Proof = Proof()
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,18 @@ class PanicPacket:
     kind: str  # "alert" or "detection"
     text: str
     heard_at: datetime
+    proof: Proof = Proof()
+
+
+@dataclass(frozen=True)
+class NodeInfoPacket:
+    """A node announced itself: its public key is offered to the hosts, never trusted by itself."""
+
+    sender: int
+    packet_id: int
+    public_key: bytes | None
+    heard_at: datetime
+    proof: Proof = Proof()
 
 
 @dataclass(frozen=True)
@@ -77,4 +107,4 @@ class LinkLost:
     reason: str
 
 
-Inbound = TextPacket | PositionPacket | PanicPacket | OtherPacket | Ack | LinkLost
+Inbound = TextPacket | PositionPacket | PanicPacket | NodeInfoPacket | OtherPacket | Ack | LinkLost

@@ -355,6 +355,31 @@ class SimulatedRadio:
         """
         return self.deliver_raw(from_node, PortNum.TEXT_MESSAGE_APP, text.encode("utf-8"), **meta)
 
+    def deliver_dm(self, from_node: int | SimNode, text: str, **meta) -> int:
+        """A steward's direct message to the hub, as firmware 2.5+ delivers it: PKI-decrypted.
+
+        The radio decrypted it with the X25519 key its node list holds for
+        the sender, and hands it over with ``pki_encrypted`` and that key:
+        the proof the hub checks against the key a host pinned.
+        """
+        return self.deliver_raw(from_node, PortNum.TEXT_MESSAGE_APP, text.encode("utf-8"), pki=True,
+                                **{"to": self.node_num, **meta})
+
+    def spoof(self, as_node: int | SimNode, text: str, *, key: bytes | None = None, **meta) -> int:
+        """Fault control: a stranger holding the channel key sends ``text`` under a registered node's id.
+
+        Without ``key`` it is channel traffic (anyone with the channel key
+        can write any ``from``). With ``key`` it is the stronger attack: a
+        direct message the hub's radio decrypted with the stranger's own key,
+        because it learned that key for the node from the stranger's forged
+        NodeInfo before it ever heard the real one.
+        """
+        num = self._num(as_node)
+        if key is None:
+            return self.deliver_raw(num, PortNum.TEXT_MESSAGE_APP, text.encode("utf-8"), **meta)
+        return self.deliver_raw(num, PortNum.TEXT_MESSAGE_APP, text.encode("utf-8"), pki=True, public_key=key,
+                                **{"to": self.node_num, **meta})
+
     def deliver_alert(self, from_node: int | SimNode, text: str, **meta) -> int:
         return self.deliver_raw(from_node, PortNum.ALERT_APP, text.encode("utf-8"), **meta)
 
@@ -377,8 +402,13 @@ class SimulatedRadio:
     def deliver_raw(self, from_node: int | SimNode, portnum: int | str, payload: bytes, *,
                     to: int = BROADCAST_NUM, channel: int = 0, packet_id: int | None = None,
                     hop_start: int = 3, hop_limit: int | None = None, rx_snr: float | None = None,
-                    rx_rssi: int | None = None, rx_time: int | None = None, want_ack: bool = False) -> int:
-        """Any payload on any port, including malformed ones; returns the packet id."""
+                    rx_rssi: int | None = None, rx_time: int | None = None, want_ack: bool = False,
+                    pki: bool = False, public_key: bytes | None = None, via_mqtt: bool = False) -> int:
+        """Any payload on any port, including malformed ones; returns the packet id.
+
+        ``pki``: the radio decrypted it as a direct message with the sender's
+        key (``public_key``, by default the key the sender's node announces).
+        """
         num = self._num(from_node)
         node = self.device.nodes.get(num)
         mp = mesh_pb2.MeshPacket()
@@ -395,6 +425,11 @@ class SimulatedRadio:
         mp.relay_node = num & 0xFF
         mp.decoded.portnum = PortNum.Value(portnum) if isinstance(portnum, str) else portnum
         mp.decoded.payload = payload
+        mp.via_mqtt = via_mqtt
+        if pki:
+            mp.pki_encrypted = True
+            key = public_key if public_key is not None else (node.public_key if node is not None else b"")
+            mp.public_key = key
         if node is not None:
             node.last_heard = time.time()  # the firmware's node list notes every packet heard
         with self._lock:

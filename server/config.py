@@ -31,6 +31,12 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_RETENTION_DAYS": 2,
     "POSITION_RETENTION_HOURS": 12,
     "UNKNOWN_SENDER_RETENTION_DAYS": 7,
+    # Packet ids the hub acted on: a packet recorded off the air and played
+    # back is recognised for this long (16 bytes each; a busy year is a few MB).
+    "HEARD_PACKET_RETENTION_DAYS": 56,
+    # Refused radio commands, unverified alarms and key decisions, for the
+    # hosts and the assembly to review (they name handles and node ids).
+    "RADIO_TRUST_RETENTION_DAYS": 56,
     # An aid post lapses after this many days unless its author says otherwise.
     "AID_DEFAULT_DAYS": 7,
     "AID_MAX_DAYS": 60,

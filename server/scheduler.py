@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import aid, alerts, cases, mediation, outbox, overdue, people, radio
+from server.domain import aid, alerts, cases, mediation, outbox, overdue, people, radio, radio_trust
 from server.extensions import db
 
 log = logging.getLogger("server.scheduler")
@@ -50,7 +50,10 @@ def _purge_radio(session: Session, now: datetime, cfg: dict) -> str:
     messages = outbox.purge_finished(session, now, timedelta(days=float(cfg["OUTBOX_RETENTION_DAYS"])))
     forgotten = radio.forget_old_radio_records(
         session, now, positions_after=timedelta(hours=float(cfg["POSITION_RETENTION_HOURS"])),
-        strangers_after=timedelta(days=float(cfg["UNKNOWN_SENDER_RETENTION_DAYS"])))
+        strangers_after=timedelta(days=float(cfg["UNKNOWN_SENDER_RETENTION_DAYS"])),
+        heard_after=timedelta(days=float(cfg["HEARD_PACKET_RETENTION_DAYS"])))
+    forgotten["radio trust records"] = radio_trust.forget_events_before(
+        session, now - timedelta(days=float(cfg["RADIO_TRUST_RETENTION_DAYS"])))
     details = ", ".join(f"{count} {what}" for what, count in forgotten.items())
     return f"{messages} finished radio message(s) purged; {details} forgotten"
 

@@ -23,7 +23,7 @@ from radio_bridge.inbound import InboundSettings
 from radio_bridge.mesh import RadioSpec
 from radio_bridge.sender import SenderSettings
 from radio_bridge.simulator import SimNode, SimulatedRadio
-from server.domain import outbox, patrol, people, radio
+from server.domain import outbox, patrol, people, radio, radio_trust
 from server.domain.cases import ArrestCase
 from server.domain.patrol import LogEntry
 from server.domain.radio_text import BELL, utf8_len
@@ -59,7 +59,10 @@ def sim(tmp_path):
 def bridge(app, sim):
     with app.app_context():
         for handle, node in (("Kestrel", KESTREL), ("Wren", WREN)):
-            people.register_steward(db.session, app.config["CLOCK"](), handle, node, "test assembly", 28)
+            # Each steward's radio key pinned, as a host does at registration: their direct
+            # messages to the hub (sim.deliver_dm) are verified, their channel traffic is not.
+            radio_trust.register_radio(db.session, app.config["CLOCK"](), handle, node, "test assembly", 28,
+                                       key=sim.device.nodes[node].public_key)
         patrol.add_area(db.session, "Market")
         db.session.commit()
         the_bridge = Bridge.from_config(app.config, RadioSpec.parse(f"serial:{sim.path}"), settings=fast_settings())
@@ -146,7 +149,8 @@ def test_an_sos_goes_out_before_fifty_queued_notices(bridge, sim):
     turn_until(bridge, lambda: len(sim.sent_packets) >= 3)
 
     first, *_ = texts_on_air(sim)
-    assert first == f"SOS A1: Kestrel, by the station. ACK A1 to respond.{BELL}"
+    # By channel traffic, which anyone holding the channel key can forge: acted on, and marked so.
+    assert first == f"SOS A1 (unverified): Kestrel, by the station. ACK A1 to respond.{BELL}"
     assert first.endswith(BELL)
     assert all(text.startswith("Notice") for text in texts_on_air(sim)[1:])
 
@@ -274,7 +278,7 @@ def test_a_panic_button_raises_an_sos_and_positions_stay_private(bridge, sim, cl
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)
 
     (sos,) = texts_on_air(sim)
-    assert sos.startswith("SOS A1: Wren") and sos.endswith(BELL)
+    assert sos.startswith("SOS A1 (unverified): Wren") and sos.endswith(BELL)
     position = radio.last_position(db.session, people.get_member(db.session, "Wren"))
     assert (round(position.latitude, 4), round(position.longitude, 4)) == (52.0921, 5.1214)
     # The public log shows neither the alert nor where anyone is.
@@ -285,7 +289,7 @@ def test_a_panic_button_raises_an_sos_and_positions_stay_private(bridge, sim, cl
 
 def test_the_hub_answers_status_and_help_and_a_fumbling_steward_hears_about_it_once(bridge, sim):
     sim.deliver_text(KESTREL, "ON Market")
-    sim.deliver_text(WREN, "status")
+    sim.deliver_dm(WREN, "status")  # names and codes only for a sender the hub can verify
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)
     assert texts_on_air(sim) == ["On shift 1: Kestrel"]
     assert sim.sent_packets[0].to == WREN

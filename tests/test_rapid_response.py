@@ -32,16 +32,17 @@ def test_a_stewards_sos_is_broadcast_acknowledged_by_another_steward_and_resolve
     sim.deliver_text(KESTREL, "SOS by the fountain")
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)
     (notice,) = texts_on_air(sim)
-    assert notice == f"SOS A1: Kestrel, by the fountain. ACK A1 to respond.{BELL}"
+    assert notice == f"SOS A1 (unverified): Kestrel, by the fountain. ACK A1 to respond.{BELL}"
 
-    sim.deliver_text(WREN, "ack a1")
+    # Answering an alert counts only from a responder's own radio: a direct message to the hub.
+    sim.deliver_dm(WREN, "ack a1")
     turn_until(bridge, lambda: alerts.find_open(db.session, "A1").status == alerts.RESPONDING)
     db.session.expire_all()
     alert = alerts.find_open(db.session, "A1")
     assert [r.member.handle for r in alert.responses] == ["Wren"]
     assert len(sim.sent_packets) == 1, "no chatty confirmation of the ACK"
 
-    sim.deliver_text(WREN, "CLR A1 walked her home, all fine")
+    sim.deliver_dm(WREN, "CLR A1 walked her home, all fine")
     turn_until(bridge, lambda: len(sim.sent_packets) == 2)
     db.session.expire_all()
     resolved = db.session.get(alerts.Alert, alert.id)
@@ -53,7 +54,7 @@ def test_a_stewards_sos_is_broadcast_acknowledged_by_another_steward_and_resolve
 
 
 def test_an_ack_for_a_code_that_is_not_open_gets_one_short_answer(bridge, sim):
-    sim.deliver_text(WREN, "ACK A9")
+    sim.deliver_dm(WREN, "ACK A9")
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)
     (answer,) = texts_on_air(sim)
     assert answer == "No open alert A9. Send STATUS for open ones."
@@ -109,7 +110,8 @@ def test_a_steward_who_stops_checking_in_is_pinged_then_broadcast_then_cleared_b
     assert overdue == f"OVERDUE A1: Kestrel, Market, last check-in {started:%H:%M}Z. ACK A1 to respond.{BELL}"
     assert sim.sent_packets[1].to == people.BROADCAST_NODE
 
-    sim.deliver_text(KESTREL, "CI sorry, phone died")
+    # The search is called off only by a word from Kestrel's own radio (a forged CI would not).
+    sim.deliver_dm(KESTREL, "CI sorry, phone died")
     turn_until(bridge, lambda: len(sim.sent_packets) == 3)
     assert texts_on_air(sim)[2] == "A1 resolved. Thank you."
     db.session.expire_all()
@@ -160,7 +162,7 @@ def test_a_drill_is_labelled_drill_on_the_air_in_the_log_and_its_report_times_th
     assert notice.startswith("DRILL SOS A1: Kestrel, the bench.")
 
     clock.advance(seconds=40)
-    sim.deliver_text(WREN, "ACK A1")
+    sim.deliver_dm(WREN, "ACK A1")
     turn_until(bridge, lambda: alerts.find_open(db.session, "A1").status == alerts.RESPONDING)
     db.session.expire_all()
     assert all(entry.drill for entry in log_entries() if entry.kind in ("sos", "alert_ack"))

@@ -17,4 +17,5 @@ from server.domain import (  # noqa: F401  (registers models)
     patrol,
     people,
     radio,
+    radio_trust,
 )

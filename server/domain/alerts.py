@@ -38,6 +38,10 @@ RESOLVED = "resolved"
 
 MAX_RESOLUTION = 500
 DRILL_PREFIX = "DRILL "
+# A repeated cry for help that names a new place is put on the air at most
+# this many times per alert: a flood of spoofed places cannot eat the airtime.
+MAX_PLACE_UPDATES = 2
+MAX_PLACES_HEARD = 8
 
 
 class Alert(Base):
@@ -64,6 +68,16 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
     resolution: Mapped[str | None] = mapped_column(Text)
+    # False when the cry for help came from a registered node by channel
+    # traffic, which anyone holding the channel key can forge: acted on all
+    # the same, and marked so on the air and on the host pages.
+    verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # The same sender raising the same kind again adds to this alert instead
+    # of opening another (a flood buries nobody); other places they named.
+    repeats: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_repeat_at: Mapped[datetime | None]
+    places_heard: Mapped[str | None] = mapped_column(Text)
+    updates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     member: Mapped[Member | None] = relationship(foreign_keys=[member_id])
     raised_by: Mapped[Member | None] = relationship(foreign_keys=[raised_by_id])
@@ -146,23 +160,91 @@ def dispatch_nodes(session: Session, now: datetime) -> list[int]:
 
 def raise_alert(session: Session, now: datetime, kind: str, member: Member | None, where: str | None,
                 source: str, *, raised_by: Member | None = None, drill: bool = False,
-                how: str | None = None) -> Alert:
-    """Log the alert privately and put it on the air: urgent, with the bell (or, for duress, to dispatch only)."""
+                how: str | None = None, verified: bool = True) -> Alert:
+    """Log the alert privately and put it on the air: urgent, with the bell (or, for duress, to dispatch only).
+
+    One person has at most one open alert of a kind: raising it again adds
+    to the open one (``add_to``) instead of opening another, so a flood of
+    SOS from one node (a steward pressing again and again, or a stranger
+    forging their id) is one alert on the air, not a hundred.
+    """
     if kind not in KINDS:
         raise Invalid("Unknown kind of alert.", field="kind")
+    if member is not None and not drill and (open_one := _open_of_kind(session, member, kind)) is not None:
+        return add_to(session, now, open_one, where, source, verified=verified, how=how)
     alert = Alert(code=next_code(session, Alert, "A", Alert.status != RESOLVED), kind=kind, status=OPEN, raised_at=now, member=member,
                   raised_by=raised_by, place=_place(session, member, where), detail=how, source=source,
-                  silent=kind == DURESS, drill=drill, broadcasts=0)
+                  silent=kind == DURESS, drill=drill, broadcasts=0, verified=verified, repeats=0, updates=0)
     session.add(alert)
     session.flush()
     log_kind = DURESS if kind == DURESS else (OVERDUE if kind == OVERDUE else SOS)
-    note = f"{alert.code}" + (f" ({how})" if how else "")
+    note = f"{alert.code}" + (f" ({how})" if how else "") + ("" if verified else ", unverified sender")
     if kind == DURESS and (words := _withhold_duress_check_in(session, now, member)):
         note += f", check-in said: {words}"
     patrol.log_entry(session, now, log_kind, member, source, place=alert.place, note=note, public=False,
                      drill=drill)
     _announce(session, now, alert)
     return alert
+
+
+def _open_of_kind(session: Session, member: Member, kind: str) -> Alert | None:
+    return session.scalar(
+        select(Alert).where(Alert.member_id == member.id, Alert.kind == kind, Alert.status != RESOLVED,
+                            Alert.drill.is_(False)).order_by(Alert.id).limit(1)
+    )
+
+
+def add_to(session: Session, now: datetime, alert: Alert, where: str | None, source: str, *, verified: bool,
+           how: str | None = None) -> Alert:
+    """The same person raised the same alert again: count it, note a new place, and go on the air only if it helps.
+
+    A proven repeat of an unverified alert confirms it (one broadcast saying
+    so) and its place wins. An unproven one never overwrites the place
+    responders are heading to (it may be a stranger's); a new place it names
+    goes on the air as "also reported at", at most ``MAX_PLACE_UPDATES``
+    times per alert. Everything else only counts.
+    """
+    alert.repeats += 1
+    alert.last_repeat_at = now
+    place = clean_text(where, field="place", max_length=patrol.MAX_PLACE, required=False) or None
+    heard = alert.places_heard.split("\n") if alert.places_heard else []
+    confirmed = verified and not alert.verified
+    new_place = place is not None and place != alert.place and place not in heard
+    if confirmed:
+        alert.verified = True
+        if place and place != alert.place:
+            if alert.place:
+                heard.append(alert.place)
+            alert.place = place
+    elif new_place:
+        heard.append(place)
+    alert.places_heard = "\n".join(heard[-MAX_PLACES_HEARD:]) or None
+    if not (confirmed or new_place):
+        session.flush()
+        return alert
+    proof = "" if verified else ", unverified"
+    note = f"{alert.code} again{proof}" + (f" ({how})" if how else "") + (f", at {place}" if place else "")
+    log_kind = DURESS if alert.silent else (OVERDUE if alert.kind == OVERDUE else SOS)
+    patrol.log_entry(session, now, log_kind, alert.member, source, place=place or alert.place, note=note,
+                     public=False, drill=alert.drill)
+    if alert.silent:
+        session.flush()
+        return alert
+    if confirmed:
+        _queue_update(session, now, alert, f"{_head(alert)}. Confirmed from their own radio. ACK {alert.code}.",
+                      "confirmed")
+    elif alert.updates < MAX_PLACE_UPDATES:
+        _queue_update(session, now, alert, f"{_head(alert, with_place=False)}: also reported at {place_for_air(place)}. "
+                                           f"ACK {alert.code}.", f"place{alert.updates}")
+    session.flush()
+    return alert
+
+
+def _queue_update(session: Session, now: datetime, alert: Alert, text: str, key: str) -> None:
+    # Behind every alert's first notice (turn 0), so a flood of updates never delays another steward's SOS.
+    alert.updates += 1
+    outbox.queue_message(session, now, text, priority=outbox.URGENT, bell=True, turn=alert.updates,
+                         dedupe_key=f"alert:{alert.id}:{key}")
 
 
 def _withhold_duress_check_in(session: Session, now: datetime, member: Member | None) -> str | None:
@@ -190,21 +272,24 @@ def _withhold_duress_check_in(session: Session, now: datetime, member: Member | 
 
 
 def raise_sos(session: Session, now: datetime, member: Member | None, where: str | None, source: str,
-              *, how: str | None = None, raised_by: Member | None = None, drill: bool = False) -> Alert:
+              *, how: str | None = None, raised_by: Member | None = None, drill: bool = False,
+              verified: bool = True) -> Alert:
     kind = PANIC if how in ("panic button", "detection sensor") else SOS
-    return raise_alert(session, now, kind, member, where, source, raised_by=raised_by, drill=drill, how=how)
+    return raise_alert(session, now, kind, member, where, source, raised_by=raised_by, drill=drill, how=how,
+                       verified=verified)
 
 
 def _announce(session: Session, now: datetime, alert: Alert, stage: int = 0) -> None:
     """Stage 0: the first notice; 1: again, nobody responded; 2: escalation to everyone."""
     text = alert_text(alert, stage)
     key = f"alert:{alert.id}:{stage}"
+    # A repeat notice waits behind every alert's first one (``turn``): fair across alerts.
     if alert.silent:
         for node in dispatch_nodes(session, now):
             outbox.queue_message(session, now, text, destination=node, priority=outbox.URGENT,
-                                 dedupe_key=f"{key}:{node}", bell=True)
+                                 dedupe_key=f"{key}:{node}", bell=True, turn=stage)
     else:
-        outbox.queue_message(session, now, text, priority=outbox.URGENT, dedupe_key=key, bell=True)
+        outbox.queue_message(session, now, text, priority=outbox.URGENT, dedupe_key=key, bell=True, turn=stage)
     alert.broadcasts = stage + 1
     alert.last_broadcast_at = now
 
@@ -225,7 +310,7 @@ def alert_text(alert: Alert, stage: int = 0) -> str:
     if alert.kind == OVERDUE:
         head = f"{drill}OVERDUE {alert.code}: {alert.who}{where}, {alert.detail}"
     else:
-        head = f"{drill}SOS {alert.code}: {alert.who}{where}"
+        head = _head(alert)
     if stage == 0:
         tail = f"ACK {alert.code} to respond."
     elif stage == 1:
@@ -235,6 +320,14 @@ def alert_text(alert: Alert, stage: int = 0) -> str:
     return f"{head}. {tail}"
 
 
+def _head(alert: Alert, *, with_place: bool = True) -> str:
+    """``SOS A7 (unverified): Kestrel, Market``: the unverified mark tells responders it may be forged."""
+    drill = DRILL_PREFIX if alert.drill else ""
+    proof = "" if alert.verified else " (unverified)"
+    shown = place_for_air(alert.place) if with_place else None
+    return f"{drill}SOS {alert.code}{proof}: {alert.who}" + (f", {shown}" if shown else "")
+
+
 # -- responding and resolving ----------------------------------------------------------
 
 
@@ -242,6 +335,18 @@ def find_open(session: Session, code: str) -> Alert | None:
     return session.scalar(
         select(Alert).where(Alert.code == normalize_code(code), Alert.status != RESOLVED).order_by(Alert.id.desc())
     )
+
+
+def open_for_radio(session: Session, code: str) -> Alert:
+    """The open alert ``ACK``/``CLR`` over the radio may touch.
+
+    A silent (duress) alert is never acknowledged, cleared or even admitted
+    to over the air: its code gets the very answer a made-up code gets.
+    """
+    alert = find_open(session, code)
+    if alert is None or alert.silent:
+        raise NotFound(f"No open alert {normalize_code(code) or '?'}. Send STATUS for open ones.")
+    return alert
 
 
 def get_alert(session: Session, alert_id: int) -> Alert:
@@ -306,7 +411,7 @@ def escalate_due(session: Session, now: datetime, ack_after: timedelta) -> list[
             continue
         if now - alert.last_broadcast_at >= ack_after:
             stage = alert.broadcasts
-            _announce(session, now, alert, stage)
+            _announce(session, now, alert, stage)  # one message per alert, however often it was repeated
             if stage == 2:
                 alert.escalated_at = now
                 patrol.log_entry(session, now, "sos", alert.member, patrol.SOURCE_SYSTEM, place=alert.place,

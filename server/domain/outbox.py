@@ -92,6 +92,10 @@ class OutboxMessage(Base):
     ack_kind: Mapped[str | None] = mapped_column(String(8))  # "ack" from the destination, "implicit" from a relay
     last_error: Mapped[str | None] = mapped_column(String(40))
     airtime_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # Within a priority, turn 0 goes before turn 1: an alert's first notice
+    # before any alert's repeat, update or escalation, so that one sender's
+    # flood delays another steward's first SOS by one send slot at most.
+    turn: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def priority_label(self) -> str:
@@ -130,6 +134,7 @@ def queue_message(
     ttl: timedelta | None = None,
     channel: int = 0,
     bell: bool = False,
+    turn: int = 0,
 ) -> list[OutboxMessage]:
     """Queue ``text``; a text longer than one packet becomes numbered parts.
 
@@ -164,7 +169,7 @@ def queue_message(
         key = dedupe_key if dedupe_key is None or len(parts) == 1 else f"{dedupe_key}#{number}"
         message = OutboxMessage(
             created_at=now, destination=destination, channel=channel, priority=priority, text=part,
-            dedupe_key=key, expires_at=expires_at, state=QUEUED, attempts=0, airtime_s=0.0,
+            dedupe_key=key, expires_at=expires_at, state=QUEUED, attempts=0, airtime_s=0.0, turn=turn,
         )
         session.add(message)
         messages.append(message)
@@ -198,7 +203,7 @@ def next_due(session: Session, now: datetime, priorities: tuple[int, ...] = tupl
             (OutboxMessage.next_attempt_at.is_(None)) | (OutboxMessage.next_attempt_at <= now),
             (OutboxMessage.expires_at.is_(None)) | (OutboxMessage.expires_at > now),
         )
-        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        .order_by(OutboxMessage.priority, OutboxMessage.turn, OutboxMessage.id)
         .limit(1)
     )
 

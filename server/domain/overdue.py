@@ -68,9 +68,17 @@ def check(session: Session, now: datetime, rules: OverdueRules) -> list[str]:
     return done
 
 
-def heard_from(session: Session, now: datetime, shift: Shift | None) -> None:
-    """The steward said something: a late check-in clears the ping and any overdue alert."""
+def heard_from(session: Session, now: datetime, shift: Shift | None, *, proven: bool = True) -> None:
+    """The steward said something: a late check-in clears the ping and any overdue alert.
+
+    Once an OVERDUE alert is out, only a word that proves it came from the
+    steward's own radio (``proven``: a verified direct message, the web, the
+    Pi's terminal) stands it down. Channel traffic under their node id may
+    be a stranger's, and a forged "CI" must not call off the search.
+    """
     if shift is None or shift.overdue_pinged_at is None:
+        return
+    if not proven and shift.overdue_alert_id is not None:
         return
     shift.overdue_pinged_at = None
     if shift.overdue_alert_id is not None:

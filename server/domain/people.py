@@ -63,6 +63,15 @@ class Member(Base):
     # the bench's open WiFi (a signed cookie cannot be recalled otherwise).
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime]
+    # The radio's X25519 public key (base64), pinned by a host: a direct
+    # message that the hub's radio decrypted with this key can only have
+    # come from this member's own radio (server/domain/radio_trust.py).
+    radio_key: Mapped[str | None] = mapped_column(String(64))
+    radio_key_pinned_at: Mapped[datetime | None]
+    # A key the radio announced that is not (or not yet) the pinned one,
+    # waiting for a host to confirm or refuse it. Never trusted by itself.
+    radio_key_heard: Mapped[str | None] = mapped_column(String(64))
+    radio_key_heard_at: Mapped[datetime | None]
 
     roles: Mapped[list[RoleAssignment]] = relationship(
         back_populates="member", cascade="all, delete-orphan", order_by="RoleAssignment.role"
@@ -172,9 +181,16 @@ def _ensure_node_free(session: Session, node_num: int, keep: Member | None = Non
 
 
 def set_node(session: Session, member: Member, node_num: int | None) -> None:
-    """Register (or with ``None``, forget) the member's handheld radio."""
+    """Register (or with ``None``, forget) the member's handheld radio.
+
+    Another radio is another key: a pinned key (and one waiting for a
+    host) belonged to the old one and is dropped.
+    """
     if node_num is not None:
         _ensure_node_free(session, node_num, keep=member)
+    if node_num != member.node_num:
+        member.radio_key = member.radio_key_pinned_at = None
+        member.radio_key_heard = member.radio_key_heard_at = None
     member.node_num = node_num
     session.flush()
 

@@ -90,20 +90,22 @@ def first_time_heard(session: Session, now: datetime, sender: int, packet_id: in
 
 
 def forget_heard_before(session: Session, cutoff: datetime) -> int:
-    """Packet ids are reused eventually; a day of memory covers every mesh re-delivery."""
+    """Packet ids are random 32-bit numbers: weeks of memory cost little and recognise a replay."""
     result = session.execute(delete(HeardPacket).where(HeardPacket.heard_at < cutoff))
     return result.rowcount or 0
 
 
 def forget_old_radio_records(session: Session, now: datetime, *, positions_after: timedelta,
-                             strangers_after: timedelta) -> dict[str, int]:
+                             strangers_after: timedelta, heard_after: timedelta = timedelta(days=56)) -> dict[str, int]:
     """What the radio left behind that nobody needs any more.
 
-    Heard packet ids after a day (every mesh re-delivery comes sooner), a
-    steward's last position once it is stale (it says where a person was),
-    and unknown nodes nobody has heard from in a while.
+    Heard packet ids after weeks (a mesh re-delivery comes within minutes,
+    but a packet recorded off the air can be played back any time: an old
+    SOS must not be obeyed again), a steward's last position once it is
+    stale (it says where a person was), and unknown nodes nobody has heard
+    from in a while.
     """
-    heard = forget_heard_before(session, now - timedelta(days=1))
+    heard = forget_heard_before(session, now - heard_after)
     positions = session.execute(delete(StewardPosition).where(StewardPosition.at < now - positions_after)).rowcount
     strangers = session.execute(delete(UnknownSender).where(UnknownSender.last_heard < now - strangers_after)).rowcount
     return {"heard packet ids": heard, "positions": positions or 0, "unknown nodes": strangers or 0}
