@@ -38,7 +38,7 @@ from radio_bridge.packets import Inbound as Event
 from radio_bridge.sender import Sender, SenderSettings
 from server.clock import utcnow
 from server.db import HubBusy, make_engine, run_in_transaction
-from server.domain import outbox, people, radio
+from server.domain import outbox, people, radio, radio_trust
 from server.domain.radio import BridgeStatus
 
 log = logging.getLogger("radio_bridge")
@@ -435,11 +435,15 @@ def _sender(event: Event) -> str:
 
 
 def register_simulated_stewards(session, now: datetime, nodes, term_days: int) -> list[str]:  # noqa: ANN001
-    """The simulated radio's stewards, registered so their check-ins are obeyed; handles say "sim"."""
+    """The simulated radio's stewards, registered so their check-ins are obeyed; handles say "sim".
+
+    Their radio keys are pinned too, as a host pins a real steward's, so the
+    quickstart shows verified direct messages beside unverified channel traffic.
+    """
     handles = []
     for node in nodes:
         handle = f"sim-{node.short_name.lower()}"
-        people.register_steward(session, now, handle, node.num, SIM_DECISION, term_days)
+        radio_trust.register_radio(session, now, handle, node.num, SIM_DECISION, term_days, key=node.public_key)
         handles.append(handle)
     return handles
 

@@ -8,6 +8,7 @@ the way the firmware's AdminModule does.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -96,12 +97,21 @@ class SimNode:
 
 
 def demo_nodes() -> list[SimNode]:
-    """Three simulated stewards for the quickstart, labelled as simulated."""
+    """Three simulated stewards for the quickstart, labelled as simulated.
+
+    Their keys stay the same from one start to the next, as a real radio's
+    do, so the key pinned for them at the first start still holds after a restart.
+    """
     return [
-        SimNode(0x5AFE0A51, "Ash (sim)", "ASH", latitude=52.0921, longitude=5.1214),
-        SimNode(0x5AFE0B12, "Birch (sim)", "BRCH", latitude=52.0907, longitude=5.1190, hops_away=1, snr=-3.5),
-        SimNode(0x5AFE0CED, "Cedar (sim)", "CEDR", hw_model="HELTEC_V3", snr=9.25),
+        SimNode(0x5AFE0A51, "Ash (sim)", "ASH", latitude=52.0921, longitude=5.1214, public_key=_demo_key(0x5AFE0A51)),
+        SimNode(0x5AFE0B12, "Birch (sim)", "BRCH", latitude=52.0907, longitude=5.1190, hops_away=1, snr=-3.5,
+                public_key=_demo_key(0x5AFE0B12)),
+        SimNode(0x5AFE0CED, "Cedar (sim)", "CEDR", hw_model="HELTEC_V3", snr=9.25, public_key=_demo_key(0x5AFE0CED)),
     ]
+
+
+def _demo_key(num: int) -> bytes:
+    return hashlib.sha256(b"safe bench simulated steward %d" % num).digest()
 
 
 def mac_for(num: int) -> bytes:
