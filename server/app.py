@@ -55,7 +55,21 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from server.web import access, aid, alerts, auth, bench, captive, cases, compact, host, live, mediation, radio
+    from server.web import (
+        access,
+        aid,
+        alerts,
+        auth,
+        bench,
+        captive,
+        cases,
+        compact,
+        host,
+        live,
+        mediation,
+        radio,
+        radio_keys,
+    )
     from server.web.converters import RowIdConverter
 
     # Before any route is added: every <int:id> in a URL is a row id.
@@ -68,7 +82,8 @@ def register_blueprints(app: Flask) -> None:
     radio.init_app(app)
     alerts.init_app(app)
     cases.init_app(app)
-    for module in (bench, auth, mediation, aid, compact, host, radio, live, alerts, cases):
+    radio_keys.init_app(app)
+    for module in (bench, auth, mediation, aid, compact, host, radio, radio_keys, live, alerts, cases):
         app.register_blueprint(module.bp)
 
 

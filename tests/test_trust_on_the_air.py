@@ -15,7 +15,7 @@ from server.domain import alerts, patrol, people, radio_trust
 from server.domain.radio_text import BELL
 from server.extensions import db
 from server.scheduler import run_all_once
-from tests.helpers import login, make_member, text_of
+from tests.helpers import login, make_member, submit, text_of
 from tests.test_radio_bridge import (  # noqa: F401  (bridge and sim are fixtures)
     KESTREL,
     WREN,
@@ -306,3 +306,52 @@ def test_the_heard_packet_memory_lasts_weeks(app, bridge, sim, clock):
     sim.deliver_duplicate(packet_id)
     turns(bridge, 0.5)
     assert len(log_entries()) == 1
+
+
+def test_a_host_confirms_a_heard_key_on_the_stewards_page_and_a_captain_cannot(app, client):
+    # The hub's radio heard Heron's node announce a key (the story above shows the radio side).
+    make_captain(app, "Heron", 0x0000BEEF)
+    key = os.urandom(32)
+    with app.app_context():
+        radio_trust.note_heard_key(db.session, app.config["CLOCK"](), people.find_member(db.session, "Heron"), key)
+        db.session.commit()
+        heron_id = people.find_member(db.session, "Heron").id
+    fingerprint = radio_trust.fingerprint(radio_trust.parse_key(key))
+
+    make_member(app, "Sandpiper", "captain")
+    login(client, "Sandpiper")
+    page = text_of(client.get("/host/stewards"))
+    assert f"A key was heard for this node: {fingerprint}" in page
+    assert f"Confirm {fingerprint}" not in page, "only a host decides whom the hub trusts"
+    refused = submit(client, "/host/stewards", {}, action=f"/host/stewards/{heron_id}/key/confirm", follow=False)
+    assert refused.status_code == 403
+
+    client.delete_cookie("session")
+    make_member(app, "Plover", "host")
+    login(client, "Plover")
+    done = submit(client, "/host/stewards", {}, action=f"/host/stewards/{heron_id}/key/confirm")
+    assert "Heron's radio key is pinned" in text_of(done)
+    assert f"key pinned: {fingerprint}" in text_of(done)
+    assert f"key {fingerprint} pinned · node !0000beef · by Plover" in text_of(done)
+
+    # A key pasted wrong is refused with a sentence, and the pin stays.
+    bad = submit(client, "/host/stewards", {"key": "not a key"}, action=f"/host/stewards/{heron_id}/key")
+    assert "A radio key is 32 bytes in base64" in text_of(bad)
+    with app.app_context():
+        assert people.find_member(db.session, "Heron").radio_key == radio_trust.parse_key(key)
+
+
+def test_a_host_registers_a_steward_with_the_key_from_their_app(app, client):
+    make_member(app, "Plover", "host")
+    login(client, "Plover")
+    key = radio_trust.parse_key(os.urandom(32))
+    page = submit(client, "/host/stewards", {"handle": "Linnet", "node_id": "!00abcdef", "radio_key": key,
+                                             "decision": "assembly 3 Dec, item 2"})
+    assert "Linnet is registered" in text_of(page)
+    with app.app_context():
+        assert people.find_member(db.session, "Linnet").radio_key == key
+    again = submit(client, "/host/stewards", {"handle": "Lark", "node_id": "!00abcd00", "radio_key": "AAAA",
+                                              "decision": "assembly 3 Dec, item 2"}, follow=False)
+    assert again.status_code == 400 and "A radio key is 32 bytes" in text_of(again)
+    with app.app_context():
+        assert people.find_member(db.session, "Lark") is None
