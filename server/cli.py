@@ -21,7 +21,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import patrol, people
+from server.domain import patrol, people, radio_trust
 from server.domain.errors import DomainError
 from server.extensions import db
 
@@ -291,11 +291,20 @@ def steward_group() -> None:
 @click.argument("node_id")
 @click.option("--decision", default="registered at the bench", show_default=True,
               help="The assembly decision behind the steward role.")
+@click.option("--key", "radio_key", metavar="BASE64",
+              help="The radio's public key from the steward's own app (Settings, Security, Public key): "
+                   "pinned, so their direct messages to the hub count as theirs.")
 @with_appcontext
-def steward_add(handle: str, node_id: str, decision: str) -> None:
+def steward_add(handle: str, node_id: str, decision: str, radio_key: str | None) -> None:
     """Register HANDLE with the handheld NODE_ID (!a1b2c3d4 or a number)."""
-    member = _save(lambda s: people.register_steward(s, _now(), handle, node_id, decision, _term_days()))
+    member = _save(lambda s: radio_trust.register_radio(s, _now(), handle, node_id, decision, _term_days(),
+                                                        key=radio_key))
     click.echo(f"Steward {member.handle} registered with node {member.node_id}.")
+    if member.radio_key:
+        click.echo(f"Radio key pinned: {radio_trust.fingerprint(member.radio_key)} (check it with the steward's app).")
+    else:
+        click.echo("No radio key pinned yet: the first key the hub's radio hears for this node waits on the "
+                   "stewards page for a host to confirm. Until then ACK, CLR and OFF from this radio are refused.")
 
 
 @steward_group.command("list")
@@ -309,14 +318,17 @@ def steward_list() -> None:
         if member.node_num is None and people.STEWARD not in roles:
             continue
         shift = patrol.current_shift(db.session, member)
+        key = f"key {radio_trust.fingerprint(member.radio_key)}" if member.radio_key else "no key pinned"
+        if member.radio_key_heard:
+            key += f", key {radio_trust.fingerprint(member.radio_key_heard)} heard: a host must confirm"
         rows.append((member.handle, member.node_id or "-", ",".join(sorted(roles)) or "(lapsed)",
-                     "on shift" if shift else ""))
+                     "on shift" if shift else "", key if member.node_num is not None else ""))
     if not rows:
         click.echo("No stewards registered yet: safebench steward add HANDLE !NODEID")
         return
     width = max(len(row[0]) for row in rows)
-    for handle, node, roles, state in rows:
-        click.echo(f"{handle:<{width}}  {node:<10}  {roles:<24}  {state}".rstrip())
+    for handle, node, roles, state, key in rows:
+        click.echo(f"{handle:<{width}}  {node:<10}  {roles:<24}  {state:<8}  {key}".rstrip())
 
 
 @click.group("role")

@@ -50,6 +50,29 @@ def test_stewards_are_registered_with_their_node_ids_and_listed(instance):
     assert nonsense.returncode != 0 and "!a1b2c3d4" in nonsense.stderr and "Traceback" not in nonsense.stderr
 
 
+def test_a_stewards_radio_key_is_pinned_from_the_terminal_and_a_new_node_id_drops_it(app, instance):
+    key = "fEl7TF3AqQ0r5WmJ1m1n8yqkO4tq1y2yM1a0X7z2bHs="
+    added = safebench(instance, "steward", "add", "Kestrel", "!a1b2c3d4", "--key", key)
+    assert added.returncode == 0, added.stderr
+    assert "Radio key pinned: fEl7 TF3A" in added.stdout
+    assert "key fEl7 TF3A" in safebench(instance, "steward", "list").stdout
+
+    bad = safebench(instance, "steward", "add", "Wren", "!12345678", "--key", "AAAA")
+    assert bad.returncode != 0 and "32 bytes in base64" in bad.stderr and "Traceback" not in bad.stderr
+    with app.app_context():
+        assert people.find_member(db.session, "Wren") is None, "nothing is half-registered"
+
+    # Kestrel has another radio now: the old radio's key does not follow, and it is recorded.
+    moved = safebench(instance, "steward", "add", "Kestrel", "!a1b2c3d5")
+    assert moved.returncode == 0 and "No radio key pinned yet" in moved.stdout
+    with app.app_context():
+        from server.domain import radio_trust
+
+        assert people.find_member(db.session, "Kestrel").radio_key is None
+        (changed,) = [e for e in radio_trust.recent_events(db.session) if e.kind == radio_trust.NODE_CHANGED]
+        assert "!a1b2c3d4 -> !a1b2c3d5" in changed.detail
+
+
 def test_the_log_prints_one_json_object_per_line(app, instance, clock):
     safebench(instance, "steward", "add", "Kestrel", "!a1b2c3d4")
     with app.app_context():
