@@ -355,3 +355,18 @@ def test_a_host_registers_a_steward_with_the_key_from_their_app(app, client):
     assert again.status_code == 400 and "A radio key is 32 bytes" in text_of(again)
     with app.app_context():
         assert people.find_member(db.session, "Lark") is None
+
+
+def test_the_alerts_page_marks_an_unverified_sos_and_counts_its_repeats(app, bridge, sim):
+    # The alerts page is hosts' and dispatch's: the unverified mark tells them it may be forged.
+    sim.deliver_text(KESTREL, "SOS market")
+    sim.spoof(KESTREL, "SOS canal")
+    sim.spoof(KESTREL, "SOS")
+    turns(bridge, 0.8)
+    make_member(app, "Plover", "host")
+    client = app.test_client()
+    login(client, "Plover")
+    page = text_of(client.get("/host/alerts"))
+    assert "A1 · SOS · Kestrel UNVERIFIED" in page
+    assert "Also named canal (by unverified repeats: may be a stranger's)" in page
+    assert "Raised again 2 more times" in page

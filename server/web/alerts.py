@@ -130,12 +130,14 @@ class BannerAlert:
     responders: int
     drill: bool
     silent: bool
+    verified: bool = True
 
 
 def alert_banner() -> list[BannerAlert]:
     """The open alerts every hub page must show at its top; empty for roles that see none."""
     return [
-        BannerAlert(a.id, a.code, a.kind_label, a.who, a.place, age(a), len(a.responses), a.drill, a.silent)
+        BannerAlert(a.id, a.code, a.kind_label, a.who, a.place, age(a), len(a.responses), a.drill, a.silent,
+                    a.verified)
         for a in visible_open_alerts()
     ]
 
