@@ -1,9 +1,10 @@
 """Stories of arrest cases on the web: a neighbour reports one, dispatch and the care ring work it to release.
 
 Nobody is forgotten in a cell, and nobody is exposed by the hub: the radio
-hears code, place, count and time; the bench page shows counts; the case
-itself is for dispatch and the care ring, and is deleted after everyone is
-out plus the grace period.
+hears code, a listed place, count and time, a neighbour's report only once
+dispatch, a captain or a host confirmed it; the bench page shows counts; the
+case itself is for dispatch and the care ring, and is deleted after everyone
+is out plus the grace period.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from server.domain import cases, outbox
+from server.domain import cases, outbox, patrol
 from server.domain.cases import MAX_DESCRIPTION, ArrestCase, CaseStep
 from server.domain.people import BROADCAST_NODE, parse_node_id
 from server.domain.radio_text import BELL
@@ -80,7 +81,8 @@ def act(browser, case_id: int, action: str, data: dict | None = None):
     return submit(browser, page, data or {}, action=f"{page}/{action}")
 
 
-def test_a_neighbour_reports_an_arrest_and_the_air_hears_only_code_place_count_time_and_the_hotline(client, hub):
+def test_a_neighbour_reports_an_arrest_dispatch_hears_at_once_and_the_air_once_dispatch_confirms(client, hub):
+    heron = browser_of(hub, "Heron", "dispatch", node="!0000a001")
     bench = client.get("/")
     assert "I saw an arrest" in text_of(bench)
     assert 'href="/arrest"' in bench.get_data(as_text=True)
@@ -111,11 +113,29 @@ def test_a_neighbour_reports_an_arrest_and_the_air_hears_only_code_place_count_t
     assert case.description == "Two young people in green rain jackets, one with a bike.\nPushed into a white van."
     assert (case.agency, case.witness_contact, case.reported_by_id) == ("city police, van 4-17",
                                                                         "ask for Robin at the bench", None)
+    # No listed place is named: the air will say so, never the street the neighbour typed.
+    assert (case.air_place, case.confirmed_at, case.verified) == ("place with dispatch", None, True)
 
-    (notice,) = queued(hub)
+    # Dispatch's radio buzzes at once; the patrol's handhelds hear nothing yet.
+    (asked,) = queued(hub)
+    assert asked.priority == outbox.URGENT and asked.destination == parse_node_id("!0000a001")
+    assert asked.text == (f"ARREST report C1 from the bench, not confirmed: 2 at place with dispatch, 19:45Z. "
+                          f"Dispatch: confirm on the hub or ACK C1.{BELL}")
+    assert "Arrests still open" not in text_of(client.get("/")), "a report nobody vouched for moves no public count"
+    waiting = text_of(heron.get("/host/"))
+    assert "Arrest report waiting for confirmation" in waiting and "C1: 2 at place with dispatch" in waiting
+
+    confirmed = act(heron, case.id, "confirm")
+    assert "C1 is confirmed" in text_of(confirmed)
+    assert "Confirmed by Heron" in text_of(confirmed)
+    notice = queued(hub)[-1]
     assert notice.priority == outbox.URGENT and notice.destination == BROADCAST_NODE
-    assert notice.text == f"ARREST C1: 2 at Larch Street corner by the bakery, 19:45Z. Legal hotline {HOTLINE}.{BELL}"
-    assert not any(private in notice.text for private in PRIVATE)
+    assert notice.text == f"ARREST C1: 2 at place with dispatch, 19:45Z. Legal hotline {HOTLINE}.{BELL}"
+    for message in queued(hub):
+        assert not any(private in message.text for private in PRIVATE) and "Larch" not in message.text
+    again = act(heron, case.id, "confirm")
+    assert again.status_code == 400 and "C1 is confirmed already by Heron" in text_of(again)
+    assert len(queued(hub)) == 2
 
     # A refresh of the thank-you page opens no second case; another phone is sent to the form.
     assert client.get("/arrest/thanks").status_code == 200
@@ -131,6 +151,7 @@ def test_a_neighbour_reports_an_arrest_and_the_air_hears_only_code_place_count_t
 
 
 def test_a_time_typed_at_the_bench_is_the_hubs_local_time(client, app, clock):
+    make_member(app, "Heron", "dispatch", node="!0000a001")  # whose radio hears the report, with its time
     app.config["TIMEZONE"] = "Europe/Berlin"  # 20:00 UTC is 21:00 in Berlin
     report_arrest(client, when="20:45")
     assert only_case(app).arrested_at == datetime(2026, 11, 21, 19, 45)
@@ -139,10 +160,10 @@ def test_a_time_typed_at_the_bench_is_the_hubs_local_time(client, app, clock):
     # Ten past midnight, an arrest "at 23:50" was last night; a date and time is taken as written.
     clock.now = datetime(2026, 11, 21, 23, 10)  # 00:10 on the 22nd in Berlin
     report_arrest(client, when="23:50")
-    report_arrest(client, when="2026-11-20T22:30")
+    report_arrest(client, when="2026-11-21T01:30")
     with app.app_context():
         times = list(db.session.scalars(select(ArrestCase.arrested_at).order_by(ArrestCase.id)))
-    assert times[1:] == [datetime(2026, 11, 21, 22, 50), datetime(2026, 11, 20, 21, 30)]
+    assert times[1:] == [datetime(2026, 11, 21, 22, 50), datetime(2026, 11, 21, 0, 30)]
 
 
 def test_only_dispatch_and_the_care_ring_see_a_case(client, hub):
@@ -179,6 +200,9 @@ def test_only_dispatch_and_the_care_ring_see_a_case(client, hub):
 
 
 def test_dispatch_opens_a_case_and_works_the_rings_to_everyone_released(hub, clock):
+    with hub.app_context():
+        patrol.add_area(db.session, "Market")
+        db.session.commit()
     heron = browser_of(hub, "Heron", "dispatch")
     otter = browser_of(hub, "Otter", "care")
 
@@ -187,10 +211,11 @@ def test_dispatch_opens_a_case_and_works_the_rings_to_everyone_released(hub, clo
     assert opened.status_code == 200
     case = only_case(hub)
     assert opened.request.path == f"/cases/{case.id}"
-    assert "Case C1 is open" in text_of(opened)
-    assert (case.source, case.arrested_at, case.drill) == ("web", clock.now, False)
+    assert "Case C1 is open" in text_of(opened) and "as the place, “Market”" in text_of(opened)
+    assert (case.source, case.arrested_at, case.drill, case.confirmed_at) == ("web", clock.now, False, clock.now)
+    # Dispatch's own word goes on the air at once, with the published area "Market square" names.
     (notice,) = queued(hub)
-    assert notice.text.startswith("ARREST C1: 1 at Market square, 20:00Z. Legal hotline")
+    assert notice.text.startswith("ARREST C1: 1 at Market, 20:00Z. Legal hotline")
 
     # Two more were taken than first reported.
     more = act(heron, case.id, "count-in", {"more": "1"})
@@ -263,20 +288,23 @@ def test_the_48_hour_clock_reminds_dispatch_over_radio_and_on_the_hub_pages(clie
     case = only_case(hub)
     act(otter, case.id, "count-out", {"released": "1"})
 
+    def reminders_queued() -> list[outbox.OutboxMessage]:
+        return [m for m in queued(hub) if "h since arrest" in m.text]
+
     clock.advance(hours=23, minutes=59)
     run_all_once(hub)
-    assert [m for m in queued(hub) if m.destination != BROADCAST_NODE] == []
+    assert reminders_queued() == []
     assert "h since the arrest" not in text_of(heron.get("/host/"))
 
     clock.advance(minutes=1)
     run_all_once(hub)
-    reminders = [m for m in queued(hub) if m.destination != BROADCAST_NODE]
+    reminders = reminders_queued()
     assert sorted(m.destination for m in reminders) == [parse_node_id("!0000a001"), parse_node_id("!0000a002")]
     for message in reminders:
         assert message.text == f"C1: 24 h since arrest, 2 not released. Check the case.{BELL}"
         assert message.priority == outbox.URGENT
     run_all_once(hub)  # a minute later the job runs again: no second reminder
-    assert len([m for m in queued(hub) if m.destination != BROADCAST_NODE]) == 2
+    assert len(reminders_queued()) == 2
 
     for browser in (heron, otter):
         for page in ("/host/", "/cases"):
@@ -287,11 +315,11 @@ def test_the_48_hour_clock_reminds_dispatch_over_radio_and_on_the_hub_pages(clie
     assert "clock warn" in listing and "24 h held: past 24 h" in text_of(heron.get("/cases"))
     # The host without dispatch or care gets no banner (the full log has code, place and count, as the air does).
     for_host = magpie.get("/host/")
-    assert "h since the arrest" not in text_of(for_host) and "/cases/" not in for_host.get_data(as_text=True)
+    assert "h since the arrest" not in text_of(for_host) and f"/cases/{case.id}" not in for_host.get_data(as_text=True)
 
     clock.advance(hours=24)
     run_all_once(hub)
-    later = [m.text for m in queued(hub) if m.destination != BROADCAST_NODE]
+    later = [m.text for m in reminders_queued()]
     assert later.count(f"C1: 48 h since arrest, 2 not released. Check the case.{BELL}") == 2
     assert "past the 48-hour mark" in text_of(otter.get("/host/"))
     assert "48 h held: past 48 h" in text_of(otter.get("/cases"))
@@ -335,6 +363,7 @@ def test_a_released_case_is_deleted_after_the_grace_period_and_the_bench_page_fo
     report_arrest(client)
     otter = browser_of(hub, "Otter", "care")
     case = only_case(hub)
+    act(browser_of(hub, "Heron", "dispatch"), case.id, "confirm")
     act(otter, case.id, "step", {"step": "witness"})
     act(otter, case.id, "count-out", {"released": "1"})
     assert "Arrests still open: 2 taken, 1 released." in text_of(client.get("/"))
@@ -379,10 +408,14 @@ def test_a_blank_or_oversized_report_comes_back_with_a_message_and_what_was_type
 
     for changes, message in (
         ({"count": "lots"}, "Give the number of people as a number."),
-        ({"count": "0"}, "The number of people must be between 1 and 200."),
+        ({"count": "0"}, "The number of people must be between 1 and 50."),
+        # One witness cannot count a crowd that size from the street: dispatch counts more in later.
+        ({"count": "51"}, "More than 50 is more than one witness can count. Write 50"),
+        ({"count": "200"}, "More than 50 is more than one witness can count."),
         ({"when": "2026-11-21T21:30"}, "The time of the arrest is in the future."),
         ({"when": "half past nine"}, "Please give the time like 21:40, or a date and time."),
-        ({"when": "2026-11-01T10:00"}, "That is more than a week ago; tell dispatch in person."),
+        ({"when": "2026-11-20T19:59"}, "That is more than 24 hours ago: please tell dispatch in person"),
+        ({"when": "2026-11-01T10:00"}, "That is more than 24 hours ago: please tell dispatch in person"),
     ):
         answer = report_arrest(client, **changes)
         assert answer.status_code == 400, changes

@@ -44,7 +44,7 @@ import pytest
 from sqlalchemy import select
 
 from radio_bridge.inbound import Inbound, InboundSettings
-from radio_bridge.packets import PositionPacket, TextPacket
+from radio_bridge.packets import PositionPacket, Proof, TextPacket
 from radio_bridge.simulator import SimNode, SimulatedRadio
 from server.clock import utcnow
 from server.db import make_engine, run_in_transaction
@@ -58,6 +58,7 @@ from server.domain import (
     outbox,
     patrol,
     people,
+    radio_trust,
 )
 from server.domain.people import (
     BROADCAST_NODE,
@@ -86,6 +87,7 @@ HOTLINE = "+49 30 1234567"
 DURESS_WORD = "bluebird"
 HUB_NODE = 0x5AFEB00C
 KESTREL_NODE, WREN_NODE, HERON_NODE, STRANGER_NODE = 0xA1B2C3D4, 0x12345678, 0x0000BEEF, 0x0BADF00D
+KESTREL_KEY = bytes(range(1, 33))  # the X25519 key of Kestrel's handheld, pinned by the host
 
 
 # -- who may see what ---------------------------------------------------------------
@@ -105,8 +107,9 @@ class Audience:
 
 
 ARREST_CASE = Audience("arrest case details", frozenset({DISPATCH, CARE}))
-# "The full log, like the air, has only code, place, count and time" (README, Arrest cases).
-ARREST_PLACE = Audience("arrest place", frozenset({DISPATCH, CARE, *LOG_ROLES}), on_air=True, in_log=True)
+# Where an arrest happened, as typed: for dispatch and the care ring. The air and the log carry
+# only a listed place the text names, the shift area, or "place with dispatch" (README, Arrest cases).
+ARREST_PLACE = Audience("arrest place as typed", frozenset({DISPATCH, CARE}))
 MEDIATION = Audience("mediation request", frozenset({MEDIATOR}))
 # Aid contacts and messages, compact signatures, the assembly's decisions: the host's pages only.
 HOST_ONLY = Audience("for the host", frozenset({HOST}))
@@ -290,11 +293,13 @@ class Handhelds:
             db.session.remove()
         return outcome
 
-    def send(self, sender: int, text: str) -> str:
+    def send(self, sender: int, text: str, key: bytes | None = None) -> str:
+        """On the channel; with ``key``, as a direct message to the hub that its radio decrypted with that key."""
         with self.app.app_context():
             now = self.app.config["CLOCK"]()
-            packet = TextPacket(sender=sender, packet_id=next(self.packet_ids), to=BROADCAST_NODE, channel=0,
-                                text=text, heard_at=now)
+            to = HUB_NODE if key else BROADCAST_NODE
+            packet = TextPacket(sender=sender, packet_id=next(self.packet_ids), to=to, channel=0, text=text,
+                                heard_at=now, proof=Proof(to=to, pki=key is not None, public_key=key))
             outcome = run_in_transaction(db.session, lambda s: self.inbound.handle_text(s, now, packet))
             db.session.remove()
         return outcome
@@ -309,6 +314,9 @@ def seed(app, clock: FakeClock) -> Hub:
     for handle, role in PEOPLE.items():
         node = {"Heron": "!0000beef", "Kestrel": "!a1b2c3d4"}.get(handle)
         make_member(app, handle, role, node=node)
+    with app.app_context():
+        radio_trust.pin_key(db.session, clock(), people.get_member(db.session, "Kestrel"), KESTREL_KEY, by=None)
+        db.session.commit()
     browsers = {handle: app.test_client() for handle in PEOPLE}
     for handle, browser in browsers.items():
         assert login(browser, handle).request.path == "/host/"
@@ -330,11 +338,13 @@ def seed(app, clock: FakeClock) -> Hub:
     assert radio.send(WREN_NODE, "ON Market") == "on"
     assert radio.send(WREN_NODE, f"SOS behind {SOS_SPOT}") == "sos"
     code = open_alert_code(app, alerts.SOS)
-    assert radio.send(KESTREL_NODE, f"ACK {code}") == "ack"
-    assert radio.send(KESTREL_NODE, f"CLR {code} took her home with {CLEARED_WITH}, {CLEARED_PHONE}") == "clear"
+    # ACK and CLR count only as a direct message from the steward's own radio (pocket card).
+    assert radio.send(KESTREL_NODE, f"ACK {code}", key=KESTREL_KEY) == "ack"
+    assert radio.send(KESTREL_NODE, f"CLR {code} took her home with {CLEARED_WITH}, {CLEARED_PHONE}",
+                      key=KESTREL_KEY) == "clear"
     assert radio.send(KESTREL_NODE, f"ARREST {RADIOED_SPOT} 2 {RADIOED_ARRESTED}, charged with trespass") == "arrest"
     assert radio.send(KESTREL_NODE, f"CI quiet by {DURESS_SPOT}, {DURESS_WORD}") == "check_in"
-    assert radio.send(KESTREL_NODE, "STATUS") == "status"
+    assert radio.send(KESTREL_NODE, "STATUS", key=KESTREL_KEY) == "status"
     assert radio.send(KESTREL_NODE, "HELP ARREST") == "help"
     assert radio.send(KESTREL_NODE, f"tell {UNHEARD} the van left") == "unknown"
     assert radio.send(STRANGER_NODE, f"SOS {UNHEARD} is hurt") == "ignored"
@@ -372,6 +382,7 @@ def seed(app, clock: FakeClock) -> Hub:
     page = f"/cases/{seen_case}"
     sent(dispatch, page, {"description": f"{ARRESTED} ({CHARGES}); lawyer {LAWYER}", "agency": f"officer {OFFICER}"},
          action=f"{page}/details")
+    sent(dispatch, page, {}, action=f"{page}/confirm")
     sent(dispatch, page, {}, action=f"{page}/consent")
     sent(dispatch, page, {"step": "legal", "note": f"Called {LAWYER} on {LAWYER_PHONE}"}, action=f"{page}/step")
     sent(dispatch, page, {"step": "family", "note": f"Told her sister {FAMILY} at {FAMILY_ADDRESS}"},
@@ -586,9 +597,12 @@ def test_broadcasts_never_carry_personal_data_and_direct_messages_only_what_thei
                       leaks_in(text, lambda marker, reader=reader: marker.audience.on_air or may_see(reader, marker))]
     assert wrong == [], "\n".join(wrong)
     broadcasts = " ".join(text for destination, text in texts if destination == BROADCAST_NODE)
-    # Where to go is on the air: the SOS places and the arrest places, nothing else of the night.
-    for marker in (SOS_SPOT, SOS_SPOT_WEB, DRILL_SPOT, ARREST_SPOT, ARREST_SPOT_TOO, RADIOED_SPOT):
+    # Where to go is on the air: the SOS places, nothing else of the night. An arrest notice carries a
+    # listed place or the steward's shift area, never the place as typed (a name or a number hides there).
+    for marker in (SOS_SPOT, SOS_SPOT_WEB, DRILL_SPOT):
         assert marker.in_(broadcasts), marker
+    assert "2 at Market, details with dispatch" in broadcasts, "Kestrel's radioed arrest, on shift in Market"
+    assert "1 at place with dispatch" in broadcasts, "the neighbour's report, once dispatch confirmed it"
     to_dispatch = " ".join(text for destination, text in texts if destination == HERON_NODE)
     assert "used the duress word" in to_dispatch, "dispatch's radio hears of the duress check-in"
     assert "h since arrest" in to_dispatch and "OVERDUE" in broadcasts, "the worker's messages were read too"

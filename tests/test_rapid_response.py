@@ -185,7 +185,9 @@ def test_an_arrest_reported_by_radio_opens_a_case_with_the_hotline_and_no_descri
     sim.deliver_text(KESTREL, "ARREST corner of Mill Lane 2 tall man in grey coat")
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)
     (notice,) = texts_on_air(sim)
-    assert notice.startswith("ARREST C1: 2 at ")
+    # Channel traffic (anyone with the channel key could forge it), naming no listed place: acted on, marked
+    # so, and the place stays with dispatch.
+    assert notice.startswith("ARREST C1 (unverified): 2 at place with dispatch, 20:00Z.")
     assert "Legal hotline 030 555 0100." in notice and notice.endswith(BELL)
     assert "grey coat" not in notice
     (entry,) = [e for e in log_entries() if e.kind == "arrest"]

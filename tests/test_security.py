@@ -67,7 +67,8 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
 
     Ids 1 in URLs point at the bystander's records: an aid post with a
     message (and a hidden one), a mediation request, an arrest case, a drill
-    and its alert, a real SOS, a log entry, an area, a compact signature.
+    and its alert, a real SOS, a log entry, an area, a landmark, a compact
+    signature; and a neighbour's arrest report waiting for confirmation.
     """
     app = make_app(instance, clock, RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache", CACHE_NO_NULL_WARNING=True,
                    **settings_)
@@ -77,6 +78,7 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         now = clock()
         bystander = people.get_member(db.session, "Bystander")
         patrol.add_area(db.session, "Market")
+        patrol.add_landmark(db.session, "Station underpass")
         post = aid.post_aid(db.session, now, kind=aid.OFFER, category=aid.CATEGORIES[0], text="Spare phone chargers",
                             area_id=1, days=7, max_days=60, contact="the bench")
         aid.leave_message(db.session, now, post, "I could use one tonight")
@@ -90,6 +92,7 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         alerts.raise_sos(db.session, now, bystander, "Elm St", patrol.SOURCE_RADIO)
         patrol.start_shift(db.session, now, bystander, "Market", patrol.SOURCE_RADIO)
         compact.sign(db.session, now, "B.")
+        cases.open_case(db.session, now, place="Market", source=cases.SOURCE_NEIGHBOUR)
         db.session.commit()
     return app
 

@@ -12,26 +12,67 @@ default; only dispatch and the care ring see it; the public sees counts;
 broadcasts carry code, place, count and time. A case is deleted a grace
 period after everyone is released; the legal coordinator can download it
 as a plain file before that.
+
+The place on the air is never what someone typed (it may hold a name, a
+phone number, or an order to stand down): it is a published area or a
+landmark the hosts listed that the text names, else the sender's shift
+area "details with dispatch", else "place with dispatch". A neighbour's
+report reaches dispatch and the care ring at once, and every handheld only
+once a dispatcher, captain or host confirmed it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
-from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, object_session, relationship
 
-from server.domain import outbox, patrol
-from server.domain.alerts import DRILL_PREFIX, dispatch_nodes, next_code, place_for_air
+from server.domain import outbox, patrol, people
+from server.domain.alerts import DRILL_PREFIX, dispatch_nodes, next_code, normalize_code, place_for_air
 from server.domain.base import Base
-from server.domain.errors import Invalid, NotFound
-from server.domain.people import Member
+from server.domain.errors import Conflict, DomainError, Invalid, NotFound
+from server.domain.people import CAPTAIN, CARE, DISPATCH, HOST, Member
 from server.domain.text import clean_text
 
 SOURCE_NEIGHBOUR = "bench"  # a neighbour's report from the bench page (no account)
 MAX_COUNT = 200
 MAX_DESCRIPTION = 1000
+# One neighbour counts what they saw from the street. A few dozen people
+# taken at once can still be counted by eye; past 50 no single witness
+# counts reliably, and a slip ("200" for "20") would set the bail fund and
+# the care ring's night wrong. Dispatch counts more in on the case page.
+NEIGHBOUR_MAX_COUNT = 50
+# A neighbour's report is about tonight; an older one needs dispatch's questions, in person.
+NEIGHBOUR_MAX_AGE = timedelta(hours=24)
+# Dispatch may open a case for an arrest they heard of late (by phone, the next day).
+MAX_AGE = timedelta(days=7)
+CLOCK_SLACK = timedelta(minutes=5)  # phones and the Pi disagree a little about the time
+
+# What the air carries when the text names no listed place.
+PLACE_WITH_DISPATCH = "place with dispatch"
+DETAILS_WITH_DISPATCH = "details with dispatch"
+# The bench itself is public (its poster hangs on it): the air may always name it.
+BENCH_PLACE = "the bench"
+_BENCH_WORDS = ["bench"]
+_WORD = re.compile(r"\w+")
+AIR_PLACE_LIMIT = 64  # the longest area name (40) with ", details with dispatch"
+
+# ARREST by radio, per sender: a repeat names the same place within this
+# window adds to the open case; past this many broadcasts an hour a case
+# still opens, for dispatch, without going on the air (a forged flood buries nobody).
+REPEAT_WINDOW = timedelta(minutes=10)
+BROADCASTS_PER_HOUR = 3
+
+# Who may put a neighbour's report on every handheld.
+CONFIRM_ROLES = (DISPATCH, CAPTAIN, HOST)
+# Who hears of a neighbour's report first: DISPATCHED when dispatch or the care
+# ring hold a role, HOSTS when only hosts do, NOBODY when no one does yet.
+ASKED_DISPATCH = "dispatch"
+ASKED_HOSTS = "hosts"
+ASKED_NOBODY = "nobody"
 
 
 @dataclass(frozen=True)
@@ -78,8 +119,19 @@ class ArrestCase(Base):
     closed_at: Mapped[datetime | None] = mapped_column(index=True)
     exported_at: Mapped[datetime | None]
     reminded_hours: Mapped[int] = mapped_column(Integer, default=0)
+    # What may go on the air for this case: a published area or a listed
+    # landmark, never what a reporter typed (it may hold a name or a number).
+    air_place: Mapped[str | None] = mapped_column(String(patrol.MAX_PLACE))
+    # False for ARREST by channel traffic from a registered node (forgeable).
+    verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # A neighbour's report reaches every handheld only once a dispatcher,
+    # captain or host confirmed it; None until then. Radio reports by a
+    # steward are confirmed when they open.
+    confirmed_at: Mapped[datetime | None]
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
 
-    reported_by: Mapped[Member | None] = relationship()
+    reported_by: Mapped[Member | None] = relationship(foreign_keys=[reported_by_id])
+    confirmed_by: Mapped[Member | None] = relationship(foreign_keys=[confirmed_by_id])
     steps: Mapped[list[CaseStep]] = relationship(
         back_populates="case", cascade="all, delete-orphan", order_by="CaseStep.done_at"
     )
@@ -87,6 +139,16 @@ class ArrestCase(Base):
     @property
     def outstanding(self) -> int:
         return max(0, self.arrested - self.released)
+
+    @property
+    def is_confirmed(self) -> bool:
+        """On every handheld: opened by a steward or dispatch, or a neighbour's report someone vouched for."""
+        return self.confirmed_at is not None
+
+    @property
+    def on_air_as(self) -> str:
+        """The place the air carries (or will, once confirmed) for this case."""
+        return air_place_of(self)
 
     @property
     def is_open(self) -> bool:
@@ -114,25 +176,113 @@ class CaseStep(Base):
         return STEP_KEYS[self.key].label if self.key in STEP_KEYS else self.key
 
 
+# -- the place on the air -----------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def _names(words: list[str], name_words: list[str]) -> bool:
+    """Whether ``words`` hold ``name_words`` in a row, anywhere."""
+    size = len(name_words)
+    return size > 0 and any(words[i:i + size] == name_words for i in range(len(words) - size + 1))
+
+
+def listed_places(session: Session) -> list[str]:
+    """The names an arrest notice may carry: published areas and the hosts' landmarks."""
+    names = [area.name for area in patrol.list_areas(session)]
+    names += [landmark.name for landmark in patrol.list_landmarks(session)]
+    # A name that could be a phone number or an address never goes on the air, however it got listed.
+    return [name for name in names if not patrol.looks_like_contact(name)]
+
+
+def named_place(session: Session, text: str | None) -> str | None:
+    """The listed place ``text`` names, matched by whole words, case-insensitively, anywhere; the longest wins.
+
+    "ARREST Jamal Okafor 0176 5550123 taken at Market" names "Market";
+    "market square west" names "Market square" over "Market" when both are listed.
+    """
+    if not text:
+        return None
+    words = _words(text)
+    best = None
+    for name, name_words in [(name, _words(name)) for name in listed_places(session)] + [(BENCH_PLACE, _BENCH_WORDS)]:
+        if _names(words, name_words) and (best is None or len(name) > len(best)):
+            best = name
+    return best
+
+
+def air_place_for(session: Session, text: str | None, member: Member | None) -> str:
+    """What an arrest notice may say for where: a listed place the text names, else the sender's
+    shift area with "details with dispatch", else "place with dispatch". Never the text itself."""
+    place = named_place(session, text)
+    if place is not None:
+        return place
+    shift = patrol.current_shift(session, member) if member is not None else None
+    if shift is not None and shift.area is not None and not patrol.looks_like_contact(shift.area.name):
+        return f"{shift.area.name}, {DETAILS_WITH_DISPATCH}"
+    return PLACE_WITH_DISPATCH
+
+
+def air_place_of(case: ArrestCase) -> str:
+    """The case's place for the air; a case opened before air places were kept gets one from its typed place."""
+    if case.air_place:
+        return case.air_place
+    session = object_session(case)
+    return (named_place(session, case.place) if session is not None else None) or PLACE_WITH_DISPATCH
+
+
 # -- opening --------------------------------------------------------------------------
 
 
-def _count(value: int | str | None, field: str, minimum: int) -> int:
+def _count(value: int | str | None, field: str, minimum: int, maximum: int = MAX_COUNT) -> int:
     try:
         number = int(value) if value not in (None, "") else minimum
     except (TypeError, ValueError):
         raise Invalid("Give the number of people as a number.", field=field) from None
-    if not minimum <= number <= MAX_COUNT:
-        raise Invalid(f"The number of people must be between {minimum} and {MAX_COUNT}.", field=field)
+    if maximum == NEIGHBOUR_MAX_COUNT and number > maximum:
+        raise Invalid(f"More than {maximum} is more than one witness can count. Write {maximum} and say under "
+                      "“What you saw” how many more you think there were; dispatch counts them in.", field=field)
+    if not minimum <= number <= maximum:
+        raise Invalid(f"The number of people must be between {minimum} and {maximum}.", field=field)
     return number
+
+
+def _check_when(arrested_at: datetime, now: datetime, max_age: timedelta) -> datetime:
+    if arrested_at > now + CLOCK_SLACK:
+        raise Invalid("The time of the arrest is in the future.", field="when")
+    if arrested_at < now - max_age:
+        if max_age == NEIGHBOUR_MAX_AGE:
+            raise Invalid("That is more than 24 hours ago: please tell dispatch in person, at the bench.",
+                          field="when")
+        raise Invalid("That is more than a week ago; tell dispatch in person.", field="when")
+    return arrested_at
 
 
 def open_case(session: Session, now: datetime, *, place: str | None, arrested: int | str | None = 1,
               source: str, reported_by: Member | None = None, arrested_at: datetime | None = None,
               description: str | None = None, agency: str | None = None, witness_contact: str | None = None,
-              hotline: str = "", drill: bool = False, place_required: bool = True) -> ArrestCase:
-    """Open a case and put code, place, count and time on the air at once, with the legal hotline."""
-    place = clean_text(place, field="place", max_length=patrol.MAX_PLACE, required=False) or None
+              hotline: str = "", drill: bool = False, place_required: bool = True,
+              verified: bool = True) -> ArrestCase:
+    """Open a case; code, a listed place, count and time go on the air at once, with the legal hotline.
+
+    A neighbour's report (``SOURCE_NEIGHBOUR``) is the exception: it goes at
+    once to the radios of dispatch and the care ring (or the hosts'), and on
+    the air only when a dispatcher, captain or host confirms it.
+    """
+    typed = clean_text(place, field="place", max_length=patrol.MAX_PLACE, required=False) or None
+    return _open(session, now, typed=typed, air_place=air_place_for(session, typed, reported_by), arrested=arrested,
+                 source=source, reported_by=reported_by, arrested_at=arrested_at, description=description,
+                 agency=agency, witness_contact=witness_contact, hotline=hotline, drill=drill,
+                 place_required=place_required, verified=verified, broadcast=True)
+
+
+def _open(session: Session, now: datetime, *, typed: str | None, air_place: str, arrested: int | str | None,
+          source: str, reported_by: Member | None, arrested_at: datetime | None, description: str | None,
+          agency: str | None, witness_contact: str | None, hotline: str, drill: bool, place_required: bool,
+          verified: bool, broadcast: bool) -> ArrestCase:
+    place = typed
     if place is None and reported_by is not None:
         shift = patrol.current_shift(session, reported_by)
         place = shift.place if shift else None
@@ -140,36 +290,216 @@ def open_case(session: Session, now: datetime, *, place: str | None, arrested: i
         raise Invalid("Say where the arrest happened.", field="place")
     # ``ARREST`` alone from a handheld is never refused: the notice goes out, dispatch asks where.
     place = place or "place not given"
-    arrested_at = arrested_at or now
-    if arrested_at > now + timedelta(minutes=5):
-        raise Invalid("The time of the arrest is in the future.", field="when")
-    if arrested_at < now - timedelta(days=7):
-        raise Invalid("That is more than a week ago; tell dispatch in person.", field="when")
+    neighbour = source == SOURCE_NEIGHBOUR
+    arrested_at = _check_when(arrested_at or now, now, NEIGHBOUR_MAX_AGE if neighbour else MAX_AGE)
+    count = _count(arrested, "count", 1, NEIGHBOUR_MAX_COUNT if neighbour else MAX_COUNT)
     case = ArrestCase(
         code=next_code(session, ArrestCase, "C", ArrestCase.closed_at.is_(None)),
         opened_at=now, source=source, reported_by=reported_by, place=place, arrested_at=arrested_at,
-        arrested=_count(arrested, "count", 1), released=0,
+        arrested=count, released=0,
         description=clean_text(description, field="description", max_length=MAX_DESCRIPTION, required=False,
                                multiline=True) or None,
         agency=clean_text(agency, field="agency", max_length=120, required=False) or None,
         witness_contact=clean_text(witness_contact, field="contact", max_length=200, required=False) or None,
-        drill=drill, reminded_hours=0,
+        drill=drill, reminded_hours=0, air_place=air_place, verified=verified,
+        # A steward's or dispatch's own word is on the air at once; a stranger's waits for someone to vouch for it.
+        confirmed_at=None if neighbour else now,
     )
     session.add(case)
     session.flush()
+    note = f"{case.code}{'' if verified else ' (unverified)'}: {case.arrested} arrested"
+    if neighbour:
+        note += ", reported at the bench; not on the air until confirmed"
+    elif not broadcast:
+        note += f"; not broadcast ({BROADCASTS_PER_HOUR} ARREST notices from this radio this hour already)"
+    # The log's place is the air's: hosts and captains read the log, and what was typed is for dispatch and care.
     patrol.log_entry(session, now, "arrest", reported_by, source if source in patrol.SOURCES else patrol.SOURCE_WEB,
-                     place=place, note=f"{case.code}: {case.arrested} arrested", public=False, drill=drill)
-    outbox.queue_message(session, now, case_text(case, hotline), priority=outbox.URGENT,
-                         dedupe_key=f"case:{case.id}", bell=True)
+                     place=air_place, note=note, public=False, drill=drill)
+    if neighbour:
+        ask_about_report(session, now, case)
+    elif broadcast:
+        _broadcast(session, now, case, hotline)
     return case
 
 
+def _broadcast(session: Session, now: datetime, case: ArrestCase, hotline: str) -> None:
+    outbox.queue_message(session, now, case_text(case, hotline), priority=outbox.URGENT,
+                         dedupe_key=f"case:{case.id}", bell=True)
+
+
 def case_text(case: ArrestCase, hotline: str = "") -> str:
-    """Code, place, count and time: never a name or a description."""
+    """Code, a listed place, count and time: never a name, a number or a description."""
     drill = DRILL_PREFIX if case.drill else ""
-    place = place_for_air(case.place)
+    unverified = "" if case.verified else " (unverified)"
+    place = place_for_air(air_place_of(case), limit=AIR_PLACE_LIMIT)
     legal = f" Legal hotline {hotline}." if hotline else " Dispatch: check the hub."
-    return f"{drill}ARREST {case.code}: {case.arrested} at {place}, {case.arrested_at:%H:%M}Z.{legal}"
+    return f"{drill}ARREST {case.code}{unverified}: {case.arrested} at {place}, {case.arrested_at:%H:%M}Z.{legal}"
+
+
+# -- ARREST from a handheld ------------------------------------------------------------
+
+
+def report_from_radio(session: Session, now: datetime, member: Member, *, where: str, count: int | None,
+                      note: str, verified: bool, hotline: str) -> ArrestCase:
+    """``ARREST where [n] [note]`` from a registered steward: acted on even unverified (a missed arrest
+    costs more than a false one), and marked so on the air and on the case pages.
+
+    What was typed goes to the case for dispatch and care; the air hears a
+    listed place. The same sender naming the same air place within
+    ``REPEAT_WINDOW`` adds to their open case (no second broadcast); past
+    ``BROADCASTS_PER_HOUR`` broadcasts an hour, a new case opens for
+    dispatch, whose radios get a direct message instead.
+    """
+    where = clean_text(where, field="place", max_length=patrol.MAX_PLACE, required=False)
+    note = clean_text(note, field="note", max_length=MAX_DESCRIPTION, required=False)
+    typed = " ".join(part for part in (where, note) if part)
+    air_place = air_place_for(session, typed, member)
+    repeat = _recent_report(session, now, member, air_place)
+    if repeat is not None:
+        return _add_to_report(session, now, repeat, member, count, typed, verified)
+    broadcast = _broadcasts_this_hour(session, now, member) < BROADCASTS_PER_HOUR
+    case = _open(session, now, typed=where or None, air_place=air_place, arrested=count or 1,
+                 source=patrol.SOURCE_RADIO, reported_by=member, arrested_at=None, description=note or None,
+                 agency=None, witness_contact=None, hotline=hotline, drill=False, place_required=False,
+                 verified=verified, broadcast=broadcast)
+    if not broadcast:
+        text = (f"ARREST {case.code}{'' if verified else ' (unverified)'} by {member.handle}: {case.arrested} at "
+                f"{place_for_air(air_place, limit=AIR_PLACE_LIMIT)}, {case.arrested_at:%H:%M}Z. Not broadcast: "
+                f"{BROADCASTS_PER_HOUR} an hour from one radio. See the hub.")
+        for node in who_hears_reports(session, now).nodes:
+            outbox.queue_message(session, now, text, destination=node, priority=outbox.URGENT, bell=True,
+                                 dedupe_key=f"case:{case.id}:held:{node}")
+    return case
+
+
+def _recent_report(session: Session, now: datetime, member: Member, air_place: str) -> ArrestCase | None:
+    return session.scalar(
+        select(ArrestCase).where(
+            ArrestCase.reported_by_id == member.id, ArrestCase.source == patrol.SOURCE_RADIO,
+            ArrestCase.closed_at.is_(None), ArrestCase.drill.is_(False), ArrestCase.air_place == air_place,
+            ArrestCase.opened_at >= now - REPEAT_WINDOW,
+        ).order_by(ArrestCase.opened_at.desc(), ArrestCase.id.desc()).limit(1)
+    )
+
+
+def _add_to_report(session: Session, now: datetime, case: ArrestCase, member: Member, count: int | None,
+                   typed: str, verified: bool) -> ArrestCase:
+    """The same steward said it again: the larger count stands, their words join the case, nothing goes on the air."""
+    case.arrested = max(case.arrested, _count(count or 1, "count", 1))
+    case.verified = case.verified or verified
+    if typed and typed != case.place and typed not in (case.description or ""):
+        added = f"Again by radio {now:%H:%M}Z: {typed}"
+        case.description = "\n".join(part for part in (case.description, added) if part)[:MAX_DESCRIPTION]
+    _note(session, now, case, member, f"ARREST again from the same radio, {case.arrested} arrested in all "
+                                      "(not broadcast again)", source=patrol.SOURCE_RADIO)
+    session.flush()
+    return case
+
+
+def _broadcasts_this_hour(session: Session, now: datetime, member: Member) -> int:
+    ids = list(session.scalars(select(ArrestCase.id).where(
+        ArrestCase.reported_by_id == member.id, ArrestCase.source == patrol.SOURCE_RADIO,
+        ArrestCase.opened_at > now - timedelta(hours=1),
+    )))
+    if not ids:
+        return 0
+    return session.scalar(select(func.count()).select_from(outbox.OutboxMessage).where(
+        outbox.OutboxMessage.dedupe_key.in_([f"case:{case_id}" for case_id in ids]),
+        outbox.OutboxMessage.destination == people.BROADCAST_NODE,
+    )) or 0
+
+
+# -- a neighbour's report: asked about first, on the air once confirmed ------------------
+
+
+@dataclass(frozen=True)
+class Askers:
+    """Who hears of a neighbour's report first (``ASKED_*``), and the radios that get it."""
+
+    who: str
+    nodes: list[int]
+
+
+def who_hears_reports(session: Session, now: datetime) -> Askers:
+    """Dispatch and the care ring; with nobody holding those roles, the hosts; or nobody yet.
+
+    When none of dispatch and care carries a radio, the hosts' radios hear it too:
+    a report nobody's radio buzzes for may wait until morning.
+    """
+    case_side, hosts = [], []
+    for member in people.list_members(session):
+        roles = people.active_roles(session, member, now)
+        if roles & {DISPATCH, CARE}:
+            case_side.append(member)
+        if HOST in roles:
+            hosts.append(member)
+
+    def radios(members: list[Member]) -> list[int]:
+        return sorted({member.node_num for member in members if member.node_num is not None})
+
+    if case_side:
+        return Askers(ASKED_DISPATCH, radios(case_side) or radios(hosts))
+    if hosts:
+        return Askers(ASKED_HOSTS, radios(hosts))
+    return Askers(ASKED_NOBODY, [])
+
+
+def report_notice(case: ArrestCase) -> str:
+    """The direct message about a neighbour's report: what the air would hear, and how to put it there."""
+    place = place_for_air(air_place_of(case), limit=AIR_PLACE_LIMIT)
+    return (f"ARREST report {case.code} from the bench, not confirmed: {case.arrested} at {place}, "
+            f"{case.arrested_at:%H:%M}Z. Dispatch: confirm on the hub or ACK {case.code}.")
+
+
+def ask_about_report(session: Session, now: datetime, case: ArrestCase) -> Askers:
+    """Urgent, with the bell, to each radio of those who hear of reports first; returns who they were."""
+    askers = who_hears_reports(session, now)
+    text = report_notice(case)
+    for node in askers.nodes:
+        outbox.queue_message(session, now, text, destination=node, priority=outbox.URGENT, bell=True,
+                             dedupe_key=f"case:{case.id}:ask:{node}")
+    return askers
+
+
+def may_confirm(session: Session, member: Member | None, now: datetime) -> bool:
+    return member is not None and bool(people.active_roles(session, member, now) & set(CONFIRM_ROLES))
+
+
+def confirm_report(session: Session, now: datetime, case_or_code: ArrestCase | str, member: Member, via: str,
+                   *, hotline: str = "") -> ArrestCase:
+    """A dispatcher, captain or host vouches for a neighbour's report: it goes to every handheld.
+
+    Power leaves a record: who confirmed, and when, is in the log and on the case.
+    """
+    # The roles first: someone who may not confirm learns nothing about which codes are open.
+    if not may_confirm(session, member, now):
+        raise DomainError("Only dispatch, a patrol captain or a host can confirm an arrest report.")
+    if isinstance(case_or_code, ArrestCase):
+        case = case_or_code
+    else:
+        case = find_open_case(session, case_or_code)
+        if case is None:
+            raise NotFound(f"No open case {normalize_code(case_or_code) or case_or_code[:8]}.")
+    if case.confirmed_at is not None:
+        by = f" by {case.confirmed_by.handle}" if case.confirmed_by else ""
+        raise Conflict(f"{case.code} is confirmed already{by}: it is on the air.")
+    if not case.is_open:
+        raise Conflict(f"{case.code} is closed: everyone is released, nothing goes on the air.")
+    case.confirmed_at, case.confirmed_by = now, member
+    patrol.log_entry(session, now, "arrest_confirm", member, via if via in patrol.SOURCES else patrol.SOURCE_WEB,
+                     place=air_place_of(case), note=f"{case.code}: the bench's report confirmed by {member.handle}, "
+                                                    "on the air now", public=False, drill=case.drill)
+    _broadcast(session, now, case, hotline)
+    session.flush()
+    return case
+
+
+def pending_reports(session: Session) -> list[ArrestCase]:
+    """Neighbours' reports nobody has confirmed yet, oldest first."""
+    return list(session.scalars(
+        select(ArrestCase).where(ArrestCase.confirmed_at.is_(None), ArrestCase.closed_at.is_(None))
+        .order_by(ArrestCase.opened_at, ArrestCase.id)
+    ))
 
 
 # -- working a case -----------------------------------------------------------------------
@@ -187,8 +517,9 @@ def find_open_case(session: Session, code: str) -> ArrestCase | None:
     return session.scalar(select(ArrestCase).where(ArrestCase.code == wanted, ArrestCase.closed_at.is_(None)))
 
 
-def _note(session: Session, now: datetime, case: ArrestCase, member: Member | None, text: str) -> None:
-    patrol.log_entry(session, now, "case", member, patrol.SOURCE_WEB, note=f"{case.code}: {text}", public=False,
+def _note(session: Session, now: datetime, case: ArrestCase, member: Member | None, text: str,
+          source: str = patrol.SOURCE_WEB) -> None:
+    patrol.log_entry(session, now, "case", member, source, note=f"{case.code}: {text}", public=False,
                      drill=case.drill)
 
 
@@ -280,10 +611,14 @@ class PublicCounts:
 
 
 def public_counts(session: Session) -> PublicCounts:
-    """All the public sees of cases still open: how many taken, how many out. Drills are not counted."""
+    """All the public sees of cases still open: how many taken, how many out.
+
+    Drills are not counted, nor a neighbour's report nobody has confirmed
+    (a stranger on the bench WiFi must not be able to move the bench page's numbers).
+    """
     arrested, released = session.execute(
         select(func.coalesce(func.sum(ArrestCase.arrested), 0), func.coalesce(func.sum(ArrestCase.released), 0))
-        .where(ArrestCase.closed_at.is_(None), ArrestCase.drill.is_(False))
+        .where(ArrestCase.closed_at.is_(None), ArrestCase.drill.is_(False), ArrestCase.confirmed_at.is_not(None))
     ).one()
     return PublicCounts(int(arrested), int(released))
 
@@ -341,9 +676,13 @@ def export_text(session: Session, now: datetime, case: ArrestCase) -> str:
         f"Exported: {now:%Y-%m-%d %H:%M} UTC",
         f"Arrested at: {case.arrested_at:%Y-%m-%d %H:%M} UTC",
         f"Place: {case.place}",
+        f"On the air as: {air_place_of(case)}",
         f"Count: arrested {case.arrested}, released {case.released}",
         f"Agency: {case.agency or 'not known'}",
-        f"Reported via: {case.source}",
+        f"Reported via: {case.source}" + ("" if case.verified else " (unverified: channel traffic)"),
+        "Confirmed: " + (f"{case.confirmed_at:%Y-%m-%d %H:%M} UTC" + (f" by {case.confirmed_by.handle}"
+                                                                       if case.confirmed_by else "")
+                         if case.confirmed_at else "not yet (not on the air)"),
         f"Witness contact: {case.witness_contact or 'none given'}",
         f"Prior consent to inform family: {'yes' if case.family_consent else 'no'}",
         "",

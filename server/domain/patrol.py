@@ -8,6 +8,7 @@ when they match a name the host has published. A steward's note may say
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +40,7 @@ PRIVATE_KIND_LABELS = {
     "overdue": "Overdue check-in",
     "duress": "Silent alert",
     "case": "Arrest case",
+    "arrest_confirm": "Arrest report confirmed",
 }
 # The ones a host watching the live log must not miss.
 URGENT_KINDS = frozenset({"sos", "arrest", "overdue", "duress"})
@@ -64,6 +66,19 @@ class Area(Base):
     """A named part of the neighbourhood the host has agreed to publish."""
 
     __tablename__ = "area"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+
+
+class Landmark(Base):
+    """A place the hosts listed as safe to name on the air (a corner, a shop, a stop).
+
+    Not published on the public log like an area; only what an arrest
+    notice may carry as its place.
+    """
+
+    __tablename__ = "landmark"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(40), unique=True)
@@ -167,6 +182,45 @@ def match_area(session: Session, place: str | None) -> Area | None:
     return best
 
 
+# -- landmarks ----------------------------------------------------------------
+
+# A phone number or an email address must never become a place on the air,
+# even by a host's mistake: five digits or more in a row (spaces, dashes,
+# dots, slashes or brackets between them), or an "@".
+_CONTACT_LIKE = re.compile(r"@|\d(?:[\s().\-/]{0,2}\d){4,}")
+
+
+def looks_like_contact(text: str) -> bool:
+    """Whether ``text`` holds what could be a phone number or an email address."""
+    return _CONTACT_LIKE.search(text) is not None
+
+
+def add_landmark(session: Session, name: str) -> Landmark:
+    """List a place the hosts agree may be named on the air (a corner, a shop, a stop)."""
+    name = clean_text(name, field="landmark name", max_length=40)
+    if looks_like_contact(name):
+        raise Invalid("A landmark goes on the air: leave phone numbers, email addresses and house numbers "
+                      "of five digits or more out of it.", field="landmark name")
+    if session.scalar(select(Landmark).where(func.lower(Landmark.name) == name.lower())) is not None:
+        raise Conflict(f"The landmark {name!r} is listed already.", field="landmark name")
+    landmark = Landmark(name=name)
+    session.add(landmark)
+    session.flush()
+    return landmark
+
+
+def remove_landmark(session: Session, landmark_id: int) -> None:
+    landmark = session.get(Landmark, landmark_id)
+    if landmark is None:
+        raise NotFound("That landmark does not exist.")
+    session.delete(landmark)
+    session.flush()
+
+
+def list_landmarks(session: Session) -> list[Landmark]:
+    return list(session.scalars(select(Landmark).order_by(Landmark.name)))
+
+
 # -- shifts and the log -------------------------------------------------------
 
 
@@ -217,14 +271,15 @@ def log_entry(
     return entry
 
 
-def _heard_from(session: Session, now: datetime, shift: Shift | None) -> None:
-    """Any word from a steward on shift clears an overdue check-in."""
+def _heard_from(session: Session, now: datetime, shift: Shift | None, proven: bool = True) -> None:
+    """Any word from a steward on shift clears an overdue check-in (an open OVERDUE alert: a proven word only)."""
     from server.domain import overdue  # it builds on this module: imported when used, not at import time
 
-    overdue.heard_from(session, now, shift)
+    overdue.heard_from(session, now, shift, proven=proven)
 
 
-def start_shift(session: Session, now: datetime, member: Member, place: str | None, source: str) -> Shift:
+def start_shift(session: Session, now: datetime, member: Member, place: str | None, source: str, *,
+                proven: bool = True) -> Shift:
     """Put a steward on patrol. Starting again while on shift moves the shift."""
     place = _clean_place(place)
     area = match_area(session, place)
@@ -233,7 +288,7 @@ def start_shift(session: Session, now: datetime, member: Member, place: str | No
         if place and place != shift.place:
             shift.place, shift.area = place, area
             log_entry(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note="moved")
-        _heard_from(session, now, shift)
+        _heard_from(session, now, shift, proven)
         return shift
     shift = Shift(member=member, place=place, area=area, started_at=now)
     session.add(shift)
@@ -253,7 +308,8 @@ def end_shift(session: Session, now: datetime, member: Member, source: str) -> S
 
 
 def record_check_in(
-    session: Session, now: datetime, member: Member, source: str, note: str | None = None, place: str | None = None
+    session: Session, now: datetime, member: Member, source: str, note: str | None = None, place: str | None = None,
+    *, proven: bool = True,
 ) -> LogEntry:
     """A steward says they are fine. The place defaults to their shift's."""
     note = clean_text(note, field="note", max_length=MAX_NOTE, required=False) or None
@@ -261,19 +317,20 @@ def record_check_in(
     place = _clean_place(place) or (shift.place if shift else None)
     area = match_area(session, place)
     entry = log_entry(session, now, CHECK_IN, member, source, shift=shift, place=place, area=area, note=note)
-    _heard_from(session, now, shift)
+    _heard_from(session, now, shift, proven)
     return entry
 
 
 def record_incident(
-    session: Session, now: datetime, member: Member | None, source: str, what: str, place: str | None = None
+    session: Session, now: datetime, member: Member | None, source: str, what: str, place: str | None = None,
+    *, proven: bool = True,
 ) -> LogEntry:
     what = clean_text(what, field="description", max_length=MAX_NOTE)
     shift = current_shift(session, member) if member else None
     place = _clean_place(place) or (shift.place if shift else None)
     area = match_area(session, place)
     entry = log_entry(session, now, INCIDENT, member, source, shift=shift, place=place, area=area, note=what)
-    _heard_from(session, now, shift)
+    _heard_from(session, now, shift, proven)
     return entry
 
 

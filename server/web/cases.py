@@ -1,9 +1,11 @@
 """Arrest cases on the web: a neighbour's report at the bench, and the case pages for dispatch and the care ring.
 
-A neighbour needs no account and learns nothing back but that dispatch was
-told (the case code is internal). Dispatch and the care ring, and no one
-else, work a case through the three rings; the public sees only how many
-were taken and how many are out.
+A neighbour needs no account and learns nothing back but who was told (the
+case code is internal). Their report reaches every handheld only once a
+dispatcher, captain or host confirmed it, on the case page or the list of
+reports waiting. Dispatch and the care ring, and no one else, work a case
+through the three rings; the public sees only how many were taken and how
+many are out.
 """
 
 from __future__ import annotations
@@ -34,8 +36,16 @@ from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import DateTimeLocalInput, NumberInput
 
 from server.domain import cases, patrol
-from server.domain.cases import MAX_COUNT, MAX_DESCRIPTION, RINGS, STEPS, ArrestCase
-from server.domain.errors import DomainError, Invalid
+from server.domain.cases import (
+    CONFIRM_ROLES,
+    MAX_COUNT,
+    MAX_DESCRIPTION,
+    NEIGHBOUR_MAX_COUNT,
+    RINGS,
+    STEPS,
+    ArrestCase,
+)
+from server.domain.errors import DomainError, Invalid, NotFound
 from server.domain.people import CARE, DISPATCH, Member
 from server.extensions import db, limiter
 from server.web.access import holds, now, public, requires, save
@@ -65,8 +75,8 @@ def _too_long(limit: int) -> Length:
     return Length(max=limit, message=TOO_LONG)
 
 
-def _count_widget() -> NumberInput:
-    return NumberInput(min=1, max=MAX_COUNT)
+def _count_widget(maximum: int = MAX_COUNT) -> NumberInput:
+    return NumberInput(min=1, max=maximum)
 
 
 class ReportForm(FlaskForm):
@@ -79,7 +89,7 @@ class ReportForm(FlaskForm):
     when = StringField("When (leave empty for just now)", widget=DateTimeLocalInput(),
                        validators=[Optional(), Length(max=40, message="Please give a date and time, like 21:40.")])
     # Text, not an IntegerField: the domain's words explain a wrong number better than WTForms'.
-    count = StringField("How many people were taken?", widget=_count_widget(), default="1",
+    count = StringField("How many people were taken?", widget=_count_widget(NEIGHBOUR_MAX_COUNT), default="1",
                         validators=[Length(max=10, message="Give the number of people as a number.")])
     description = TextAreaField("What you saw (optional)", filters=[unix_newlines],
                                 validators=[Optional(), _too_long(MAX_DESCRIPTION)])
@@ -92,6 +102,8 @@ class CaseForm(ReportForm):
     """Dispatch opens a case: the same questions, about a witness rather than to one."""
 
     contact = StringField("Witness contact (optional)", validators=[Optional(), _too_long(MAX_CONTACT)])
+    count = StringField("How many people were taken?", widget=_count_widget(), default="1",
+                        validators=[Length(max=10, message="Give the number of people as a number.")])
 
 
 class StepForm(FlaskForm):
@@ -102,6 +114,10 @@ class StepForm(FlaskForm):
 
 class ConsentForm(FlaskForm):
     """Only the CSRF token: the button says it all."""
+
+
+class ConfirmForm(FlaskForm):
+    """Only the CSRF token: "Confirm: put it on the air"."""
 
 
 class CountInForm(FlaskForm):
@@ -146,6 +162,7 @@ def parse_when(typed: str | None, moment: datetime) -> datetime | None:
 
 
 def _open_case(db_session: Session, form: ReportForm, *, source: str, member_id: int | None) -> ArrestCase:
+    """Open the case the form describes (a neighbour's report is asked about, not yet on the air)."""
     moment = now()
     return cases.open_case(
         db_session,
@@ -171,13 +188,18 @@ def _open_case(db_session: Session, form: ReportForm, *, source: str, member_id:
 def report() -> ResponseReturnValue:
     form = ReportForm()
     if form.validate_on_submit():
+        def work(db_session: Session) -> str:
+            _open_case(db_session, form, source=cases.SOURCE_NEIGHBOUR, member_id=None)
+            return cases.who_hears_reports(db_session, now()).who
+
         try:
-            save(lambda db_session: _open_case(db_session, form, source=cases.SOURCE_NEIGHBOUR, member_id=None))
+            asked = save(work)
         except DomainError as error:
             attach_error(form, error, fields=CASE_FIELDS)
         else:
-            # Post/Redirect/Get: a refresh of the thank-you page opens no second case.
-            session[REPORTED_KEY] = True
+            # Post/Redirect/Get: a refresh of the thank-you page opens no second case. Who was
+            # asked is kept for the thank-you page: it must not say dispatch was told when nobody holds it.
+            session[REPORTED_KEY] = asked
             return redirect(url_for(".thanks"))
     return render_template("cases/report.html", form=form), status_for(form)
 
@@ -186,9 +208,12 @@ def report() -> ResponseReturnValue:
 @public
 def thanks() -> ResponseReturnValue:
     # Nothing about the case is shown: the code is for dispatch, and this phone may not stay the witness's.
-    if not session.get(REPORTED_KEY):
+    asked = session.get(REPORTED_KEY)
+    if not asked:
         return redirect(url_for(".report"))
-    return render_template("cases/thanks.html")
+    if asked not in (cases.ASKED_DISPATCH, cases.ASKED_HOSTS, cases.ASKED_NOBODY):
+        asked = cases.ASKED_DISPATCH  # a session from before the hub said who was asked
+    return render_template("cases/thanks.html", asked=asked)
 
 
 # --- dispatch and the care ring ---------------------------------------------
@@ -252,8 +277,8 @@ def new() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=CASE_FIELDS)
         else:
-            flash(f"Case {case.code} is open. Code, place, count and time are queued for the patrol channel, "
-                  "urgent, with the bell.")
+            flash(f"Case {case.code} is open. Code, count, time and, as the place, “{case.on_air_as}” are queued "
+                  "for the patrol channel, urgent, with the bell.")
             return redirect(url_for(".detail", case_id=case.id))
     return render_template("cases/new.html", form=form), status_for(form)
 
@@ -262,6 +287,75 @@ def new() -> ResponseReturnValue:
 @requires(*CASE_ROLES)
 def detail(case_id: int) -> ResponseReturnValue:
     return _detail_page(case_id)
+
+
+# --- a neighbour's report, confirmed by dispatch, a captain or a host --------------
+
+
+def _pending_page(confirm_form: ConfirmForm | None = None, failed_id: int | None = None) -> ResponseReturnValue:
+    # Captains and hosts confirm too, but a case's details are for dispatch and care:
+    # this page shows what the air would hear (code, listed place, count, time), nothing typed.
+    confirm_form = confirm_form or ConfirmForm(formdata=None)
+    page = render_template("cases/pending.html", reports=cases.pending_reports(db.session),
+                           confirm_form=confirm_form, failed_id=failed_id, case_text=cases.case_text,
+                           **_page_helpers(now()))
+    return page, status_for(confirm_form)
+
+
+@bp.get("/cases/waiting")
+@requires(*CONFIRM_ROLES)
+def pending() -> ResponseReturnValue:
+    return _pending_page()
+
+
+@bp.post("/cases/<int:case_id>/confirm")
+@requires(*CONFIRM_ROLES)
+def confirm(case_id: int) -> ResponseReturnValue:
+    form = ConfirmForm()
+    member_id = current_user.member.id
+    hotline = current_app.config["LEGAL_HOTLINE"]
+    if form.validate_on_submit():
+        try:
+            case = save(lambda db_session: cases.confirm_report(
+                db_session, now(), cases.get_case(db_session, case_id), db_session.get(Member, member_id),
+                patrol.SOURCE_WEB, hotline=hotline))
+        except NotFound:
+            raise
+        except DomainError as error:
+            attach_error(form, error)
+        else:
+            flash(f"{case.code} is confirmed: code, place, count and time are queued for every handheld, "
+                  "urgent, with the bell. The log says you confirmed it.")
+            if holds(*CASE_ROLES):
+                return redirect(url_for(".detail", case_id=case_id))
+            return redirect(url_for(".pending"))
+    if holds(*CASE_ROLES):
+        return _detail_page(case_id, confirm_form=form)
+    return _pending_page(form, failed_id=case_id)
+
+
+@dataclass(frozen=True)
+class WaitingReport:
+    """A neighbour's report on the dashboard: what the air would hear, for those who may confirm it."""
+
+    case_id: int
+    code: str
+    air_place: str
+    arrested: int
+    arrested_at: datetime
+    opened_at: datetime
+
+
+def waiting_reports() -> list[WaitingReport]:
+    """Reports waiting for confirmation, for dispatch, captains and hosts; read at most once per request."""
+    if not holds(*CONFIRM_ROLES):
+        return []
+    if "waiting_reports" not in g:
+        g.waiting_reports = [
+            WaitingReport(case.id, case.code, case.on_air_as, case.arrested, case.arrested_at, case.opened_at)
+            for case in cases.pending_reports(db.session)
+        ]
+    return g.waiting_reports
 
 
 @bp.post("/cases/<int:case_id>/step")
@@ -370,7 +464,8 @@ def _act(case_id: int, form: FlaskForm, form_name: str, work: Callable[[Session,
 
 def _detail_page(case_id: int, step_form: StepForm | None = None, consent_form: ConsentForm | None = None,
                  count_in_form: CountInForm | None = None, count_out_form: CountOutForm | None = None,
-                 details_form: DetailsForm | None = None) -> ResponseReturnValue:
+                 details_form: DetailsForm | None = None,
+                 confirm_form: ConfirmForm | None = None) -> ResponseReturnValue:
     case = cases.get_case(db.session, case_id)
     # formdata=None: the forms not being sent start fresh even during a POST.
     step_form = step_form or StepForm(formdata=None)
@@ -379,7 +474,8 @@ def _detail_page(case_id: int, step_form: StepForm | None = None, consent_form: 
     count_out_form = count_out_form or CountOutForm(formdata=None)
     details_form = details_form or DetailsForm(formdata=None, data={"description": case.description,
                                                                      "agency": case.agency})
-    forms = (step_form, consent_form, count_in_form, count_out_form, details_form)
+    confirm_form = confirm_form or ConfirmForm(formdata=None)
+    forms = (step_form, consent_form, count_in_form, count_out_form, details_form, confirm_form)
     page = render_template(
         "cases/detail.html",
         case=case,
@@ -390,6 +486,9 @@ def _detail_page(case_id: int, step_form: StepForm | None = None, consent_form: 
         count_in_form=count_in_form,
         count_out_form=count_out_form,
         details_form=details_form,
+        confirm_form=confirm_form,
+        may_confirm=holds(*CONFIRM_ROLES),
+        air_text=cases.case_text(case, current_app.config["LEGAL_HOTLINE"]),
         **_page_helpers(now()),
     )
     return page, max(status_for(form) for form in forms)
@@ -425,3 +524,4 @@ def overdue_case_banner() -> list[OverdueCase]:
 def init_app(app: Flask) -> None:
     # A function, as bridge_banner is: only hub pages ask, public pages never touch cases.
     app.add_template_global(overdue_case_banner, "overdue_case_banner")
+    app.add_template_global(waiting_reports, "waiting_reports")

@@ -30,7 +30,7 @@ from wtforms.validators import (
     Optional,
 )
 
-from server.domain import aid, mediation, patrol, people
+from server.domain import aid, mediation, patrol, people, radio_trust
 from server.domain.errors import DomainError
 from server.domain.people import (
     CAPTAIN,
@@ -66,7 +66,7 @@ MAX_AREA = 40
 MAX_PASSWORD = 256
 
 # Domain field names that differ from the form's.
-PEOPLE_FIELDS = {"node id": "node_id", "assembly decision": "decision", "term": "term_days"}
+PEOPLE_FIELDS = {"node id": "node_id", "assembly decision": "decision", "term": "term_days", "key": "radio_key"}
 PASSWORD_FIELDS = {"handle": "holder", "password": "new_password"}
 STATE_LABELS = {"active": "Active", "expiring": "Expires within a week", "lapsed": "Lapsed", "revoked": "Revoked"}
 
@@ -106,6 +106,7 @@ class LogEntryForm(FlaskForm):
 class RegisterStewardForm(FlaskForm):
     handle = StringField("Handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
     node_id = StringField("Node id", validators=[_required("node id"), _at_most(MAX_NODE_ID)])
+    radio_key = StringField("Radio key (optional)", validators=[Optional(), _at_most(64)])
     decision = _decision_field()
 
 
@@ -120,6 +121,10 @@ class NodeForm(FlaskForm):
 
 class AreaForm(FlaskForm):
     area_name = StringField("Area name", validators=[_required("area name"), _at_most(MAX_AREA)])
+
+
+class LandmarkForm(FlaskForm):
+    landmark_name = StringField("Landmark", validators=[_required("landmark"), _at_most(MAX_AREA)])
 
 
 class GrantRoleForm(FlaskForm):
@@ -312,9 +317,11 @@ def _stewards_page(
     register: RegisterStewardForm | None = None,
     area: AreaForm | None = None,
     failed_node: tuple[int, NodeForm] | None = None,
+    landmark: LandmarkForm | None = None,
 ) -> ResponseReturnValue:
     register = register or RegisterStewardForm(formdata=None)
     area = area or AreaForm(formdata=None)
+    landmark = landmark or LandmarkForm(formdata=None)
     moment = now()
     rows = []
     for member in people.list_members(db.session):
@@ -327,9 +334,11 @@ def _stewards_page(
         area_form=area,
         rows=rows,
         areas=patrol.list_areas(db.session),
+        landmark_form=landmark,
+        landmarks=patrol.list_landmarks(db.session),
         term_days=_term_days(),
     )
-    return page, _page_status(register, area, failed_node[1] if failed_node else None)
+    return page, _page_status(register, area, landmark, failed_node[1] if failed_node else None)
 
 
 @bp.get("/stewards")
@@ -346,8 +355,9 @@ def register_steward() -> ResponseReturnValue:
         moment, term_days = now(), _term_days()
         try:
             member = save(
-                lambda session: people.register_steward(
-                    session, moment, form.handle.data, form.node_id.data, form.decision.data, term_days
+                lambda session: radio_trust.register_radio(
+                    session, moment, form.handle.data, form.node_id.data, form.decision.data, term_days,
+                    key=(form.radio_key.data or "").strip() or None, by=current_user.member,
                 )
             )
         except DomainError as error:
@@ -359,12 +369,13 @@ def register_steward() -> ResponseReturnValue:
 
 
 def _set_node(session: Session, member: Member, raw: str) -> None:
-    # An empty field forgets the radio (lost, or handed back).
-    people.set_node(session, member, people.parse_node_id(raw) if raw else None)
+    # An empty field forgets the radio (lost, or handed back). Recorded, and the old radio's pinned key goes.
+    radio_trust.change_node(session, now(), member, people.parse_node_id(raw) if raw else None,
+                            by=current_user.member)
 
 
 @bp.post("/stewards/<int:member_id>/node")
-@requires(*STEWARD_ROLES)
+@requires(HOST)  # another radio is another key: a host's decision, recorded
 def change_node(member_id: int) -> ResponseReturnValue:
     member = db.get_or_404(Member, member_id)
     form = _node_form(member, formdata=request.form)
@@ -401,6 +412,31 @@ def remove_area(area_id: int) -> ResponseReturnValue:
     save(lambda session: patrol.remove_area(session, area_id))
     flash("The area is no longer published. Entries that named it keep their private place only.")
     return redirect(url_for("host.stewards") + "#areas")
+
+
+# Landmarks are what an arrest notice may name on the air: the hosts' call, as the air reaches every handheld.
+@bp.post("/landmarks")
+@requires(HOST)
+def add_landmark() -> ResponseReturnValue:
+    form = LandmarkForm()
+    if form.validate_on_submit():
+        try:
+            landmark = save(lambda session: patrol.add_landmark(session, form.landmark_name.data))
+        except DomainError as error:
+            attach_error(form, error, fields={"landmark name": "landmark_name"})
+        else:
+            flash(f"{landmark.name} is listed: an arrest notice that names it carries it on the air.")
+            return redirect(url_for("host.stewards") + "#landmarks")
+    return _stewards_page(landmark=form)
+
+
+@bp.post("/landmarks/<int:landmark_id>/remove")
+@requires(HOST)
+def remove_landmark(landmark_id: int) -> ResponseReturnValue:
+    save(lambda session: patrol.remove_landmark(session, landmark_id))
+    flash("The landmark is no longer listed: arrest notices that name it carry the shift area or "
+          "“place with dispatch” instead.")
+    return redirect(url_for("host.stewards") + "#landmarks")
 
 
 # -- roles --------------------------------------------------------------------
