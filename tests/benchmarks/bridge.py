@@ -5,16 +5,19 @@ instance (SQLite, migrations applied), with the simulated radio speaking the
 real Meshtastic serial protocol on a pseudo-terminal to the real
 ``meshtastic`` SerialInterface. Run it from the repository root::
 
-    .venv/bin/python tests/benchmarks/bridge.py [--quick] [--only airtime,latency,urgent,memory]
+    .venv/bin/python tests/benchmarks/bridge.py [--quick] [--only airtime,latency,urgent,memory,flood]
 
 1. airtime  a scripted six-hour night on LONG_FAST: what our bridge puts on
             the air against a naive bridge that confirms every message;
 2. latency  packet in at the radio to its patrol-log row committed, p50/p95;
 3. urgent   an SOS queued behind 50 routine messages: time to the radio;
 4. memory   resident memory of ``safebench bridge``, with the simulated radio
-            inside it and with the simulated radio in another process.
+            inside it and with the simulated radio in another process;
+5. flood    150 SOS spoofed from one steward's node id in 5 s, then another
+            steward's SOS: its time to the radio, and the flood's airtime
+            against one alert's whole escalation.
 
-The whole run takes about two minutes on two cores (``--quick``: about 40 s).
+The whole run takes about three minutes on two cores (``--quick``: about a minute).
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ from radio_bridge.simulator import SimNode, SimulatedRadio
 from server import config, create_app
 from server.clock import utcnow
 from server.db import run_in_transaction
-from server.domain import alerts, outbox, patrol, people, radio
+from server.domain import alerts, outbox, patrol, people, radio, radio_trust
+from server.domain.radio_text import with_bell
 from server.extensions import db
 from server.migrating import apply_migrations
 
@@ -69,6 +73,7 @@ AIRTIME_RATIO_AIM = 0.10  # ours / naive: at least ten times less air than confi
 DUTY_SHARE_AIM = 0.10  # busiest hour: at most a tenth of the hour's EU 868 budget
 LATENCY_P95_AIM_S = 0.5  # under the 0.72 s one LONG_FAST packet spends on the air
 RSS_AIM_MB = 60
+FLOOD_AIRTIME_RATIO_AIM = 1.0  # the flood's airtime / one alert's whole escalation (first notice, again, everyone)
 
 PRESET = "LONG_FAST"
 REGION = "EU_868"
@@ -76,7 +81,7 @@ DECISION = "benchmark assembly"
 TERM_DAYS = 28
 CONNECT_TIMEOUT_S = 30
 SCRIPT = "tests/benchmarks/bridge.py"
-FIGURES = ("airtime", "latency", "urgent", "memory")
+FIGURES = ("airtime", "latency", "urgent", "memory", "flood")
 
 STEWARDS = (  # handle, handheld node number, where they patrol
     ("Kestrel", 0x1A2B3C01, "Market"),
@@ -866,6 +871,324 @@ def print_memory(results: list[MemoryResult], seconds: float, flags: list[str],
     print(f"reproduce: {reproduce('memory', *flags)}")
 
 
+# -- 5. a flood of spoofed SOS, then another steward's SOS ----------------------------
+
+# What the stranger sends as Kestrel, by channel traffic (no key): mostly a bare
+# "SOS", every tenth one naming a place, as an attacker varying the text to get
+# past a filter would; one place longer than the 60 characters the air shows.
+FLOOD_PLACES = (
+    "Station underpass",
+    "Market",
+    "behind the library on Mill Lane, by the recycling bins near the back wall",
+    "Park gate",
+    "Canal path by the lock",
+    "Riverside steps",
+)
+SECOND_SOS = "SOS behind the library"  # Wren's, a verified direct message from her own radio
+SECOND_MARK = "Wren, behind the library"  # how it reads on the air
+
+
+def flood_script(count: int) -> list[str]:
+    return [f"SOS {FLOOD_PLACES[(i // 10) % len(FLOOD_PLACES)]}" if i % 10 == 5 else "SOS" for i in range(count)]
+
+
+def flood_instance(workdir: Path) -> tuple[Flask, list[SimNode]]:
+    """A fresh instance: the four stewards registered, their radio keys pinned, all of them on shift."""
+    app = make_app(workdir / "instance")
+    register_stewards(app)
+    nodes = sim_nodes()
+    with app.app_context():
+        now = utcnow()
+
+        def work(session: Session) -> None:
+            for (handle, _num, area), node in zip(STEWARDS, nodes, strict=True):
+                member = people.find_member(session, handle)
+                radio_trust.pin_key(session, now, member, node.public_key, by=None)
+                patrol.start_shift(session, now, member, area, patrol.SOURCE_WEB)
+
+        run_in_transaction(db.session, work)
+    return app, nodes
+
+
+def _air_label(text: str) -> str:
+    if SECOND_MARK in text:
+        return "Wren's SOS"
+    if "also reported at" in text:
+        return "flood: place update"
+    if "to respond" in text:
+        return "flood: first notice"
+    return "flood: " + text[:30]
+
+
+@dataclass
+class FloodTrial:
+    when: str  # "after" the flood, "during" it, or "baseline" (no flood)
+    latency_s: float  # Wren's SOS written to the radio's line by the sim (deliver) -> the radio took its broadcast
+    since_last_send_s: float | None  # how long before Wren's SOS the radio's previous transmission was written
+    ahead: list[str]  # what the radio took between Wren's SOS reaching it and her broadcast
+    flood_s: float = 0.0  # how long the flood took to send
+    offset_s: float = 0.0  # Wren's SOS, this long after the flood's last packet ("after") or its first ("during")
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # the radio's transmissions, from Wren's SOS
+    on_air: list[tuple[str, float, float]] = field(default_factory=list)  # the flood's messages: text, outbox, ledger
+    rate_limited: int = 0
+    alerts_by_flooded: int = 0
+    repeats: int = 0
+    places_heard: int = 0
+    heard: int = 0  # flood packets the hub acted on (heard_packet rows for the spoofed node)
+    escalation_s: float = 0.0  # one whole escalation of the flood's alert (alert_text stage 0, 1, 2)
+    escalation_texts: list[str] = field(default_factory=list)
+    wire_s: float = 0.0  # the flood's messages, from the payloads the radio received
+    undrained: int = 0  # flood messages still queued when the trial gave up waiting
+
+    @property
+    def flood_airtime_s(self) -> float:
+        return math.fsum(outbox_s for _, outbox_s, _ in self.on_air)
+
+    @property
+    def ledger_s(self) -> float:
+        return math.fsum(ledger for _, _, ledger in self.on_air)
+
+
+def escalation_airtime(alert: alerts.Alert) -> tuple[float, list[str]]:
+    """The first notice, the second broadcast and the ALL STEWARDS escalation of ``alert``, as queued (bell)."""
+    texts = [with_bell(alerts.alert_text(alert, stage)) for stage in (0, 1, 2)]
+    return math.fsum(text_airtime(t, PRESET) for t in texts), texts
+
+
+def flood_trial(workdir: Path, rng: random.Random, count: int, seconds: float, when: str,
+                phase: float = 0.0) -> tuple[FloodTrial, float]:
+    """One trial on a fresh instance. ``when``: Wren's SOS "after" the flood (once everything it queued
+    has gone, ``phase`` seconds after the radio's last transmission: 0 is the worst moment, just after a
+    send), "during" it (at a random moment while the flood's updates wait in the outbox), or with no
+    flood at all, the bridge idle: the "baseline"."""
+    app, nodes = flood_instance(workdir)
+    handler = bridge_file_log(workdir / "bridge.log")
+    sim = SimulatedRadio(nodes=nodes, link_path=workdir / "radio" / "ttySIM0", rate_limit=True,
+                         region=REGION, modem_preset=PRESET).start()
+    kestrel, wren = STEWARDS[0][1], STEWARDS[2][1]
+    flooded = when != "baseline"
+    try:
+        with running_bridge(app, sim) as bridge, app.app_context():
+            interval = bridge.settings.sender.send_interval
+            session = db.session
+
+            def texts() -> list:
+                return [p for p in sim.sent_packets if p.portnum == "TEXT_MESSAGE_APP"]
+
+            def waiting() -> int:
+                session.expire_all()
+                return session.scalar(select(func.count()).select_from(outbox.OutboxMessage).where(
+                    outbox.OutboxMessage.state.in_((outbox.QUEUED, outbox.SENDING)))) or 0
+
+            def heard_from(node: int) -> int:
+                session.expire_all()
+                return session.scalar(select(func.count()).select_from(radio.HeardPacket)
+                                      .where(radio.HeardPacket.sender == node)) or 0
+
+            arrival: dict[str, float] = {}
+
+            def second_sos() -> None:
+                previous = [p for p in texts() if p.outcome != "rate-limited"]
+                arrival["at"] = time.time()  # SentPacket.time is time.time() too
+                arrival["previous"] = previous[-1].time if previous else math.nan
+                sim.deliver_dm(wren, SECOND_SOS)
+
+            flood_s = offset = 0.0
+            if flooded:
+                # "during": after the first update is queued, before the flood's last packet.
+                cut = rng.uniform(1.0, seconds - 0.2) if when == "during" else math.inf
+                began = time.monotonic()
+                for i, text in enumerate(flood_script(count)):
+                    due = began + i * seconds / count
+                    if "at" not in arrival and due - began >= cut:
+                        offset = time.monotonic() - began
+                        second_sos()
+                    pause = due - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                    sim.spoof(kestrel, text)
+                flood_s = time.monotonic() - began
+                if "at" not in arrival:
+                    # Every flood packet acted on, then the radio's record of the last message the flood queued:
+                    # the sim notes a write the moment it reads it, so phase 0 lands just after that send.
+                    wait_for(lambda: heard_from(kestrel) >= count, 30, "the bridge to act on the flood")
+                    queued = session.scalar(select(func.count()).select_from(outbox.OutboxMessage)) or 0
+                    if not sim.wait_until(lambda: sum(p.outcome != "rate-limited" for p in texts()) >= queued,
+                                          timeout=(queued + 2) * interval + 5):
+                        raise SystemExit("the flood's messages never went out")
+                    sent = [p.time for p in texts() if p.outcome != "rate-limited"]
+                    pause = (sent[-1] if sent else 0.0) + phase - time.time()
+                    if pause > 0:
+                        time.sleep(pause)
+                    offset = time.monotonic() - began - flood_s
+                    second_sos()
+            else:
+                time.sleep(0.5)
+                second_sos()
+            sent_at = arrival["at"]
+            if not sim.wait_until(lambda: any(SECOND_MARK in (p.text or "") for p in texts()),
+                                  timeout=3 * interval + 10):
+                raise SystemExit(f"Wren's SOS never reached the radio ({when})")
+            on_line = texts()
+            index = next(i for i, p in enumerate(on_line) if SECOND_MARK in (p.text or ""))
+            sos = on_line[index]
+            ahead = [p.text or "" for p in on_line[:index] if p.time > sent_at and p.outcome != "rate-limited"]
+
+            # The flood's whole cost: wait until everything it queued has gone (a few send slots).
+            deadline = time.monotonic() + 6 * interval + 5
+            while waiting() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.3)  # the last implicit ACK filed
+            since = sent_at - arrival["previous"]
+            trial = FloodTrial(when=when, latency_s=sos.time - sent_at,
+                               since_last_send_s=None if math.isnan(since) else since,
+                               ahead=ahead, flood_s=flood_s, offset_s=offset,
+                               timeline=[(p.time - sent_at, _air_label(p.text or "")) for p in texts()
+                                         if p.outcome != "rate-limited"])
+            if flooded:
+                session.expire_all()
+                flooded_member = people.find_member(session, STEWARDS[0][0])
+                mine = list(session.scalars(select(alerts.Alert).where(alerts.Alert.member_id == flooded_member.id)))
+                trial.alerts_by_flooded = len(mine)
+                trial.undrained = waiting()
+                wrens = session.scalars(select(alerts.Alert.id).where(alerts.Alert.member_id != flooded_member.id))
+                wren_keys = tuple(f"alert:{alert_id}:" for alert_id in wrens)
+                ledger = dict(session.execute(select(outbox.AirtimeUse.message_id, func.sum(outbox.AirtimeUse.seconds))
+                                              .group_by(outbox.AirtimeUse.message_id)).all())
+                # Everything on the air but Wren's alert is the flood's doing (its alert, any reply to the node).
+                for message in session.scalars(select(outbox.OutboxMessage).order_by(outbox.OutboxMessage.id)):
+                    if message.dedupe_key and message.dedupe_key.startswith(wren_keys):
+                        continue
+                    if message.state in (outbox.SENT, outbox.ACKED, outbox.ON_AIR):
+                        trial.on_air.append((message.text, message.airtime_s, ledger.get(message.id, 0.0)))
+                trial.wire_s = math.fsum(text_airtime(p.text or "", PRESET) for p in texts()
+                                         if p.outcome != "rate-limited" and SECOND_MARK not in (p.text or ""))
+                trial.rate_limited = sum(1 for p in texts() if p.outcome == "rate-limited")
+                if mine:
+                    alert = mine[0]
+                    trial.repeats = alert.repeats
+                    trial.places_heard = len(alert.places_heard.split("\n")) if alert.places_heard else 0
+                    trial.escalation_s, trial.escalation_texts = escalation_airtime(alert)
+                trial.heard = heard_from(kestrel)
+    finally:
+        sim.stop()
+        drop_file_log(handler)
+        dispose(app)
+    return trial, interval
+
+
+def worst_flood(workdir: Path) -> tuple[float, float, list[str]]:
+    """The most air a flood of one node can buy against its alert's escalation, through the real domain
+    code (no radio): the steward off shift and a bare first SOS (no place: the shortest escalation), then
+    updates naming places longer than the air shows. Returns (flood s, escalation s, texts)."""
+    app, _nodes = flood_instance(workdir)
+    try:
+        with app.app_context():
+            now = utcnow()
+
+            def work(session: Session) -> tuple[float, float, list[str]]:
+                member = people.find_member(session, STEWARDS[0][0])
+                patrol.end_shift(session, now, member, patrol.SOURCE_WEB)
+                alert = alerts.raise_sos(session, now, member, None, patrol.SOURCE_RADIO, verified=False)
+                for n in range(alerts.MAX_PLACE_UPDATES + 3):
+                    alerts.raise_sos(session, now, member, f"{n} " + "W" * (patrol.MAX_PLACE - 2),
+                                     patrol.SOURCE_RADIO, verified=False)
+                queued = [m.text for m in
+                          session.scalars(select(outbox.OutboxMessage).order_by(outbox.OutboxMessage.id))]
+                escalation, _ = escalation_airtime(alert)
+                return math.fsum(text_airtime(t, PRESET) for t in queued), escalation, queued
+
+            return run_in_transaction(db.session, work)
+    finally:
+        dispose(app)
+
+
+def flood_figure(workdir: Path, trials: int, count: int, seconds: float
+                 ) -> tuple[dict[str, list[FloodTrial]], float, tuple[float, float, list[str]]]:
+    """``trials`` times each: the baseline, Wren's SOS after the flood, Wren's SOS during it."""
+    rng = random.Random(13)
+    runs: dict[str, list[FloodTrial]] = {"baseline": [], "after": [], "during": []}
+    interval = 0.0
+    for k in range(1, trials + 1):
+        for when, found in runs.items():
+            # "after": Wren's SOS at evenly spread moments of the send slot, the first just after a send (the worst).
+            phase = (k - 1) / trials * (interval or 2.5)
+            trial, interval = flood_trial(workdir / f"{when}-{k}", rng, count, seconds, when, phase)
+            found.append(trial)
+    return runs, interval, worst_flood(workdir / "worst")
+
+
+def print_flood(runs: dict[str, list[FloodTrial]], interval: float, worst: tuple[float, float, list[str]],
+                count: int, seconds: float, flags: list[str]) -> None:
+    print(f"\n== 5. {count} spoofed SOS from one steward's id in {seconds:g} s, then another steward's SOS "
+          "(real Bridge, simulated radio, rate limit on) ==")
+    baseline = runs["baseline"]
+    flooded = runs["after"] + runs["during"]
+    base = statistics.median(b.latency_s for b in baseline)
+    print(f"no flood (the same SOS, the bridge idle, fresh instance, same run): to the radio in "
+          f"{', '.join(f'{b.latency_s:.2f}' for b in baseline)} s: median {base:.2f} s")
+    for t in flooded:
+        where = (f"{t.offset_s:.2f} s after the flood's last packet, once its messages had gone" if t.when == "after"
+                 else f"{t.offset_s:.2f} s into the flood")
+        last = (f", {t.since_last_send_s:.2f} s after the radio's previous send"
+                if t.since_last_send_s is not None else "")
+        print(f"{t.when:>6}: Wren's SOS {where}{last}: to the radio in {t.latency_s:.2f} s "
+              f"(x{t.latency_s / base:.0f} the no-flood figure); ahead of it: "
+              + (", ".join(repr(a) for a in t.ahead) if t.ahead else "nothing"))
+        print("        the radio sent (s from her SOS): "
+              + "; ".join(f"{at:+.2f} {label}" for at, label in t.timeline))
+    latencies = [t.latency_s for t in flooded]
+    worst_latency = max(latencies)
+    nothing_ahead = all(not t.ahead for t in flooded)
+    print(f"Wren's SOS to the radio with the flood: median {statistics.median(latencies):.2f} s, worst "
+          f"{worst_latency:.2f} s (ratio to no flood: median x{statistics.median(latencies) / base:.0f}; the flood "
+          f"added at worst {worst_latency - base:.2f} s)   (aim <= {interval:g} s, nothing of the flood ahead of it)  "
+          f"{verdict(worst_latency <= interval and nothing_ahead)}")
+    # Back-to-back transmissions: the interval runs from the end of the write before (the library
+    # sleeps 0.1 s after each write), so a slot as the bridge runs it is a little longer than the interval.
+    gaps = [b[0] - a[0] for x in flooded for a, b in zip(x.timeline, x.timeline[1:]) if b[0] - a[0] < 2 * interval]
+    if gaps:
+        slot = max(gaps)
+        print(f"  the send slot as the bridge runs it, between back-to-back transmissions: median "
+              f"{statistics.median(gaps):.2f} s (min {min(gaps):.2f}, max {slot:.2f}; "
+              f"RADIO_SEND_INTERVAL_S {interval:g} s "
+              f"counted from when each write returns)")
+        print(f"  the flood's added delay at worst {worst_latency - base:.2f} s against that slot, {slot:.2f} s "
+              f"(aim: at most one slot)  {verdict(worst_latency - base <= slot and nothing_ahead)}")
+    t = flooded[0]
+    opened = [x.alerts_by_flooded for x in flooded]
+    print(f"alerts the flood opened: {', '.join(map(str, opened))} per trial (aim 1)  "
+          f"{verdict(all(n == 1 for n in opened))}; its alert counted {t.repeats} repeats and {t.places_heard} other "
+          f"places; flood packets acted on {', '.join(str(x.heard) for x in flooded)} of {count}; "
+          f"rate-limited writes {sum(x.rate_limited for x in flooded)}")
+    print(f"the flood on the air: {', '.join(str(len(x.on_air)) for x in flooded)} messages per trial"
+          + (f" (still queued at the end: {sum(x.undrained for x in flooded)})" if any(x.undrained for x in flooded)
+             else ""))
+    for text, outbox_s, _ledger in t.on_air:
+        print(f"         {text!r}  {outbox_s:.2f} s")
+    print(f"one whole escalation of that alert (alert_text stage 0, 1, 2, with the bell): {t.escalation_s:.2f} s")
+    for text in t.escalation_texts:
+        print(f"         {text!r}  {text_airtime(text, PRESET):.2f} s")
+    ratios = [x.flood_airtime_s / x.escalation_s for x in flooded if x.escalation_s]
+    ratio = max(ratios) if ratios else float("nan")
+    print(f"flood airtime {t.flood_airtime_s:.2f} s (ledger {t.ledger_s:.2f} s, "
+          f"payloads the radio took {t.wire_s:.2f} s)"
+          f" / one escalation {t.escalation_s:.2f} s: ratio {ratio:.2f} (worst trial)   "
+          f"(aim <= {FLOOD_AIRTIME_RATIO_AIM:g})  {verdict(ratio <= FLOOD_AIRTIME_RATIO_AIM)}")
+    worst_s, worst_escalation, worst_texts = worst
+    print(f"the most one node's flood can buy (real domain code, no radio: the steward off shift, a bare SOS, then "
+          f"places longer than the air shows): {len(worst_texts)} messages, {worst_s:.2f} s against "
+          f"{worst_escalation:.2f} s: ratio {worst_s / worst_escalation:.2f}")
+    print("measured: from just before the simulated radio writes Wren's SOS (a verified direct message) to the pty, to")
+    print("  the radio's record of the frame with her broadcast; the flood is channel traffic under Kestrel's node id")
+    print(f"  without his key, at {count / seconds:g} packets/s (a LONG_FAST channel carries under 2/s: a stress "
+          "rate);")
+    print("  airtime is the outbox's airtime_s of every message but Wren's alert (the ledger and the payloads the")
+    print("  radio took as cross-checks). Each trial and each no-flood run on a fresh instance. The flood's alert,")
+    print("  never acknowledged, would later escalate as any alert does (stages 1 and 2): not counted here.")
+    print(f"reproduce: {reproduce('flood', *flags)}")
+
+
 # -- the run ---------------------------------------------------------------------------
 
 
@@ -879,6 +1202,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, help="SOS trials for the urgent figure (default 5, quick 2)")
     parser.add_argument("--memory-seconds", type=float, help="seconds of traffic before reading memory "
                         "(default 8, quick 3)")
+    parser.add_argument("--flood-trials", type=int, help="trials of the flood figure, each with its no-flood baseline "
+                        "(default 3, quick 1)")
+    parser.add_argument("--flood", type=int, default=150, help="spoofed SOS in the flood (default 150)")
+    parser.add_argument("--flood-seconds", type=float, default=5.0, help="seconds the flood takes (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (instances, bridge logs)")
     args = parser.parse_args(argv)
     args.figures = tuple(f.strip() for f in args.only.split(",")) if args.only else FIGURES
@@ -888,8 +1215,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.checkins = args.checkins or (200 if args.quick else 1000)
     args.trials = args.trials or (2 if args.quick else 5)
     args.memory_seconds = args.memory_seconds or (3.0 if args.quick else 8.0)
+    args.flood_trials = args.flood_trials or (1 if args.quick else 3)
     if args.checkins < 1 or args.rate <= 0 or args.trials < 1 or args.memory_seconds <= 0:
         parser.error("--checkins, --rate, --trials and --memory-seconds must be positive")
+    if args.flood_trials < 1 or args.flood < 1 or args.flood_seconds <= 0:
+        parser.error("--flood-trials, --flood and --flood-seconds must be positive")
     return args
 
 
@@ -914,6 +1244,11 @@ def main(argv: list[str] | None = None) -> int:
                    bridge_memory_serial(workdir / "memory", args.memory_seconds)]
             print_memory(mem, args.memory_seconds, [*quick, "--memory-seconds", f"{args.memory_seconds:g}"],
                          import_breakdown())
+        if "flood" in args.figures:
+            runs, interval, worst = flood_figure(workdir / "flood", args.flood_trials, args.flood, args.flood_seconds)
+            print_flood(runs, interval, worst, args.flood, args.flood_seconds,
+                        [*quick, "--flood-trials", str(args.flood_trials), "--flood", str(args.flood),
+                         "--flood-seconds", f"{args.flood_seconds:g}"])
     finally:
         if args.keep:
             print(f"kept {workdir}")
