@@ -20,7 +20,7 @@ processes. Then, in one run:
 Then it counts: every success page's receipt code (or, for an arrest, the
 words the witness wrote) must be a row in the database and every row of
 the run must have had its success page; each arrest case must have its log
-line and its broadcast; the 1,000 check-ins must be 1,000 rows; every
+line and, once confirmed, its broadcast; the 1,000 check-ins must be 1,000 rows; every
 watcher must have seen every check-in exactly once. It prints latencies per
 form and for the bench page in both phases, and their ratio. Run it from the
 repository root::
@@ -225,7 +225,8 @@ FORMS: dict[str, Form] = {
     MEDIATION: Form("/mediation/new", "/mediation/receipt", "Your receipt code", _mediation),
     AID_OFFER: Form("/aid/new", "/aid/receipt", "Your post is on the board", _aid("offer")),
     AID_ASK: Form("/aid/new", "/aid/receipt", "Your post is on the board", _aid("ask")),
-    ARREST: Form("/arrest", "/arrest/thanks", "dispatch was told", _arrest),
+    # "dispatch was told", "the bench's hosts were asked" or "your report is kept", by who holds which role.
+    ARREST: Form("/arrest", "/arrest/thanks", "Thank you:", _arrest),
 }
 
 
@@ -765,9 +766,11 @@ def count_database(instance: Path, posts: list[Post]) -> Count:
     unanswered = {p.marker for p in unanswered_posts(posts)}
     unexplained = {m for kind, found in rows.items() for m in found - shown[kind] - unanswered}
 
+    # A neighbour's report goes on the air once someone confirmed it: until then its log line is its part.
     no_parts = [f"{code} (case {case_id})" for case_id, code in query(instance, """
         SELECT c.id, c.code FROM arrest_case c
-        WHERE NOT EXISTS (SELECT 1 FROM outbox_message o WHERE o.dedupe_key = 'case:' || c.id)
+        WHERE (c.confirmed_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM outbox_message o WHERE o.dedupe_key = 'case:' || c.id))
            OR NOT EXISTS (SELECT 1 FROM log_entry e WHERE e.kind = 'arrest' AND e.note LIKE c.code || ': %')""")]
     arrest_lines = query(instance, "SELECT count(*) FROM log_entry WHERE kind = 'arrest'")[0][0]
     case_count = query(instance, "SELECT count(*) FROM arrest_case")[0][0]
