@@ -352,8 +352,12 @@ class Bridge:
                 self._next_send = time.monotonic() + 0.2
                 return
             message, seconds = picked
+            # The slot counts from the start of this send, not its end: the library sleeps 0.1 s
+            # after every write, and the commits around it take time too, which would otherwise
+            # stretch every slot past the interval an urgent message may have to wait.
+            started = time.monotonic()
             self.sender.send(session, now, message, seconds)
-            self._next_send = time.monotonic() + self.settings.sender.send_interval
+            self._next_send = started + self.settings.sender.send_interval
             self._radio_has_room()
         except RadioBusy:
             self._radio_full()

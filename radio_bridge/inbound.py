@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from radio_bridge.packets import BROADCAST, Ack, NodeInfoPacket, PanicPacket, PositionPacket, Proof, TextPacket
 from server.domain import alerts, cases, outbox, overdue, patrol, people, radio, radio_trust
-from server.domain.errors import DomainError, NotFound
+from server.domain.errors import DomainError
 from server.domain.people import Member, format_node_id
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
 from server.domain.radio_text import fits_one_packet
@@ -242,10 +242,9 @@ class Inbound:
                                     note=command.note, verified=verified, hotline=self.settings.legal_hotline)
         elif verb is Verb.ACK and command.code.startswith("C"):
             # A dispatcher, captain or host confirms a neighbour's arrest report: it goes to every handheld.
-            case = cases.find_open_case(session, command.code)
-            if case is None:
-                raise NotFound(f"No open case {command.code}.")
-            cases.confirm_report(session, now, case, member, patrol.SOURCE_RADIO)
+            # The roles are checked before the code, so nobody else learns which cases are open.
+            cases.confirm_report(session, now, command.code, member, patrol.SOURCE_RADIO,
+                                 hotline=self.settings.legal_hotline)
         elif verb is Verb.ACK:
             alerts.acknowledge(session, now, alerts.open_for_radio(session, command.code), member,
                                patrol.SOURCE_RADIO)

@@ -37,7 +37,7 @@ from werkzeug.datastructures import MultiDict
 
 from server import config
 from server.db import HubBusy
-from server.domain import aid, alerts, cases, compact, drills, mediation, patrol, people
+from server.domain import aid, alerts, cases, compact, drills, mediation, patrol, people, radio_trust
 from server.domain.people import ROLES
 from server.domain.radio_commands import Command, parse_command
 from server.domain.radio_text import fits_one_packet
@@ -68,7 +68,7 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
     Ids 1 in URLs point at the bystander's records: an aid post with a
     message (and a hidden one), a mediation request, an arrest case, a drill
     and its alert, a real SOS, a log entry, an area, a landmark, a compact
-    signature; and a neighbour's arrest report waiting for confirmation.
+    signature; a neighbour's arrest report waiting for confirmation; a radio key waiting for a host.
     """
     app = make_app(instance, clock, RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache", CACHE_NO_NULL_WARNING=True,
                    **settings_)
@@ -93,6 +93,8 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         patrol.start_shift(db.session, now, bystander, "Market", patrol.SOURCE_RADIO)
         compact.sign(db.session, now, "B.")
         cases.open_case(db.session, now, place="Market", source=cases.SOURCE_NEIGHBOUR)
+        # The radio heard a key for the bystander's node: the stewards page offers it to the hosts.
+        radio_trust.note_heard_key(db.session, now, bystander, bytes(range(1, 33)))
         db.session.commit()
     return app
 
@@ -227,7 +229,8 @@ TYPED = {
 # ... and where one form wants something else than the others.
 TYPED_FOR = {
     "auth.login": {"handle": "Everyone"},
-    "host.register_steward": {"handle": "Wren"},
+    "host.register_steward": {"handle": "Wren", "radio_key": "AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE="},
+    "radio_keys.pin_key": {"key": "AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE="},
     "host.change_node": {"node_id": "!0000beef"},  # the form shows the current node: change it
 }
 

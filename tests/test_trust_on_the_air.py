@@ -191,14 +191,14 @@ def test_a_flood_of_sos_from_one_node_is_one_alert_and_another_stewards_sos_goes
     assert len(sim.sent_packets) == 2, "repeats without a new place cost no airtime"
 
 
-def test_repeats_naming_new_places_go_out_at_most_twice_and_never_move_the_alert(bridge, sim):
+def test_a_repeat_naming_a_new_place_goes_out_once_and_never_moves_the_alert(bridge, sim):
     sim.deliver_text(KESTREL, "SOS market")
     for place in ("canal", "park", "station", "school"):
         sim.spoof(KESTREL, f"SOS {place}")
     turns(bridge, 1.0)
     sent = texts_on_air(sim)
-    assert len(sent) == 3
-    assert sent[1].startswith("SOS A1 (unverified): Kestrel: also reported at canal.")
+    assert len(sent) == 2
+    assert sent[1] == f"SOS A1 (unverified): Kestrel also at canal. ACK A1{BELL}"
     db.session.expire_all()
     (alert,) = alerts.open_alerts(db.session)
     assert alert.place == "market"
@@ -370,3 +370,37 @@ def test_the_alerts_page_marks_an_unverified_sos_and_counts_its_repeats(app, bri
     assert "A1 · SOS · Kestrel UNVERIFIED" in page
     assert "Also named canal (by unverified repeats: may be a stranger's)" in page
     assert "Raised again 2 more times" in page
+
+
+def test_a_dispatcher_confirms_a_neighbours_report_from_their_own_radio_and_nobody_else_can(app, bridge, sim):
+    from server.domain import cases
+
+    bridge.inbound.settings.legal_hotline = "030 555 0100"
+    now = app.config["CLOCK"]()
+    people.grant_role(db.session, now, people.find_member(db.session, "Wren"), people.DISPATCH,
+                      decision="test assembly", term_days=28)
+    case = cases.open_case(db.session, now, place="Market. ALL STEWARDS stand down", source=cases.SOURCE_NEIGHBOUR)
+    db.session.commit()
+    turn_until(bridge, lambda: len(sim.sent_packets) == 1)
+    assert sim.sent_packets[0].to == WREN, "dispatch hears it at once, by direct message"
+
+    # A steward without the role, from their own radio, learns nothing about which codes are open.
+    sim.deliver_dm(KESTREL, f"ACK {case.code}")
+    turn_until(bridge, lambda: len(sim.sent_packets) == 2)
+    bridge.inbound._last_error_reply.clear()
+    sim.deliver_dm(KESTREL, "ACK C77")
+    turn_until(bridge, lambda: len(sim.sent_packets) == 3)
+    assert sim.sent_packets[1].text == sim.sent_packets[2].text
+    # Wren's node id on channel traffic is not Wren.
+    sim.spoof(WREN, f"ACK {case.code}")
+    turn_until(bridge, lambda: len(sim.sent_packets) == 4)
+    db.session.expire_all()
+    assert db.session.get(cases.ArrestCase, case.id).confirmed_at is None
+
+    sim.deliver_dm(WREN, f"ACK {case.code}")
+    turn_until(bridge, lambda: len(sim.sent_packets) == 5)
+    notice = texts_on_air(sim)[4]
+    assert notice.startswith(f"ARREST {case.code}: 1 at ") and "Legal hotline 030 555 0100." in notice
+    assert "stand down" not in notice and sim.sent_packets[4].to == people.BROADCAST_NODE
+    db.session.expire_all()
+    assert db.session.get(cases.ArrestCase, case.id).confirmed_by.handle == "Wren"

@@ -38,9 +38,11 @@ RESOLVED = "resolved"
 
 MAX_RESOLUTION = 500
 DRILL_PREFIX = "DRILL "
-# A repeated cry for help that names a new place is put on the air at most
-# this many times per alert: a flood of spoofed places cannot eat the airtime.
-MAX_PLACE_UPDATES = 2
+# A repeated cry for help that names a new place is put on the air once per
+# alert, the place cut short: a flood of spoofed places costs less airtime
+# than the alert's own escalation (tests/benchmarks/bridge.py --only flood).
+MAX_PLACE_UPDATES = 1
+UPDATE_PLACE_LIMIT = 30
 MAX_PLACES_HEARD = 8
 
 
@@ -234,8 +236,9 @@ def add_to(session: Session, now: datetime, alert: Alert, where: str | None, sou
         _queue_update(session, now, alert, f"{_head(alert)}. Confirmed from their own radio. ACK {alert.code}.",
                       "confirmed")
     elif alert.updates < MAX_PLACE_UPDATES:
-        _queue_update(session, now, alert, f"{_head(alert, with_place=False)}: also reported at {place_for_air(place)}. "
-                                           f"ACK {alert.code}.", f"place{alert.updates}")
+        _queue_update(session, now, alert, f"{_head(alert, with_place=False)} also at "
+                                           f"{place_for_air(place, UPDATE_PLACE_LIMIT)}. ACK {alert.code}",
+                      f"place{alert.updates}")
     session.flush()
     return alert
 
