@@ -1144,15 +1144,15 @@ def print_flood(runs: dict[str, list[FloodTrial]], interval: float, worst: tuple
           f"{worst_latency:.2f} s (ratio to no flood: median x{statistics.median(latencies) / base:.0f}; the flood "
           f"added at worst {worst_latency - base:.2f} s)   (aim <= {interval:g} s, nothing of the flood ahead of it)  "
           f"{verdict(worst_latency <= interval and nothing_ahead)}")
-    # Back-to-back transmissions: the interval runs from the end of the write before (the library
-    # sleeps 0.1 s after each write), so a slot as the bridge runs it is a little longer than the interval.
+    # Back-to-back transmissions: the interval runs from the start of the send before (the library
+    # sleeps 0.1 s after each write, which once stretched every slot to 2.6 s).
     gaps = [b[0] - a[0] for x in flooded for a, b in zip(x.timeline, x.timeline[1:]) if b[0] - a[0] < 2 * interval]
     if gaps:
         slot = max(gaps)
         print(f"  the send slot as the bridge runs it, between back-to-back transmissions: median "
               f"{statistics.median(gaps):.2f} s (min {min(gaps):.2f}, max {slot:.2f}; "
               f"RADIO_SEND_INTERVAL_S {interval:g} s "
-              f"counted from when each write returns)")
+              f"counted from the start of each send)")
         print(f"  the flood's added delay at worst {worst_latency - base:.2f} s against that slot, {slot:.2f} s "
               f"(aim: at most one slot)  {verdict(worst_latency - base <= slot and nothing_ahead)}")
     t = flooded[0]
