@@ -113,7 +113,15 @@ class Inbound:
         member = people.find_member_by_node(session, packet.sender)
         if member is None:
             return "ignored"
-        return "key offered" if radio_trust.note_heard_key(session, now, member, packet.public_key) else "key known"
+        # A stranger can announce a new key under a steward's node id as often as they like: the hosts
+        # hear of one a minute at most (it is never trusted before a host confirms it anyway).
+        last = self._last_recorded.get((packet.sender, radio_trust.KEY_HEARD))
+        if last is not None and now - last < RECORD_EVERY:
+            return "key offered lately"
+        if not radio_trust.note_heard_key(session, now, member, packet.public_key):
+            return "key known"
+        self._last_recorded[(packet.sender, radio_trust.KEY_HEARD)] = now
+        return "key offered"
 
     def note_node_keys(self, session: Session, now: datetime, keys: dict[int, bytes | str]) -> int:
         """Keys in the radio's own node list (read at every connect) for registered nodes; returns how many are new."""

@@ -248,7 +248,7 @@ def test_an_overdue_alert_is_not_called_off_by_a_forged_check_in(app, bridge, si
 
 
 def test_a_key_announced_for_a_registered_node_waits_for_a_host_and_a_changed_key_is_never_trusted(
-        app, bridge, sim, client):
+        app, bridge, sim, client, clock):
     make_captain(app, "Heron", 0x0000BEEF)
     heron = sim.device.nodes.setdefault(0x0000BEEF, sim_node(0x0000BEEF))
     sim.deliver_node_info(heron)
@@ -269,14 +269,19 @@ def test_a_key_announced_for_a_registered_node_waits_for_a_host_and_a_changed_ke
         db.session.commit()
     assert host is not None
 
-    # A stranger announces another key for Heron's node: shown to the hosts, never trusted.
+    # A stranger announces other keys for Heron's node: shown to the hosts (one a minute), never trusted.
+    clock.advance(minutes=1)
     forged = sim_node(0x0000BEEF)
     sim.deliver_node_info(forged)
+    for _ in range(20):
+        sim.deliver_node_info(sim_node(0x0000BEEF))
     turn_until(bridge, lambda: len([e for e in trust_record() if e.kind == radio_trust.KEY_HEARD]) == 2)
     db.session.expire_all()
+    turns(bridge, 0.5)
     member = people.find_member(db.session, "Heron")
     assert member.radio_key == radio_trust.parse_key(heron.public_key)
     assert member.radio_key_heard == radio_trust.parse_key(forged.public_key)
+    assert len([e for e in trust_record() if e.kind == radio_trust.KEY_HEARD]) == 2
 
 
 def sim_node(num: int):
