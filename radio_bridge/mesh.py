@@ -388,7 +388,7 @@ def decode_packet(raw: bytes, heard_at: datetime) -> Inbound | None:
                   public_key=bytes(packet.public_key) or None, via_mqtt=bool(packet.via_mqtt))
     text = bytes(data.payload).decode("utf-8", errors="replace")
     if port == "TEXT_MESSAGE_APP":
-        return TextPacket(sender, packet_id, int(packet.to), int(packet.channel), text, heard_at, proof)
+        return TextPacket(sender, packet_id, text, heard_at, proof)
     if port == "NODEINFO_APP":
         try:
             user = mesh_pb2.User.FromString(data.payload)

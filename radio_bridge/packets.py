@@ -38,8 +38,6 @@ class Proof:
 class TextPacket:
     sender: int
     packet_id: int
-    to: int
-    channel: int
     text: str
     heard_at: datetime
     proof: Proof = Proof()

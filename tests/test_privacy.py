@@ -298,8 +298,8 @@ class Handhelds:
         with self.app.app_context():
             now = self.app.config["CLOCK"]()
             to = HUB_NODE if key else BROADCAST_NODE
-            packet = TextPacket(sender=sender, packet_id=next(self.packet_ids), to=to, channel=0, text=text,
-                                heard_at=now, proof=Proof(to=to, pki=key is not None, public_key=key))
+            packet = TextPacket(sender=sender, packet_id=next(self.packet_ids), text=text, heard_at=now,
+                                proof=Proof(to=to, pki=key is not None, public_key=key))
             outcome = run_in_transaction(db.session, lambda s: self.inbound.handle_text(s, now, packet))
             db.session.remove()
         return outcome

@@ -1143,8 +1143,7 @@ def test_whatever_a_handheld_sends_the_bridge_handles_and_answers_a_refusal_in_o
         FUZZ_TRIED["radio: bridge inbound"] += 1
         now = clock.advance(minutes=1)  # replies are keyed by the minute; one packet a minute keeps them apart
         newest = session.scalar(select(outbox.OutboxMessage.id).order_by(outbox.OutboxMessage.id.desc())) or 0
-        packet = TextPacket(sender=sender, packet_id=next(packet_ids), to=HUB_NODE, channel=0, text=text,
-                            heard_at=now)
+        packet = TextPacket(sender=sender, packet_id=next(packet_ids), text=text, heard_at=now)
         outcome = run_in_transaction(session, lambda s: inbound.handle_text(s, now, packet))
         outcomes[outcome] += 1
         queued = list(session.scalars(select(outbox.OutboxMessage).where(outbox.OutboxMessage.id > newest)))

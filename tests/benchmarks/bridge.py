@@ -326,7 +326,7 @@ def night_airtime(workdir: Path) -> AirtimeResult:
             session = db.session
             for said in script:
                 clock.now = said.at
-                packet = TextPacket(said.node, next(packet_ids), info.node_num, 0, said.text, said.at)
+                packet = TextPacket(said.node, next(packet_ids), said.text, said.at)
                 outcomes[run_in_transaction(session, lambda s, p=packet: inbound.handle_text(s, clock.now, p))] += 1
                 clock.now = said.at + timedelta(seconds=3)  # the bridge's next send slot
                 _drain(session, sender, inbound, events, clock.now, sim)
