@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
+from server.clock import utcnow
 from server.domain import patrol, people
 from server.extensions import db
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, make_member
 from tests.processes import safebench
 
 
@@ -74,7 +76,7 @@ def test_a_stewards_radio_key_is_pinned_from_the_terminal_and_a_new_node_id_drop
 
 
 def test_the_log_prints_one_json_object_per_line(app, instance, clock):
-    safebench(instance, "steward", "add", "Kestrel", "!a1b2c3d4")
+    make_member(app, "Kestrel", "steward", node="!a1b2c3d4")  # on the test's clock, as the shift below
     with app.app_context():
         kestrel = people.get_member(db.session, "Kestrel")
         patrol.add_area(db.session, "Market")
@@ -93,12 +95,13 @@ def test_the_log_prints_one_json_object_per_line(app, instance, clock):
     assert safebench(instance, "log", "--limit", "0").returncode != 0
 
 
-def test_a_lapsed_role_is_renewed_from_the_terminal_with_the_assembly_decision(app, instance, clock):
+def test_a_lapsed_role_is_renewed_from_the_terminal_with_the_assembly_decision(app, instance):
     safebench(instance, "create-host", "Kestrel", stdin=PASSWORD + "\n")
     with app.app_context():
         kestrel = people.get_member(db.session, "Kestrel")
         (assignment,) = kestrel.roles
-        assignment.expires_at = clock.advance(days=-1)  # it ran out yesterday
+        # It ran out yesterday by the clock the commands read (the real one), not the test's fixed clock.
+        assignment.expires_at = utcnow() - timedelta(days=1)
         db.session.commit()
 
     assert "lapsed" in safebench(instance, "role", "list").stdout

@@ -554,13 +554,16 @@ def test_the_nightly_backup_copies_the_running_hubs_database_and_keeps_the_last_
         assert connection.execute("SELECT count(*) FROM log_entry").fetchone()[0] == 1
     assert not list(folder.glob("*-wal")) and not list(folder.glob(".*partial"))
 
-    # Night after night, only the newest copies stay; other files are left alone.
+    # Night after night, only the newest copies stay; other files are left alone. The command
+    # named its copy by the real clock: the nights that follow are counted from that copy, so
+    # they sort after it whatever the date the test runs on.
     (folder / "notes.txt").write_text("the host's own file")
-    night = datetime(2026, 11, 22, 5, 30)
-    for days in range(3):
-        backup.back_up(live, folder, 2, night + timedelta(days=days))
+    taken = datetime.strptime(copy.name, f"safebench-{backup.BACKUP_TIME_FORMAT}.db")
+    nights = [taken.replace(hour=5, minute=30, second=0) + timedelta(days=days) for days in (1, 2, 3)]
+    for night in nights:
+        backup.back_up(live, folder, 2, night)
     kept = backup.list_backups(folder)
-    assert [path.name for path in kept] == ["safebench-20261123T053000Z.db", "safebench-20261124T053000Z.db"]
+    assert [path.name for path in kept] == [backup.backup_name(night) for night in nights[1:]]
     assert (folder / "notes.txt").exists()
 
 

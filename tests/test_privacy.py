@@ -34,7 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import timedelta
 from html import unescape
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -420,7 +420,9 @@ def seed(app, clock: FakeClock) -> Hub:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """One hub, seeded once through every door, for every reading below."""
-    clock = FakeClock(datetime(2026, 11, 21, 20, 0, 0))
+    # Its night began at 20:00 the day before yesterday and ended before today began: a real
+    # `safebench serve` below, on the real clock, finds its roles in force whatever the date.
+    clock = FakeClock((utcnow() - timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0))
     app = make_app(
         tmp_path_factory.mktemp("privacy") / "instance", clock,
         RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache", CACHE_NO_NULL_WARNING=True,

@@ -311,7 +311,7 @@ def night_airtime(workdir: Path) -> AirtimeResult:
                          region=REGION, modem_preset=PRESET).start()
     events: queue.Queue = queue.Queue()
     # The bridge journals every packet before acting on it; here the ACKs go straight to the queue.
-    link = RadioLink(events, on_packet=lambda raw: events.put(decode_packet(raw, utcnow())))
+    link = RadioLink(events, on_packet=lambda raw: events.put(decode_packet(raw, clock())))  # the night's time
     outcomes: Counter = Counter()
     try:
         info = link.open(RadioSpec.parse(f"serial:{sim.path}"))
