@@ -84,3 +84,19 @@ def make_app(instance, clock, **config):
     })
     apply_migrations(app)
     return app
+
+
+def make_wall_clock_hub(instance, stewards):
+    """A migrated hub on the wall clock (a bridge process runs on real time) with ``stewards`` registered.
+
+    ``stewards``: the simulated radio's nodes, each a steward named steward0, steward1...
+    """
+    from server.clock import utcnow
+
+    app = make_app(instance, utcnow)
+    with app.app_context():
+        for number, node in enumerate(stewards):
+            people.register_steward(db.session, utcnow(), f"steward{number}", node.num, "test assembly", 28)
+        db.session.commit()
+    return app
+

@@ -24,9 +24,9 @@ from sqlalchemy import select
 
 from radio_bridge.simulator import SimNode, SimulatedRadio
 from server.clock import utcnow
-from server.domain import outbox, people, radio
+from server.domain import outbox, radio
 from server.extensions import db
-from tests.helpers import make_app
+from tests.helpers import make_wall_clock_hub
 from tests.processes import SAFEBENCH, env_for
 
 STEWARDS = [SimNode(0xC0A10000 + n, f"Steward {n}'s handheld", f"ST{n}") for n in range(2)]
@@ -36,11 +36,8 @@ ALERTS = ["Alert: smoke at the library, keep clear", "Alert: water main burst on
 @pytest.fixture
 def hub(tmp_path):
     """The hub's database, seen from this test (real time: the bridge runs on the wall clock)."""
-    app = make_app(tmp_path / "instance", utcnow)
+    app = make_wall_clock_hub(tmp_path / "instance", STEWARDS)
     with app.app_context():
-        for number, node in enumerate(STEWARDS):
-            people.register_steward(db.session, utcnow(), f"steward{number}", node.num, "test assembly", 28)
-        db.session.commit()
         yield app
         db.session.remove()
         db.engine.dispose()

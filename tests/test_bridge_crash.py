@@ -28,11 +28,11 @@ from sqlalchemy import func, select
 from radio_bridge.inbound import MISSED_TEXT
 from radio_bridge.simulator import SimNode, SimulatedRadio
 from server.clock import utcnow
-from server.domain import outbox, patrol, people
+from server.domain import outbox, patrol
 from server.domain.patrol import LogEntry
 from server.domain.radio import HeardPacket
 from server.extensions import db
-from tests.helpers import make_app
+from tests.helpers import make_wall_clock_hub
 from tests.processes import SAFEBENCH, env_for
 
 STEWARDS = [SimNode(0xC0A10000 + n, f"Steward {n}'s handheld", f"ST{n}") for n in range(4)]
@@ -42,11 +42,8 @@ MOST = 3000  # the burst goes on until the test has killed and restarted the bri
 @pytest.fixture
 def hub(tmp_path):
     """The hub's database, seen from this test (real time: the bridge runs on the wall clock)."""
-    app = make_app(tmp_path / "instance", utcnow)
+    app = make_wall_clock_hub(tmp_path / "instance", STEWARDS)
     with app.app_context():
-        for number, node in enumerate(STEWARDS):
-            people.register_steward(db.session, utcnow(), f"steward{number}", node.num, "test assembly", 28)
-        db.session.commit()
         yield app
         db.session.remove()
         db.engine.dispose()
