@@ -16,6 +16,7 @@ from server.domain import (  # noqa: F401  (registers models)
     outbox,
     patrol,
     people,
+    power_record,
     radio,
     radio_trust,
 )

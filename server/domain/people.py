@@ -32,7 +32,10 @@ CAPTAIN = "captain"
 STEWARD = "steward"
 # The care ring works arrest cases with dispatch: family, bail, the welcome at release.
 CARE = "care"
-ROLES = (HOST, DISPATCH, CARE, MEDIATOR, CAPTAIN, STEWARD)
+# The accountability circle reads neighbours' complaints about the patrol and the
+# record of every power used; it is never shown a complaint that names one of its own.
+ACCOUNTABILITY = "accountability"
+ROLES = (HOST, DISPATCH, CARE, MEDIATOR, CAPTAIN, STEWARD, ACCOUNTABILITY)
 ROLE_LABELS = {
     HOST: "Hub host",
     DISPATCH: "Dispatch",
@@ -40,6 +43,7 @@ ROLE_LABELS = {
     MEDIATOR: "Mediator",
     CAPTAIN: "Patrol captain",
     STEWARD: "Patrol steward",
+    ACCOUNTABILITY: "Accountability circle",
 }
 
 BROADCAST_NODE = 0xFFFFFFFF

@@ -1,0 +1,137 @@
+"""The record of every power used: append-only, hash-chained, read by the assembly.
+
+Whenever a role-holder uses a power (grants, renewals, countersigns,
+suspensions, password resets, withdrawals from the public log, compact
+edits, case exports and purges, alerts resolved, node-id and key changes),
+one ``PowerUse`` row says when, which role, what, on what, and why.
+
+Nobody can edit or delete a row: the session refuses any change to one
+before it reaches the database, no page or command offers it, and each row
+carries the SHA-256 of its own content and of the row before it, so a row
+changed on the disk (or one taken out) breaks the chain where it happened
+(``broken_links``), for anyone who checks.
+
+The record keeps no personal data beyond handles: what was done to whom is
+said by handle, code or number, never by what anyone wrote about a person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import String, Text, event, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from server.domain.base import Base
+from server.domain.errors import Invalid
+from server.domain.people import Member
+from server.domain.text import clean_text
+
+GENESIS = "0" * 64
+MAX_REASON = 500
+
+# What a power use is (``action``); the labels are what the assembly reads.
+ACTIONS = {
+    "role-granted": "Role granted",
+    "role-renewed": "Role renewed",
+    "role-countersigned": "Role countersigned",
+    "role-suspended": "Role suspended",
+    "role-restored": "Role restored",
+    "role-ended": "Role ended",
+    "password-reset": "Password set for another member",
+    "log-withdrawn": "Entry withdrawn from the public log",
+    "log-republished": "Entry put back on the public log",
+    "compact-edited": "Compact edited",
+    "case-exported": "Arrest case exported",
+    "case-purged": "Arrest case purged",
+    "alert-resolved": "Alert resolved",
+    "report-confirmed": "Arrest report confirmed",
+    "node-changed": "Radio node id changed",
+    "key-pinned": "Radio key pinned",
+    "key-refused": "Radio key refused",
+    "host-created": "Host created at the Pi",
+}
+SYSTEM = "the hub"  # the actor of what the scheduler or the Pi's terminal did
+
+
+class PowerUse(Base):
+    """One use of power. Never changed, never deleted."""
+
+    __tablename__ = "power_use"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    # Handles, not member ids: the record outlives members and names no one beyond a handle.
+    actor: Mapped[str] = mapped_column(String(24))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(24), index=True)
+    subject: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(Text)
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    @property
+    def action_label(self) -> str:
+        return ACTIONS.get(self.action, self.action)
+
+
+def _digest(previous_hash: str, at: datetime, actor: str, role: str, action: str, subject: str, reason: str) -> str:
+    body = json.dumps([previous_hash, at.isoformat(timespec="microseconds"), actor, role, action, subject, reason],
+                      ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def record(session: Session, now: datetime, *, actor: Member | str | None, role: str, action: str, subject: str,
+           reason: str | None) -> PowerUse:
+    """Append one use of power. ``reason`` is required for every action but the system's own."""
+    if action not in ACTIONS:
+        raise Invalid(f"Unknown power use {action!r}.")
+    handle = actor.handle if isinstance(actor, Member) else (actor or SYSTEM)
+    reason = clean_text(reason, field="reason", max_length=MAX_REASON, required=handle != SYSTEM,
+                        multiline=True) or ""
+    last = session.scalar(select(PowerUse).order_by(PowerUse.id.desc()).limit(1))
+    previous = last.hash if last is not None else GENESIS
+    use = PowerUse(at=now, actor=handle[:24], role=role[:16], action=action, subject=subject[:120], reason=reason,
+                   previous_hash=previous,
+                   hash=_digest(previous, now, handle[:24], role[:16], action, subject[:120], reason))
+    session.add(use)
+    session.flush()
+    return use
+
+
+def entries(session: Session, limit: int = 200) -> list[PowerUse]:
+    return list(session.scalars(select(PowerUse).order_by(PowerUse.id.desc()).limit(limit)))
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    id: int
+    why: str
+
+
+def broken_links(session: Session) -> list[BrokenLink]:
+    """Rows whose content or place in the chain no longer matches its hash: empty when the record is whole."""
+    broken = []
+    previous = GENESIS
+    for use in session.scalars(select(PowerUse).order_by(PowerUse.id)):
+        if use.previous_hash != previous:
+            broken.append(BrokenLink(use.id, "the row before it was changed or taken out"))
+        expected = _digest(use.previous_hash, use.at, use.actor, use.role, use.action, use.subject, use.reason)
+        if use.hash != expected:
+            broken.append(BrokenLink(use.id, "its content was changed after it was written"))
+        previous = use.hash
+    return broken
+
+
+class RecordIsAppendOnly(Exception):
+    """Raised when code tries to change or delete a row of the record: a bug, never a user's input."""
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_changes(session: Session, flush_context, instances) -> None:  # noqa: ANN001
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, PowerUse) and (obj in session.deleted or session.is_modified(obj)):
+            raise RecordIsAppendOnly("The record of power used is append-only.")
