@@ -69,6 +69,7 @@ def register_blueprints(app: Flask) -> None:
         mediation,
         radio,
         radio_keys,
+        record,
     )
     from server.web.converters import RowIdConverter
 
@@ -83,7 +84,7 @@ def register_blueprints(app: Flask) -> None:
     alerts.init_app(app)
     cases.init_app(app)
     radio_keys.init_app(app)
-    for module in (bench, auth, mediation, aid, compact, host, radio, radio_keys, live, alerts, cases):
+    for module in (bench, auth, mediation, aid, compact, host, radio, radio_keys, live, alerts, cases, record):
         app.register_blueprint(module.bp)
 
 

@@ -461,6 +461,40 @@ def log_command(as_json: bool, limit: int, follow: bool) -> None:
             _follow(entries[-1].id if entries else 0, as_json, done)
 
 
+# -- the record of power used --------------------------------------------------
+
+
+def _record_line(use) -> str:  # noqa: ANN001  (a power_record.PowerUse)
+    return (f"{use.at.isoformat(timespec='seconds')}Z  #{use.id:<5} {use.role:<14} {use.actor:<16} "
+            f"{use.action_label}: {use.subject}  ({use.reason or 'no reason needed'})")
+
+
+@click.command("record")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--verify", is_flag=True, help="Check the chain of hashes instead; exit 1 naming the broken rows.")
+@with_appcontext
+def record_command(limit: int, verify: bool) -> None:
+    """The record of every power used, oldest of the last LIMIT entries first. It cannot be edited.
+
+    With --verify, check that every row is as it was written and linked to
+    the one before: exit 0 when the record is whole, 1 naming each broken row.
+    """
+    from server.domain import power_record
+
+    if not verify:
+        for use in reversed(power_record.entries(db.session, limit=limit)):
+            click.echo(_record_line(use))
+        return
+    total, broken = power_record.count(db.session), power_record.broken_links(db.session)
+    if not broken:
+        click.echo(f"The record is whole: {total} entries, each linked to the one before.")
+        return
+    click.echo(f"The record is broken: {len(broken)} problem(s) in {total} entries.")
+    for link in broken:
+        click.echo(f"  entry {link.id}: {link.why}")
+    sys.exit(1)
+
+
 # -- radio profiles, the patrol channel, the pocket card ----------------------
 
 PROFILE_KINDS = ("hub", "steward", "relay")  # firmware_config.profiles.KINDS, without importing it for every command
@@ -783,7 +817,7 @@ def restore_command(copy: Path, yes: bool) -> None:
 
 COMMANDS = (serve_command, worker_command, up_command, bridge_command, migrate_command, alert_command, run_jobs_command,
             create_host_command,
-            steward_group, role_group, log_command, sos_command, drill_group,
+            steward_group, role_group, log_command, record_command, sos_command, drill_group,
             radio_profile_command, channel_group, pocket_card_command,
             poster_command, compact_poster_command, backup_command, restore_command)
 

@@ -136,10 +136,12 @@ def test_a_host_withdraws_an_entry_from_the_public_log_and_it_stays_in_the_full_
     assert "Incident logged Kestrel Market" in text_of(client.get("/log"))
 
     entry = newest_entry_id(app)
-    withdrawn = submit(client, "/host/log", {}, action=f"/host/log/{entry}/withdraw")
+    withdrawn = submit(client, "/host/log", {f"withdraw-{entry}-reason": "logged twice"},
+                       action=f"/host/log/{entry}/withdraw")
 
-    assert "withdrawn from the public log" in text_of(withdrawn)
-    assert "Incident logged" not in text_of(client.get("/log"))
+    assert "The entry is withdrawn" in text_of(withdrawn)
+    public = text_of(client.get("/log"))
+    assert "Incident logged" not in public and "An entry was withdrawn by a hub host: logged twice" in public
     full = text_of(client.get("/host/log"))
     assert "Shouting at the fruit stall" in full and "Withdrawn from the public log" in full and "From web" in full
 

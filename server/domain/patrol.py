@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Boolean, ForeignKey, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
+from server.domain import power_record
 from server.domain.base import Base
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.domain.people import Member
@@ -119,6 +120,11 @@ class LogEntry(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=True)
     # Written by a rehearsal: labelled DRILL wherever it is shown.
     drill: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # A withdrawal leaves a gap on the public log saying by which role and why
+    # (never by whom: the record of power used keeps the handle).
+    withdrawn_at: Mapped[datetime | None]
+    withdrawn_by: Mapped[str | None] = mapped_column(String(40))
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
 
     member: Mapped[Member | None] = relationship()
     area: Mapped[Area | None] = relationship()
@@ -126,6 +132,15 @@ class LogEntry(Base):
     @property
     def kind_label(self) -> str:
         return KIND_LABELS.get(self.kind) or PRIVATE_KIND_LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+
+    @property
+    def publishable(self) -> bool:
+        """Whether this entry is of a kind the public log shows at all (drills and private kinds never are)."""
+        return self.kind in KIND_LABELS and not self.drill
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.publishable and not self.public
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,8 @@ class PublicLogEntry:
     label: str
     steward: str | None
     area: str | None
+    # Set for a withdrawn entry: the gap in its place says this, and nothing of the entry.
+    withdrawal: str | None = None
 
 
 # -- areas --------------------------------------------------------------------
@@ -334,11 +351,53 @@ def record_incident(
     return entry
 
 
-def set_entry_public(session: Session, entry_id: int, public: bool) -> LogEntry:
+MAX_WITHDRAWAL_REASON = 200
+REASON_REQUIRED = "Please say why: a withdrawal needs a reason, and the public log shows it in the entry's place."
+# How the gap on the public log names the role that withdrew an entry (never the member).
+WITHDRAWN_BY = {"host": "a hub host", "dispatch": "a dispatcher", "captain": "a patrol captain"}
+
+
+def _publishable_entry(session: Session, entry_id: int) -> LogEntry:
     entry = session.get(LogEntry, entry_id)
     if entry is None:
         raise NotFound("That log entry does not exist.")
-    entry.public = public
+    if not entry.publishable:
+        raise Invalid("That entry is never on the public log: there is nothing to withdraw or put back.")
+    return entry
+
+
+def withdraw_entry(session: Session, now: datetime, entry_id: int, member: Member, role: str,
+                   reason: str | None) -> LogEntry:
+    """Take an entry off the public log. It leaves a gap there saying by which role and why; the record keeps who."""
+    entry = _publishable_entry(session, entry_id)
+    if not entry.public:
+        raise Conflict("That entry is withdrawn already.")
+    reason = clean_text(reason, field="reason", max_length=MAX_WITHDRAWAL_REASON, required=False)
+    if not reason:
+        raise Invalid(REASON_REQUIRED, field="reason")
+    if looks_like_contact(reason):
+        raise Invalid("The reason is shown on the public log: leave phone numbers, email addresses and "
+                      "long numbers out of it.", field="reason")
+    entry.public = False
+    entry.withdrawn_at = now
+    entry.withdrawn_by = WITHDRAWN_BY.get(role, "a role-holder")
+    entry.withdrawal_reason = reason
+    power_record.record(session, now, actor=member, role=role, action="log-withdrawn",
+                        subject=f"log entry {entry.id} ({entry.kind_label.lower()})", reason=reason)
+    session.flush()
+    return entry
+
+
+def republish_entry(session: Session, now: datetime, entry_id: int, member: Member, role: str) -> LogEntry:
+    """Put a withdrawn entry back on the public log: the gap closes, the record keeps both steps."""
+    entry = _publishable_entry(session, entry_id)
+    if entry.public:
+        raise Conflict("That entry is on the public log already.")
+    entry.public = True
+    entry.withdrawn_at = entry.withdrawn_by = entry.withdrawal_reason = None
+    power_record.record(session, now, actor=member, role=role, action="log-republished",
+                        subject=f"log entry {entry.id} ({entry.kind_label.lower()})",
+                        reason="the withdrawal was undone: the entry is public again")
     session.flush()
     return entry
 
@@ -376,10 +435,13 @@ def round_down(moment: datetime, minutes: int) -> datetime:
 def public_log(session: Session, limit: int, rounding_minutes: int) -> list[PublicLogEntry]:
     """The published log, newest first, with nothing that points at a person."""
     rows = session.execute(
-        select(LogEntry.id, LogEntry.at, LogEntry.kind, Member.handle, Area.name)
+        select(LogEntry.id, LogEntry.at, LogEntry.kind, Member.handle, Area.name, LogEntry.public,
+               LogEntry.withdrawn_by, LogEntry.withdrawal_reason)
         .outerjoin(Member, LogEntry.member_id == Member.id)
         .outerjoin(Area, LogEntry.area_id == Area.id)
-        .where(LogEntry.public.is_(True), LogEntry.drill.is_(False), LogEntry.kind.in_(tuple(KIND_LABELS)))
+        # A withdrawn entry stays in its place as a gap that says by which role and why.
+        .where(LogEntry.public.is_(True) | LogEntry.withdrawal_reason.is_not(None),
+               LogEntry.drill.is_(False), LogEntry.kind.in_(tuple(KIND_LABELS)))
         .order_by(LogEntry.id.desc())
         .limit(limit)
     )
@@ -392,7 +454,17 @@ def public_log(session: Session, limit: int, rounding_minutes: int) -> list[Publ
             steward=handle,
             area=area,
         )
-        for row_id, at, kind, handle, area in rows
+        if public else
+        PublicLogEntry(
+            id=row_id,
+            at=round_down(at, rounding_minutes),
+            kind="withdrawn",
+            label="Withdrawn",
+            steward=None,
+            area=None,
+            withdrawal=f"An entry was withdrawn by {withdrawn_by or 'a role-holder'}: {reason}",
+        )
+        for row_id, at, kind, handle, area, public, withdrawn_by, reason in rows
     ]
 
 

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, Text, event, select
+from sqlalchemy import String, Text, event, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.domain.base import Base
@@ -38,6 +38,7 @@ ACTIONS = {
     "role-granted": "Role granted",
     "role-renewed": "Role renewed",
     "role-countersigned": "Role countersigned",
+    "suspension-asked": "Suspension of a role asked",
     "role-suspended": "Role suspended",
     "role-restored": "Role restored",
     "role-ended": "Role ended",
@@ -53,8 +54,10 @@ ACTIONS = {
     "key-pinned": "Radio key pinned",
     "key-refused": "Radio key refused",
     "host-created": "Host created at the Pi",
+    "complaint-closed": "Complaint about the patrol closed",
 }
 SYSTEM = "the hub"  # the actor of what the scheduler or the Pi's terminal did
+SYSTEM_ROLE = "system"  # its role: no member's power, the hub's own rules or its terminal
 
 
 class PowerUse(Base):
@@ -102,8 +105,34 @@ def record(session: Session, now: datetime, *, actor: Member | str | None, role:
     return use
 
 
-def entries(session: Session, limit: int = 200) -> list[PowerUse]:
-    return list(session.scalars(select(PowerUse).order_by(PowerUse.id.desc()).limit(limit)))
+def acting_role(session: Session, now: datetime, member: Member | None, allowed: tuple[str, ...]) -> str:
+    """The role ``member`` used for a power that ``allowed`` roles hold: the first of theirs in ``people.ROLES`` order.
+
+    ``SYSTEM_ROLE`` for the hub itself (no member); a member holding none of
+    ``allowed`` (the caller checked their right some other way) is recorded
+    under the first role they do hold.
+    """
+    from server.domain import people  # people may come to record its own powers here
+
+    if member is None:
+        return SYSTEM_ROLE
+    held = people.active_roles(session, member, now)
+    for role in (*[r for r in people.ROLES if r in allowed], *people.ROLES):
+        if role in held:
+            return role
+    return "no role"
+
+
+def entries(session: Session, limit: int = 200, before_id: int | None = None) -> list[PowerUse]:
+    """The record, newest first; ``before_id`` pages back."""
+    query = select(PowerUse)
+    if before_id is not None:
+        query = query.where(PowerUse.id < before_id)
+    return list(session.scalars(query.order_by(PowerUse.id.desc()).limit(limit)))
+
+
+def count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(PowerUse)) or 0
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from wtforms.validators import (
     Optional,
 )
 
-from server.domain import aid, mediation, patrol, people, radio_trust
+from server.domain import aid, mediation, patrol, people, power_record, radio_trust
 from server.domain.errors import DomainError
 from server.domain.people import (
     CAPTAIN,
@@ -101,6 +101,18 @@ class LogEntryForm(FlaskForm):
     )
     place = StringField("Place", validators=[Optional(), _at_most(patrol.MAX_PLACE)])
     note = TextAreaField("Note", validators=[_at_most(patrol.MAX_NOTE)])
+
+
+class WithdrawForm(FlaskForm):
+    """One per log entry, so it carries a prefix; the app-wide CSRF check covers it."""
+
+    class Meta:
+        csrf = False
+
+    reason = StringField(
+        "Reason for withdrawing it (public)",
+        validators=[DataRequired(message=patrol.REASON_REQUIRED), _at_most(patrol.MAX_WITHDRAWAL_REASON)],
+    )
 
 
 class RegisterStewardForm(FlaskForm):
@@ -236,14 +248,24 @@ def dashboard() -> ResponseReturnValue:
 # -- the full log -------------------------------------------------------------
 
 
-def _log_page(form: LogEntryForm) -> ResponseReturnValue:
-    before = _id_from(request.args.get("before"))
+def _withdraw_form(entry_id: int, formdata: Any = None) -> WithdrawForm:
+    return WithdrawForm(formdata=formdata, prefix=f"withdraw-{entry_id}")
+
+
+def _log_page(form: LogEntryForm, failed_withdrawal: tuple[int, WithdrawForm] | None = None,
+              before: int | None = None) -> ResponseReturnValue:
+    before = before or _id_from(request.args.get("before"))
     # One extra row tells whether there is an older page at all.
     rows = patrol.recent_entries(db.session, limit=LOG_PAGE_SIZE + 1, before_id=before,
                                  hidden_kinds=patrol.kinds_hidden_from(current_roles()))
     entries = rows[:LOG_PAGE_SIZE]
     older = entries[-1].id if len(rows) > LOG_PAGE_SIZE else None
-    return render_template("host/log.html", form=form, entries=entries, before=before, older=older), status_for(form)
+    withdraw_forms = {entry.id: _withdraw_form(entry.id) for entry in entries if entry.publishable and entry.public}
+    if failed_withdrawal:
+        withdraw_forms[failed_withdrawal[0]] = failed_withdrawal[1]
+    page = render_template("host/log.html", form=form, entries=entries, before=before, older=older,
+                           withdraw_forms=withdraw_forms)
+    return page, _page_status(form, failed_withdrawal[1] if failed_withdrawal else None)
 
 
 @bp.get("/log")
@@ -277,23 +299,55 @@ def add_entry() -> ResponseReturnValue:
     return _log_page(form)
 
 
-def _show_entry(entry_id: int, public: bool, message: str) -> ResponseReturnValue:
-    save(lambda session: patrol.set_entry_public(session, entry_id, public))
-    flash(message)
+def _back_to_entry(entry_id: int) -> ResponseReturnValue:
     # Back to the page of the log the button was on.
     return redirect(url_for("host.log", before=_id_from(request.form.get("before"))) + f"#entry-{entry_id}")
+
+
+def _withdraw(session: Session, entry_id: int, reason: str) -> patrol.LogEntry:
+    moment, member = now(), session.get(Member, current_user.id)
+    role = power_record.acting_role(session, moment, member, LOG_ROLES)
+    return patrol.withdraw_entry(session, moment, entry_id, member, role, reason)
 
 
 @bp.post("/log/<int:entry_id>/withdraw")
 @requires(*LOG_ROLES)
 def withdraw_entry(entry_id: int) -> ResponseReturnValue:
-    return _show_entry(entry_id, False, "The entry is withdrawn from the public log; it stays in the full log.")
+    db.get_or_404(patrol.LogEntry, entry_id)
+    form = _withdraw_form(entry_id, formdata=request.form)
+    if form.validate():
+        try:
+            save(lambda session: _withdraw(session, entry_id, form.reason.data))
+        except DomainError as error:
+            if error.field != "reason":  # about the entry, not the reason: withdrawn already, never public
+                flash(error.message, "warning")
+                return _back_to_entry(entry_id)
+            attach_error(form, error)
+        else:
+            flash("The entry is withdrawn: the public log shows a gap with your role and the reason; "
+                  "the entry stays in the full log.")
+            return _back_to_entry(entry_id)
+    return _log_page(LogEntryForm(formdata=None), failed_withdrawal=(entry_id, form),
+                     before=_id_from(request.form.get("before")))
+
+
+def _republish(session: Session, entry_id: int) -> patrol.LogEntry:
+    moment, member = now(), session.get(Member, current_user.id)
+    return patrol.republish_entry(session, moment, entry_id, member,
+                                  power_record.acting_role(session, moment, member, LOG_ROLES))
 
 
 @bp.post("/log/<int:entry_id>/publish")
 @requires(*LOG_ROLES)
 def publish_entry(entry_id: int) -> ResponseReturnValue:
-    return _show_entry(entry_id, True, "The entry is back on the public log.")
+    db.get_or_404(patrol.LogEntry, entry_id)
+    try:
+        save(lambda session: _republish(session, entry_id))
+    except DomainError as error:
+        flash(error.message, "warning")
+    else:
+        flash("The entry is back on the public log; the record of power used keeps both steps.")
+    return _back_to_entry(entry_id)
 
 
 # -- stewards and areas -------------------------------------------------------

@@ -1,0 +1,255 @@
+"""Stories of the record of every power used: withdrawals leave a gap with their reason, and nobody rewrites history."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from server.domain import patrol, people, power_record
+from server.domain.people import ACCOUNTABILITY, CAPTAIN, HOST, STEWARD
+from server.extensions import db
+from tests.helpers import login, make_member, submit, text_of
+
+REASON = "it showed where Wren lives"
+
+
+def _incident(app, handle: str = "Wren", what: str = "Shouting at the fruit stall", place: str = "Market square") -> int:
+    with app.app_context():
+        member = people.get_member(db.session, handle)
+        entry = patrol.record_incident(db.session, app.config["CLOCK"](), member, patrol.SOURCE_RADIO, what, place)
+        db.session.commit()
+        return entry.id
+
+
+def _uses(app) -> list[power_record.PowerUse]:
+    with app.app_context():
+        uses = power_record.entries(db.session)
+        db.session.expunge_all()
+        return uses
+
+
+def _a_captain_and_a_logged_incident(app, client) -> int:
+    make_member(app, "Kestrel", HOST)
+    make_member(app, "Wren", STEWARD, node="!a1b2c3d4")
+    make_member(app, "Heron", CAPTAIN)
+    with app.app_context():
+        patrol.add_area(db.session, "Market")
+        db.session.commit()
+    entry = _incident(app)
+    assert "Incident logged Wren Market" in text_of(client.get("/log"))
+    login(client, "Heron")
+    return entry
+
+
+def test_a_captain_withdraws_an_entry_with_a_reason_and_the_public_log_shows_the_gap(app, client, clock):
+    entry = _a_captain_and_a_logged_incident(app, client)
+
+    form = text_of(client.get("/host/log"))
+    assert "The public log shows it in the entry's place, with your role, never your handle" in form
+    withdrawn = submit(client, "/host/log", {f"withdraw-{entry}-reason": REASON},
+                       action=f"/host/log/{entry}/withdraw")
+
+    assert withdrawn.status_code == 200
+    assert "The entry is withdrawn: the public log shows a gap" in text_of(withdrawn)
+    neighbour = app.test_client()
+    for page in ("/log", "/"):
+        public = text_of(neighbour.get(page))
+        assert f"An entry was withdrawn by a patrol captain: {REASON}" in public, page
+        assert "Incident logged" not in public and "Heron" not in public and "Market" not in public, page
+    # The full log keeps the entry, who withdrew it by role, and why.
+    full = text_of(client.get("/host/log"))
+    assert "Shouting at the fruit stall" in full
+    assert f"Withdrawn from the public log by a patrol captain" in full and REASON in full
+    # The record keeps who, by handle, with the role they used.
+    [use] = _uses(app)
+    assert (use.actor, use.role, use.action, use.reason) == ("Heron", CAPTAIN, "log-withdrawn", REASON)
+    assert use.subject == f"log entry {entry} (incident logged)"
+    assert use.at == clock.now
+
+
+def test_a_withdrawal_without_a_reason_is_refused_next_to_the_field_and_changes_nothing(app, client):
+    entry = _a_captain_and_a_logged_incident(app, client)
+
+    for reason in ("", "   ", "\u200b"):
+        refused = submit(client, "/host/log", {f"withdraw-{entry}-reason": reason},
+                         action=f"/host/log/{entry}/withdraw")
+        assert refused.status_code == 400
+        assert "Please say why: a withdrawal needs a reason, and the public log shows it" in text_of(refused)
+    missing = submit(client, "/host/log", {}, action=f"/host/log/{entry}/withdraw")
+    assert missing.status_code == 400
+    contact = submit(client, "/host/log", {f"withdraw-{entry}-reason": "call 0171 2345678"},
+                     action=f"/host/log/{entry}/withdraw")
+    assert contact.status_code == 400 and "leave phone numbers" in text_of(contact)
+
+    assert "Incident logged Wren Market" in text_of(client.get("/log"))
+    assert _uses(app) == []
+
+
+def test_putting_an_entry_back_closes_the_gap_and_is_recorded_too(app, client, clock):
+    entry = _a_captain_and_a_logged_incident(app, client)
+    submit(client, "/host/log", {f"withdraw-{entry}-reason": REASON}, action=f"/host/log/{entry}/withdraw")
+    clock.advance(minutes=5)
+
+    back = submit(client, "/host/log", {}, action=f"/host/log/{entry}/publish")
+
+    assert "The entry is back on the public log" in text_of(back)
+    public = text_of(client.get("/log"))
+    assert "Incident logged Wren Market" in public and "withdrawn" not in public.split("Public patrol log")[-1].lower()
+    withdrawn_use, put_back = reversed(_uses(app))
+    assert withdrawn_use.action == "log-withdrawn"
+    assert (put_back.action, put_back.actor, put_back.role) == ("log-republished", "Heron", CAPTAIN)
+    assert put_back.reason
+    # Putting back twice is refused, not recorded twice.
+    again = submit(client, "/host/log", {}, action=f"/host/log/{entry}/publish")
+    assert "on the public log already" in text_of(again)
+    assert len(_uses(app)) == 2
+
+
+def test_an_entry_never_on_the_public_log_cannot_be_withdrawn(app, client):
+    make_member(app, "Kestrel", HOST)
+    make_member(app, "Wren", STEWARD, node="!a1b2c3d4")
+    login(client, "Kestrel")
+    with app.app_context():
+        member = people.get_member(db.session, "Wren")
+        sos = patrol.log_entry(db.session, app.config["CLOCK"](), "sos", member, patrol.SOURCE_RADIO,
+                               place="behind the station", public=False)
+        db.session.commit()
+        sos_id = sos.id
+
+    assert "Never on the public log" in text_of(client.get("/host/log"))
+    response = submit(client, "/host/log", {f"withdraw-{sos_id}-reason": "no"}, action=f"/host/log/{sos_id}/withdraw")
+    assert "That entry is never on the public log: there is nothing to withdraw" in text_of(response)
+    page = client.get("/host/log").get_data(as_text=True)
+    assert f"/host/log/{sos_id}/withdraw" not in page and f"/host/log/{sos_id}/publish" not in page
+    assert _uses(app) == []
+
+
+def test_the_record_page_is_for_hosts_and_the_accountability_circle_only(app, client):
+    make_member(app, "Kestrel", HOST)
+    make_member(app, "Owl", ACCOUNTABILITY)
+    make_member(app, "Wren", STEWARD, node="!a1b2c3d4")
+    entry = _incident(app)
+    with app.app_context():
+        kestrel = people.get_member(db.session, "Kestrel")
+        patrol.withdraw_entry(db.session, app.config["CLOCK"](), entry, kestrel, HOST, REASON)
+        db.session.commit()
+
+    anonymous = client.get("/host/record/")
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+    login(client, "Wren")
+    assert client.get("/host/record/").status_code == 403
+    assert "Record of power" not in text_of(client.get("/host/"))
+    submit(client, "/host/", {}, action="/logout")
+
+    for reader in ("Kestrel", "Owl"):
+        login(client, reader)
+        assert "Record of power" in text_of(client.get("/host/"))
+        page = text_of(client.get("/host/record/"))
+        assert "The record is whole: 1 entry, each linked to the one before." in page
+        assert f"Hub host Kestrel Entry withdrawn from the public log log entry {entry} (incident logged) {REASON}" \
+            in page
+        submit(client, "/host/", {}, action="/logout")
+
+
+def test_the_record_page_goes_back_page_by_page(app, client, clock):
+    make_member(app, "Kestrel", HOST)
+    with app.app_context():
+        for number in range(55):
+            power_record.record(db.session, clock.now, actor=None, role=power_record.SYSTEM_ROLE,
+                                action="case-purged", subject=f"case C{number}", reason="grace period over")
+        db.session.commit()
+    login(client, "Kestrel")
+
+    first = client.get("/host/record/")
+    assert "case C54" in text_of(first) and "case C4 " not in text_of(first)
+    older = client.get("/host/record/?before=6")
+    assert "case C4 " in text_of(older) and "case C0 " in text_of(older) and "case C54" not in text_of(older)
+    for odd in ("abc", "-1", "99999999999999999999"):
+        assert client.get(f"/host/record/?before={odd}").status_code == 200
+
+
+def _break_a_row(app, sql: str) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    with sqlite3.connect(Path(app.config["INSTANCE"]) / "safebench.db") as conn:
+        conn.execute(sql)
+
+
+def test_a_row_edited_in_the_database_file_breaks_the_chain_for_the_page_and_the_command(app, client, runner, clock):
+    make_member(app, "Kestrel", HOST)
+    make_member(app, "Wren", STEWARD, node="!a1b2c3d4")
+    entries = [_incident(app) for _ in range(3)]
+    with app.app_context():
+        kestrel = people.get_member(db.session, "Kestrel")
+        for entry in entries:
+            patrol.withdraw_entry(db.session, clock.now, entry, kestrel, HOST, REASON)
+            clock.advance(minutes=1)
+        db.session.commit()
+        uses = [use.id for use in reversed(power_record.entries(db.session))]
+    verified = runner.invoke(args=["record", "--verify"])
+    assert verified.exit_code == 0 and "The record is whole: 3 entries" in verified.output
+
+    _break_a_row(app, f"UPDATE power_use SET reason = 'nothing to see' WHERE id = {uses[1]}")
+
+    with app.app_context():
+        broken = power_record.broken_links(db.session)
+    assert [link.id for link in broken] == [uses[1]]
+    verified = runner.invoke(args=["record", "--verify"])
+    assert verified.exit_code == 1
+    assert f"entry {uses[1]}: its content was changed after it was written" in verified.output
+    login(client, "Kestrel")
+    page = text_of(client.get("/host/record/"))
+    assert "The record is broken: 1 problem in 3 entries." in page
+    assert f"Entry {uses[1]}: its content was changed after it was written." in page
+
+    # Taking a row out (and mending nothing) is caught at the row after it.
+    _break_a_row(app, f"DELETE FROM power_use WHERE id = {uses[0]}")
+    verified = runner.invoke(args=["record", "--verify"])
+    assert verified.exit_code == 1
+    assert f"entry {uses[1]}: the row before it was changed or taken out" in verified.output
+
+
+def test_the_orm_refuses_to_change_or_delete_a_row_of_the_record(app, clock):
+    with app.app_context():
+        use = power_record.record(db.session, clock.now, actor="Kestrel", role=HOST, action="password-reset",
+                                  subject="Wren", reason="forgot it")
+        db.session.commit()
+        use.reason = "something else"
+        with pytest.raises(power_record.RecordIsAppendOnly):
+            db.session.flush()
+        db.session.rollback()
+        db.session.delete(db.session.get(power_record.PowerUse, use.id))
+        with pytest.raises(power_record.RecordIsAppendOnly):
+            db.session.flush()
+        db.session.rollback()
+        assert db.session.get(power_record.PowerUse, use.id).reason == "forgot it"
+        assert power_record.broken_links(db.session) == []
+
+
+def test_no_route_and_no_command_changes_or_deletes_the_record(app):
+    # The record's only page reads; nothing else in the URL map or the CLI names it.
+    from server.cli import record_command
+
+    rules = [rule for rule in app.url_map.iter_rules() if "record" in rule.rule or rule.endpoint.startswith("record.")]
+    assert [(rule.rule, sorted(rule.methods - {"HEAD", "OPTIONS"})) for rule in rules] == [("/host/record/", ["GET"])]
+    assert {param.name for param in record_command.params} == {"limit", "verify"}
+
+
+def test_the_record_command_prints_the_record(app, runner, clock):
+    with app.app_context():
+        power_record.record(db.session, clock.now, actor="Kestrel", role=HOST, action="password-reset",
+                            subject="Wren", reason="forgot it")
+        clock.advance(minutes=3)
+        power_record.record(db.session, clock.now, actor=None, role=power_record.SYSTEM_ROLE, action="case-purged",
+                            subject="case C3", reason="grace period over")
+        db.session.commit()
+
+    printed = runner.invoke(args=["record"])
+    assert printed.exit_code == 0
+    lines = printed.output.splitlines()
+    assert "Kestrel" in lines[0] and "Password set for another member" in lines[0] and "forgot it" in lines[0]
+    assert "the hub" in lines[1] and "case C3" in lines[1]
+    assert len(runner.invoke(args=["record", "--limit", "1"]).output.splitlines()) == 1
