@@ -64,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
         captive,
         cases,
         compact,
+        complaints,
         host,
         live,
         mediation,
@@ -84,7 +85,7 @@ def register_blueprints(app: Flask) -> None:
     alerts.init_app(app)
     cases.init_app(app)
     radio_keys.init_app(app)
-    for module in (bench, auth, mediation, aid, compact, host, radio, radio_keys, live, alerts, cases, record):
+    for module in (bench, auth, mediation, complaints, aid, compact, host, radio, radio_keys, live, alerts, cases, record):
         app.register_blueprint(module.bp)
 
 

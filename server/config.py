@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     # after they close: the hub keeps no history of neighbours' conflicts.
     "MEDIATION_RETENTION_DAYS": 14,
     "AID_RETENTION_DAYS": 14,
+    # Closed complaints about the patrol: what was written, and whom it named, is
+    # deleted this long after closing (past the next lunar audit); their dates stay.
+    "COMPLAINT_RETENTION_DAYS": 30,
     # Radio traffic is kept only as long as it is useful: messages the hub
     # sent (they name stewards and places), stewards' last positions, and
     # nodes heard that are not ours.

@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import aid, alerts, cases, mediation, outbox, overdue, people, radio, radio_trust
+from server.domain import aid, alerts, cases, complaints, mediation, outbox, overdue, people, radio, radio_trust
 from server.extensions import db
 
 log = logging.getLogger("server.scheduler")
@@ -40,6 +40,11 @@ def _lapse_aid(session: Session, now: datetime, _cfg: dict) -> str:
 
 def _purge_mediation(session: Session, now: datetime, cfg: dict) -> str:
     return f"{mediation.purge_closed(session, now, cfg['MEDIATION_RETENTION_DAYS'])} closed mediation request(s) purged"
+
+
+def _purge_complaints(session: Session, now: datetime, cfg: dict) -> str:
+    purged = complaints.purge_closed(session, now, int(cfg["COMPLAINT_RETENTION_DAYS"]))
+    return f"{purged} closed complaint(s) purged (their dates kept for the counts)"
 
 
 def _purge_aid(session: Session, now: datetime, cfg: dict) -> str:
@@ -91,6 +96,7 @@ JOBS = (
     Job("lapse-aid", 1, _lapse_aid),
     Job("purge-mediation", 60, _purge_mediation),
     Job("purge-aid", 60, _purge_aid),
+    Job("purge-complaints", 60, _purge_complaints),
     Job("purge-radio", 60, _purge_radio),
     Job("purge-cases", 60, _purge_cases),
 )

@@ -11,6 +11,7 @@ from server.domain import (  # noqa: F401  (registers models)
     alerts,
     cases,
     compact,
+    complaints,
     drills,
     mediation,
     outbox,
