@@ -253,3 +253,116 @@ def test_the_record_command_prints_the_record(app, runner, clock):
     assert "Kestrel" in lines[0] and "Password set for another member" in lines[0] and "forgot it" in lines[0]
     assert "the hub" in lines[1] and "case C3" in lines[1]
     assert len(runner.invoke(args=["record", "--limit", "1"]).output.splitlines()) == 1
+
+
+# -- the other powers --------------------------------------------------------------
+
+
+def _signed_in(app, handle: str, *roles: str, node: str | None = None):
+    make_member(app, handle, *roles, node=node)
+    browser = app.test_client()
+    assert login(browser, handle).request.path == "/host/"
+    return browser
+
+
+def _record_of(app) -> list[tuple[str, str, str, str, str]]:
+    """The record oldest first, as (actor, role, action, subject, reason)."""
+    return [(use.actor, use.role, use.action, use.subject, use.reason) for use in reversed(_uses(app))]
+
+
+def test_an_arrest_case_confirmed_exported_and_purged_leaves_three_lines_naming_only_its_code(app, client, clock):
+    neighbour = app.test_client()
+    submit(neighbour, "/arrest", {"where": "Larch Street corner", "when": "19:45", "count": "2",
+                                  "description": "Two people in green rain jackets", "agency": "",
+                                  "contact": "ask for Robin at the bench"})
+    heron = _signed_in(app, "Heron", "dispatch")
+    otter = _signed_in(app, "Otter", "care")
+    with app.app_context():
+        from server.domain.cases import ArrestCase
+
+        case_id = db.session.query(ArrestCase.id).scalar()
+    submit(heron, f"/cases/{case_id}", {}, action=f"/cases/{case_id}/confirm")
+    assert otter.get(f"/cases/{case_id}/export.txt").status_code == 200
+    for _ in range(2):
+        submit(otter, f"/cases/{case_id}", {"released": "1"}, action=f"/cases/{case_id}/count-out")
+    clock.advance(days=app.config["CASE_GRACE_DAYS"], minutes=1)
+    from server.scheduler import run_all_once
+
+    run_all_once(app)
+
+    assert _record_of(app) == [
+        ("Heron", "dispatch", "report-confirmed", "case C1", "a neighbour's arrest report vouched for: it goes on the air"),
+        ("Otter", "care", "case-exported", "case C1", "downloaded as a text file for the legal coordinator"),
+        ("the hub", "system", "case-purged", "case C1",
+         f"everyone released {app.config['CASE_GRACE_DAYS']} days ago: the hub's retention rule deletes it"),
+    ]
+    everything = repr(_record_of(app))
+    for private in ("Larch", "green", "Robin"):
+        assert private not in everything
+
+
+def test_an_alert_resolved_is_recorded_by_code_and_kind_never_with_its_note(app, clock):
+    heron = _signed_in(app, "Heron", "dispatch")
+    submit(heron, "/host/alerts", {"who": "", "where": "Market square"}, action="/host/alerts/sos")
+    with app.app_context():
+        from server.domain import alerts
+
+        [alert] = alerts.recent_alerts(db.session)
+        alert_id = alert.id
+    done = submit(heron, "/host/alerts", {f"resolve-{alert_id}-note": "Crane walked Mrs Ash home to 12 Elm St"},
+                  action=f"/host/alerts/{alert_id}/resolve")
+    assert done.status_code == 200
+
+    [(actor, role, action, subject, reason)] = _record_of(app)
+    assert (actor, role, action, subject) == ("Heron", "dispatch", "alert-resolved", "alert A1 (SOS)")
+    assert reason == "resolved on the alerts page; what happened is with the alert"
+    assert "Elm" not in repr(_record_of(app)) and "Ash" not in repr(_record_of(app))
+
+
+def test_a_silent_alert_resolved_by_radio_is_recorded_without_its_kind(app, clock):
+    make_member(app, "Wren", STEWARD, node="!a1b2c3d4")
+    make_member(app, "Heron", "dispatch", node="!a1b2c3d5")
+    with app.app_context():
+        from server.domain import alerts
+
+        wren, heron = people.get_member(db.session, "Wren"), people.get_member(db.session, "Heron")
+        alert = alerts.raise_alert(db.session, clock.now, alerts.DURESS, wren, None, patrol.SOURCE_RADIO,
+                                   verified=True)
+        alerts.resolve(db.session, clock.now, alert, heron, patrol.SOURCE_RADIO, None, note_required=False)
+        db.session.commit()
+        code = alert.code
+
+    assert _record_of(app) == [("Heron", "dispatch", "alert-resolved", f"alert {code}",
+                                "CLR from a radio; what happened is with the alert")]
+
+
+def test_a_hosts_radio_decisions_are_recorded_by_handle_never_by_node_or_key(app, client, clock):
+    import base64
+
+    make_member(app, "Kestrel", HOST)
+    wren = make_member(app, "Wren", STEWARD, node="!a1b2c3d4")
+    login(client, "Kestrel")
+    key = base64.b64encode(bytes(range(1, 33))).decode()
+    heard = base64.b64encode(bytes(range(2, 34))).decode()
+
+    submit(client, "/host/stewards", {"key": key}, action=f"/host/stewards/{wren}/key")
+    with app.app_context():
+        from server.domain import radio_trust
+
+        radio_trust.note_heard_key(db.session, clock.now, people.get_member(db.session, "Wren"), heard)
+        db.session.commit()
+    submit(client, "/host/stewards", {}, action=f"/host/stewards/{wren}/key/refuse")
+    submit(client, "/host/stewards", {f"member-{wren}-node_id": "!0000beef"}, action=f"/host/stewards/{wren}/node")
+    submit(client, "/host/stewards", {f"member-{wren}-node_id": ""}, action=f"/host/stewards/{wren}/node")
+
+    assert _record_of(app) == [
+        ("Kestrel", "host", "key-pinned", "Wren's radio key", "a key typed in for the steward"),
+        ("Kestrel", "host", "key-refused", "Wren's radio key",
+         "a key announced under the steward's node, refused as not their radio's"),
+        ("Kestrel", "host", "node-changed", "Wren's radio",
+         "another radio given to the steward: its key must be pinned again"),
+        ("Kestrel", "host", "node-changed", "Wren's radio", "the radio taken off the steward: no radio now"),
+    ]
+    everything = repr(_record_of(app))
+    for secret in (key[:8], heard[:8], "a1b2c3d4", "beef"):
+        assert secret not in everything

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
-from server.domain import outbox, patrol, people
+from server.domain import outbox, patrol, people, power_record
 from server.domain.base import Base
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
@@ -395,6 +395,7 @@ def resolve(session: Session, now: datetime, alert: Alert | str, member: Member 
     alert.resolved_at = now
     alert.resolved_by = member
     alert.resolution = note or f"cleared by {member.handle if member else 'the hub'} ({via})"
+    _record_resolution(session, now, alert, member, via)
     patrol.log_entry(session, now, DURESS if alert.silent else "alert_clear", member, via,
                      note=f"{alert.code} resolved: {alert.resolution}", public=False, drill=alert.drill)
     if not alert.silent:
@@ -404,6 +405,29 @@ def resolve(session: Session, now: datetime, alert: Alert | str, member: Member 
                              dedupe_key=f"alert:{alert.id}:resolved")
     session.flush()
     return alert
+
+
+# Why an alert was resolved, as the record of power used says it: never the resolution note, which may describe people.
+RESOLVED_VIA = {
+    patrol.SOURCE_RADIO: "CLR from a radio; what happened is with the alert",
+    patrol.SOURCE_WEB: "resolved on the alerts page; what happened is with the alert",
+    patrol.SOURCE_CLI: "resolved at the Pi's terminal; what happened is with the alert",
+    patrol.SOURCE_SYSTEM: "the steward it was about checked in",
+}
+RESOLVE_ROLES = (people.HOST, people.DISPATCH, people.CAPTAIN, people.STEWARD)
+
+
+def _record_resolution(session: Session, now: datetime, alert: Alert, member: Member | None, via: str) -> None:
+    # The hub stands an overdue alert down itself when the steward's own word arrives.
+    actor = None if via == patrol.SOURCE_SYSTEM else member
+    # A silent alert stays silent: the record names its code, never its kind.
+    what = f"alert {alert.code}" + ("" if alert.silent else f" ({alert.kind_label})")
+    if alert.drill:
+        what, why = f"{what}, a drill", "the drill ended or was cleared"
+    else:
+        why = RESOLVED_VIA.get(via, "resolved; what happened is with the alert")
+    power_record.record(session, now, actor=actor, role=power_record.acting_role(session, now, actor, RESOLVE_ROLES),
+                        action="alert-resolved", subject=what, reason=why)
 
 
 def escalate_due(session: Session, now: datetime, ack_after: timedelta) -> list[Alert]:

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, object_session, relationship
 
-from server.domain import outbox, patrol, people
+from server.domain import outbox, patrol, people, power_record
 from server.domain.alerts import DRILL_PREFIX, dispatch_nodes, next_code, normalize_code, place_for_air
 from server.domain.base import Base
 from server.domain.errors import Conflict, DomainError, Invalid, NotFound
@@ -486,6 +486,10 @@ def confirm_report(session: Session, now: datetime, case_or_code: ArrestCase | s
     if not case.is_open:
         raise Conflict(f"{case.code} is closed: everyone is released, nothing goes on the air.")
     case.confirmed_at, case.confirmed_by = now, member
+    power_record.record(session, now, actor=member, role=power_record.acting_role(session, now, member, CONFIRM_ROLES),
+                        action="report-confirmed", subject=_record_subject(case),
+                        reason="a neighbour's arrest report vouched for: it goes on the air"
+                               + (" (ACK from a radio)" if via == patrol.SOURCE_RADIO else ""))
     patrol.log_entry(session, now, "arrest_confirm", member, via if via in patrol.SOURCES else patrol.SOURCE_WEB,
                      place=air_place_of(case), note=f"{case.code}: the bench's report confirmed by {member.handle}, "
                                                     "on the air now", public=False, drill=case.drill)
@@ -658,18 +662,35 @@ def purge_due_on(case: ArrestCase, grace: timedelta) -> datetime | None:
     return case.closed_at + grace if case.closed_at else None
 
 
+def _record_subject(case: ArrestCase) -> str:
+    """A case as the record of power used names it: by its code only."""
+    return f"case {case.code}" + (", a drill" if case.drill else "")
+
+
 def purge_closed(session: Session, now: datetime, grace: timedelta) -> int:
     """Everyone released plus the grace period: the case is deleted, exported or not."""
     old = list(session.scalars(select(ArrestCase).where(ArrestCase.closed_at <= now - grace)))
     for case in old:
+        power_record.record(session, now, actor=None, role=power_record.SYSTEM_ROLE, action="case-purged",
+                            subject=_record_subject(case),
+                            reason=f"everyone released {_days(grace)} ago: the hub's retention rule deletes it")
         session.delete(case)
     session.flush()
     return len(old)
 
 
-def export_text(session: Session, now: datetime, case: ArrestCase) -> str:
-    """The case as a plain text file for the legal coordinator; marks it exported."""
+def _days(span: timedelta) -> str:
+    days = span / timedelta(days=1)
+    shown = f"{days:g}"
+    return f"{shown} day" if shown == "1" else f"{shown} days"
+
+
+def export_text(session: Session, now: datetime, case: ArrestCase, *, by: Member | None) -> str:
+    """The case as a plain text file for the legal coordinator; marks it exported, in the record of power used."""
     case.exported_at = now
+    power_record.record(session, now, actor=by, role=power_record.acting_role(session, now, by, (DISPATCH, CARE)),
+                        action="case-exported", subject=_record_subject(case),
+                        reason="downloaded as a text file for the legal coordinator")
     session.flush()
     lines = [
         f"Arrest case {case.code}" + (" (DRILL)" if case.drill else ""),

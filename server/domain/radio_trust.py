@@ -30,6 +30,7 @@ from sqlalchemy import BigInteger, ForeignKey, String, delete, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain import people
+from server.domain import power_record
 from server.domain.base import Base
 from server.domain.errors import Invalid
 from server.domain.people import Member, format_node_id
@@ -126,7 +127,14 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("ascii")).hexdigest()[:8]
 
 
-def pin_key(session: Session, now: datetime, member: Member, key: str | bytes, *, by: Member | None) -> Member:
+def _record_power(session: Session, now: datetime, by: Member | None, action: str, subject: str, reason: str) -> None:
+    """Key and node decisions are a host's power (or the Pi's terminal): in the record, by handle, never a key or node."""
+    power_record.record(session, now, actor=by, role=power_record.acting_role(session, now, by, (people.HOST,)),
+                        action=action, subject=subject, reason=reason)
+
+
+def pin_key(session: Session, now: datetime, member: Member, key: str | bytes, *, by: Member | None,
+            how: str = "a key typed in for the steward") -> Member:
     """Pin ``key`` as ``member``'s radio key: from now on their verified DMs carry it."""
     key = parse_key(key)
     previous = member.radio_key
@@ -138,6 +146,9 @@ def pin_key(session: Session, now: datetime, member: Member, key: str | bytes, *
     detail = f"key {fingerprint(key)} pinned" + (f", replacing {fingerprint(previous)}" if previous and previous != key
                                                  else "")
     record(session, now, KEY_PINNED, node_num=member.node_num, member=member, actor=by, detail=detail)
+    if previous != key:
+        _record_power(session, now, by, "key-pinned", f"{member.handle}'s radio key",
+                      how + ("; it replaces the key pinned before" if previous else ""))
     session.flush()
     return member
 
@@ -146,7 +157,8 @@ def confirm_heard_key(session: Session, now: datetime, member: Member, *, by: Me
     """A host read the heard key's fingerprint with the steward and confirms it."""
     if not member.radio_key_heard:
         raise Invalid(f"No radio key is waiting for {member.handle}.")
-    return pin_key(session, now, member, member.radio_key_heard, by=by)
+    return pin_key(session, now, member, member.radio_key_heard, by=by,
+                   how="the key the radio announced, confirmed with the steward")
 
 
 def refuse_heard_key(session: Session, now: datetime, member: Member, *, by: Member) -> Member:
@@ -155,6 +167,8 @@ def refuse_heard_key(session: Session, now: datetime, member: Member, *, by: Mem
         raise Invalid(f"No radio key is waiting for {member.handle}.")
     record(session, now, KEY_REFUSED, node_num=member.node_num, member=member, actor=by,
            detail=f"key {fingerprint(member.radio_key_heard)} refused")
+    _record_power(session, now, by, "key-refused", f"{member.handle}'s radio key",
+                  "a key announced under the steward's node, refused as not their radio's")
     member.radio_key_heard = None
     member.radio_key_heard_at = None
     session.flush()
@@ -172,6 +186,13 @@ def change_node(session: Session, now: datetime, member: Member, node_num: int |
     after = format_node_id(node_num) if node_num is not None else "none"
     record(session, now, NODE_CHANGED, node_num=node_num, member=member, actor=by,
            detail=f"node {before} -> {after}; the radio key must be pinned again")
+    if node_num is None:
+        why = "the radio taken off the steward: no radio now"
+    elif old is None:
+        why = "a first radio given to the member"
+    else:
+        why = "another radio given to the steward: its key must be pinned again"
+    _record_power(session, now, by, "node-changed", f"{member.handle}'s radio", why)
     return member
 
 

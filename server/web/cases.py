@@ -435,7 +435,7 @@ def export(case_id: int) -> ResponseReturnValue:
 
     def work(db_session: Session) -> tuple[str, str]:
         case = cases.get_case(db_session, case_id)
-        return cases.export_text(db_session, moment, case), case.code
+        return cases.export_text(db_session, moment, case, by=db_session.get(Member, current_user.id)), case.code
 
     text, code = save(work)
     response = Response(text, mimetype="text/plain")
