@@ -53,6 +53,7 @@ from server.domain import (
     alerts,
     cases,
     compact,
+    complaints,
     drills,
     mediation,
     outbox,
@@ -61,6 +62,7 @@ from server.domain import (
     radio_trust,
 )
 from server.domain.people import (
+    ACCOUNTABILITY,
     BROADCAST_NODE,
     CAPTAIN,
     CARE,
@@ -104,6 +106,8 @@ class Audience:
     on_air: bool = False
     # Part of the patrol log, which every log role reads (the full log, the live stream, `safebench log`).
     in_log: bool = False
+    # Members kept from it whatever their roles: the one a complaint about the patrol names.
+    hidden_from: frozenset[str] = frozenset()
 
 
 ARREST_CASE = Audience("arrest case details", frozenset({DISPATCH, CARE}))
@@ -111,6 +115,9 @@ ARREST_CASE = Audience("arrest case details", frozenset({DISPATCH, CARE}))
 # only a listed place the text names, the shift area, or "place with dispatch" (README, Arrest cases).
 ARREST_PLACE = Audience("arrest place as typed", frozenset({DISPATCH, CARE}))
 MEDIATION = Audience("mediation request", frozenset({MEDIATOR}))
+# A complaint about the patrol: the accountability circle, never the member it names.
+COMPLAINT = Audience("complaint about the patrol", frozenset({ACCOUNTABILITY}))
+COMPLAINT_ABOUT_TERN = Audience("complaint naming Tern", frozenset({ACCOUNTABILITY}), hidden_from=frozenset({"Tern"}))
 # Aid contacts and messages, compact signatures, the assembly's decisions: the host's pages only.
 HOST_ONLY = Audience("for the host", frozenset({HOST}))
 STEWARD_WORDS = Audience("stewards' and hosts' notes", frozenset(LOG_ROLES), in_log=True)
@@ -172,6 +179,12 @@ DISPUTE_ADDRESS = Marker("23 Pellingham Close", MEDIATION)
 PARTY_PHONE = Marker("07700 900832", MEDIATION, phone=True)
 PARTY_EMAIL = Marker("hyacinth.ao@example.net", MEDIATION)
 MEDIATOR_NOTE = Marker("Seraphina Oyelowo-Hartmann", MEDIATION)
+# Complaints about the patrol: one naming Crane (a captain), one naming Tern (in the circle), the circle's outcome.
+COMPLAINT_STORY = Marker("kicked over the Bellweather Lane bench", COMPLAINT)
+COMPLAINANT = Marker("Barnaby Quillfeather-Osei", COMPLAINT)
+COMPLAINANT_PHONE = Marker("07700 900517", COMPLAINT, phone=True)
+CIRCLE_OUTCOME = Marker("Isadora Penhaligon-Mwangi", COMPLAINT)
+ABOUT_TERN = Marker("tore up the letter from Cressida Fenwick-Adebayo", COMPLAINT_ABOUT_TERN)
 # The aid board's private side, the compact's signatures, the assembly's decisions.
 AID_POSTER = Marker("Bartholomew Ngata-Sorensen", HOST_ONLY)
 AID_PHONE = Marker("020 7946 0958", HOST_ONLY, phone=True)
@@ -208,7 +221,7 @@ MARKERS = [value for value in list(globals().values()) if isinstance(value, Mark
 
 # Who logs in, with which role. Wren is registered by the host on the web and has no login.
 PEOPLE = {"Osprey": HOST, "Heron": DISPATCH, "Linnet": CARE, "Plover": MEDIATOR, "Crane": CAPTAIN,
-          "Kestrel": STEWARD}
+          "Kestrel": STEWARD, "Tern": ACCOUNTABILITY, "Avocet": ACCOUNTABILITY}
 # "neighbour" is the phone that filled in the public forms; "anonymous" a phone that never did.
 IDENTITIES = ["anonymous", "neighbour", *PEOPLE]
 
@@ -218,7 +231,7 @@ def roles_of(identity: str) -> frozenset[str]:
 
 
 def may_see(identity: str, marker: Marker) -> bool:
-    return bool(roles_of(identity) & marker.audience.roles)
+    return bool(roles_of(identity) & marker.audience.roles) and identity not in marker.audience.hidden_from
 
 
 def markers_in(text: str) -> list[Marker]:
@@ -371,6 +384,17 @@ def seed(app, clock: FakeClock) -> Hub:
                                                 action="/compact/sign"))))
     shown.append(("/mediation/status", text_of(sent(neighbour, "/mediation/status",
                                                     {"code": mediation_receipt}))))
+    # ... and two concerns about the patrol: one about Crane, a captain; one about Tern, in the circle.
+    with app.app_context():
+        crane, tern = (people.get_member(db.session, handle).id for handle in ("Crane", "Tern"))
+    complaint_receipt = sent(neighbour, "/complaints/new", {
+        "about": f"member:{crane}", "what": f"The captain {COMPLAINT_STORY} and shouted at {COMPLAINANT}; "
+                                           f"call {COMPLAINANT_PHONE}"})
+    shown.append(("/complaints/new", text_of(complaint_receipt)))
+    complaint_code = re.search(r"P-[0-9A-Z]{4}-[0-9A-Z]{4}", text_of(complaint_receipt)).group()
+    shown.append(("/complaints/new", text_of(sent(neighbour, "/complaints/new", {
+        "about": f"member:{tern}", "what": f"Tern {ABOUT_TERN} and never answered."}))))
+    shown.append(("/complaints/status", text_of(sent(neighbour, "/complaints/status", {"code": complaint_code}))))
 
     # Dispatch opens a case, names the lawyer on the neighbour's case, raises and resolves an SOS,
     # starts a drill and logs an entry by hand; the care ring notes what happened at the station.
@@ -404,6 +428,14 @@ def seed(app, clock: FakeClock) -> Hub:
     page = f"/host/mediation/{request_id}"
     sent(mediator, page, {}, action=f"{page}/take")
     sent(mediator, page, {"text": f"{OTHER_PARTY} admits it; {MEDIATOR_NOTE} will sit in."}, action=f"{page}/notes")
+
+    # Avocet, in the accountability circle, looks into the complaint about Crane and closes it.
+    with app.app_context():
+        about_crane = db.session.scalar(select(complaints.Complaint.id).where(complaints.Complaint.about_member_id == crane))
+    page = f"/host/complaints/{about_crane}"
+    sent(browsers["Avocet"], page, {}, action=f"{page}/take")
+    sent(browsers["Avocet"], page, {"outcome": f"Crane apologised to {CIRCLE_OUTCOME} at the bench."},
+         action=f"{page}/close")
 
     # The night goes on as the worker runs it: stewards go quiet (a ping, then an OVERDUE broadcast),
     # nobody answers the drill (broadcast again, then to everyone), the cases pass 24 hours (reminders).
@@ -467,9 +499,11 @@ ID_MODELS = {
     "assignment_id": people.RoleAssignment,
     "signature_id": compact.CompactSignature,
     "message_id": aid.AidMessage,
+    "complaint_id": complaints.Complaint,
 }
-# Beyond the URL map: the finished mediation requests, and the whole live stream from its first entry.
-EXTRA = [("/host/mediation?finished=1", {}), ("/host/live/events", {"Last-Event-ID": "0"})]
+# Beyond the URL map: the finished mediation requests and closed complaints, and the whole live stream from its first entry.
+EXTRA = [("/host/mediation?finished=1", {}), ("/host/complaints?closed=1", {}),
+         ("/host/live/events", {"Last-Event-ID": "0"})]
 
 
 def get_urls(app) -> list[tuple[str, dict]]:
@@ -718,6 +752,8 @@ def test_a_real_web_server_prints_no_personal_data_while_neighbours_and_dispatch
         assert neighbour.send("/mediation/new", {"what": f"{PARTY} and {STORY}", "who": str(OTHER_PARTY),
                                                  "urgency": "soon", "contact": str(PARTY_EMAIL)})[0] == 200
         assert neighbour.send("/compact", {"mark": str(SIGNER)}, action="/compact/sign")[0] == 200
+        assert neighbour.send("/complaints/new", {"about": "handling", "what": f"{COMPLAINANT} says {COMPLAINT_STORY}"}
+                              )[0] == 200
         # A form sent without its token, and an address that is no page: refused, not logged with its words.
         forged = urllib.request.Request(base + "/mediation/new", data=urlencode({"what": str(STORY)}).encode())
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -37,7 +37,7 @@ from werkzeug.datastructures import MultiDict
 
 from server import config
 from server.db import HubBusy
-from server.domain import aid, alerts, cases, compact, drills, mediation, patrol, people, radio_trust
+from server.domain import aid, alerts, cases, compact, complaints, drills, mediation, patrol, people, radio_trust
 from server.domain.people import ROLES
 from server.domain.radio_commands import Command, parse_command
 from server.domain.radio_text import fits_one_packet
@@ -74,6 +74,8 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
                    **settings_)
     make_member(app, "Bystander", "steward", node="!00000001")
     make_member(app, "Everyone", *ROLES)  # holds every role, so every page opens for them
+    # Only in the accountability circle: reads the complaints that name a role, which Everyone holds.
+    make_member(app, "Circle", people.ACCOUNTABILITY)
     with app.app_context():
         now = clock()
         bystander = people.get_member(db.session, "Bystander")
@@ -87,6 +89,7 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         aid.hide(db.session, now, hidden)
         mediation.submit_request(db.session, now, what="Music late at night", where="Elm St", who=None,
                                  urgency="soon", contact=None)
+        complaints.submit_complaint(db.session, now, what="Nobody came when we called", about=complaints.ABOUT_HANDLING)
         cases.open_case(db.session, now, place="Market", source="web")
         drills.start(db.session, now, drills.SOS, None, "Market")
         alerts.raise_sos(db.session, now, bystander, "Elm St", patrol.SOURCE_RADIO)
@@ -315,6 +318,7 @@ READS_ONLY = [
     "aid.mine",  # looks a post up by its receipt code
     "auth.login",  # a member holding every role logs in again
     "mediation.status",  # looks a request up by its receipt code
+    "complaints.status",  # looks a complaint up by its receipt code
 ]
 
 
@@ -737,12 +741,16 @@ NASTY = [
 WRONG_TYPES = ["-1", "0", "1.5", "1e400", "99999999999999999999999999", "NaN", "abc", "[]", "{}", "null", "true",
                "  7  ", "٣", "0x10", "+3", "7 days", "2026-13-45T25:61", "21:40", "-"]
 # Fields whose value becomes something else than text (a number, a time, a choice, an id).
-NOT_KEPT_AS_TEXT = {"days", "count", "when", "area", "action", "code", "handle", "password", "csrf_token"}
+NOT_KEPT_AS_TEXT = {"days", "count", "when", "area", "action", "code", "handle", "password", "csrf_token", "about",
+                    "version"}
 # Where what each table keeps is shown again, and to whom.
 SHOWN_ON = {
     "aid_post": [("anonymous", "/aid/{id}"), ("anonymous", "/aid"), ("anonymous", "/"), ("host", "/host/aid")],
     "aid_message": [("host", "/host/aid")],
     "mediation_request": [("host", "/host/mediation/{id}"), ("host", "/host/mediation")],
+    # A complaint naming a role Everyone holds is kept from Everyone: the circle's other member reads it.
+    "complaint": [("host", "/host/complaints/{id}"), ("host", "/host/complaints"), ("circle", "/host/complaints/{id}"),
+                  ("circle", "/host/complaints")],
     "arrest_case": [("host", "/cases/{id}"), ("host", "/cases"), ("anonymous", "/")],
     "log_entry": [("host", "/host/log"), ("host", "/host/live"), ("anonymous", "/log")],
     "outbox_message": [("host", "/host/radio")],
@@ -913,9 +921,12 @@ class FuzzHub:
         self.neighbour = self.app.test_client()
         self.host = self.app.test_client()
         login(self.host, "Everyone")
+        self.circle = self.app.test_client()
+        login(self.circle, "Circle")
         with self.app.app_context():
             receipts = {"aid.mine": db.session.get(aid.AidPost, 1).receipt_code,
-                        "mediation.status": db.session.get(mediation.MediationRequest, 1).receipt_code}
+                        "mediation.status": db.session.get(mediation.MediationRequest, 1).receipt_code,
+                        "complaints.status": db.session.get(complaints.Complaint, 1).receipt_code}
         with self.neighbour.session_transaction() as session:  # the receipt page offers "forget it"
             session["aid_receipt"] = receipts["aid.mine"]
         public_pages = [url for endpoint_, url in get_pages(self.app) if audience_of(self.app, endpoint_) is None]
@@ -977,8 +988,8 @@ class FuzzHub:
                 self.check_shown(table, row)
 
     def check_shown(self, table: str, row: tuple) -> None:
-        pages = [(self.neighbour if who == "anonymous" else self.host).get(url.format(id=row[0]))
-                 for who, url in SHOWN_ON.get(table, [])]
+        viewers = {"anonymous": self.neighbour, "host": self.host, "circle": self.circle}
+        pages = [viewers[who].get(url.format(id=row[0])) for who, url in SHOWN_ON.get(table, [])]
         bodies = [page.get_data(as_text=True) for page in pages]
         for body in bodies:
             assert not any(marker in body for marker in INJECTED), f"{table} {row[0]} shown as markup"
@@ -1003,7 +1014,8 @@ def test_no_input_to_a_public_form_breaks_the_hub_or_gets_a_refusal_without_word
     any_submission()
 
 
-@pytest.mark.parametrize("endpoint", ["aid.new", "aid.show", "cases.report", "compact.sign", "mediation.new"])
+@pytest.mark.parametrize("endpoint", ["aid.new", "aid.show", "cases.report", "compact.sign", "complaints.new",
+                                      "mediation.new"])
 def test_markup_typed_into_a_good_form_is_kept_as_text_and_shown_escaped_everywhere(tmp_path, clock, endpoint):
     """The fuzzer's acceptance checks, made certain for every form that keeps what it is sent: markup in
     every text field is accepted, kept cleaned, and every page that shows it (public or host) escapes it."""
