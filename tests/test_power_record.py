@@ -366,3 +366,32 @@ def test_a_hosts_radio_decisions_are_recorded_by_handle_never_by_node_or_key(app
     everything = repr(_record_of(app))
     for secret in (key[:8], heard[:8], "a1b2c3d4", "beef"):
         assert secret not in everything
+
+
+def test_entries_withdrawn_before_this_version_become_gaps_that_say_nobody_knows_more(tmp_path, clock):
+    """A bench upgrading keeps its withdrawals off the public log, now as gaps; the migration also goes back down."""
+    from flask_migrate import downgrade, upgrade
+
+    from server import create_app
+
+    app = create_app({"INSTANCE": tmp_path / "old-hub", "TESTING": True, "CLOCK": clock})
+    with app.app_context():
+        upgrade(revision="a12m0000mnd1")  # the schema just before withdrawals kept who and why
+        db.session.execute(db.text(
+            "INSERT INTO member (id, handle, handle_key, created_at) VALUES (1, 'Wren', 'wren', '2026-11-01 20:00:00')"))
+        for entry_id, kind, public in ((1, "incident", 1), (2, "incident", 0), (3, "sos", 0), (4, "check_in", 0)):
+            db.session.execute(db.text(
+                "INSERT INTO log_entry (id, at, kind, member_id, source, public, drill) "
+                f"VALUES ({entry_id}, '2026-11-01 20:0{entry_id}:00', '{kind}', 1, 'radio', {public}, {entry_id == 4})"))
+        db.session.commit()
+    with app.app_context():
+        upgrade(revision="b12r0000rec1")
+        shown = [(row.id, row.withdrawal) for row in patrol.public_log(db.session, limit=10, rounding_minutes=1)]
+    # The SOS was never public and the drill's check-in never shown: neither becomes a gap.
+    assert shown == [(2, "An entry was withdrawn by a role-holder: withdrawn before the hub kept who and why"),
+                     (1, None)]
+
+    with app.app_context():
+        downgrade(revision="a12m0000mnd1")
+        columns = {column["name"] for column in db.inspect(db.engine).get_columns("log_entry")}
+    assert "withdrawal_reason" not in columns and "public" in columns

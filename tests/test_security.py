@@ -94,6 +94,9 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         drills.start(db.session, now, drills.SOS, None, "Market")
         alerts.raise_sos(db.session, now, bystander, "Elm St", patrol.SOURCE_RADIO)
         patrol.start_shift(db.session, now, bystander, "Market", patrol.SOURCE_RADIO)
+        # An entry withdrawn from the public log: the full log offers to put it back.
+        twice = patrol.record_incident(db.session, now, bystander, patrol.SOURCE_RADIO, "Logged twice")
+        patrol.withdraw_entry(db.session, now, twice.id, bystander, people.CAPTAIN, "logged twice")
         compact.sign(db.session, now, "B.")
         cases.open_case(db.session, now, place="Market", source=cases.SOURCE_NEIGHBOUR)
         # The radio heard a key for the bystander's node: the stewards page offers it to the hosts.
