@@ -59,6 +59,7 @@ def register_blueprints(app: Flask) -> None:
         access,
         aid,
         alerts,
+        audit,
         auth,
         bench,
         captive,
@@ -87,6 +88,7 @@ def register_blueprints(app: Flask) -> None:
     radio_keys.init_app(app)
     for module in (bench, auth, mediation, complaints, aid, compact, host, radio, radio_keys, live, alerts, cases, record):
         app.register_blueprint(module.bp)
+    app.register_blueprint(audit.bp)  # issue 12: the public audit of each lunar cycle
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -750,6 +750,44 @@ def compact_poster_command(out: Path | None) -> None:
     )
     _print_poster(poster, out)
 
+
+@click.command("audit")
+@click.option("--cycle", "number", type=click.IntRange(1), metavar="N",
+              help="The lunar cycle's number, as the audit page shows it (default: the cycle running now).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write into (default: the instance folder).")
+@with_appcontext
+def audit_command(number: int | None, out: Path | None) -> None:
+    """Write the public audit of a lunar cycle as HTML and PDF, for the assembly: the same as its page on the hub."""
+    from flask import render_template
+
+    from server.printing.chromium import INSTALL_HINT, RenderError, find_chromium, render
+    from server.web.audit import build_report
+
+    try:
+        report = build_report(db.session, number)
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    folder = out or Path(current_app.instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"audit-cycle-{report.cycle.number}"
+    page = folder / f"{name}.html"
+    page.write_text(render_template("printing/audit.html", report=report, bench_name=_text_setting("BENCH_NAME"),
+                                    printed_at=_now()), encoding="utf-8")
+    click.echo(f"Wrote {page}: opens in any browser, prints on A4.")
+    chromium = find_chromium()
+    if chromium is None:
+        click.echo(f"No chromium here: {name}.pdf needs it ({INSTALL_HINT}). {page.name} prints from any browser "
+                   "as it is.", err=True)
+        return
+    pdf, picture = folder / f"{name}.pdf", folder / f"{name}.png"
+    try:
+        render(chromium, page, pdf, picture)
+    except RenderError as error:
+        raise click.ClickException(f"{page.name} is written, but {error}") from None
+    picture.unlink(missing_ok=True)  # chromium draws one with the PDF; the audit needs only the PDF
+    click.echo(f"Wrote {pdf}: A4, ready to print.")
+
 # -- backups ------------------------------------------------------------------
 
 
@@ -819,7 +857,7 @@ COMMANDS = (serve_command, worker_command, up_command, bridge_command, migrate_c
             create_host_command,
             steward_group, role_group, log_command, record_command, sos_command, drill_group,
             radio_profile_command, channel_group, pocket_card_command,
-            poster_command, compact_poster_command, backup_command, restore_command)
+            poster_command, compact_poster_command, audit_command, backup_command, restore_command)
 
 
 def init_app(app: Flask) -> None:

@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import aid, alerts, cases, complaints, mediation, outbox, overdue, people, radio, radio_trust
+from server.domain import aid, alerts, audit, cases, complaints, mediation, outbox, overdue, people, radio, radio_trust
 from server.extensions import db
 
 log = logging.getLogger("server.scheduler")
@@ -87,6 +87,12 @@ def _purge_cases(session: Session, now: datetime, cfg: dict) -> str:
     return f"{purged} closed arrest case(s) and {resolved} resolved alert(s) purged"
 
 
+def _keep_audit(session: Session, now: datetime, _cfg: dict) -> str:
+    frozen = audit.keep_tally(session, now)
+    return f"{len(frozen)} lunar audit(s) frozen" + (f": cycle {', '.join(map(str, frozen))}" if frozen else "") + \
+        "; this cycle's audit facts kept"
+
+
 JOBS = (
     # Rapid response first: these run every minute, and a minute is the longest anyone waits.
     Job("escalate-alerts", 1, _escalate_alerts),
@@ -94,6 +100,8 @@ JOBS = (
     Job("case-clock", 1, _case_clock),
     Job("lapse-roles", 1, _lapse_roles),
     Job("lapse-aid", 1, _lapse_aid),
+    # Before the purges: the audit copies its facts from rows they are about to take.
+    Job("keep-audit", 60, _keep_audit),
     Job("purge-mediation", 60, _purge_mediation),
     Job("purge-aid", 60, _purge_aid),
     Job("purge-complaints", 60, _purge_complaints),

@@ -182,6 +182,21 @@ def test_when_nobody_in_the_circle_may_read_it_the_neighbour_is_told(app, client
     assert "nobody in the accountability circle may read it" not in text_of(receipt)
 
 
+def test_a_handle_written_in_the_complaint_keeps_that_member_from_it(app, client):
+    make_member(app, "Crane", CAPTAIN, ACCOUNTABILITY)
+    make_member(app, "Tern", ACCOUNTABILITY)
+    # "How something was handled", but the neighbour writes Crane's handle: Crane is kept from it all the same.
+    raise_concern(client, "handling", "Nobody came, and CRANE laughed about it on the radio.")
+    complaint_id = only_complaint_id(app)
+    assert browser_for(app, "Crane").get(f"/host/complaints/{complaint_id}").status_code == 404
+    assert "laughed about it" in text_of(browser_for(app, "Tern").get(f"/host/complaints/{complaint_id}"))
+    # A handle inside another word names nobody: not Tern in "Eastern", nor Crane in "cranes".
+    raise_concern(client, "handling", "The Eastern gate was left open by the cranes' crew.")
+    with app.app_context():
+        newest = db.session.scalar(select(Complaint).order_by(Complaint.id.desc()).limit(1))
+        assert newest.kept_from == []
+
+
 def test_the_neighbour_follows_the_complaint_with_the_receipt_code_and_sees_state_and_dates_only(app, client, clock):
     make_member(app, "Tern", ACCOUNTABILITY)
     make_member(app, "Wren", STEWARD)

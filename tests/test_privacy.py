@@ -51,6 +51,7 @@ from server.db import make_engine, run_in_transaction
 from server.domain import (
     aid,
     alerts,
+    audit,
     cases,
     compact,
     complaints,
@@ -500,6 +501,7 @@ ID_MODELS = {
     "signature_id": compact.CompactSignature,
     "message_id": aid.AidMessage,
     "complaint_id": complaints.Complaint,
+    "cycle": audit.LunarAudit,  # a lunar audit's id is its cycle's number
 }
 # Beyond the URL map: the finished mediation requests and closed complaints, and the whole live stream from its first entry.
 EXTRA = [("/host/mediation?finished=1", {}), ("/host/complaints?closed=1", {}),

@@ -5,7 +5,8 @@ names. It may name a member (by handle), a role, or nobody ("how something
 was handled"):
 
 - a member it names is kept from it in every view, even when they sit in the
-  circle themselves: the other circle members read it, they do not;
+  circle themselves: the other circle members read it, they do not; so is a
+  role-holder whose handle the neighbour wrote in it;
 - a role it names keeps every member who holds that role now, or held it
   when the complaint came in, away from it; circle members outside that
   role read it. The circle itself is not a role one can name here: a
@@ -24,6 +25,7 @@ the public counts (and the lunar audit) still add up.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -165,12 +167,31 @@ def _holders(session: Session, now: datetime, role: str | None = None) -> list[M
     return list(session.scalars(query))
 
 
+def _nameable_members(session: Session, now: datetime) -> list[Member]:
+    """Role-holders a neighbour may pick by handle."""
+    return _holders(session, now)
+
+
 def about_choices(session: Session, now: datetime) -> list[Choice]:
     """What the form offers: nobody in particular, a role, or a current role-holder by handle."""
     choices = [Choice(ABOUT_HANDLING, "How something was handled (no one in particular)")]
     choices += [Choice(f"{ABOUT_ROLE}:{role}", f"Whoever holds the role: {ROLE_LABELS[role]}") for role in NAMEABLE_ROLES]
-    choices += [Choice(f"{ABOUT_MEMBER}:{member.id}", member.handle) for member in _holders(session, now)]
+    choices += [Choice(f"{ABOUT_MEMBER}:{member.id}", member.handle) for member in _nameable_members(session, now)]
     return choices
+
+
+def _handles_written(session: Session, now: datetime, text: str) -> set[int]:
+    """Role-holders whose handle the neighbour wrote, as a word of its own: kept from it, like the one chosen.
+
+    Erring this way costs a reader at most; the other way, a steward named in
+    the text would read what was written about them.
+    """
+    words = text.casefold()
+    written = set()
+    for member in _holders(session, now):
+        if re.search(rf"(?<!\w){re.escape(member.handle.casefold())}(?!\w)", words):
+            written.add(member.id)
+    return written
 
 
 def _parse_about(session: Session, now: datetime, raw: str | None) -> tuple[str, str | None, Member | None]:
@@ -181,7 +202,7 @@ def _parse_about(session: Session, now: datetime, raw: str | None) -> tuple[str,
         return ABOUT_ROLE, value, None
     if kind == ABOUT_MEMBER and value.isdigit() and len(value) < 12:
         member = session.get(Member, int(value))
-        if member is not None and member in _holders(session, now):
+        if member is not None and member in _nameable_members(session, now):
             return ABOUT_MEMBER, None, member
     raise Invalid("Please choose from the list who or what your concern is about.", field="about")
 
@@ -220,6 +241,7 @@ def submit_complaint(session: Session, now: datetime, *, what: str, about: str |
     )
     session.add(complaint)
     kept_from = {member.id} if member is not None else set()
+    kept_from |= _handles_written(session, now, complaint.what or "")
     if role is not None:
         # Whoever holds the role now stays kept from it after their term ends.
         kept_from |= {holder.id for holder in _holders(session, now, role)}

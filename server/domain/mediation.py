@@ -70,6 +70,8 @@ class MediationRequest(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None] = mapped_column(index=True)
+    # When a mediator first took it: the public audit's "time to a mediator".
+    taken_at: Mapped[datetime | None]
 
     mediator: Mapped[Member | None] = relationship()
     notes: Mapped[list[MediationNote]] = relationship(
@@ -182,6 +184,7 @@ def assign(session: Session, now: datetime, request: MediationRequest, mediator:
     if request.status in FINISHED:
         raise Invalid("This request is finished; reopen it before assigning it.")
     request.mediator = mediator
+    request.taken_at = request.taken_at or now
     if request.status == NEW:
         request.status = ASSIGNED
     request.updated_at = now

@@ -46,6 +46,7 @@ ACTIONS = {
     "log-withdrawn": "Entry withdrawn from the public log",
     "log-republished": "Entry put back on the public log",
     "compact-edited": "Compact edited",
+    "audit-revised": "What we will revise written down after an audit",
     "case-exported": "Arrest case exported",
     "case-purged": "Arrest case purged",
     "alert-resolved": "Alert resolved",

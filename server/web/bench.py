@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from server.domain import aid, cases, compact, complaints, patrol
+from server.domain import aid, audit, cases, compact, complaints, patrol
 from server.extensions import db
 from server.web.access import now, public
 from server.web.caching import public_page
@@ -27,6 +27,8 @@ def index() -> str:
         signatures=compact.signature_count(db.session),
         # Of arrest cases the public sees only this: how many taken, how many out.
         arrests=cases.public_counts(db.session),
+        # The public audit: this cycle's, and the last ones kept.
+        audits=audit.past_cycles(db.session, now(), limit=2),
         complaint_counts=complaints.public_counts(db.session, now()),
     )
 

@@ -1,0 +1,447 @@
+"""The public audit of each lunar cycle: totals only, for the assembly to read.
+
+What the hub keeps about people is purged on schedule (resolved alerts
+after a week, closed cases after their grace, mediation after two weeks,
+the airtime ledger after two days), so an audit counted once, at the new
+moon, would have lost most of its cycle. Instead the hourly job
+(``keep_tally``) copies what it needs from each row while the row still
+exists: a few anonymous *facts* (an area's name, a kind, a number of seconds,
+never a handle, a place anyone typed or a time of day), kept by row id in the
+cycle's ``LunarAudit``. Facts only add up: a row purged since is remembered
+as it was last seen. The first run after the next new moon adds the last
+facts and freezes the cycle; a frozen audit never changes again.
+
+Counts of one or two of something people did or went through are shown as
+"fewer than 3" (``shown``), totals included, so a neighbour cannot tell
+who from a cell of one. Roles, withdrawals, drills and airtime are the
+patrol's own process and are shown exactly.
+
+After the assembly, hosts write down what the patrol will revise; each
+change is a new version (``AuditRevision``), kept with the frozen audit and
+recorded as a power used.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, or_, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from server.domain import aid, alerts, cases, complaints, drills, lunar, mediation, outbox, patrol, power_record
+from server.domain.base import Base
+from server.domain.errors import Invalid, NotFound
+from server.domain.lunar import Cycle
+from server.domain.people import HOST, Member, RoleAssignment
+from server.domain.text import clean_text
+
+SMALL = 3  # counts below this (but above 0) are shown as "fewer than 3"
+FEWER = f"fewer than {SMALL}"
+MAX_REVISION = 4000
+MAX_DECISION = 300
+# What the audit counts from the record of power used.
+ROLE_ACTIONS = ("role-granted", "role-renewed", "role-countersigned", "role-suspended", "role-restored",
+                "role-ended")
+WITHDRAWN = "log-withdrawn"
+SOS_KINDS = (alerts.SOS, alerts.PANIC)
+NO_AREA = ""
+GROUPS = ("shift", "check_in", "overdue", "alert", "arrest", "mediation", "aid", "drill", "power", "lapse",
+          "complaint", "airtime")
+
+
+class LunarAudit(Base):
+    """A cycle's facts, kept while they still exist; frozen after its last new moon."""
+
+    __tablename__ = "lunar_audit"
+
+    # The lunation number (server/domain/lunar.py): the same cycle on every bench.
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    frozen_at: Mapped[datetime | None]
+    # JSON: {group: {row id or hour: fact}} (see ``gather``).
+    facts: Mapped[str] = mapped_column(Text)
+
+    revisions: Mapped[list[AuditRevision]] = relationship(
+        back_populates="audit", cascade="all, delete-orphan", order_by="AuditRevision.version"
+    )
+
+
+class AuditRevision(Base):
+    """One version of "what we will revise", written by a host after the assembly."""
+
+    __tablename__ = "audit_revision"
+    __table_args__ = (UniqueConstraint("audit_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("lunar_audit.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    # The assembly that decided it ("assembly 12 Dec, item 2").
+    decision: Mapped[str] = mapped_column(String(MAX_DECISION))
+    written_at: Mapped[datetime]
+    written_by: Mapped[str] = mapped_column(String(24))  # a handle, like the record of power used
+
+    audit: Mapped[LunarAudit] = relationship(back_populates="revisions")
+
+
+# -- facts ----------------------------------------------------------------------
+
+
+def _seconds(later: datetime | None, earlier: datetime) -> float | None:
+    return None if later is None else max(0.0, (later - earlier).total_seconds())
+
+
+def _area(area: patrol.Area | None) -> str:
+    return area.name if area is not None else NO_AREA
+
+
+def gather(session: Session, cycle: Cycle) -> dict[str, dict[str, Any]]:
+    """The facts about ``cycle`` the hub can still read now."""
+    start, end = cycle.starts_at, cycle.ends_at
+
+    def within(column):  # noqa: ANN001, ANN202
+        return (column >= start) & (column < end)
+
+    facts: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    for shift in session.scalars(select(patrol.Shift).where(within(patrol.Shift.started_at))):
+        facts["shift"][str(shift.id)] = _area(shift.area)
+    for entry in session.scalars(select(patrol.LogEntry).where(
+            within(patrol.LogEntry.at), patrol.LogEntry.drill.is_(False),
+            patrol.LogEntry.kind.in_((patrol.CHECK_IN, alerts.OVERDUE)))):
+        if entry.kind == patrol.CHECK_IN:
+            facts["check_in"][str(entry.id)] = _area(entry.area)
+        else:
+            facts["overdue"][str(entry.id)] = 1
+    for alert in session.scalars(select(alerts.Alert).where(within(alerts.Alert.raised_at),
+                                                            alerts.Alert.drill.is_(False))):
+        first = min((response.at for response in alert.responses), default=None)
+        facts["alert"][str(alert.id)] = ["sos" if alert.kind in SOS_KINDS else "other",
+                                         _seconds(first, alert.raised_at)]
+    for case in session.scalars(select(cases.ArrestCase).where(within(cases.ArrestCase.opened_at),
+                                                               cases.ArrestCase.drill.is_(False))):
+        held = _seconds(case.closed_at, case.arrested_at)
+        facts["arrest"][str(case.id)] = [case.arrested, case.confirmed_at is not None,
+                                         None if held is None else held / 3600]
+    request_ = mediation.MediationRequest
+    for request in session.scalars(select(request_).where(or_(within(request_.created_at),
+                                                              within(request_.closed_at)))):
+        opened = cycle.contains(request.created_at)
+        facts["mediation"][str(request.id)] = [
+            opened, request.closed_at is not None and cycle.contains(request.closed_at),
+            _seconds(request.taken_at, request.created_at) if opened else None]
+    for post in session.scalars(select(aid.AidPost).where(within(aid.AidPost.created_at))):
+        facts["aid"][str(post.id)] = [post.kind, post.status]
+    for drill in session.scalars(select(drills.Drill).where(within(drills.Drill.started_at))):
+        facts["drill"][str(drill.id)] = [
+            drill.kind, drill.started_at.isoformat(timespec="minutes"), _seconds(drill.ended_at, drill.started_at),
+            [[timing.what, None if timing.after is None else timing.after.total_seconds()]
+             for timing in drills.timings(session, drill)]]
+    for use in session.scalars(select(power_record.PowerUse).where(
+            within(power_record.PowerUse.at), power_record.PowerUse.action.in_((*ROLE_ACTIONS, WITHDRAWN)))):
+        facts["power"][str(use.id)] = use.action
+    for assignment in session.scalars(select(RoleAssignment).where(within(RoleAssignment.lapsed_at))):
+        facts["lapse"][str(assignment.id)] = 1
+    complaint_ = complaints.Complaint
+    for complaint in session.scalars(select(complaint_).where(or_(within(complaint_.created_at),
+                                                                  within(complaint_.closed_at)))):
+        facts["complaint"][str(complaint.id)] = [
+            cycle.contains(complaint.created_at),
+            complaint.closed_at is not None and cycle.contains(complaint.closed_at)]
+    hours: dict[str, float] = defaultdict(float)
+    for at, seconds in session.execute(select(outbox.AirtimeUse.at, outbox.AirtimeUse.seconds)
+                                       .where(within(outbox.AirtimeUse.at))):
+        hours[at.strftime("%Y-%m-%dT%H")] += seconds
+    facts["airtime"] = {hour: round(seconds, 3) for hour, seconds in hours.items()}
+    return facts
+
+
+def merge(kept: dict[str, dict[str, Any]], fresh: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Facts kept earlier, brought up to date by what the rows say now; a purged row keeps its last facts."""
+    merged = {group: dict(kept.get(group, {})) for group in GROUPS}
+    for group in GROUPS:
+        for key, fact in fresh.get(group, {}).items():
+            if group == "airtime":
+                # An hour's ledger only grows until the purge starts taking it away.
+                merged[group][key] = max(fact, merged[group].get(key, 0.0))
+            else:
+                merged[group][key] = fact
+    return merged
+
+
+def find(session: Session, number: int) -> LunarAudit | None:
+    return session.get(LunarAudit, number)
+
+
+def _keep(session: Session, now: datetime, cycle: Cycle) -> LunarAudit:
+    row = find(session, cycle.number)
+    fresh = gather(session, cycle)
+    if row is None:
+        row = LunarAudit(id=cycle.number, starts_at=cycle.starts_at, ends_at=cycle.ends_at, updated_at=now,
+                         facts=json.dumps(fresh, separators=(",", ":")))
+        session.add(row)
+    elif row.frozen_at is None:
+        row.facts = json.dumps(merge(json.loads(row.facts), fresh), separators=(",", ":"))
+        row.updated_at = now
+    if row.frozen_at is None and cycle.has_ended(now):
+        row.frozen_at = now
+    session.flush()
+    return row
+
+
+def keep_tally(session: Session, now: datetime) -> list[int]:
+    """The scheduled job: keep this cycle's facts, and freeze the last one once it has ended.
+
+    Returns the numbers of the cycles frozen by this run.
+    """
+    current = lunar.cycle_at(now)
+    frozen = []
+    last = lunar.previous(current)
+    row = find(session, last.number)
+    # The cycle just ended is frozen by the first run after the new moon; a
+    # hub that was off then freezes it later, with what is left.
+    if row is None or row.frozen_at is None:
+        if row is not None or _has_anything(gather(session, last)):
+            _keep(session, now, last)
+            frozen.append(last.number)
+    _keep(session, now, current)
+    return frozen
+
+
+def _has_anything(facts: dict[str, dict[str, Any]]) -> bool:
+    return any(facts.get(group) for group in GROUPS)
+
+
+# -- the report -------------------------------------------------------------------
+
+
+def shown(count: int) -> str:
+    """A count as the public reads it: 1 or 2 could point to a person."""
+    return FEWER if 0 < count < SMALL else str(count)
+
+
+def minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+@dataclass(frozen=True)
+class Timed:
+    """How long something took, over the cases it can be measured on."""
+
+    measured: int
+    median_s: float | None
+    worst_s: float | None
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Timed:
+        if len(seconds) < SMALL:
+            # A median of one is that one event's time.
+            return cls(len(seconds), None, None)
+        return cls(len(seconds), statistics.median(seconds), max(seconds))
+
+    @property
+    def median(self) -> str:
+        return minutes(self.median_s) if self.median_s is not None else self._why()
+
+    @property
+    def worst(self) -> str:
+        return minutes(self.worst_s) if self.worst_s is not None else self._why()
+
+    def _why(self) -> str:
+        return "nothing to measure" if self.measured == 0 else f"{FEWER} to measure"
+
+
+@dataclass(frozen=True)
+class AreaRow:
+    area: str  # "" for what named no published area
+    shifts: int
+    check_ins: int
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    label: str
+    raised: int
+    answered: int
+    first_response: Timed
+
+
+@dataclass(frozen=True)
+class DrillRow:
+    kind: str
+    started_at: datetime
+    duration_s: float | None
+    timings: list[tuple[str, float | None]]
+
+    @property
+    def kind_label(self) -> str:
+        return drills.KINDS.get(self.kind, self.kind)
+
+
+@dataclass(frozen=True)
+class Report:
+    cycle: Cycle
+    now: datetime
+    audit: LunarAudit | None
+    areas: list[AreaRow]
+    shifts: int
+    check_ins: int
+    alerts: list[AlertRow]
+    overdue: int
+    arrest_reports: int
+    arrests_confirmed: int
+    people_taken: int
+    out_within_24h: int
+    out_within_48h: int
+    mediation_opened: int
+    mediation_closed: int
+    time_to_mediator: Timed
+    aid: dict[str, Counter]  # kind -> {"posted", "taken", "lapsed"}
+    drills: list[DrillRow]
+    roles: Counter  # power_record action -> count, and "lapsed"
+    withdrawals: int
+    complaints_opened: int
+    complaints_closed: int
+    airtime_used_s: float
+    airtime_budget_s: float
+
+    @property
+    def ended(self) -> bool:
+        return self.cycle.has_ended(self.now)
+
+    @property
+    def frozen(self) -> bool:
+        return self.audit is not None and self.audit.frozen_at is not None
+
+    @property
+    def revision(self) -> AuditRevision | None:
+        return self.audit.revisions[-1] if self.audit is not None and self.audit.revisions else None
+
+    @property
+    def sos(self) -> AlertRow:
+        return self.alerts[0]
+
+    @property
+    def airtime_share(self) -> float:
+        return 100 * self.airtime_used_s / self.airtime_budget_s if self.airtime_budget_s else 0.0
+
+    def role_count(self, action: str) -> int:
+        return self.roles.get(action, 0)
+
+
+def report(session: Session, cycle: Cycle, now: datetime, airtime_budget_per_hour_s: float) -> Report:
+    """The audit of ``cycle``: frozen facts once it is frozen, else what was kept plus what the hub reads now."""
+    if cycle.starts_at > now:
+        raise NotFound("That cycle has not begun yet.")
+    audit = find(session, cycle.number)
+    if audit is not None and audit.frozen_at is not None:
+        facts = json.loads(audit.facts)
+    else:
+        fresh = gather(session, cycle)
+        facts = merge(json.loads(audit.facts), fresh) if audit is not None else fresh
+    facts = {group: facts.get(group, {}) for group in GROUPS}
+
+    shifts, check_ins = Counter(facts["shift"].values()), Counter(facts["check_in"].values())
+    areas = [AreaRow(name, shifts[name], check_ins[name])
+             for name in sorted(set(shifts) | set(check_ins), key=lambda name: (name == NO_AREA, name.lower()))]
+
+    alert_rows = []
+    for group, label in (("sos", "SOS and panic calls"), ("other", "Other alerts (missed check-ins, silent alerts)")):
+        waits = [fact[1] for fact in facts["alert"].values() if fact[0] == group]
+        answered = [wait for wait in waits if wait is not None]
+        alert_rows.append(AlertRow(label, len(waits), len(answered), Timed.of(answered)))
+
+    arrests = list(facts["arrest"].values())
+    confirmed = [fact for fact in arrests if fact[1]]
+    mediations = list(facts["mediation"].values())
+    aid_counts: dict[str, Counter] = {kind: Counter() for kind in aid.KINDS}
+    for kind, status in facts["aid"].values():
+        if status == aid.HIDDEN or kind not in aid_counts:
+            continue  # a post the host took off the board (spam) is not help offered
+        aid_counts[kind]["posted"] += 1
+        aid_counts[kind][status] += 1
+    drill_rows = sorted(
+        (DrillRow(kind, datetime.fromisoformat(started), duration, [(what, after) for what, after in timings])
+         for kind, started, duration, timings in facts["drill"].values()),
+        key=lambda row: row.started_at)
+    roles = Counter(action for action in facts["power"].values() if action in ROLE_ACTIONS)
+    roles["lapsed"] = len(facts["lapse"])
+    elapsed_h = (min(now, cycle.ends_at) - cycle.starts_at).total_seconds() / 3600
+    return Report(
+        cycle=cycle, now=now, audit=audit, areas=areas,
+        shifts=len(facts["shift"]), check_ins=len(facts["check_in"]),
+        alerts=alert_rows, overdue=len(facts["overdue"]),
+        arrest_reports=len(arrests), arrests_confirmed=len(confirmed),
+        people_taken=sum(fact[0] for fact in confirmed),
+        out_within_24h=sum(fact[0] for fact in confirmed if fact[2] is not None and fact[2] <= 24),
+        out_within_48h=sum(fact[0] for fact in confirmed if fact[2] is not None and fact[2] <= 48),
+        mediation_opened=sum(1 for fact in mediations if fact[0]),
+        mediation_closed=sum(1 for fact in mediations if fact[1]),
+        time_to_mediator=Timed.of([fact[2] for fact in mediations if fact[2] is not None]),
+        aid=aid_counts, drills=drill_rows, roles=roles,
+        withdrawals=sum(1 for action in facts["power"].values() if action == WITHDRAWN),
+        complaints_opened=sum(1 for fact in facts["complaint"].values() if fact[0]),
+        complaints_closed=sum(1 for fact in facts["complaint"].values() if fact[1]),
+        airtime_used_s=sum(facts["airtime"].values()),
+        airtime_budget_s=airtime_budget_per_hour_s * max(0.0, elapsed_h),
+    )
+
+
+def past_cycles(session: Session, now: datetime, limit: int = 12) -> list[LunarAudit]:
+    """Audits the hub keeps of cycles that have ended, newest first."""
+    return list(session.scalars(select(LunarAudit).where(LunarAudit.ends_at <= now)
+                                .order_by(LunarAudit.id.desc()).limit(limit)))
+
+
+def cycle_for_page(now: datetime, number: int | None) -> Cycle:
+    """The cycle a page or command asked for (the current one by default), if it has begun."""
+    if number is None:
+        return lunar.cycle_at(now)
+    if not 0 <= number <= 100_000:
+        raise NotFound("There is no lunar cycle with that number.")
+    cycle = lunar.cycle(number)
+    if cycle.starts_at > now:
+        raise NotFound("That lunar cycle has not begun yet.")
+    return cycle
+
+
+# -- what we will revise ----------------------------------------------------------
+
+
+def revise(session: Session, now: datetime, number: int, host: Member, text: str, decision: str) -> AuditRevision:
+    """A host writes down (again) what the assembly decided to revise after this cycle's audit."""
+    cycle = cycle_for_page(now, number)
+    if not cycle.has_ended(now):
+        raise Invalid("This cycle is still running: what the patrol will revise is written after its assembly.",
+                      field="text")
+    text = clean_text(text, field="what we will revise", max_length=MAX_REVISION, multiline=True)
+    decision = clean_text(decision, field="assembly decision", max_length=MAX_DECISION)
+    audit = _keep(session, now, cycle)  # frozen now if the job has not run since the new moon
+    if audit.revisions and audit.revisions[-1].text == text:
+        raise Invalid("That is the text already kept: change it to make a new version.", field="text")
+    revision = AuditRevision(audit=audit, version=len(audit.revisions) + 1, text=text, decision=decision,
+                             written_at=now, written_by=host.handle[:24])
+    session.add(revision)
+    power_record.record(session, now, actor=host, role=HOST, action="audit-revised",
+                        subject=f"audit of cycle {cycle.number}: version {revision.version}", reason=decision)
+    session.flush()
+    return revision
+
+
+def revisions_newest_first(audit: LunarAudit | None) -> list[AuditRevision]:
+    return list(reversed(audit.revisions)) if audit is not None else []
+
+
+def cycle_span_hours(cycle: Cycle) -> float:
+    return (cycle.ends_at - cycle.starts_at) / timedelta(hours=1)
