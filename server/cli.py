@@ -746,6 +746,9 @@ def compact_poster_command(out: Path | None) -> None:
         compact_url=page_url(_bench_url(), app.url_map.bind("localhost").build("compact.show")),
         wifi=_bench_wifi(),
         version_date=_local_date(version.edited_at) if version else None,
+        version_number=compact.current_number(db.session),
+        # The current text's own signatures: those of earlier texts stay with them.
+        signatures=compact.signature_count(db.session),
         printed_on=_local_date(_now()),
     )
     _print_poster(poster, out)

@@ -16,7 +16,19 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import aid, alerts, audit, cases, complaints, mediation, outbox, overdue, people, radio, radio_trust
+from server.domain import (
+    aid,
+    alerts,
+    audit,
+    cases,
+    complaints,
+    mediation,
+    outbox,
+    overdue,
+    people,
+    radio,
+    radio_trust,
+)
 from server.extensions import db
 
 log = logging.getLogger("server.scheduler")

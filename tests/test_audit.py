@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from server.domain import aid, alerts, audit, cases, complaints, drills, lunar, mediation, outbox, patrol, people
-from server.domain import power_record
+from server.domain import (
+    aid,
+    alerts,
+    audit,
+    cases,
+    complaints,
+    drills,
+    lunar,
+    mediation,
+    outbox,
+    patrol,
+    people,
+    power_record,
+)
 from server.domain.people import DISPATCH, HOST, MEDIATOR, STEWARD, Member
 from server.extensions import db
 from server.scheduler import run_all_once
@@ -36,7 +49,7 @@ def test_the_cycles_run_from_new_moon_to_new_moon_as_published_for_2026():
     cycles = [lunar.cycle_at(moon) for moon in moons]
     assert [c.starts_at for c in cycles] == moons  # a new moon opens its cycle
     assert [c.number for c in cycles] == list(range(322, 334))
-    for before, after in zip(cycles, cycles[1:]):
+    for before, after in itertools.pairwise(cycles):
         assert before.ends_at == after.starts_at  # no gap, no overlap
         assert lunar.cycle_at(after.starts_at - timedelta(seconds=1)) == before
         assert timedelta(days=29.2) < before.ends_at - before.starts_at < timedelta(days=29.9)
@@ -118,8 +131,8 @@ def seed_november(app, clock) -> None:
 
         # The aid board: three offers (one taken up) and an ask.
         for kind in (aid.OFFER, aid.OFFER, aid.OFFER, aid.ASK):
-            post = aid.post_aid(session, now, kind=kind, category="food", text="Soup on Sunday", area_id=None,
-                                days=3, max_days=14)
+            aid.post_aid(session, now, kind=kind, category="food", text="Soup on Sunday", area_id=None, days=3,
+                         max_days=14)
         aid.close_by_poster(session, now + timedelta(hours=1), session.get(aid.AidPost, 1), aid.TAKEN)
 
         # A drill, ended after 15 minutes; a complaint; a log entry withdrawn; roles asked, countersigned, suspended.
@@ -201,6 +214,32 @@ def test_the_audit_of_a_cycle_counts_what_happened_hides_small_cells_and_outlive
     # The bench page links to this cycle and to the one just frozen.
     bench = client.get("/").get_data(as_text=True)
     assert 'href="/audit"' in bench and f'href="/audit/{NOVEMBER}"' in bench
+
+
+def test_an_alert_that_takes_the_id_of_a_purged_one_is_counted_too(app, client, clock):
+    _at(clock, datetime(2026, 11, 12, 18, 0))
+    make_member(app, "Plover", DISPATCH)
+    for handle in ("Kestrel", "Wren"):
+        make_member(app, handle, STEWARD, password=None)
+
+    def sos(handle: str, answered_after: int) -> int:
+        with app.app_context():
+            now = clock()
+            alert = alerts.raise_sos(db.session, now, _member(handle), "the bench", patrol.SOURCE_RADIO)
+            alerts.acknowledge(db.session, now + timedelta(minutes=answered_after), alert, _member("Plover"), "web")
+            alerts.resolve(db.session, now + timedelta(minutes=20), alert, _member("Plover"), "web", "fine")
+            db.session.commit()
+            return alert.id
+
+    first_ids = [sos("Kestrel", 1), sos("Wren", 2)]
+    _at(clock, datetime(2026, 11, 12, 20, 0))
+    run_all_once(app)
+    _at(clock, datetime(2026, 11, 21, 20, 0))
+    run_all_once(app)  # both purged, a week after they were resolved
+    assert sos("Kestrel", 3) in first_ids  # SQLite gives a purged last row's id again
+
+    page = text_of(client.get("/audit"))
+    assert "SOS and panic calls 3 3 2 min 00 s 3 min 00 s" in page
 
 
 def test_an_audit_counted_after_the_purges_without_the_worker_has_only_what_survived(app, client, clock):

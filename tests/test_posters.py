@@ -181,7 +181,8 @@ def test_the_compact_poster_carries_the_current_text_and_a_code_to_its_page(app,
     need_chromium()
     host_id = make_member(app, "Heron", people.HOST)
     with app.app_context():
-        compact.edit_text(db.session, app.config["CLOCK"](), db.session.get(people.Member, host_id), LINDEN_COMPACT)
+        compact.edit_text(db.session, app.config["CLOCK"](), db.session.get(people.Member, host_id), LINDEN_COMPACT,
+                          "assembly 20 Nov, item 2: the Linden Street text")
         db.session.commit()
 
     out = tmp_path / "print"
@@ -199,5 +200,6 @@ def test_the_compact_poster_carries_the_current_text_and_a_code_to_its_page(app,
         assert line in text
     assert "We look out for each other" not in text  # the default text is replaced, not added to
     assert "http://safebench.lan:8080/compact" in text
-    assert "This text as of 21 November 2026." in text
+    assert "This is version 2 of the compact. This text as of 21 November 2026." in text
+    assert "When this was printed, 0 neighbours had signed this version" in text
     assert "Heron" not in text  # who edited it is the host's business

@@ -381,7 +381,7 @@ def seed(app, clock: FakeClock) -> Hub:
     post_id = newest_id(app, aid.AidPost)
     shown.append(("/aid/<id>", text_of(sent(neighbour, f"/aid/{post_id}", {
         "text": f"I would love some. {AID_REPLY}, {AID_REPLY_PHONE}"}))))
-    shown.append(("/compact/sign", text_of(sent(neighbour, "/compact", {"mark": str(SIGNER)},
+    shown.append(("/compact/sign", text_of(sent(neighbour, "/compact", {"mark": str(SIGNER), "version": "1"},
                                                 action="/compact/sign"))))
     shown.append(("/mediation/status", text_of(sent(neighbour, "/mediation/status",
                                                     {"code": mediation_receipt}))))
@@ -753,7 +753,7 @@ def test_a_real_web_server_prints_no_personal_data_while_neighbours_and_dispatch
                                           "contact": str(WITNESS_PHONE)})[0] == 200
         assert neighbour.send("/mediation/new", {"what": f"{PARTY} and {STORY}", "who": str(OTHER_PARTY),
                                                  "urgency": "soon", "contact": str(PARTY_EMAIL)})[0] == 200
-        assert neighbour.send("/compact", {"mark": str(SIGNER)}, action="/compact/sign")[0] == 200
+        assert neighbour.send("/compact", {"mark": str(SIGNER), "version": "1"}, action="/compact/sign")[0] == 200
         assert neighbour.send("/complaints/new", {"about": "handling", "what": f"{COMPLAINANT} says {COMPLAINT_STORY}"}
                               )[0] == 200
         # A form sent without its token, and an address that is no page: refused, not logged with its words.

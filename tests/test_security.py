@@ -97,7 +97,7 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         # An entry withdrawn from the public log: the full log offers to put it back.
         twice = patrol.record_incident(db.session, now, bystander, patrol.SOURCE_RADIO, "Logged twice")
         patrol.withdraw_entry(db.session, now, twice.id, bystander, people.CAPTAIN, "logged twice")
-        compact.sign(db.session, now, "B.")
+        compact.sign(db.session, now, "B.", compact.current_number(db.session))
         cases.open_case(db.session, now, place="Market", source=cases.SOURCE_NEIGHBOUR)
         # The radio heard a key for the bystander's node: the stewards page offers it to the hosts.
         radio_trust.note_heard_key(db.session, now, bystander, bytes(range(1, 33)))

@@ -27,13 +27,24 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from server.domain import aid, alerts, cases, complaints, drills, lunar, mediation, outbox, patrol, power_record
+from server.domain import (
+    aid,
+    alerts,
+    cases,
+    complaints,
+    drills,
+    lunar,
+    mediation,
+    outbox,
+    patrol,
+    power_record,
+)
 from server.domain.base import Base
 from server.domain.errors import Invalid, NotFound
 from server.domain.lunar import Cycle
@@ -65,7 +76,7 @@ class LunarAudit(Base):
     ends_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     frozen_at: Mapped[datetime | None]
-    # JSON: {group: {row id or hour: fact}} (see ``gather``).
+    # JSON: {group: {"row id@day" or hour: fact}} (see ``gather``).
     facts: Mapped[str] = mapped_column(Text)
 
     revisions: Mapped[list[AuditRevision]] = relationship(
@@ -98,6 +109,16 @@ def _seconds(later: datetime | None, earlier: datetime) -> float | None:
     return None if later is None else max(0.0, (later - earlier).total_seconds())
 
 
+def _key(row_id: int, created_at: datetime) -> str:
+    """A fact's key: its row's id, and the day the row was made.
+
+    SQLite hands out the id of a purged last row again, so the id alone could
+    take a new alert for one counted and purged earlier in the cycle; a purge
+    waits at least a day, so the day tells them apart (and is no time of day).
+    """
+    return f"{row_id}@{created_at:%Y-%m-%d}"
+
+
 def _area(area: patrol.Area | None) -> str:
     return area.name if area is not None else NO_AREA
 
@@ -106,52 +127,52 @@ def gather(session: Session, cycle: Cycle) -> dict[str, dict[str, Any]]:
     """The facts about ``cycle`` the hub can still read now."""
     start, end = cycle.starts_at, cycle.ends_at
 
-    def within(column):  # noqa: ANN001, ANN202
+    def within(column):
         return (column >= start) & (column < end)
 
     facts: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
     for shift in session.scalars(select(patrol.Shift).where(within(patrol.Shift.started_at))):
-        facts["shift"][str(shift.id)] = _area(shift.area)
+        facts["shift"][_key(shift.id, shift.started_at)] = _area(shift.area)
     for entry in session.scalars(select(patrol.LogEntry).where(
             within(patrol.LogEntry.at), patrol.LogEntry.drill.is_(False),
             patrol.LogEntry.kind.in_((patrol.CHECK_IN, alerts.OVERDUE)))):
         if entry.kind == patrol.CHECK_IN:
-            facts["check_in"][str(entry.id)] = _area(entry.area)
+            facts["check_in"][_key(entry.id, entry.at)] = _area(entry.area)
         else:
-            facts["overdue"][str(entry.id)] = 1
+            facts["overdue"][_key(entry.id, entry.at)] = 1
     for alert in session.scalars(select(alerts.Alert).where(within(alerts.Alert.raised_at),
                                                             alerts.Alert.drill.is_(False))):
         first = min((response.at for response in alert.responses), default=None)
-        facts["alert"][str(alert.id)] = ["sos" if alert.kind in SOS_KINDS else "other",
+        facts["alert"][_key(alert.id, alert.raised_at)] = ["sos" if alert.kind in SOS_KINDS else "other",
                                          _seconds(first, alert.raised_at)]
     for case in session.scalars(select(cases.ArrestCase).where(within(cases.ArrestCase.opened_at),
                                                                cases.ArrestCase.drill.is_(False))):
         held = _seconds(case.closed_at, case.arrested_at)
-        facts["arrest"][str(case.id)] = [case.arrested, case.confirmed_at is not None,
+        facts["arrest"][_key(case.id, case.opened_at)] = [case.arrested, case.confirmed_at is not None,
                                          None if held is None else held / 3600]
     request_ = mediation.MediationRequest
     for request in session.scalars(select(request_).where(or_(within(request_.created_at),
                                                               within(request_.closed_at)))):
         opened = cycle.contains(request.created_at)
-        facts["mediation"][str(request.id)] = [
+        facts["mediation"][_key(request.id, request.created_at)] = [
             opened, request.closed_at is not None and cycle.contains(request.closed_at),
             _seconds(request.taken_at, request.created_at) if opened else None]
     for post in session.scalars(select(aid.AidPost).where(within(aid.AidPost.created_at))):
-        facts["aid"][str(post.id)] = [post.kind, post.status]
+        facts["aid"][_key(post.id, post.created_at)] = [post.kind, post.status]
     for drill in session.scalars(select(drills.Drill).where(within(drills.Drill.started_at))):
-        facts["drill"][str(drill.id)] = [
+        facts["drill"][_key(drill.id, drill.started_at)] = [
             drill.kind, drill.started_at.isoformat(timespec="minutes"), _seconds(drill.ended_at, drill.started_at),
             [[timing.what, None if timing.after is None else timing.after.total_seconds()]
              for timing in drills.timings(session, drill)]]
     for use in session.scalars(select(power_record.PowerUse).where(
             within(power_record.PowerUse.at), power_record.PowerUse.action.in_((*ROLE_ACTIONS, WITHDRAWN)))):
-        facts["power"][str(use.id)] = use.action
+        facts["power"][_key(use.id, use.at)] = use.action
     for assignment in session.scalars(select(RoleAssignment).where(within(RoleAssignment.lapsed_at))):
-        facts["lapse"][str(assignment.id)] = 1
+        facts["lapse"][_key(assignment.id, assignment.granted_at)] = 1
     complaint_ = complaints.Complaint
     for complaint in session.scalars(select(complaint_).where(or_(within(complaint_.created_at),
                                                                   within(complaint_.closed_at)))):
-        facts["complaint"][str(complaint.id)] = [
+        facts["complaint"][_key(complaint.id, complaint.created_at)] = [
             cycle.contains(complaint.created_at),
             complaint.closed_at is not None and cycle.contains(complaint.closed_at)]
     hours: dict[str, float] = defaultdict(float)
@@ -206,10 +227,9 @@ def keep_tally(session: Session, now: datetime) -> list[int]:
     row = find(session, last.number)
     # The cycle just ended is frozen by the first run after the new moon; a
     # hub that was off then freezes it later, with what is left.
-    if row is None or row.frozen_at is None:
-        if row is not None or _has_anything(gather(session, last)):
-            _keep(session, now, last)
-            frozen.append(last.number)
+    if (row.frozen_at is None) if row is not None else _has_anything(gather(session, last)):
+        _keep(session, now, last)
+        frozen.append(last.number)
     _keep(session, now, current)
     return frozen
 
@@ -406,14 +426,13 @@ def past_cycles(session: Session, now: datetime, limit: int = 12) -> list[LunarA
 
 def cycle_for_page(now: datetime, number: int | None) -> Cycle:
     """The cycle a page or command asked for (the current one by default), if it has begun."""
-    if number is None:
-        return lunar.cycle_at(now)
-    if not 0 <= number <= 100_000:
-        raise NotFound("There is no lunar cycle with that number.")
-    cycle = lunar.cycle(number)
-    if cycle.starts_at > now:
-        raise NotFound("That lunar cycle has not begun yet.")
-    return cycle
+    current = lunar.cycle_at(now)
+    if number is None or number == current.number:
+        return current
+    if not 0 <= number < current.number:
+        raise NotFound("That lunar cycle has not begun yet." if number > current.number
+                       else "There is no lunar cycle with that number.")
+    return lunar.cycle(number)
 
 
 # -- what we will revise ----------------------------------------------------------
@@ -441,7 +460,3 @@ def revise(session: Session, now: datetime, number: int, host: Member, text: str
 
 def revisions_newest_first(audit: LunarAudit | None) -> list[AuditRevision]:
     return list(reversed(audit.revisions)) if audit is not None else []
-
-
-def cycle_span_hours(cycle: Cycle) -> float:
-    return (cycle.ends_at - cycle.starts_at) / timedelta(hours=1)

@@ -47,6 +47,7 @@ ACTIONS = {
     "log-republished": "Entry put back on the public log",
     "compact-edited": "Compact edited",
     "audit-revised": "What we will revise written down after an audit",
+    "signature-removed": "Compact signature removed",
     "case-exported": "Arrest case exported",
     "case-purged": "Arrest case purged",
     "alert-resolved": "Alert resolved",

@@ -98,7 +98,7 @@ def bench_poster(*, bench_name: str, wifi: BenchWifi, bench_url: str, legal_hotl
 
 
 def compact_poster(*, bench_name: str, text: str, compact_url: str, wifi: BenchWifi,
-                   version_date: date | None, printed_on: date) -> Poster:
+                   version_date: date | None, version_number: int, signatures: int, printed_on: date) -> Poster:
     """The compact as a poster, with a QR code to its page on the hub, where neighbours sign it."""
     sign = QrCode("qr", compact_url, f"read and sign the compact at {compact_url}")
     html = _environment().get_template("printing/compact_poster.html").render(
@@ -107,6 +107,8 @@ def compact_poster(*, bench_name: str, text: str, compact_url: str, wifi: BenchW
         compact_url=compact_url,
         wifi=wifi,
         version_date=version_date,
+        version_number=version_number,
+        signatures=signatures,
         printed_on=printed_on,
         sign=sign,
     )

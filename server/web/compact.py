@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import StringField, TextAreaField
+from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from server.domain import compact
@@ -19,6 +19,10 @@ from server.web.forms import attach_error, public_form_limit, status_for
 
 bp = Blueprint("compact", __name__)
 
+def _number(value: str | None) -> int | None:
+    """The version a form was shown with; anything else is no version at all."""
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
 
 
 class SignForm(FlaskForm):
@@ -32,6 +36,8 @@ class SignForm(FlaskForm):
             ),
         ],
     )
+    # The version the neighbour read: a signature is never put on another text.
+    version = HiddenField()
 
 
 class TextForm(FlaskForm):
@@ -43,19 +49,44 @@ class TextForm(FlaskForm):
         ],
         render_kw={"rows": 18},
     )
+    decision = StringField(
+        "The assembly decision behind this text",
+        validators=[
+            DataRequired(message="Name the assembly decision behind this text: its date, the meeting, and what it "
+                                 "decided."),
+            Length(max=compact.MAX_DECISION, message="The decision is at most %(max)d characters."),
+        ],
+    )
+    # The version the host started editing from, so an edit published meanwhile is not overwritten unseen.
+    based_on = HiddenField()
+
+
+class RemoveForm(FlaskForm):
+    reason = StringField(
+        "Why",
+        validators=[
+            DataRequired(message="Say why this signature goes (a prank, or its signer asked): it goes into the "
+                                 "record of power used."),
+            Length(max=compact.MAX_DECISION, message="The reason is at most %(max)d characters."),
+        ],
+    )
 
 
 # -- neighbours ---------------------------------------------------------------
 
 
 def _show_page(form: SignForm) -> ResponseReturnValue:
+    # The form always carries the version on the page, whatever was posted.
+    form.version.data = str(compact.current_number(db.session))
     page = render_template(
         "compact/show.html",
         form=form,
         text=compact.current_text(db.session),
         version=compact.current_version(db.session),
+        number=compact.current_number(db.session),
         # Only the number is public: the marks are for the host alone.
         count=compact.signature_count(db.session),
+        history=compact.history(db.session),
         max_mark=compact.MAX_MARK,
     )
     return page, status_for(form)
@@ -72,28 +103,40 @@ def show() -> ResponseReturnValue:
 @public
 def sign() -> ResponseReturnValue:
     form = SignForm()
+    read = _number(form.version.data)
     if form.validate_on_submit():
         moment = now()
         try:
-            save(lambda session: compact.sign(session, moment, form.mark.data))
+            save(lambda session: compact.sign(session, moment, form.mark.data, read))
         except DomainError as error:
-            attach_error(form, error, fields={"name or mark": "mark"})
+            # The version is a hidden field: its refusal goes above the form, over the new text.
+            attach_error(form, error, fields={"name or mark": "mark", "version": ""})
         else:
             # The thank-you does not repeat the mark: the next person at the
             # bench may be looking at the same phone.
             flash("Thank you for signing the compact. Your signature is counted.")
             return redirect(url_for("compact.show"))
+    elif read != compact.current_number(db.session):
+        form.form_errors.append(compact.CHANGED_WHILE_READING.format(number=compact.current_number(db.session)))
     return _show_page(form)
 
 
 # -- the host -----------------------------------------------------------------
 
 
-def _edit_page(form: TextForm) -> ResponseReturnValue:
+def _edit_page(form: TextForm, remove_form: RemoveForm | None = None,
+               removing: int | None = None) -> ResponseReturnValue:
+    form.based_on.data = str(compact.current_number(db.session))
     page = render_template(
         "compact/edit.html",
         form=form,
+        # The refused removal, shown with its message next to the signature it was for.
+        remove_form=remove_form or RemoveForm(formdata=None),
+        removing=removing,
+        max_reason=compact.MAX_DECISION,
         version=compact.current_version(db.session),
+        number=compact.current_number(db.session),
+        count=compact.signature_count(db.session),
         signatures=compact.signatures(db.session),
     )
     return page, status_for(form)
@@ -105,8 +148,10 @@ def edit() -> ResponseReturnValue:
     return _edit_page(TextForm(formdata=None, text=compact.current_text(db.session)))
 
 
-def _edit_text(session: Session, text: str, editor_id: int) -> compact.CompactVersion:
-    return compact.edit_text(session, now(), session.get(Member, editor_id), text)
+def _edit_text(session: Session, form: TextForm, editor_id: int) -> int:
+    version = compact.edit_text(session, now(), session.get(Member, editor_id), form.text.data, form.decision.data,
+                                based_on=_number(form.based_on.data))
+    return version.number
 
 
 @bp.post("/host/compact")
@@ -115,18 +160,31 @@ def save_text() -> ResponseReturnValue:
     form = TextForm()
     if form.validate_on_submit():
         try:
-            save(lambda session: _edit_text(session, form.text.data, current_user.id))
+            number = save(lambda session: _edit_text(session, form, current_user.id))
         except DomainError as error:
             attach_error(form, error, fields={"compact text": "text"})
         else:
-            flash("The new text of the compact is published. Earlier versions are kept.")
+            flash(f"Version {number} of the compact is published. Signatures of earlier versions stay "
+                  "with the text their signers read; the count starts again for this one.")
             return redirect(url_for("compact.edit"))
     return _edit_page(form)
+
+
+def _remove(session: Session, signature_id: int, reason: str, host_id: int) -> None:
+    compact.remove_signature(session, now(), session.get(Member, host_id), signature_id, reason)
 
 
 @bp.post("/host/compact/signatures/<int:signature_id>/remove")
 @requires(HOST)
 def remove_signature(signature_id: int) -> ResponseReturnValue:
-    save(lambda session: compact.remove_signature(session, signature_id))
-    flash("The signature is removed.")
-    return redirect(url_for("compact.edit") + "#signatures")
+    form = RemoveForm()
+    if form.validate_on_submit():
+        try:
+            save(lambda session: _remove(session, signature_id, form.reason.data, current_user.id))
+        except DomainError as error:
+            attach_error(form, error)
+        else:
+            flash("The signature is removed, and the removal is in the record of power used.")
+            return redirect(url_for("compact.edit") + "#signatures")
+    page = _edit_page(TextForm(formdata=None, text=compact.current_text(db.session)), form, signature_id)
+    return page[0], 400

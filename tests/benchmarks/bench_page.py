@@ -109,9 +109,12 @@ def seed(instance: Path, log_entries: int, aid_posts: int, stewards: int, weeks:
             session, rng, now, member_ids, area_ids, log_entries, weeks
         )
         counts.aid_posts, counts.open_posts = _seed_aid(session, rng, now, area_ids, aid_posts, weeks)
+        # Signed on the compact's first text, which the first signature keeps as version 1.
+        first = compact.sign(session, now - timedelta(hours=119), "neighbour 119", compact.FIRST_NUMBER).version
         session.execute(
             insert(compact.CompactSignature),
-            [{"mark": f"neighbour {i}", "signed_at": now - timedelta(hours=i)} for i in range(120)],
+            [{"mark": f"neighbour {i}", "signed_at": now - timedelta(hours=i), "version_id": first.id}
+             for i in range(119)],
         )
         session.commit()
         session.remove()
