@@ -395,3 +395,23 @@ def test_entries_withdrawn_before_this_version_become_gaps_that_say_nobody_knows
         downgrade(revision="a12m0000mnd1")
         columns = {column["name"] for column in db.inspect(db.engine).get_columns("log_entry")}
     assert "withdrawal_reason" not in columns and "public" in columns
+
+
+def test_an_overdue_alert_stood_down_by_the_stewards_own_check_in_is_the_hubs_doing(app, clock):
+    from server.scheduler import run_all_once
+
+    make_member(app, "Wren", STEWARD, node="!a1b2c3d4")
+    with app.app_context():
+        patrol.start_shift(db.session, clock.now, people.get_member(db.session, "Wren"), "Market", patrol.SOURCE_RADIO)
+        db.session.commit()
+    for _ in range(2):  # pinged after one interval and its grace, the alert after a second interval
+        clock.advance(minutes=app.config["CHECK_IN_INTERVAL_MINUTES"] + app.config["CHECK_IN_GRACE_MINUTES"])
+        run_all_once(app)
+    with app.app_context():
+        patrol.record_check_in(db.session, clock.now, people.get_member(db.session, "Wren"), patrol.SOURCE_WEB)
+        db.session.commit()
+
+    [(actor, role, action, subject, reason)] = _record_of(app)
+    assert (actor, role, action, reason) == ("the hub", "system", "alert-resolved",
+                                             "the steward it was about checked in")
+    assert subject.startswith("alert A") and "Overdue" in subject
