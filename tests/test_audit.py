@@ -192,8 +192,8 @@ def test_the_audit_of_a_cycle_counts_what_happened_hides_small_cells_and_outlive
     assert "the first responder answered after 4 min 00 s in the middle case, and after 10 min 00 s at the slowest" in page
     assert "Arrests reported fewer than 3" in page
     assert "People taken (confirmed reports) 5" in page
-    assert "Everyone in the case out within 24 h 4" in page
-    assert "Everyone in the case out within 48 h 5" in page
+    assert "People out within 24 h 4" in page
+    assert "People out within 48 h 5" in page
     assert "Mediation requests opened 3" in page
     assert "Mediation requests closed fewer than 3" in page
     assert "Median time to a mediator 20 min 00 s" in page
