@@ -6,7 +6,7 @@ import re
 from html import unescape
 
 from server.domain import compact, power_record
-from server.domain.people import HOST
+from server.domain.people import HOST, Member
 from server.extensions import db
 from server.web.access import audience_of
 from tests.helpers import login, make_member, submit, text_of
@@ -307,3 +307,41 @@ def test_a_hub_with_an_edited_compact_upgrades_with_each_signature_on_the_text_i
     assert count == 1
     page = text_of(app.test_client().get("/compact"))
     assert "Version 1 Sun 01 Nov 2026 · 2 signatures" in page and "Version 2 Thu 05 Nov 2026 · 1 signature" in page
+
+
+def test_a_neighbour_reads_the_versions_and_what_changed_on_a_small_phone(tmp_path):
+    """The real server, a real browser 320 px wide: the history opens, fits the screen and runs no script."""
+    from server import config, create_app
+    from server.migrating import apply_migrations
+    from tests.browser import chromium, console_errors, fits_and_is_labelled, offline_but_for, running_hub
+
+    instance = tmp_path / "instance"
+    app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(instance)})
+    apply_migrations(app)
+    host_id = make_member(app, "Kestrel", HOST)
+    with app.app_context():
+        now, kestrel = app.config["CLOCK"](), db.session.get(Member, host_id)
+        compact.sign(db.session, now, MARK, compact.FIRST_NUMBER)
+        compact.edit_text(db.session, now, kestrel, ELM_COURT, DECISION)
+        compact.edit_text(db.session, now, kestrel, ELM_COURT + "\n8. Ourneighbourhoodwatchneverfilmsanyone"
+                          "withoutaskingfirstwhateverhappensatallwhatsoever, yes.", "assembly 4 Dec, item 2: clause 8")
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+    with running_hub(instance, "serve") as base, chromium() as browser:
+        context, foreign = offline_but_for(browser, base, viewport={"width": 320, "height": 640})
+        try:
+            page = context.new_page()
+            problems = console_errors(page)
+            page.goto(base + "/compact", wait_until="load")
+            for summary in page.locator("details:not([open]) summary").all():
+                summary.click()
+
+            assert page.locator("#history article").count() == 3
+            assert page.locator("#history del").count() and page.locator("#history ins").count()
+            assert page.locator("script").count() == 0
+            fits_and_is_labelled(page, "/compact with its history open")
+            assert not problems and not foreign
+        finally:
+            context.close()
