@@ -8,13 +8,16 @@ same database.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -39,6 +42,23 @@ def main() -> None:
 
 def _now():  # noqa: ANN202
     return current_app.config["CLOCK"]()
+
+
+def with_schema(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Like Flask's ``with_appcontext``, with the database brought to the newest schema first.
+
+    For every command that reads or writes the database, so that the first
+    one typed on a new instance (before ``safebench up`` ever ran), or after
+    an upgrade, finds its tables. One query when the schema is current.
+    """
+
+    def schema_first(*args: Any, **kwargs: Any) -> Any:
+        from server.migrating import ensure_schema
+
+        ensure_schema(current_app._get_current_object())
+        return command(*args, **kwargs)
+
+    return with_appcontext(functools.update_wrapper(schema_first, command))
 
 
 def _save(work):  # noqa: ANN001, ANN202
@@ -120,6 +140,7 @@ def up_command(host: str | None, port: int | None, radio: str | None) -> None:
 def bridge_command(radio: str | None) -> None:
     """Run the radio bridge: check-ins in, alerts out. Run exactly one per radio.
 
+    It brings the database to the newest schema itself before it opens the radio.
     \f
     `safebench bridge` normally never gets here: server/entry.py sends it
     straight to the lean bridge process. This is the way in for `-e FILE` and
@@ -145,7 +166,7 @@ def migrate_command() -> None:
 @click.command("alert")
 @click.argument("text")
 @click.option("--urgent", is_flag=True, help="Urgent: goes before everything else, with the bell.")
-@with_appcontext
+@with_schema
 def alert_command(text: str, urgent: bool) -> None:
     """Queue a broadcast to every handheld on the patrol channel."""
     from server.domain import outbox
@@ -157,13 +178,11 @@ def alert_command(text: str, urgent: bool) -> None:
 
 
 @click.command("run-jobs")
-@with_appcontext
+@with_schema
 def run_jobs_command() -> None:
     """Run every scheduled job once, now (for cron, or to test a purge)."""
-    from server.migrating import apply_migrations
     from server.scheduler import JOBS, run_all_once
 
-    apply_migrations(current_app._get_current_object())
     for job, outcome in zip(JOBS, run_all_once(current_app._get_current_object()), strict=True):
         click.echo(f"{job.name}: {outcome or 'database busy, not run'}")
 
@@ -174,7 +193,7 @@ def run_jobs_command() -> None:
 @click.command("sos")
 @click.argument("where", nargs=-1, required=True)
 @click.option("--who", help="The handle of the steward in danger (default: nobody named, the hub raises it).")
-@with_appcontext
+@with_schema
 def sos_command(where: tuple[str, ...], who: str | None) -> None:
     """Raise an SOS from the hub's terminal: an urgent broadcast with the bell to every handheld."""
     from server.domain import alerts
@@ -209,7 +228,7 @@ def _start_drill(kind: str, where: str | None) -> None:
 
 @drill_group.command("sos")
 @click.option("--where", help="The pretend place (default: the bench).")
-@with_appcontext
+@with_schema
 def drill_sos(where: str | None) -> None:
     """Start a mock SOS and print the drill's id."""
     _start_drill("sos", where)
@@ -217,7 +236,7 @@ def drill_sos(where: str | None) -> None:
 
 @drill_group.command("arrest")
 @click.option("--where", help="The pretend place (default: the bench).")
-@with_appcontext
+@with_schema
 def drill_arrest(where: str | None) -> None:
     """Start a mock arrest case and print the drill's id."""
     _start_drill("arrest", where)
@@ -225,7 +244,7 @@ def drill_arrest(where: str | None) -> None:
 
 @drill_group.command("end")
 @click.argument("drill_id", type=click.IntRange(1))
-@with_appcontext
+@with_schema
 def drill_end(drill_id: int) -> None:
     """End drill DRILL_ID: its alert is resolved, its case closed, and its report kept."""
     from server.domain import drills
@@ -236,7 +255,7 @@ def drill_end(drill_id: int) -> None:
 
 @drill_group.command("report")
 @click.argument("drill_id", type=click.IntRange(1))
-@with_appcontext
+@with_schema
 def drill_report(drill_id: int) -> None:
     """Print the report of drill DRILL_ID: the time from the notice to each first action."""
     from server.domain import drills
@@ -261,7 +280,7 @@ def _read_password() -> str:
 @click.argument("name")
 @click.option("--decision", default="first host, set up at the bench", show_default=True,
               help="The assembly decision that made them host.")
-@with_appcontext
+@with_schema
 def create_host_command(name: str, decision: str) -> None:
     """Create a host account. The password is read from standard input when it is not a terminal."""
     from server.migrating import apply_migrations
@@ -294,7 +313,7 @@ def steward_group() -> None:
 @click.option("--key", "radio_key", metavar="BASE64",
               help="The radio's public key from the steward's own app (Settings, Security, Public key): "
                    "pinned, so their direct messages to the hub count as theirs.")
-@with_appcontext
+@with_schema
 def steward_add(handle: str, node_id: str, decision: str, radio_key: str | None) -> None:
     """Register HANDLE with the handheld NODE_ID (!a1b2c3d4 or a number)."""
     member = _save(lambda s: radio_trust.register_radio(s, _now(), handle, node_id, decision, _term_days(),
@@ -308,7 +327,7 @@ def steward_add(handle: str, node_id: str, decision: str, radio_key: str | None)
 
 
 @steward_group.command("list")
-@with_appcontext
+@with_schema
 def steward_list() -> None:
     """List members with a radio or a steward role."""
     now = _now()
@@ -337,7 +356,7 @@ def role_group() -> None:
 
 
 @role_group.command("list")
-@with_appcontext
+@with_schema
 def role_list() -> None:
     """Every role assignment with its expiry."""
     for summary in people.role_overview(db.session, _now()):
@@ -350,7 +369,7 @@ def role_list() -> None:
 @click.argument("role", type=click.Choice(people.ROLES))
 @click.option("--decision", required=True, help="The assembly decision that grants it.")
 @click.option("--days", type=int, help="Term in days (default: the hub's role term).")
-@with_appcontext
+@with_schema
 def role_grant(handle: str, role: str, decision: str, days: int | None) -> None:
     """Grant ROLE to HANDLE for a term."""
     assignment = _save(lambda s: people.grant_role(
@@ -363,7 +382,7 @@ def role_grant(handle: str, role: str, decision: str, days: int | None) -> None:
 @click.argument("role", type=click.Choice(people.ROLES))
 @click.option("--decision", required=True, help="The assembly decision that renews it.")
 @click.option("--days", type=int, help="Term in days (default: the hub's role term).")
-@with_appcontext
+@with_schema
 def role_renew(handle: str, role: str, decision: str, days: int | None) -> None:
     """Renew HANDLE's ROLE, even after it lapsed."""
 
@@ -444,7 +463,7 @@ def _follow(last_id: int, as_json: bool, done: threading.Event) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new entries as they are logged, until Ctrl-C.")
-@with_appcontext
+@with_schema
 def log_command(as_json: bool, limit: int, follow: bool) -> None:
     """The patrol log, oldest of the last LIMIT entries first (for the host at the Pi).
 
@@ -472,7 +491,7 @@ def _record_line(use) -> str:  # noqa: ANN001  (a power_record.PowerUse)
 @click.command("record")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--verify", is_flag=True, help="Check the chain of hashes instead; exit 1 naming the broken rows.")
-@with_appcontext
+@with_schema
 def record_command(limit: int, verify: bool) -> None:
     """The record of every power used, oldest of the last LIMIT entries first. It cannot be edited.
 
@@ -729,15 +748,13 @@ def poster_command(out: Path | None) -> None:
 @click.command("compact-poster")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write into (default: the instance folder).")
-@with_appcontext
+@with_schema
 def compact_poster_command(out: Path | None) -> None:
     """Write the Community Safety Compact as a poster, with a QR code to its page on the hub: HTML, PDF and PNG."""
     from server.domain import compact
-    from server.migrating import apply_migrations
     from server.printing.posters import compact_poster, page_url
 
     app = current_app._get_current_object()
-    apply_migrations(app)
     version = compact.current_version(db.session)
     poster = compact_poster(
         bench_name=_text_setting("BENCH_NAME"),
@@ -759,7 +776,7 @@ def compact_poster_command(out: Path | None) -> None:
               help="The lunar cycle's number, as the audit page shows it (default: the cycle running now).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write into (default: the instance folder).")
-@with_appcontext
+@with_schema
 def audit_command(number: int | None, out: Path | None) -> None:
     """Write the public audit of a lunar cycle as HTML and PDF, for the assembly: the same as its page on the hub."""
     from flask import render_template
@@ -814,7 +831,10 @@ def _backup_folder(folder: Path | None) -> Path:
 @click.option("--keep", type=click.IntRange(1), help="How many copies to keep, newest first (default: BACKUP_KEEP, 7).")
 @with_appcontext
 def backup_command(folder: Path | None, keep: int | None) -> None:
-    """Copy the database while the hub runs, and delete all but the newest copies."""
+    """Copy the database while the hub runs, and delete all but the newest copies.
+
+    The copy is of the database as it is, never migrated first: a copy from before an upgrade is one to keep.
+    """
     from server.backup import BackupError, back_up
 
     try:
@@ -835,6 +855,8 @@ def restore_command(copy: Path, yes: bool) -> None:
 
     Stop the hub first (on the Pi: sudo systemctl stop safebench.target), or
     the running processes go on with what they remember of the old data.
+
+    Migrations run after the copy is back, never before: the database being replaced may not open.
     """
     from server.backup import BackupError, restore
     from server.migrating import apply_migrations
