@@ -242,6 +242,23 @@ def test_an_alert_that_takes_the_id_of_a_purged_one_is_counted_too(app, client, 
     assert "SOS and panic calls 3 3 2 min 00 s 3 min 00 s" in page
 
 
+def test_a_hub_off_for_a_whole_cycle_freezes_what_it_kept_when_it_comes_back(app, clock):
+    _at(clock, datetime(2026, 10, 20, 12, 0))
+    make_member(app, "Kestrel", STEWARD, password=None)
+    with app.app_context():
+        patrol.start_shift(db.session, clock(), _member("Kestrel"), None, patrol.SOURCE_RADIO)
+        assert audit.keep_tally(db.session, clock()) == []
+        db.session.commit()
+    # Off from October's cycle (331) until 20 December, in cycle 333: November's (332) saw nothing.
+    _at(clock, datetime(2026, 12, 20, 12, 0))
+    with app.app_context():
+        assert audit.keep_tally(db.session, clock()) == [NOVEMBER - 1]
+        db.session.commit()
+        assert audit.find(db.session, NOVEMBER - 1).frozen_at == clock()
+        assert audit.find(db.session, NOVEMBER) is None
+        assert audit.find(db.session, NOVEMBER + 1).frozen_at is None
+
+
 def test_an_audit_counted_after_the_purges_without_the_worker_has_only_what_survived(app, client, clock):
     seed_november(app, clock)
     _at(clock, datetime(2026, 11, 30, 12, 0))

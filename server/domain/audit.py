@@ -217,21 +217,22 @@ def _keep(session: Session, now: datetime, cycle: Cycle) -> LunarAudit:
 
 
 def keep_tally(session: Session, now: datetime) -> list[int]:
-    """The scheduled job: keep this cycle's facts, and freeze the last one once it has ended.
+    """The scheduled job: keep this cycle's facts, and freeze every cycle that has ended.
 
     Returns the numbers of the cycles frozen by this run.
     """
     current = lunar.cycle_at(now)
-    frozen = []
+    # Normally the one just ended, frozen by the first run after the new moon;
+    # after a hub was off for longer, each cycle it kept facts of.
+    ended = list(session.scalars(select(LunarAudit.id).where(LunarAudit.frozen_at.is_(None),
+                                                             LunarAudit.id < current.number)))
     last = lunar.previous(current)
-    row = find(session, last.number)
-    # The cycle just ended is frozen by the first run after the new moon; a
-    # hub that was off then freezes it later, with what is left.
-    if (row.frozen_at is None) if row is not None else _has_anything(gather(session, last)):
-        _keep(session, now, last)
-        frozen.append(last.number)
+    if last.number not in ended and find(session, last.number) is None and _has_anything(gather(session, last)):
+        ended.append(last.number)  # a hub that came back after a whole cycle off: what is left of it
+    for number in sorted(ended):
+        _keep(session, now, lunar.cycle(number))
     _keep(session, now, current)
-    return frozen
+    return sorted(ended)
 
 
 def _has_anything(facts: dict[str, dict[str, Any]]) -> bool:
