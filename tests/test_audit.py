@@ -242,6 +242,20 @@ def test_an_alert_that_takes_the_id_of_a_purged_one_is_counted_too(app, client, 
     assert "SOS and panic calls 3 3 2 min 00 s 3 min 00 s" in page
 
 
+def test_one_sos_reads_aloud_as_fewer_than_3_and_nothing_in_the_grammar_tells_it_was_one(app, client, clock):
+    _at(clock, datetime(2026, 11, 12, 18, 0))
+    make_member(app, "Kestrel", STEWARD, password=None)
+    with app.app_context():
+        alerts.raise_sos(db.session, clock(), _member("Kestrel"), "the bench", patrol.SOURCE_RADIO)
+        cases.open_case(db.session, clock(), place="the bench", arrested=1, source=patrol.SOURCE_WEB)
+        db.session.commit()
+    page = text_of(client.get("/audit"))
+    assert "There were fewer than 3 SOS or panic calls." in page
+    assert "SOS and panic calls fewer than 3 0 nothing to measure" in page
+    assert "Arrest reports: fewer than 3, fewer than 3 of them confirmed by dispatch; of fewer than 3 people" in page
+    assert " was " not in page.split("In short, to read aloud")[1].split("Patrols by area")[0]
+
+
 def test_a_hub_off_for_a_whole_cycle_freezes_what_it_kept_when_it_comes_back(app, clock):
     _at(clock, datetime(2026, 10, 20, 12, 0))
     make_member(app, "Kestrel", STEWARD, password=None)
