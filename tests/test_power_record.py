@@ -77,6 +77,7 @@ def test_a_withdrawal_without_a_reason_is_refused_next_to_the_field_and_changes_
                          action=f"/host/log/{entry}/withdraw")
         assert refused.status_code == 400
         assert "Please say why: a withdrawal needs a reason, and the public log shows it" in text_of(refused)
+        assert "<details open>" in refused.get_data(as_text=True)  # the folded form shows its error
     missing = submit(client, "/host/log", {}, action=f"/host/log/{entry}/withdraw")
     assert missing.status_code == 400
     contact = submit(client, "/host/log", {f"withdraw-{entry}-reason": "call 0171 2345678"},
