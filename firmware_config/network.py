@@ -1,10 +1,16 @@
-"""What every radio of one patrol network shares: the settings, and two secrets kept in the instance folder.
+"""What the radios of one patrol network share, and the one secret each radio keeps for itself.
 
-The patrol channel's key (``channel.key``) and the Bluetooth pairing PIN
-(``bluetooth_pin``) are generated once per network, on first use, and read
-back ever after: every profile printed from this hub puts its radio on the
-same channel. Both files are mode 600 and created with ``O_EXCL``, as the
-hub's secret key is, so two commands started together agree on one secret.
+The patrol channel's key (``channel.key``) is generated once per network, on
+first use, and read back ever after: every profile printed from this hub
+puts its radio on the same channel. The file is mode 600 and created with
+``O_EXCL``, as the hub's secret key is, so two commands started together
+agree on one key.
+
+The Bluetooth pairing PIN is the radio's own: drawn afresh each time the
+network is loaded for a profile (one ``safebench radio-profile``, one radio)
+and kept nowhere but on the radio and with the steward who notes it, so
+whoever learns one handheld's PIN can pair with that handheld only. The
+``BLUETOOTH_PIN`` setting overrides this with one PIN for every radio.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from radio_bridge.mesh import config_pb2
 from server.config import read_or_create_secret
 
 KEY_FILE = "channel.key"
-PIN_FILE = "bluetooth_pin"
 KEY_BYTES = 32  # AES-256
 # The firmware's public default key ("AQ==", one byte 0x01: anyone can read
 # it) and the Bluetooth PIN every radio leaves the factory with.
@@ -55,13 +60,16 @@ class PatrolNetwork:
     channel_name: str
     key: bytes = field(repr=False)
     position_precision: int
+    # The PIN for the radio a profile is printed for: its own, drawn by
+    # load_network, unless BLUETOOTH_PIN gives every radio the same (shared_pin).
     bluetooth_pin: int = field(repr=False)
     mqtt_uplink: bool
     legal_hotline: str = ""
+    shared_pin: bool = False
 
 
 def load_network(config: Mapping[str, Any], instance: Path) -> PatrolNetwork:
-    """The patrol network from the hub's settings, generating its secrets on first use."""
+    """The patrol network from the hub's settings, its key generated on first use, with a new radio's PIN."""
     region = _enum_setting(config, "RADIO_REGION", _LoRa.RegionCode, refused={"UNSET"})
     preset = _enum_setting(config, "RADIO_PRESET", _LoRa.ModemPreset, refused=RETIRED_PRESETS)
     channel_name = str(config["PATROL_CHANNEL_NAME"]).strip()
@@ -79,9 +87,10 @@ def load_network(config: Mapping[str, Any], instance: Path) -> PatrolNetwork:
         channel_name=channel_name,
         key=load_channel_key(instance),
         position_precision=precision,
-        bluetooth_pin=load_bluetooth_pin(instance, config["BLUETOOTH_PIN"]),
+        bluetooth_pin=bluetooth_pin(config["BLUETOOTH_PIN"]),
         mqtt_uplink=_flag(config["MQTT_UPLINK"], "MQTT_UPLINK"),
         legal_hotline=str(config.get("LEGAL_HOTLINE") or ""),
+        shared_pin=config["BLUETOOTH_PIN"] not in ("", None),
     )
 
 
@@ -141,26 +150,37 @@ def _decode_key(text: str, path: Path) -> bytes:
 # -- the Bluetooth PIN ----------------------------------------------------------
 
 
-def load_bluetooth_pin(instance: Path, configured: Any = "") -> int:
-    """The BLUETOOTH_PIN setting, or the network's own, generated once into the instance folder."""
+def bluetooth_pin(configured: Any = "") -> int:
+    """A new radio's own PIN; or the BLUETOOTH_PIN setting, the same for every radio, when it is set."""
     if configured not in ("", None):
         return _check_pin(configured, "BLUETOOTH_PIN")
-    path = instance / PIN_FILE
-    return _check_pin(read_or_create_secret(path, lambda: f"{_new_pin()}\n"), str(path))
+    return new_bluetooth_pin()
 
 
-def _new_pin() -> int:
-    # Six digits with no leading zero: the firmware keeps the PIN as a number.
-    pin = 100_000 + secrets.randbelow(900_000)
-    return pin if pin != FACTORY_PIN else _new_pin()
+def new_bluetooth_pin() -> int:
+    """Six random digits, none a stranger would try first (see ``_check_pin``)."""
+    while True:
+        # No leading zero: the firmware keeps the PIN as a number.
+        pin = 100_000 + secrets.randbelow(900_000)
+        if _pin_problem(pin) is None:
+            return pin
+
+
+def _pin_problem(pin: int) -> str | None:
+    if pin == FACTORY_PIN:
+        return f"{FACTORY_PIN} is the PIN every radio leaves the factory with"
+    if len(set(str(pin))) == 1:
+        return f"{pin} is one digit six times, among the first a stranger tries"
+    return None
 
 
 def _check_pin(value: Any, where: str) -> int:
     text = str(value).strip()
     if not (len(text) == 6 and text.isascii() and text.isdigit() and text[0] != "0"):
         raise NetworkError(f"{where}: a Bluetooth PIN is six digits, not starting with 0.")
-    if int(text) == FACTORY_PIN:
-        raise NetworkError(f"{where}: {FACTORY_PIN} is the PIN every radio leaves the factory with; choose another.")
+    problem = _pin_problem(int(text))
+    if problem:
+        raise NetworkError(f"{where}: {problem}; choose another.")
     return int(text)
 
 

@@ -15,10 +15,15 @@ The roles, and why:
 - steward: ``CLIENT``, canned messages for a thumb wheel, and the bell
   buzzing on urgent broadcasts.
 - relay: ``ROUTER``, only on a high, fixed spot (``RELAY_WARNING``).
+
+A steward's or a relay's profile pairs a phone by the Bluetooth PIN the
+network was loaded with: one of the radio's own (network.py), so two
+profiles never share one unless ``BLUETOOTH_PIN`` says so (``SHARED_PIN_WARNING``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import yaml
@@ -38,6 +43,13 @@ BELL = "\a"
 # CI every 20 minutes would buzz every handheld in range: the bell goes
 # inside the urgent presets instead, and the firmware sends it as typed.
 URGENT_PRESETS = {Verb.SOS.value, Verb.ARREST.value}
+
+SHARED_PIN_WARNING = (
+    "BLUETOOTH_PIN is set, so this radio gets the same Bluetooth PIN as every other radio printed from this hub: "
+    "whoever learns one can pair with them all. Leave BLUETOOTH_PIN empty for a PIN of each radio's own."
+)
+
+log = logging.getLogger(__name__)
 
 RELAY_WARNING = (
     "A relay is a ROUTER: it re-broadcasts every packet it hears, ahead of the other radios, and never sleeps. "
@@ -142,7 +154,8 @@ def profile_yaml(kind: str, profile: dict[str, Any], file_name: str | None = Non
     header = (
         f"# Safe Bench radio profile: {kind} ({ROLES[kind]}) for {profile['owner']}\n"
         f"# Apply with: meshtastic --port /dev/ttyUSB0 --configure {target}\n"
-        "# It holds the patrol channel's key: keep it like a password, delete it once applied.\n"
+        "# It holds the patrol channel's key and the radio's Bluetooth PIN: keep it like a password,\n"
+        "# delete it once applied.\n"
     )
     return header + yaml.safe_dump(profile, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
@@ -150,6 +163,9 @@ def profile_yaml(kind: str, profile: dict[str, Any], file_name: str | None = Non
 def _bluetooth(kind: str, net: PatrolNetwork) -> dict[str, Any]:
     if kind == "hub":
         return {"enabled": False}
+    if net.shared_pin:
+        # Logged, not printed: the command line shows it on standard error, as a plain line.
+        log.warning(SHARED_PIN_WARNING)
     return {"enabled": True, "mode": "FIXED_PIN", "fixed_pin": net.bluetooth_pin}
 
 

@@ -98,8 +98,9 @@ DEFAULTS: dict[str, Any] = {
     # about 730 m across (the apps say "within 364 m"): which part of the
     # neighbourhood, never which door. 32 is exact, 0 sends no position.
     "POSITION_PRECISION_BITS": 16,
-    # Six digits for pairing a phone with a handheld; empty: generated once
-    # per network into <instance>/bluetooth_pin. Never 123456.
+    # Empty: each handheld's or relay's profile gets a Bluetooth PIN of its
+    # own, printed by `safebench radio-profile`. Six digits here give every
+    # radio that one PIN instead (with a warning); never 123456 or one digit six times.
     "BLUETOOTH_PIN": "",
     # Patrol traffic stays off the internet unless the assembly decides otherwise.
     "MQTT_UPLINK": False,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from firmware_config import profiles
+from firmware_config import network, profiles
 from firmware_config.network import NetworkError, load_network
 from radio_bridge.mesh import apponly_pb2, channel_pb2, config_pb2, module_config_pb2
 from radio_bridge.simulator import SimulatedRadio
@@ -28,6 +28,7 @@ from tests.processes import safebench
 
 MESHTASTIC = str(Path(sys.executable).with_name("meshtastic"))
 URL = re.compile(r"https://meshtastic\.org/e/#[A-Za-z0-9_-]+")
+PRINTED_PIN = re.compile(r"Bluetooth PIN for pairing a phone with this radio: (\d+)")
 HOTLINE = "+49 30 1234567"
 DURESS = "bluebird"
 Config = config_pb2.Config
@@ -82,6 +83,16 @@ def mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
+def printed_pin(made: subprocess.CompletedProcess) -> int:
+    """The PIN ``radio-profile`` told the host to note, on standard error."""
+    (pin,) = PRINTED_PIN.findall(made.stderr)
+    return int(pin)
+
+
+def one_digit_six_times(pin: int) -> bool:
+    return len(set(str(pin))) == 1
+
+
 @pytest.mark.parametrize("kind", profiles.KINDS)
 def test_each_profile_puts_a_factory_radio_on_the_patrol_channel(kind, instance, tmp_path):
     name, short = NAMES[kind]
@@ -127,10 +138,11 @@ def test_each_profile_puts_a_factory_radio_on_the_patrol_channel(kind, instance,
         assert not bluetooth.enabled, "the hub's radio talks to the Pi over USB"
         assert device.config["security"].security.serial_enabled
     else:
-        pin = int((instance / "bluetooth_pin").read_text())
+        # The PIN the radio got is the one the host was told to note.
         assert bluetooth.enabled and bluetooth.mode == Config.BluetoothConfig.PairingMode.FIXED_PIN
-        assert bluetooth.fixed_pin == pin != 123456
-        assert f"PIN for pairing a phone with this radio: {pin}" in made.stderr
+        assert bluetooth.fixed_pin == printed_pin(made) != 123456
+        assert 100_000 <= bluetooth.fixed_pin <= 999_999 and not one_digit_six_times(bluetooth.fixed_pin)
+        assert "same Bluetooth PIN" not in made.stderr
 
     if kind == "steward":
         presets = device.canned_messages.split("|")
@@ -143,6 +155,40 @@ def test_each_profile_puts_a_factory_radio_on_the_patrol_channel(kind, instance,
         assert "Setting canned message messages" in said
     else:
         assert device.canned_messages == ""
+
+
+def test_two_handhelds_get_pins_of_their_own_so_one_learned_pin_pairs_with_one_radio_only(instance, tmp_path):
+    applied = {}
+    for steward in ("Kestrel", "Wren"):
+        profile = tmp_path / f"{steward}.yaml"
+        made = safebench(instance, "radio-profile", "steward", "--name", steward, "--out", str(profile))
+        assert made.returncode == 0, made.stderr
+        assert yaml.safe_load(profile.read_text())["config"]["bluetooth"]["fixed_pin"] == printed_pin(made)
+        (tmp_path / steward).mkdir()
+        with factory_radio(tmp_path / steward) as radio:
+            configure(radio, profile)
+            applied[steward] = radio.device.config["bluetooth"].bluetooth.fixed_pin
+        assert applied[steward] == printed_pin(made)
+    assert applied["Kestrel"] != applied["Wren"]
+    # The hub keeps no list of PINs: the steward's note and the radio hold it.
+    assert not list(instance.glob("*pin*"))
+
+    # A network whose assembly wants one PIN for all sets BLUETOOTH_PIN, and hears what that costs.
+    for kind in ("steward", "relay"):
+        shared = safebench(instance, "radio-profile", kind, env={"SAFEBENCH_BLUETOOTH_PIN": "482913"})
+        assert shared.returncode == 0, shared.stderr
+        assert yaml.safe_load(shared.stdout)["config"]["bluetooth"]["fixed_pin"] == printed_pin(shared) == 482913
+        assert profiles.SHARED_PIN_WARNING in shared.stderr and "Traceback" not in shared.stderr
+    hub = safebench(instance, "radio-profile", "hub", env={"SAFEBENCH_BLUETOOTH_PIN": "482913"})
+    assert hub.returncode == 0 and "PIN" not in hub.stderr, "the hub's radio has Bluetooth off"
+
+
+def test_a_pin_a_stranger_would_try_first_is_never_drawn(monkeypatch):
+    # secrets.randbelow(900_000) + 100_000: the factory's PIN, then one digit six times, then a fair one.
+    draws = iter([23_456, 11_111, 899_999, 214_159])
+    monkeypatch.setattr(network.secrets, "randbelow", lambda _below: next(draws))
+    assert network.new_bluetooth_pin() == 314_159
+    assert next(draws, None) is None
 
 
 def test_every_key_of_every_profile_is_a_setting_the_firmware_has(tmp_path):
@@ -168,14 +214,10 @@ def test_the_channel_key_is_made_once_per_network_and_rotation_replaces_it(insta
     key = stored_key(instance)
     assert len(key) == 32 and key != b"\x01"
     assert mode(instance / "channel.key") == 0o600
-    pin = (instance / "bluetooth_pin").read_text().strip()
-    assert mode(instance / "bluetooth_pin") == 0o600
-    assert re.fullmatch(r"[1-9][0-9]{5}", pin) and pin != "123456"
 
     again = safebench(instance, "radio-profile", "steward")
     assert stored_key(instance) == key
     assert URL.search(again.stdout).group() == URL.search(first.stdout).group()
-    assert (instance / "bluetooth_pin").read_text().strip() == pin
 
     declined = safebench(instance, "channel", "rotate", stdin="n\n")
     assert declined.returncode != 0 and "every radio" in declined.stdout
@@ -193,7 +235,6 @@ def test_the_channel_key_is_made_once_per_network_and_rotation_replaces_it(insta
     assert new_url != URL.search(first.stdout).group()
     assert decode_url(new_url).settings[0].psk == new_key
     assert new_url in rotated.stdout
-    assert (instance / "bluetooth_pin").read_text().strip() == pin, "a new key keeps the PIN"
 
 
 def test_the_share_url_and_both_qr_codes_carry_the_channel(instance, tmp_path):
@@ -242,6 +283,7 @@ def test_the_assembly_may_turn_positions_off_and_let_the_channel_onto_mqtt(insta
     ("RADIO_PRESET", "VERY_LONG_SLOW", "RADIO_PRESET"),
     ("BLUETOOTH_PIN", 123456, "factory"),
     ("BLUETOOTH_PIN", "01234", "six digits"),
+    ("BLUETOOTH_PIN", 777777, "one digit six times"),
     ("PATROL_CHANNEL_NAME", "Safe Bench North", "11 bytes"),
     ("POSITION_PRECISION_BITS", 40, "POSITION_PRECISION_BITS"),
     ("MQTT_UPLINK", "maybe", "MQTT_UPLINK"),
