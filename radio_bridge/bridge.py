@@ -443,11 +443,16 @@ def register_simulated_stewards(session, now: datetime, nodes, term_days: int) -
 
     Their radio keys are pinned too, as a host pins a real steward's, so the
     quickstart shows verified direct messages beside unverified channel traffic.
+    Their steward roles are in force at once, by the hub's own rule: they are
+    nodes of the emulated radio only, and nobody could countersign for them.
     """
     handles = []
+    cap = people.MAX_TERM_CAP_DAYS
+    decision = people.Decision(now.date(), "the simulated radio", SIM_DECISION)
     for node in nodes:
         handle = f"sim-{node.short_name.lower()}"
-        radio_trust.register_radio(session, now, handle, node.num, SIM_DECISION, term_days, key=node.public_key)
+        radio_trust.register_radio(session, now, handle, node.num, decision, min(term_days, cap), cap,
+                                   key=node.public_key, in_force="a simulated steward")
         handles.append(handle)
     return handles
 

@@ -68,10 +68,12 @@ def register_blueprints(app: Flask) -> None:
         complaints,
         host,
         live,
+        mandates,
         mediation,
         radio,
         radio_keys,
         record,
+        roles,
     )
     from server.web.converters import RowIdConverter
 
@@ -87,6 +89,8 @@ def register_blueprints(app: Flask) -> None:
     cases.init_app(app)
     radio_keys.init_app(app)
     for module in (bench, auth, mediation, complaints, aid, compact, host, radio, radio_keys, live, alerts, cases, record):
+        app.register_blueprint(module.bp)
+    for module in (roles, mandates):  # issue 12: mandates the assembly controls
         app.register_blueprint(module.bp)
     app.register_blueprint(audit.bp)  # issue 12: the public audit of each lunar cycle
 

@@ -24,7 +24,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from server.db import HubBusy, run_in_transaction
-from server.domain import patrol, people, radio_trust
+from server.domain import mandates, patrol, people, radio_trust
 from server.domain.errors import DomainError
 from server.extensions import db
 
@@ -276,28 +276,57 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+def _term_cap() -> int:
+    try:
+        return people.term_cap(current_app.config["ROLE_TERM_CAP_DAYS"])
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+
+
+def _decision(decided_on: str | None, place: str | None, words: str | None) -> people.Decision:
+    """The assembly decision named by --decided-on, --at and --decision, checked against the clock."""
+    if not decided_on:
+        raise click.ClickException("Name the day of the assembly's decision with --decided-on YYYY-MM-DD.")
+    if not place:
+        raise click.ClickException("Name the meeting or place of the decision with --at, e.g. --at 'assembly at "
+                                   "the library'.")
+    try:
+        return people.parse_decision(_now(), decided_on, place, words)
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+
+
+def _countersign_hint(handle: str, role: str) -> str:
+    who = "a host or a captain" if role == people.STEWARD else "a host"
+    return (f"It opens nothing until {who} countersigns it: on the roles page, or here with "
+            f"'safebench role countersign {handle} {role} --as THEIR_HANDLE' (their password on standard input).")
+
+
 @click.command("create-host")
 @click.argument("name")
 @click.option("--decision", default="first host, set up at the bench", show_default=True,
-              help="The assembly decision that made them host.")
+              help="The words of the assembly decision that made them host.")
+@click.option("--decided-on", metavar="YYYY-MM-DD", help="The day of that decision (default: today).")
+@click.option("--at", "place", default="the bench", show_default=True, help="The meeting or place of that decision.")
 @with_schema
-def create_host_command(name: str, decision: str) -> None:
-    """Create a host account. The password is read from standard input when it is not a terminal."""
+def create_host_command(name: str, decision: str, decided_on: str | None, place: str) -> None:
+    """Create a host: in force while the hub has no active host, otherwise pending a host's countersign.
+
+    The password is read from standard input when it is not a terminal.
+    """
     from server.migrating import apply_migrations
 
     apply_migrations(current_app._get_current_object())
     password = _read_password()
-
-    def work(session):  # noqa: ANN001, ANN202
-        if people.find_member(session, name) is not None:
-            raise DomainError(f"{name!r} exists already; use 'safebench role renew {name} host' to renew their role.")
-        member = people.add_member(session, _now(), name)
-        people.set_password(member, password)
-        people.grant_role(session, _now(), member, people.HOST, decision=decision, term_days=_term_days())
-        return member
-
-    member = _save(work)
-    click.echo(f"Host {member.handle} created; the role runs for {_term_days()} days unless renewed.")
+    ruling = _decision(decided_on or _now().date().isoformat(), place, decision)
+    term, cap = min(_term_days(), _term_cap()), _term_cap()
+    assignment = _save(lambda s: mandates.create_host(s, _now(), name, password, decision=ruling, term_days=term,
+                                                      cap_days=cap))
+    if assignment.countersigned_at is not None:
+        click.echo(f"Host {name} created; the role runs for {term} days unless renewed.")
+    else:
+        click.echo(f"Host {name} created, pending: this hub has an active host, so a second host must agree. "
+                   + _countersign_hint(name, people.HOST))
 
 
 @click.group("steward")
@@ -309,16 +338,23 @@ def steward_group() -> None:
 @click.argument("handle")
 @click.argument("node_id")
 @click.option("--decision", default="registered at the bench", show_default=True,
-              help="The assembly decision behind the steward role.")
+              help="The words of the assembly decision behind the steward role.")
+@click.option("--decided-on", metavar="YYYY-MM-DD", help="The day of that decision (default: today).")
+@click.option("--at", "place", default="the bench", show_default=True, help="The meeting or place of that decision.")
 @click.option("--key", "radio_key", metavar="BASE64",
               help="The radio's public key from the steward's own app (Settings, Security, Public key): "
                    "pinned, so their direct messages to the hub count as theirs.")
 @with_schema
-def steward_add(handle: str, node_id: str, decision: str, radio_key: str | None) -> None:
-    """Register HANDLE with the handheld NODE_ID (!a1b2c3d4 or a number)."""
-    member = _save(lambda s: radio_trust.register_radio(s, _now(), handle, node_id, decision, _term_days(),
-                                                        key=radio_key))
+def steward_add(handle: str, node_id: str, decision: str, decided_on: str | None, place: str,
+                radio_key: str | None) -> None:
+    """Register HANDLE with the handheld NODE_ID (!a1b2c3d4 or a number); a steward role they lack is asked for."""
+    ruling = _decision(decided_on or _now().date().isoformat(), place, decision)
+    cap = _term_cap()
+    member = _save(lambda s: radio_trust.register_radio(s, _now(), handle, node_id, ruling, min(_term_days(), cap),
+                                                        cap, key=radio_key))
     click.echo(f"Steward {member.handle} registered with node {member.node_id}.")
+    if not people.has_role(db.session, people.get_member(db.session, handle), people.STEWARD, _now()):
+        click.echo("Their steward role waits for a countersign. " + _countersign_hint(member.handle, people.STEWARD))
     if member.radio_key:
         click.echo(f"Radio key pinned: {radio_trust.fingerprint(member.radio_key)} (check it with the steward's app).")
     else:
@@ -358,43 +394,89 @@ def role_group() -> None:
 @role_group.command("list")
 @with_schema
 def role_list() -> None:
-    """Every role assignment with its expiry."""
+    """Every role assignment with its expiry; pending ones wait for a countersign."""
     for summary in people.role_overview(db.session, _now()):
         a = summary.assignment
-        click.echo(f"{a.member.handle:<24} {a.role:<9} {summary.state:<9} until {a.expires_at:%Y-%m-%d %H:%M} UTC")
+        renewal = " (a renewal waits for a countersign)" if a.pending_renewal and a.revoked_at is None else ""
+        click.echo(f"{a.member.handle:<24} {a.role:<14} {summary.state:<9} until {a.expires_at:%Y-%m-%d %H:%M} UTC"
+                   f"{renewal}")
+
+
+# At the terminal the hub is not a role-holder: a grant or renewal typed here is
+# asked for by "the hub" and waits, like any, for a current host's countersign
+# (a captain's, for a steward role), given on the roles page or with
+# `role countersign --as`, which takes that role-holder's own password.
 
 
 @role_group.command("grant")
 @click.argument("handle")
 @click.argument("role", type=click.Choice(people.ROLES))
-@click.option("--decision", required=True, help="The assembly decision that grants it.")
-@click.option("--days", type=int, help="Term in days (default: the hub's role term).")
+@click.option("--decision", required=True, help="The words of the assembly decision that grants it.")
+@click.option("--decided-on", metavar="YYYY-MM-DD", help="The day of that decision (required).")
+@click.option("--at", "place", help="The meeting or place of that decision (required).")
+@click.option("--days", type=int, help="Term in days (default: the hub's role term; at most ROLE_TERM_CAP_DAYS).")
 @with_schema
-def role_grant(handle: str, role: str, decision: str, days: int | None) -> None:
-    """Grant ROLE to HANDLE for a term."""
-    assignment = _save(lambda s: people.grant_role(
-        s, _now(), people.get_member(s, handle), role, decision=decision, term_days=days or _term_days()))
-    click.echo(f"{handle} is {role} until {assignment.expires_at:%Y-%m-%d %H:%M} UTC.")
+def role_grant(handle: str, role: str, decision: str, decided_on: str | None, place: str | None,
+               days: int | None) -> None:
+    """Ask for ROLE for HANDLE on the assembly's decision: pending until a role-holder countersigns it."""
+    ruling, cap = _decision(decided_on, place, decision), _term_cap()
+    assignment = _save(lambda s: mandates.grant(s, _now(), people.get_member(s, handle), role, decision=ruling,
+                                                term_days=days or min(_term_days(), cap), cap_days=cap, by=None))
+    click.echo(f"{handle}'s {role} role until {assignment.expires_at:%Y-%m-%d %H:%M} UTC is asked for. "
+               + _countersign_hint(handle, role))
 
 
 @role_group.command("renew")
 @click.argument("handle")
 @click.argument("role", type=click.Choice(people.ROLES))
-@click.option("--decision", required=True, help="The assembly decision that renews it.")
-@click.option("--days", type=int, help="Term in days (default: the hub's role term).")
+@click.option("--decision", required=True, help="The words of the assembly decision that renews it.")
+@click.option("--decided-on", metavar="YYYY-MM-DD", help="The day of that decision (required).")
+@click.option("--at", "place", help="The meeting or place of that decision (required).")
+@click.option("--days", type=int, help="Term in days (default: the hub's role term; at most ROLE_TERM_CAP_DAYS).")
 @with_schema
-def role_renew(handle: str, role: str, decision: str, days: int | None) -> None:
-    """Renew HANDLE's ROLE, even after it lapsed."""
+def role_renew(handle: str, role: str, decision: str, decided_on: str | None, place: str | None,
+               days: int | None) -> None:
+    """Ask to renew HANDLE's ROLE, even after it lapsed: the old term runs until a role-holder countersigns it."""
+    ruling, cap = _decision(decided_on, place, decision), _term_cap()
 
     def work(session):  # noqa: ANN001, ANN202
-        member = people.get_member(session, handle)
-        latest = next((a for a in reversed(member.roles) if a.role == role and a.revoked_at is None), None)
-        if latest is None:
-            raise DomainError(f"{handle} has never held the {role} role; grant it instead.")
-        return people.renew_role(session, _now(), latest, decision=decision, term_days=days or _term_days())
+        latest = _latest_assignment(session, handle, role)
+        return mandates.renew(session, _now(), latest, decision=ruling, term_days=days or min(_term_days(), cap),
+                              cap_days=cap, by=None)
 
     renewal = _save(work)
-    click.echo(f"{handle} is {role} until {renewal.new_expires_at:%Y-%m-%d %H:%M} UTC.")
+    click.echo(f"A renewal of {handle}'s {role} role until {renewal.new_expires_at:%Y-%m-%d %H:%M} UTC is asked for. "
+               + _countersign_hint(handle, role))
+
+
+def _latest_assignment(session, handle: str, role: str):  # noqa: ANN001, ANN202
+    member = people.get_member(session, handle)
+    latest = next((a for a in reversed(member.roles) if a.role == role and a.revoked_at is None), None)
+    if latest is None:
+        raise DomainError(f"{handle} has never held the {role} role; grant it instead.")
+    return latest
+
+
+@role_group.command("countersign")
+@click.argument("handle")
+@click.argument("role", type=click.Choice(people.ROLES))
+@click.option("--as", "signer", required=True, metavar="HANDLE",
+              help="The current host (or captain, for a steward role) who countersigns; their password is read "
+                   "from standard input.")
+@with_schema
+def role_countersign(handle: str, role: str, signer: str) -> None:
+    """Countersign the pending grant or renewal of HANDLE's ROLE, as the role-holder SIGNER (never HANDLE themselves)."""
+    password = sys.stdin.readline().rstrip("\r\n") if not sys.stdin.isatty() else click.prompt(
+        f"{signer}'s password", hide_input=True)
+
+    def work(session):  # noqa: ANN001, ANN202
+        by = people.find_member(session, signer)
+        if not people.check_password(by, password):
+            raise DomainError(f"That handle and password do not match: only {signer} can countersign as {signer}.")
+        return mandates.countersign(session, _now(), _latest_assignment(session, handle, role), by=by)
+
+    assignment = _save(work)
+    click.echo(f"Countersigned by {signer}: {handle} is {role} until {assignment.expires_at:%Y-%m-%d %H:%M} UTC.")
 
 
 # -- the log ------------------------------------------------------------------

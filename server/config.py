@@ -21,6 +21,8 @@ ENV_PREFIX = "SAFEBENCH"
 DEFAULTS: dict[str, Any] = {
     # How long a role lasts unless the assembly renews it.
     "ROLE_TERM_DAYS": 28,
+    # The longest term any grant or renewal may give, whatever anyone types: 1 to 42 days.
+    "ROLE_TERM_CAP_DAYS": 28,
     # Closed mediation requests and finished aid posts are deleted this long
     # after they close: the hub keeps no history of neighbours' conflicts.
     "MEDIATION_RETENTION_DAYS": 14,

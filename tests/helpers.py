@@ -26,16 +26,41 @@ class FakeClock:
         return self.now
 
 
+def seat_role(session, now: datetime, member, role: str, term_days: int = 28):
+    """Test setup: ``role`` in force for ``member`` at once, as if granted and countersigned before the story began.
+
+    No page or command does this (mandates.grant waits for a second role-holder's
+    countersign); stories about countersigning build their own grants.
+    """
+    assignment = people.RoleAssignment(member=member, role=role, granted_at=now,
+                                       expires_at=now + timedelta(days=term_days), decision="test assembly",
+                                       countersigned_at=now)
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def add_steward(session, now: datetime, handle: str, node, term_days: int = 28):
+    """Test setup: a steward with their radio's node and a steward role in force (see ``seat_role``)."""
+    member = people.add_member(session, now, handle, people.parse_node_id(node))
+    seat_role(session, now, member, people.STEWARD, term_days)
+    return member
+
+
 def make_member(app, handle: str, *roles: str, password: str | None = PASSWORD, node: str | None = None,
                 term_days: int = 28):
-    """A member with the given roles, granted now for ``term_days``."""
+    """A member with the given roles, in force from now for ``term_days``.
+
+    Test setup: the roles are created active and countersigned directly
+    (``seat_role``), so stories about other things need no second host.
+    """
     with app.app_context():
         now = app.config["CLOCK"]()
         member = people.add_member(db.session, now, handle, people.parse_node_id(node) if node else None)
         if password:
             people.set_password(member, password)
         for role in roles:
-            people.grant_role(db.session, now, member, role, decision="test assembly", term_days=term_days)
+            seat_role(db.session, now, member, role, term_days)
         db.session.commit()
         return member.id
 
@@ -96,7 +121,7 @@ def make_wall_clock_hub(instance, stewards):
     app = make_app(instance, utcnow)
     with app.app_context():
         for number, node in enumerate(stewards):
-            people.register_steward(db.session, utcnow(), f"steward{number}", node.num, "test assembly", 28)
+            add_steward(db.session, utcnow(), f"steward{number}", node.num)
         db.session.commit()
     return app
 

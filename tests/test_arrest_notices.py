@@ -25,7 +25,7 @@ from server.domain.errors import Conflict, DomainError, NotFound
 from server.domain.people import BROADCAST_NODE, parse_node_id
 from server.domain.radio_text import BELL
 from server.extensions import db
-from tests.helpers import login, make_app, make_member, submit, text_of
+from tests.helpers import login, make_app, make_member, seat_role, submit, text_of
 from tests.test_radio_bridge import (  # noqa: F401  (bridge and sim are fixtures)
     KESTREL,
     WREN,
@@ -138,7 +138,7 @@ def test_an_anonymous_report_reaches_dispatch_radios_at_once_and_handhelds_only_
         app, bridge, sim, clock, tmp_path):
     with app.app_context():
         wren = people.get_member(db.session, "Wren")
-        people.grant_role(db.session, clock(), wren, people.DISPATCH, decision="test assembly", term_days=28)
+        seat_role(db.session, clock(), wren, people.DISPATCH)
         people.set_password(wren, "correct horse battery")
         db.session.commit()
     web = web_beside(app, tmp_path, clock)

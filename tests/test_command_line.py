@@ -95,8 +95,27 @@ def test_the_log_prints_one_json_object_per_line(app, instance, clock):
     assert safebench(instance, "log", "--limit", "0").returncode != 0
 
 
-def test_a_lapsed_role_is_renewed_from_the_terminal_with_the_assembly_decision(app, instance):
+def test_a_second_host_from_the_terminal_waits_for_the_first_hosts_countersign(app, instance):
+    assert "Host Kestrel created; the role runs for 28 days" in safebench(
+        instance, "create-host", "Kestrel", stdin=PASSWORD + "\n").stdout
+    second = safebench(instance, "create-host", "Osprey", stdin=PASSWORD + "\n")
+    assert second.returncode == 0, second.stderr
+    assert "Host Osprey created, pending" in second.stdout and "countersign" in second.stdout
+    assert "Osprey                   host           pending" in safebench(instance, "role", "list").stdout
+
+    wrong = safebench(instance, "role", "countersign", "Osprey", "host", "--as", "Kestrel", stdin="guess\n")
+    assert wrong.returncode != 0 and "do not match" in wrong.stderr
+    alone = safebench(instance, "role", "countersign", "Osprey", "host", "--as", "Osprey", stdin=PASSWORD + "\n")
+    assert alone.returncode != 0 and "Nobody countersigns a role for themselves" in alone.stderr
+    signed = safebench(instance, "role", "countersign", "Osprey", "host", "--as", "Kestrel", stdin=PASSWORD + "\n")
+    assert signed.returncode == 0, signed.stderr
+    assert "Osprey                   host           active" in safebench(instance, "role", "list").stdout
+
+
+def test_a_lapsed_role_is_renewed_from_the_terminal_with_the_assembly_decision_and_a_countersign(app, instance):
     safebench(instance, "create-host", "Kestrel", stdin=PASSWORD + "\n")
+    safebench(instance, "create-host", "Osprey", stdin=PASSWORD + "\n")
+    safebench(instance, "role", "countersign", "Osprey", "host", "--as", "Kestrel", stdin=PASSWORD + "\n")
     with app.app_context():
         kestrel = people.get_member(db.session, "Kestrel")
         (assignment,) = kestrel.roles
@@ -105,9 +124,22 @@ def test_a_lapsed_role_is_renewed_from_the_terminal_with_the_assembly_decision(a
         db.session.commit()
 
     assert "lapsed" in safebench(instance, "role", "list").stdout
-    renewed = safebench(instance, "role", "renew", "Kestrel", "host", "--decision", "assembly of 20 Nov, item 3")
+    today = utcnow().date().isoformat()
+    unnamed = safebench(instance, "role", "renew", "Kestrel", "host", "--decision", "assembly of 20 Nov, item 3")
+    assert unnamed.returncode != 0 and "--decided-on" in unnamed.stderr
+    too_long = safebench(instance, "role", "renew", "Kestrel", "host", "--decision", "assembly of 20 Nov, item 3",
+                         "--decided-on", today, "--at", "assembly at the library", "--days", "366")
+    assert too_long.returncode != 0 and "from 1 to 28 days" in too_long.stderr
+    renewed = safebench(instance, "role", "renew", "Kestrel", "host", "--decision", "assembly of 20 Nov, item 3",
+                        "--decided-on", today, "--at", "assembly at the library")
     assert renewed.returncode == 0, renewed.stderr
-    assert "active" in safebench(instance, "role", "list").stdout
+    assert "lapsed" in safebench(instance, "role", "list").stdout  # pending: the old term still ran out
+    assert safebench(instance, "role", "countersign", "Kestrel", "host", "--as", "Kestrel",
+                     stdin=PASSWORD + "\n").returncode != 0
+    signed = safebench(instance, "role", "countersign", "Kestrel", "host", "--as", "Osprey", stdin=PASSWORD + "\n")
+    assert signed.returncode == 0, signed.stderr
+    assert "Kestrel                  host           active" in safebench(instance, "role", "list").stdout
     with app.app_context():
         (assignment,) = people.get_member(db.session, "Kestrel").roles
         assert [r.decision for r in assignment.renewals] == ["assembly of 20 Nov, item 3"]
+        assert assignment.renewals[0].countersigned_by.handle == "Osprey"

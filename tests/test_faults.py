@@ -15,10 +15,10 @@ import pytest
 
 from radio_bridge.bridge import QUEUE_FULL, Bridge
 from radio_bridge.mesh import RadioSpec
-from server.domain import outbox, people
+from server.domain import outbox
 from server.domain.people import DISPATCH, HOST
 from server.extensions import db
-from tests.helpers import login, make_app, make_member, text_of
+from tests.helpers import add_steward, login, make_app, make_member, text_of
 from tests.test_radio_bridge import (  # the bridge's stories' radio, stewards and hand-turned loop
     KESTREL,
     fast_settings,
@@ -35,7 +35,7 @@ def impatient_app(tmp_path, clock):
     app = make_app(tmp_path / "instance", clock, RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache", CACHE_NO_NULL_WARNING=True,
                    DB_BUSY_TIMEOUT_MS=100, DB_RETRY_ATTEMPTS=2)
     with app.app_context():
-        people.register_steward(db.session, clock(), "Kestrel", KESTREL, "test assembly", 28)
+        add_steward(db.session, clock(), "Kestrel", KESTREL)
         db.session.commit()
         make_member(app, "Osprey", HOST, DISPATCH)
         yield app

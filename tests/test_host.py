@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from server.domain import patrol, people
-from server.domain.people import DISPATCH, HOST, MEDIATOR
+from server.domain.people import CAPTAIN, DISPATCH, HOST, MEDIATOR
 from server.extensions import db
 from tests.helpers import login, make_member, submit, text_of
 
 DECISION = "assembly 21 Nov, item 4"
+# The day and the meeting of the decision (the story's clock says 21 Nov 2026).
+DECIDED = {"decided_on": "2026-11-21", "decision_place": "assembly at the library"}
 
 
 def host_logged_in(app, client) -> None:
@@ -30,21 +32,30 @@ def newest_entry_id(app) -> int:
 def test_a_host_registers_a_steward_with_their_radio_and_sees_them_listed(app, client):
     host_logged_in(app, client)
 
-    response = submit(client, "/host/stewards", {"handle": "Wren", "node_id": "!A1B2C3D4", "decision": DECISION})
+    response = submit(client, "/host/stewards",
+                      {"handle": "Wren", "node_id": "!A1B2C3D4", "decision": DECISION, **DECIDED})
 
     assert response.status_code == 200
     page = text_of(response)
-    assert "Wren is registered as a steward with node !a1b2c3d4." in page
-    assert "Wren · !a1b2c3d4 · Patrol steward" in page
+    assert "Wren is registered with node !a1b2c3d4." in page
+    # The steward role waits for a second role-holder: a captain countersigns it.
+    assert "Wren · !a1b2c3d4 · no active role" in page
+    make_member(app, "Crane", CAPTAIN)
+    captain = app.test_client()
+    login(captain, "Crane")
+    role = assignment_id(app, "Wren", people.STEWARD)
+    signed = submit(captain, "/host/stewards", {"back": "stewards"}, action=f"/host/roles/{role}/countersign")
+    assert "Countersigned: Wren is Patrol steward until" in text_of(signed)
+    assert "Wren · !a1b2c3d4 · Patrol steward" in text_of(signed)
     with app.app_context():
         assert people.find_member(db.session, "wren").node_num == 0xA1B2C3D4
 
 
 def test_a_radio_already_registered_is_refused_and_what_was_typed_is_kept(app, client):
     host_logged_in(app, client)
-    submit(client, "/host/stewards", {"handle": "Wren", "node_id": "!a1b2c3d4", "decision": DECISION})
+    submit(client, "/host/stewards", {"handle": "Wren", "node_id": "!a1b2c3d4", "decision": DECISION, **DECIDED})
 
-    typed = {"handle": "Finch", "node_id": "a1b2c3d4", "decision": "assembly 5 Dec"}
+    typed = {"handle": "Finch", "node_id": "a1b2c3d4", "decision": "assembly 5 Dec", **DECIDED}
     response = submit(client, "/host/stewards", typed)
 
     assert response.status_code == 400
@@ -80,16 +91,22 @@ def test_a_host_changes_a_stewards_radio_and_then_forgets_it(app, client):
 
 def test_a_mediator_role_lapses_on_the_minute_and_returns_when_the_assembly_renews_it(app, client, clock):
     host_logged_in(app, client)
+    make_member(app, "Osprey", HOST, term_days=365)
+    second_host = app.test_client()
+    login(second_host, "Osprey")
     make_member(app, "Heron", password=None)
     mediator = app.test_client()
 
     granted = submit(
-        client, "/host/roles", {"handle": "heron", "role": MEDIATOR, "term_days": "28", "decision": DECISION}
+        client, "/host/roles", {"handle": "heron", "role": MEDIATOR, "term_days": "28", "decision": DECISION, **DECIDED}
     )
-    assert "Heron is Mediator until" in text_of(granted)
+    assert "Heron's Mediator role until" in text_of(granted) and "opens nothing until another host" in text_of(granted)
     # The host gives the new mediator a way to log in.
     password = {"holder": "Heron", "new_password": "a long passphrase"}
     submit(client, "/host/roles", password, action="/host/roles/password")
+    assert "Your roles at the bench" in text_of(login(mediator, "Heron", "a long passphrase"))  # pending: nothing
+    role = assignment_id(app, "Heron", MEDIATOR)
+    submit(second_host, "/host/roles", {}, action=f"/host/roles/{role}/countersign")
     assert login(mediator, "Heron", "a long passphrase").request.path == "/host/"
     assert mediator.get("/host/mediation").status_code == 200
 
@@ -99,14 +116,16 @@ def test_a_mediator_role_lapses_on_the_minute_and_returns_when_the_assembly_rene
     assert mediator.get("/host/mediation").status_code == 403
     assert "Heron · Mediator · Lapsed" in text_of(client.get("/host/roles"))
 
-    role = assignment_id(app, "Heron", MEDIATOR)
     renewed = submit(
         client,
         "/host/roles",
-        {f"renew-{role}-decision": "assembly 19 Dec, item 2", f"renew-{role}-term_days": "28"},
+        {f"renew-{role}-decision": "assembly 19 Dec, item 2", f"renew-{role}-term_days": "28",
+         f"renew-{role}-decided_on": "2026-12-19", f"renew-{role}-decision_place": "assembly at the library"},
         action=f"/host/roles/{role}/renew",
     )
-    assert "Heron's Mediator role is renewed until" in text_of(renewed)
+    assert "A renewal of Heron's Mediator role until" in text_of(renewed)
+    assert mediator.get("/host/mediation").status_code == 403  # pending: the old term has run out
+    submit(second_host, "/host/roles", {}, action=f"/host/roles/{role}/countersign")
     assert mediator.get("/host/mediation").status_code == 200
     history = text_of(client.get("/host/roles"))
     assert "Heron · Mediator · Active" in history
@@ -124,7 +143,7 @@ def test_a_renewal_without_a_decision_is_refused(app, client):
     )
 
     assert response.status_code == 400
-    assert "Please fill in the assembly decision." in text_of(response)
+    assert "Please fill in the words of the decision." in text_of(response)
 
 
 def test_a_host_withdraws_an_entry_from_the_public_log_and_it_stays_in_the_full_log(app, client):
@@ -196,7 +215,15 @@ def test_nothing_a_host_types_breaks_the_hub(app, client):
         ("/host/stewards", "/host/stewards", {"handle": "<b>Wren</b>", "node_id": "!a1b2c3d4", "decision": DECISION},
          "A handle uses letters"),
         ("/host/stewards", "/host/stewards", {"handle": "Wren", "node_id": "!a1b2c3d4", "decision": ""},
-         "Please fill in the assembly decision."),
+         "Please fill in the words of the decision."),
+        ("/host/stewards", "/host/stewards", {"handle": "Wren", "node_id": "!a1b2c3d4", "decision": DECISION,
+                                              "decided_on": "21/11/2026"}, "as year-month-day"),
+        ("/host/roles", "/host/roles", {"handle": "Wren", "role": MEDIATOR, "term_days": "28", "decision": DECISION,
+                                        "decided_on": "2026-12-24"}, "still to come"),
+        ("/host/roles", "/host/roles", {"handle": "Wren", "role": MEDIATOR, "term_days": "28", "decision": DECISION,
+                                        "decided_on": "2025-11-21"}, "more than 60 days old"),
+        ("/host/roles", "/host/roles", {"handle": "Wren", "role": MEDIATOR, "term_days": "29", "decision": DECISION},
+         "A term runs from 1 to 28 days"),
         ("/host/roles", "/host/roles", {"handle": "Nobody", "role": MEDIATOR, "term_days": "28", "decision": DECISION},
          "No one here goes by 'Nobody'."),
         ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": "overlord", "term_days": "28",
@@ -209,7 +236,9 @@ def test_nothing_a_host_types_breaks_the_hub(app, client):
         ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": MEDIATOR, "term_days": "a month",
                                         "decision": DECISION}, "Not a valid integer value."),
         ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": HOST, "term_days": "28", "decision": DECISION},
-         "Kestrel already holds the host role; renew it instead."),
+         "Nobody grants a role for themselves"),
+        ("/host/roles", "/host/roles", {"handle": "Osprey", "role": HOST, "term_days": "28", "decision": DECISION},
+         "Osprey already holds the host role; renew it instead."),
         ("/host/roles", f"/host/roles/{kestrel_role}/renew", {f"renew-{kestrel_role}-decision": DECISION,
                                                              f"renew-{kestrel_role}-term_days": "0"},
          "A term runs from 1 to 366 days."),
@@ -221,7 +250,12 @@ def test_nothing_a_host_types_breaks_the_hub(app, client):
         ("/host/log", "/host/log", {"kind": "arrest", "note": "x"}, "Please choose a check-in or an incident."),
         ("/host/log", "/host/log", {"kind": "check_in", "note": "x" * 501}, "That is too long"),
     ]
+    make_member(app, "Osprey", HOST)
+    make_member(app, "Wren", node="!a1b2c3d4")
     for page, action, data, message in tries:
+        if "area_name" not in data and "holder" not in data and page != "/host/log":
+            prefix = next((key.rpartition("-")[0] + "-" for key in data if key.startswith("renew-")), "")
+            data = {f"{prefix}decided_on": "2026-11-21", f"{prefix}decision_place": "assembly at the library", **data}
         response = submit(client, page, data, action=action)
         assert response.status_code == 400, (action, data, response.status_code)
         assert message in text_of(response), (action, data)
@@ -233,7 +267,7 @@ def test_nothing_a_host_types_breaks_the_hub(app, client):
     for url in ("/host/log?before=abc", f"/host/log?before={huge}", "/host/log?before=-3"):
         assert client.get(url).status_code == 200
     for url in (f"/host/log/{huge}/withdraw", "/host/log/abc/withdraw", "/host/log/999/withdraw",
-                f"/host/roles/{huge}/renew", "/host/roles/999/revoke", f"/host/areas/{huge}/remove",
+                f"/host/roles/{huge}/renew", "/host/roles/999/decide", "/host/roles/999/countersign", f"/host/areas/{huge}/remove",
                 "/host/areas/999/remove", f"/host/stewards/{huge}/node"):
         response = submit(client, "/host/roles", {}, action=url)
         assert response.status_code == 404, (url, response.status_code)

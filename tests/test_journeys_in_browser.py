@@ -42,7 +42,7 @@ from tests.browser import (
     offline_but_for,
     running_hub,
 )
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, add_steward, seat_role
 
 SHOTS = ARTIFACTS / "journeys"
 KESTREL = 0xA1B2C3D4  # the steward's handheld, on the emulated radio's mesh
@@ -91,8 +91,8 @@ def _seed(instance: Path) -> None:
         for handle, role in (("Osprey", people.HOST), ("Heron", people.DISPATCH)):
             member = people.add_member(session, now, handle)
             people.set_password(member, PASSWORD)
-            people.grant_role(session, now, member, role, decision="assembly of 3 November", term_days=28)
-        people.register_steward(session, now, "Kestrel", KESTREL, "assembly of 3 November", 28)
+            seat_role(session, now, member, role)
+        add_steward(session, now, "Kestrel", KESTREL)
         session.commit()
         session.remove()
         db.engine.dispose()

@@ -37,7 +37,7 @@ from tests.browser import (
     offline_but_for,
     running_hub,
 )
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, add_steward
 from tests.processes import safebench
 
 VIEWPORT = {"width": 320, "height": 640}
@@ -75,7 +75,7 @@ def _seed(instance: Path) -> None:
         session = db.session
         now = app.config["CLOCK"]()
         market = patrol.add_area(session, "Market")
-        kestrel = people.register_steward(session, now, "Kestrel", "!a1b2c3d4", "test assembly", 28)
+        kestrel = add_steward(session, now, "Kestrel", "!a1b2c3d4")
         patrol.start_shift(session, now, kestrel, "Market square", patrol.SOURCE_RADIO)
         patrol.record_check_in(session, now, kestrel, patrol.SOURCE_RADIO, note="all quiet")
         patrol.record_incident(session, now, kestrel, patrol.SOURCE_RADIO, "loud argument, calmed down")

@@ -78,9 +78,11 @@ from server.web.host import LOG_ROLES
 from tests.helpers import (
     PASSWORD,
     FakeClock,
+    add_steward,
     login,
     make_app,
     make_member,
+    seat_role,
     submit,
     text_of,
 )
@@ -341,7 +343,11 @@ def seed(app, clock: FakeClock) -> Hub:
     # The host publishes an area and registers a steward, the decision naming who proposed it.
     sent(host, "/host/stewards", {"area_name": "Market"}, action="/host/areas")
     sent(host, "/host/stewards", {"handle": "Wren", "node_id": "!12345678",
+                                  "decided_on": clock().date().isoformat(), "decision_place": "assembly at the library",
                                   "decision": f"assembly 3 Nov, item 4, proposed by {PROPOSER}"})
+    # A second role-holder, the captain, countersigns Wren's steward role (on the stewards page).
+    sent(browsers["Crane"], "/host/stewards", {"back": "stewards"},
+         action=f"/host/roles/{newest_id(app, people.RoleAssignment)}/countersign")
 
     # Handhelds: a shift in a published area at a private address, notes, an incident, an SOS answered
     # and cleared with a note, an arrest with a name in its note, a duress check-in, questions, noise.
@@ -781,9 +787,9 @@ def test_a_real_bridge_process_prints_no_personal_data_from_what_handhelds_send(
     app = make_app(instance, utcnow)
     with app.app_context():
         now = utcnow()
-        people.register_steward(db.session, now, "Kestrel", KESTREL_NODE, "test assembly", 28)
-        heron = people.register_steward(db.session, now, "Heron", HERON_NODE, "test assembly", 28)
-        people.grant_role(db.session, now, heron, DISPATCH, decision="test assembly", term_days=28)
+        add_steward(db.session, now, "Kestrel", KESTREL_NODE)
+        heron = add_steward(db.session, now, "Heron", HERON_NODE)
+        seat_role(db.session, now, heron, DISPATCH)
         patrol.add_area(db.session, "Market")
         db.session.commit()
         db.session.remove()

@@ -29,7 +29,7 @@ from server.domain.patrol import LogEntry
 from server.domain.radio_text import BELL, utf8_len
 from server.extensions import db
 from server.scheduler import run_all_once
-from tests.helpers import login, make_app, make_member, submit, text_of
+from tests.helpers import add_steward, login, make_app, make_member, submit, text_of
 
 KESTREL = 0xA1B2C3D4
 WREN = 0x12345678
@@ -61,8 +61,8 @@ def bridge(app, sim):
         for handle, node in (("Kestrel", KESTREL), ("Wren", WREN)):
             # Each steward's radio key pinned, as a host does at registration: their direct
             # messages to the hub (sim.deliver_dm) are verified, their channel traffic is not.
-            radio_trust.register_radio(db.session, app.config["CLOCK"](), handle, node, "test assembly", 28,
-                                       key=sim.device.nodes[node].public_key)
+            member = add_steward(db.session, app.config["CLOCK"](), handle, node)
+            radio_trust.pin_key(db.session, app.config["CLOCK"](), member, sim.device.nodes[node].public_key, by=None)
         patrol.add_area(db.session, "Market")
         db.session.commit()
         the_bridge = Bridge.from_config(app.config, RadioSpec.parse(f"serial:{sim.path}"), settings=fast_settings())
@@ -317,7 +317,7 @@ def test_a_radio_on_the_network_works_like_one_on_usb(app, sim):
     # A WiFi radio offers the same framed stream on TCP; the simulated radio does too.
     port = sim.serve_tcp()
     with app.app_context():
-        people.register_steward(db.session, app.config["CLOCK"](), "Kestrel", KESTREL, "test assembly", 28)
+        add_steward(db.session, app.config["CLOCK"](), "Kestrel", KESTREL)
         db.session.commit()
         settings = fast_settings()
         settings.silence_limit, settings.connect_timeout = 3, 2

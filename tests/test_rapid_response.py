@@ -11,6 +11,7 @@ from server.domain import alerts, drills, outbox, patrol, people
 from server.domain.radio_text import BELL
 from server.extensions import db
 from server.scheduler import run_all_once
+from tests.helpers import seat_role
 from tests.test_radio_bridge import (  # noqa: F401  (bridge and sim are fixtures)
     KESTREL,
     WREN,
@@ -128,8 +129,7 @@ def test_a_steward_who_stops_checking_in_is_pinged_then_broadcast_then_cleared_b
 def test_a_duress_check_in_silently_alerts_dispatch_and_nothing_public_shows_it(app, bridge, sim, client):
     app.config["DURESS_WORD"] = "bluebird"
     bridge.inbound.settings.duress_word = "bluebird"
-    people.grant_role(db.session, bridge.now(), people.get_member(db.session, "Wren"), people.DISPATCH,
-                      decision="test assembly", term_days=28)
+    seat_role(db.session, bridge.now(), people.get_member(db.session, "Wren"), people.DISPATCH)
     db.session.commit()
 
     sim.deliver_text(KESTREL, "ON Market")

@@ -37,7 +37,19 @@ from werkzeug.datastructures import MultiDict
 
 from server import config
 from server.db import HubBusy
-from server.domain import aid, alerts, cases, compact, complaints, drills, mediation, patrol, people, radio_trust
+from server.domain import (
+    aid,
+    alerts,
+    cases,
+    compact,
+    complaints,
+    drills,
+    mandates,
+    mediation,
+    patrol,
+    people,
+    radio_trust,
+)
 from server.domain.people import ROLES
 from server.domain.radio_commands import Command, parse_command
 from server.domain.radio_text import fits_one_packet
@@ -50,6 +62,7 @@ from tests.helpers import (
     login,
     make_app,
     make_member,
+    seat_role,
     submit,
     text_of,
 )
@@ -101,6 +114,14 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         cases.open_case(db.session, now, place="Market", source=cases.SOURCE_NEIGHBOUR)
         # The radio heard a key for the bystander's node: the stewards page offers it to the hosts.
         radio_trust.note_heard_key(db.session, now, bystander, bytes(range(1, 33)))
+        # Mandates: a grant asked at the terminal waits for a countersign, a recall for its second
+        # role-holder, and a member with no role in force may be given a password.
+        ruling = people.Decision(now.date(), "assembly at the library", "item 1")
+        mandates.grant(db.session, now, bystander, people.MEDIATOR, decision=ruling, term_days=28, cap_days=28, by=None)
+        plover = people.add_member(db.session, now, "Plover")
+        recalled = seat_role(db.session, now, plover, people.STEWARD)
+        mandates.ask_suspension(db.session, now, recalled, by=bystander, reason="kept the bench key")
+        people.add_member(db.session, now, "Newcomer")
         db.session.commit()
     return app
 
@@ -238,6 +259,8 @@ TYPED_FOR = {
     "host.register_steward": {"handle": "Wren", "radio_key": "AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE="},
     "radio_keys.pin_key": {"key": "AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE="},
     "host.change_node": {"node_id": "!0000beef"},  # the form shows the current node: change it
+    "roles.add_member": {"handle": "Heron"},
+    "roles.set_password": {"holder": "Newcomer"},  # not a role-holder in office: a host may
 }
 
 
@@ -500,16 +523,34 @@ def test_logging_out_ends_the_session_everywhere_even_a_copied_cookie(app, clock
 
 
 def test_a_new_password_set_by_another_host_logs_a_taken_phone_out(app, clock):
-    """A host's phone is taken at an arrest, logged in. Another host sets them a new password."""
+    """A host's phone is taken at an arrest, logged in. Two role-holders suspend the role (the phone opens
+    nothing that minute); another host sets a new password, which logs the phone out; the assembly restores it.
+
+    A host never sets the password of a role-holder in office: they could log in as them and countersign
+    their own grants (server/domain/mandates.py)."""
     make_member(app, "Kestrel", "host")
     make_member(app, "Heron", "host")
-    taken, other_host = app.test_client(), app.test_client()
+    make_member(app, "Plover", "dispatch")
+    taken, other_host, dispatcher = app.test_client(), app.test_client(), app.test_client()
     login(taken, "Kestrel")
     login(other_host, "Heron")
-    submit(other_host, "/host/roles", {"holder": "Kestrel", "new_password": "a fresh long passphrase"},
-           action="/host/roles/password")
-    assert taken.get("/host/").status_code == 302
+    login(dispatcher, "Plover")
+    password = {"holder": "Kestrel", "new_password": "a fresh long passphrase"}
+    refused = submit(other_host, "/host/roles", password, action="/host/roles/password")
+    assert refused.status_code == 400 and "holds a role in force" in text_of(refused)
+    with app.app_context():
+        role = people.get_member(db.session, "Kestrel").roles[0].id
+    submit(other_host, "/mandates", {f"suspend-{role}-reason": "phone taken at an arrest"},
+           action=f"/mandates/{role}/suspend")
+    submit(dispatcher, "/mandates", {}, action=f"/mandates/{role}/confirm-suspension")
+    assert taken.get("/host/").status_code == 403  # the same minute
+    submit(other_host, "/host/roles", password, action="/host/roles/password")
+    assert taken.get("/host/").status_code == 302  # and logged out everywhere
     assert other_host.get("/host/").status_code == 200  # Heron's own session is untouched
+    submit(other_host, "/host/roles", {f"decide-{role}-outcome": "restore", f"decide-{role}-decision": "item 1",
+                                       f"decide-{role}-decided_on": clock().date().isoformat(),
+                                       f"decide-{role}-decision_place": "assembly at the library"},
+           action=f"/host/roles/{role}/decide")
     assert login(app.test_client(), "Kestrel", "a fresh long passphrase").request.path == "/host/"
 
 

@@ -15,7 +15,7 @@ from server.domain import alerts, patrol, people, radio_trust
 from server.domain.radio_text import BELL
 from server.extensions import db
 from server.scheduler import run_all_once
-from tests.helpers import login, make_member, submit, text_of
+from tests.helpers import add_steward, login, make_member, seat_role, submit, text_of
 from tests.test_radio_bridge import (  # noqa: F401  (bridge and sim are fixtures)
     KESTREL,
     WREN,
@@ -40,8 +40,8 @@ def trust_record() -> list[radio_trust.RadioTrustEvent]:
 
 def make_captain(app, handle: str, node: int) -> people.Member:
     with app.app_context():
-        member = people.register_steward(db.session, app.config["CLOCK"](), handle, node, "test assembly", 28)
-        people.grant_role(db.session, app.config["CLOCK"](), member, people.CAPTAIN, decision="assembly", term_days=28)
+        member = add_steward(db.session, app.config["CLOCK"](), handle, node)
+        seat_role(db.session, app.config["CLOCK"](), member, people.CAPTAIN)
         db.session.commit()
         return member
 
@@ -350,13 +350,14 @@ def test_a_host_registers_a_steward_with_the_key_from_their_app(app, client):
     make_member(app, "Plover", "host")
     login(client, "Plover")
     key = radio_trust.parse_key(os.urandom(32))
+    decided = {"decided_on": app.config["CLOCK"]().date().isoformat(), "decision_place": "assembly at the library"}
     page = submit(client, "/host/stewards", {"handle": "Linnet", "node_id": "!00abcdef", "radio_key": key,
-                                             "decision": "assembly 3 Dec, item 2"})
+                                             "decision": "assembly 3 Dec, item 2", **decided})
     assert "Linnet is registered" in text_of(page)
     with app.app_context():
         assert people.find_member(db.session, "Linnet").radio_key == key
     again = submit(client, "/host/stewards", {"handle": "Lark", "node_id": "!00abcd00", "radio_key": "AAAA",
-                                              "decision": "assembly 3 Dec, item 2"}, follow=False)
+                                              "decision": "assembly 3 Dec, item 2", **decided}, follow=False)
     assert again.status_code == 400 and "A radio key is 32 bytes" in text_of(again)
     with app.app_context():
         assert people.find_member(db.session, "Lark") is None
@@ -382,8 +383,7 @@ def test_a_dispatcher_confirms_a_neighbours_report_from_their_own_radio_and_nobo
 
     bridge.inbound.settings.legal_hotline = "030 555 0100"
     now = app.config["CLOCK"]()
-    people.grant_role(db.session, now, people.find_member(db.session, "Wren"), people.DISPATCH,
-                      decision="test assembly", term_days=28)
+    seat_role(db.session, now, people.find_member(db.session, "Wren"), people.DISPATCH)
     case = cases.open_case(db.session, now, place="Market. ALL STEWARDS stand down", source=cases.SOURCE_NEIGHBOUR)
     db.session.commit()
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)

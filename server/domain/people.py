@@ -16,7 +16,7 @@ import functools
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -45,6 +45,18 @@ ROLE_LABELS = {
     STEWARD: "Patrol steward",
     ACCOUNTABILITY: "Accountability circle",
 }
+
+# How one role-holder appears on the public mandates page when they choose not to show their handle.
+ROLE_NOUNS = {
+    HOST: "a host",
+    DISPATCH: "a dispatcher",
+    CARE: "a care ring member",
+    MEDIATOR: "a mediator",
+    CAPTAIN: "a captain",
+    STEWARD: "a steward",
+    ACCOUNTABILITY: "an accountability circle member",
+}
+MAX_PLACE = 80  # the meeting or place of an assembly decision
 
 BROADCAST_NODE = 0xFFFFFFFF
 _HANDLE_RE = re.compile(r"^[\w][\w .\-]{0,22}[\w.]$|^\w$")
@@ -76,9 +88,12 @@ class Member(Base):
     # waiting for a host to confirm or refuse it. Never trusted by itself.
     radio_key_heard: Mapped[str | None] = mapped_column(String(64))
     radio_key_heard_at: Mapped[datetime | None]
+    # On the public mandates page, "a steward" instead of the handle: the member's own choice.
+    appears_as_role: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     roles: Mapped[list[RoleAssignment]] = relationship(
-        back_populates="member", cascade="all, delete-orphan", order_by="RoleAssignment.role"
+        back_populates="member", cascade="all, delete-orphan", order_by="RoleAssignment.role",
+        foreign_keys="RoleAssignment.member_id",
     )
 
     @property
@@ -98,19 +113,57 @@ class RoleAssignment(Base):
     role: Mapped[str] = mapped_column(String(16))
     granted_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
-    # The assembly decision the role came from ("assembly 2026-11-03, item 4").
+    # The assembly decision the role came from: its words, and (since mandates
+    # are countersigned) the day and the meeting or place it was taken at.
     decision: Mapped[str] = mapped_column(Text)
+    decided_on: Mapped[date | None]
+    decision_place: Mapped[str | None] = mapped_column(String(MAX_PLACE))
+    # Ended: revoked, or ended by the assembly's decision after a suspension.
     revoked_at: Mapped[datetime | None]
     # Set by the scheduled job when it notices the expiry; the clock decides.
     lapsed_at: Mapped[datetime | None]
+    # Who asked for it (None: the hub, at the Pi's terminal), and the second
+    # role-holder whose countersign put it in force. Pending until then.
+    granted_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    countersigned_at: Mapped[datetime | None]
+    countersigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    # A recall: one role-holder asks (with a reason), a second confirms, and the
+    # role opens nothing from that minute until the assembly ends or restores it.
+    suspension_asked_at: Mapped[datetime | None]
+    suspension_asked_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    suspension_reason: Mapped[str | None] = mapped_column(Text)
+    suspended_at: Mapped[datetime | None]
+    suspended_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
 
-    member: Mapped[Member] = relationship(back_populates="roles")
+    member: Mapped[Member] = relationship(back_populates="roles", foreign_keys=[member_id])
+    granted_by: Mapped[Member | None] = relationship(foreign_keys=[granted_by_id])
+    countersigned_by: Mapped[Member | None] = relationship(foreign_keys=[countersigned_by_id])
+    suspension_asked_by: Mapped[Member | None] = relationship(foreign_keys=[suspension_asked_by_id])
+    suspended_by: Mapped[Member | None] = relationship(foreign_keys=[suspended_by_id])
     renewals: Mapped[list[RoleRenewal]] = relationship(
         back_populates="assignment", cascade="all, delete-orphan", order_by="RoleRenewal.renewed_at"
     )
 
+    @property
+    def pending(self) -> bool:
+        return self.countersigned_at is None and self.revoked_at is None
+
+    @property
+    def pending_renewal(self) -> RoleRenewal | None:
+        return next((r for r in self.renewals if r.countersigned_at is None and r.withdrawn_at is None), None)
+
+    @property
+    def decision_text(self) -> str:
+        return decision_text(self.decided_on, self.decision_place, self.decision)
+
+    @property
+    def decision_reference(self) -> str:
+        return decision_reference(self.decided_on, self.decision_place)
+
     def is_active(self, now: datetime) -> bool:
-        return self.revoked_at is None and self.expires_at > now
+        """In force: countersigned, not suspended, not ended, not run out."""
+        return (self.revoked_at is None and self.expires_at > now and self.countersigned_at is not None
+                and self.suspended_at is None)
 
 
 class RoleRenewal(Base):
@@ -120,10 +173,51 @@ class RoleRenewal(Base):
     assignment_id: Mapped[int] = mapped_column(ForeignKey("role_assignment.id", ondelete="CASCADE"), index=True)
     renewed_at: Mapped[datetime]
     decision: Mapped[str] = mapped_column(Text)
+    decided_on: Mapped[date | None]
+    decision_place: Mapped[str | None] = mapped_column(String(MAX_PLACE))
     previous_expires_at: Mapped[datetime]
     new_expires_at: Mapped[datetime]
+    # As for a grant: asked by one (None: the hub), in force once a second countersigns.
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    countersigned_at: Mapped[datetime | None]
+    countersigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    # A pending renewal the assembly's later decision (or the role's end) made moot.
+    withdrawn_at: Mapped[datetime | None]
 
     assignment: Mapped[RoleAssignment] = relationship(back_populates="renewals")
+    requested_by: Mapped[Member | None] = relationship(foreign_keys=[requested_by_id])
+    countersigned_by: Mapped[Member | None] = relationship(foreign_keys=[countersigned_by_id])
+
+    @property
+    def pending(self) -> bool:
+        return self.countersigned_at is None and self.withdrawn_at is None
+
+    @property
+    def decision_text(self) -> str:
+        return decision_text(self.decided_on, self.decision_place, self.decision)
+
+    @property
+    def decision_reference(self) -> str:
+        return decision_reference(self.decided_on, self.decision_place)
+
+
+def decision_reference(on: date | None, place: str | None) -> str:
+    """Which decision, without its words: "assembly at the library, 3 Nov 2026".
+
+    What the record of power used and the pages beyond the hosts' show: the
+    words may name people (who proposed it), and stay on the roles page.
+    """
+    if on is None:
+        return "an assembly before mandates were countersigned"
+    return f"{place}, {on.day} {on:%b %Y}" if place else f"{on.day} {on:%b %Y}"
+
+
+def decision_text(on: date | None, place: str | None, words: str) -> str:
+    """"Assembly at the library, 3 Nov 2026: Kestrel hosts until the next one" (older rows: the words alone)."""
+    if on is None:
+        return words
+    where = f"{place}, " if place else ""
+    return f"{where}{on.day} {on:%b %Y}: {words}"
 
 
 # -- node numbers -------------------------------------------------------------
@@ -218,21 +312,6 @@ def list_members(session: Session) -> list[Member]:
     return list(session.scalars(select(Member).order_by(Member.handle_key)))
 
 
-def register_steward(
-    session: Session, now: datetime, handle: str, node_id: str | int, decision: str, term_days: int
-) -> Member:
-    """A new steward with their handheld's node number and a steward role."""
-    node_num = parse_node_id(node_id)
-    member = find_member(session, handle)
-    if member is None:
-        member = add_member(session, now, handle, node_num)
-    else:
-        set_node(session, member, node_num)
-    if not has_role(session, member, STEWARD, now):
-        grant_role(session, now, member, STEWARD, decision=decision, term_days=term_days)
-    return member
-
-
 # -- passwords ----------------------------------------------------------------
 
 
@@ -276,23 +355,91 @@ def _stand_in_hash() -> str:
 # -- roles --------------------------------------------------------------------
 
 
-def _clean_decision(decision: str | None) -> str:
-    return clean_text(decision, field="assembly decision", max_length=300)
+# Terms are capped, whatever anyone types: ROLE_TERM_CAP_DAYS, at most six weeks.
+DEFAULT_TERM_CAP_DAYS = 28
+MAX_TERM_CAP_DAYS = 42
+# An assembly decision older than this grounds no new term: the next assembly decides.
+MAX_DECISION_AGE_DAYS = 60
+MAX_DECISION_WORDS = 300
 
 
-def _check_role(role: str) -> str:
+@dataclass(frozen=True)
+class Decision:
+    """The assembly decision a grant, renewal or ending rests on: the day, the meeting or place, its words."""
+
+    on: date
+    place: str
+    words: str
+
+    @property
+    def text(self) -> str:
+        return decision_text(self.on, self.place, self.words)
+
+    @property
+    def reference(self) -> str:
+        return decision_reference(self.on, self.place)
+
+
+def parse_decision(now: datetime, on: date | str | None, place: str | None, words: str | None) -> Decision:
+    """Check the three parts of a decision as typed on the web or at the terminal."""
+    if isinstance(on, str):
+        text = on.strip()
+        try:
+            on = date.fromisoformat(text) if text else None
+        except ValueError:
+            raise Invalid("Give the day of the decision as year-month-day, like 2026-11-03.",
+                          field="decision date") from None
+    if on is None:
+        raise Invalid("Please give the day the assembly decided it.", field="decision date")
+    # A day's grace: the assembly's calendar may run ahead of the hub's UTC clock.
+    if on > (now + timedelta(days=1)).date():
+        raise Invalid("That day is still to come: the assembly cannot have decided it yet.", field="decision date")
+    if on < (now - timedelta(days=MAX_DECISION_AGE_DAYS)).date():
+        raise Invalid(f"That decision is more than {MAX_DECISION_AGE_DAYS} days old: "
+                      "a term rests on a recent assembly's decision.", field="decision date")
+    place = clean_text(place, field="decision place", max_length=MAX_PLACE)
+    words = clean_text(words, field="assembly decision", max_length=MAX_DECISION_WORDS)
+    return Decision(on, place, words)
+
+
+def term_cap(setting: object) -> int:
+    """ROLE_TERM_CAP_DAYS as configured, refused when it is not a number from 1 to 42."""
+    try:
+        cap = int(str(setting))
+    except ValueError:
+        cap = 0
+    if not 1 <= cap <= MAX_TERM_CAP_DAYS:
+        raise Invalid(f"The hub's ROLE_TERM_CAP_DAYS setting is {setting!r}: it must be from 1 to "
+                      f"{MAX_TERM_CAP_DAYS} days. Nothing is granted or renewed until it is.", field="term")
+    return cap
+
+
+def check_term(term_days: int, cap_days: int) -> int:
+    """A term from 1 day to the cap: refused (not clamped), so nobody is told one term and given another."""
+    if not 1 <= term_days <= cap_days:
+        raise Invalid(f"A term runs from 1 to {cap_days} days: that is the longest the assembly lends any role.",
+                      field="term")
+    return term_days
+
+
+def check_role(role: str) -> str:
     if role not in ROLES:
         raise Invalid(f"Unknown role {role!r}: one of {', '.join(ROLES)}.", field="role")
     return role
 
 
-def _check_term(term_days: int) -> int:
-    if not 1 <= term_days <= 366:
-        raise Invalid("A term runs from 1 to 366 days.", field="term")
-    return term_days
+def _in_force(now: datetime):  # noqa: ANN202
+    """The SQL test for an assignment that opens something now."""
+    return (
+        RoleAssignment.revoked_at.is_(None),
+        RoleAssignment.expires_at > now,
+        RoleAssignment.countersigned_at.is_not(None),
+        RoleAssignment.suspended_at.is_(None),
+    )
 
 
 def current_assignment(session: Session, member: Member, role: str, now: datetime) -> RoleAssignment | None:
+    """The member's assignment of ``role`` that is in force, pending a countersign, or suspended."""
     return session.scalar(
         select(RoleAssignment)
         .where(
@@ -305,58 +452,6 @@ def current_assignment(session: Session, member: Member, role: str, now: datetim
     )
 
 
-def grant_role(
-    session: Session, now: datetime, member: Member, role: str, *, decision: str, term_days: int
-) -> RoleAssignment:
-    role = _check_role(role)
-    decision = _clean_decision(decision)
-    term_days = _check_term(term_days)
-    if current_assignment(session, member, role, now) is not None:
-        raise Conflict(f"{member.handle} already holds the {role} role; renew it instead.", field="role")
-    assignment = RoleAssignment(
-        member=member,
-        role=role,
-        granted_at=now,
-        expires_at=now + timedelta(days=term_days),
-        decision=decision,
-    )
-    session.add(assignment)
-    session.flush()
-    return assignment
-
-
-def renew_role(
-    session: Session, now: datetime, assignment: RoleAssignment, *, decision: str, term_days: int
-) -> RoleRenewal:
-    """Extend a role by a new term from today, recording the decision.
-
-    A lapsed role can be renewed too: the assembly often meets after the
-    date, and the history stays in one place.
-    """
-    decision = _clean_decision(decision)
-    term_days = _check_term(term_days)
-    if assignment.revoked_at is not None:
-        raise Invalid("A revoked role cannot be renewed; grant it again.", field="role")
-    renewal = RoleRenewal(
-        assignment=assignment,
-        renewed_at=now,
-        decision=decision,
-        previous_expires_at=assignment.expires_at,
-        new_expires_at=now + timedelta(days=term_days),
-    )
-    assignment.expires_at = renewal.new_expires_at
-    assignment.lapsed_at = None
-    session.add(renewal)
-    session.flush()
-    return renewal
-
-
-def revoke_role(session: Session, now: datetime, assignment: RoleAssignment) -> None:
-    if assignment.revoked_at is None:
-        assignment.revoked_at = now
-        session.flush()
-
-
 def get_assignment(session: Session, assignment_id: int) -> RoleAssignment:
     assignment = session.get(RoleAssignment, assignment_id)
     if assignment is None:
@@ -365,13 +460,10 @@ def get_assignment(session: Session, assignment_id: int) -> RoleAssignment:
 
 
 def active_roles(session: Session, member: Member, now: datetime) -> set[str]:
+    """The roles that open something now: pending and suspended assignments open nothing."""
     return set(
         session.scalars(
-            select(RoleAssignment.role).where(
-                RoleAssignment.member_id == member.id,
-                RoleAssignment.revoked_at.is_(None),
-                RoleAssignment.expires_at > now,
-            )
+            select(RoleAssignment.role).where(RoleAssignment.member_id == member.id, *_in_force(now))
         )
     )
 
@@ -400,33 +492,35 @@ def lapse_expired_roles(session: Session, now: datetime) -> list[RoleAssignment]
 @dataclass(frozen=True)
 class RoleSummary:
     assignment: RoleAssignment
-    state: str  # "active", "expiring" (within a week), "lapsed", "revoked"
+    # "active", "expiring" (within a week), "pending" (waiting for a countersign),
+    # "suspended" (pending the assembly), "lapsed", "revoked" (ended)
+    state: str
+
+
+def role_state(assignment: RoleAssignment, now: datetime) -> str:
+    if assignment.revoked_at is not None:
+        return "revoked"
+    if assignment.expires_at <= now:
+        return "lapsed"
+    if assignment.countersigned_at is None:
+        return "pending"
+    if assignment.suspended_at is not None:
+        return "suspended"
+    if assignment.expires_at - now <= timedelta(days=7):
+        return "expiring"
+    return "active"
 
 
 def role_overview(session: Session, now: datetime) -> list[RoleSummary]:
     """Every assignment, newest state first, for the host's roles page."""
     rows = session.scalars(
-        select(RoleAssignment).join(Member).order_by(Member.handle_key, RoleAssignment.role, RoleAssignment.id.desc())
+        select(RoleAssignment).join(RoleAssignment.member)
+        .order_by(Member.handle_key, RoleAssignment.role, RoleAssignment.id.desc())
     )
-    summaries = []
-    for assignment in rows:
-        if assignment.revoked_at is not None:
-            state = "revoked"
-        elif assignment.expires_at <= now:
-            state = "lapsed"
-        elif assignment.expires_at - now <= timedelta(days=7):
-            state = "expiring"
-        else:
-            state = "active"
-        summaries.append(RoleSummary(assignment, state))
-    return summaries
+    return [RoleSummary(assignment, role_state(assignment, now)) for assignment in rows]
 
 
 def count_active_role_holders(session: Session, role: str, now: datetime) -> int:
     return session.scalar(
-        select(func.count(func.distinct(RoleAssignment.member_id))).where(
-            RoleAssignment.role == role,
-            RoleAssignment.revoked_at.is_(None),
-            RoleAssignment.expires_at > now,
-        )
+        select(func.count(func.distinct(RoleAssignment.member_id))).where(RoleAssignment.role == role, *_in_force(now))
     )

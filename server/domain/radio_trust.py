@@ -29,7 +29,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, String, delete, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
-from server.domain import people
+from server.domain import mandates, people
 from server.domain import power_record
 from server.domain.base import Base
 from server.domain.errors import Invalid
@@ -196,20 +196,24 @@ def change_node(session: Session, now: datetime, member: Member, node_num: int |
     return member
 
 
-def register_radio(session: Session, now: datetime, handle: str, node_id: str | int, decision: str, term_days: int,
-                   *, key: str | None = None, by: Member | None = None) -> Member:
+def register_radio(session: Session, now: datetime, handle: str, node_id: str | int, decision: people.Decision,
+                   term_days: int, cap_days: int, *, key: str | None = None, by: Member | None = None,
+                   in_force: str | None = None) -> Member:
     """Register a steward and their handheld (``safebench steward add``, the stewards page), optionally pinning its key.
 
     Giving an existing member another node id is the recorded host action
-    ``change_node``: the old radio's pin does not follow.
+    ``change_node``: the old radio's pin does not follow. The steward role,
+    if they lack one, waits for a countersign (``mandates.register_steward``).
     """
+
     node_num = people.parse_node_id(node_id)
     key = parse_key(key) if key else None  # refuse a bad key before anything changes
     member = people.find_member(session, handle)
     if member is not None and member.node_num != node_num:
         people._ensure_node_free(session, node_num, keep=member)
         change_node(session, now, member, node_num, by=by)
-    member = people.register_steward(session, now, handle, node_num, decision, term_days)
+    member = mandates.register_steward(session, now, handle, node_num, decision=decision, term_days=term_days,
+                                       cap_days=cap_days, by=by, in_force=in_force)
     if key and key != member.radio_key:
         pin_key(session, now, member, key, by=by)
     return member

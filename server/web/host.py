@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -20,13 +18,11 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
-    InputRequired,
     Length,
-    NumberRange,
     Optional,
 )
 
@@ -41,9 +37,9 @@ from server.domain.people import (
     ROLE_LABELS,
     ROLES,
     Member,
-    RoleAssignment,
 )
 from server.extensions import db
+from server.web import roles as role_pages
 from server.web.access import current_roles, holds, now, requires, save
 from server.web.converters import MAX_ROW_ID
 from server.web.filters import date_filter, time_filter
@@ -57,19 +53,14 @@ LOG_PAGE_SIZE = 50
 DASHBOARD_ENTRIES = 10
 
 
-# The domain's limits (people.clean_handle, people._clean_decision, the
-# term check), repeated so the form says so before the domain has to.
+# The domain's limits (people.clean_handle, the node id), repeated so the
+# form says so before the domain has to.
 MAX_HANDLE = 24
-MAX_DECISION = 300
-MAX_TERM_DAYS = 366
 MAX_NODE_ID = 20
 MAX_AREA = 40
-MAX_PASSWORD = 256
 
 # Domain field names that differ from the form's.
-PEOPLE_FIELDS = {"node id": "node_id", "assembly decision": "decision", "term": "term_days", "key": "radio_key"}
-PASSWORD_FIELDS = {"handle": "holder", "password": "new_password"}
-STATE_LABELS = {"active": "Active", "expiring": "Expires within a week", "lapsed": "Lapsed", "revoked": "Revoked"}
+PEOPLE_FIELDS = role_pages.DECISION_FIELDS
 
 
 def _at_most(limit: int) -> Length:
@@ -78,20 +69,6 @@ def _at_most(limit: int) -> Length:
 
 def _required(what: str) -> DataRequired:
     return DataRequired(message=f"Please fill in the {what}.")
-
-
-def _term_field() -> IntegerField:
-    return IntegerField(
-        "Term in days",
-        validators=[
-            InputRequired(message="Please give the term in days."),
-            NumberRange(min=1, max=MAX_TERM_DAYS, message="A term runs from %(min)s to %(max)s days."),
-        ],
-    )
-
-
-def _decision_field() -> StringField:
-    return StringField("Assembly decision", validators=[_required("assembly decision"), _at_most(MAX_DECISION)])
 
 
 class LogEntryForm(FlaskForm):
@@ -120,7 +97,9 @@ class RegisterStewardForm(FlaskForm):
     handle = StringField("Handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
     node_id = StringField("Node id", validators=[_required("node id"), _at_most(MAX_NODE_ID)])
     radio_key = StringField("Radio key (optional)", validators=[Optional(), _at_most(64)])
-    decision = _decision_field()
+    decided_on = role_pages.decided_on_field()
+    decision_place = role_pages.place_field()
+    decision = role_pages.decision_field()
 
 
 class NodeForm(FlaskForm):
@@ -140,45 +119,8 @@ class LandmarkForm(FlaskForm):
     landmark_name = StringField("Landmark", validators=[_required("landmark"), _at_most(MAX_AREA)])
 
 
-class GrantRoleForm(FlaskForm):
-    handle = StringField("Member's handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
-    role = SelectField(
-        "Role",
-        choices=[SelectChoice(role, ROLE_LABELS[role]) for role in ROLES],
-        invalid_choice_message="Please choose a role from the list.",
-    )
-    term_days = _term_field()
-    decision = _decision_field()
-
-
-class RenewForm(FlaskForm):
-    """One per assignment, so it carries a prefix; the app-wide CSRF check covers it."""
-
-    class Meta:
-        csrf = False
-
-    term_days = _term_field()
-    decision = _decision_field()
-
-
-class PasswordForm(FlaskForm):
-    # "new_password" is a name the error pages never echo back.
-    holder = StringField("Member's handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
-    new_password = PasswordField(
-        "New password",
-        validators=[
-            _required("new password"),
-            Length(
-                min=people.MIN_PASSWORD_LENGTH,
-                max=MAX_PASSWORD,
-                message="A password has from %(min)d to %(max)d characters.",
-            ),
-        ],
-    )
-
-
 def _term_days() -> int:
-    return int(current_app.config["ROLE_TERM_DAYS"])
+    return role_pages.default_term_days()
 
 
 def _page_status(*forms: FlaskForm | None) -> int:
@@ -378,7 +320,7 @@ def _stewards_page(
     failed_node: tuple[int, NodeForm] | None = None,
     landmark: LandmarkForm | None = None,
 ) -> ResponseReturnValue:
-    register = register or RegisterStewardForm(formdata=None)
+    register = register or RegisterStewardForm(formdata=None, decided_on=role_pages.today())
     area = area or AreaForm(formdata=None)
     landmark = landmark or LandmarkForm(formdata=None)
     moment = now()
@@ -396,6 +338,10 @@ def _stewards_page(
         landmark_form=landmark,
         landmarks=patrol.list_landmarks(db.session),
         term_days=_term_days(),
+        # Steward roles waiting for a countersign: a captain may give it here.
+        pending=[s.assignment for s in people.role_overview(db.session, moment)
+                 if s.assignment.role == people.STEWARD and s.state != "revoked"
+                 and (s.state == "pending" or s.assignment.pending_renewal is not None)],
     )
     return page, _page_status(register, area, landmark, failed_node[1] if failed_node else None)
 
@@ -415,14 +361,16 @@ def register_steward() -> ResponseReturnValue:
         try:
             member = save(
                 lambda session: radio_trust.register_radio(
-                    session, moment, form.handle.data, form.node_id.data, form.decision.data, term_days,
-                    key=(form.radio_key.data or "").strip() or None, by=current_user.member,
+                    session, moment, form.handle.data, form.node_id.data, role_pages.decision_of(form), term_days,
+                    role_pages.term_cap(), key=(form.radio_key.data or "").strip() or None,
+                    by=session.get(Member, current_user.id),
                 )
             )
         except DomainError as error:
             attach_error(form, error, fields=PEOPLE_FIELDS)
         else:
-            flash(f"{member.handle} is registered as a steward with node {member.node_id}.")
+            flash(f"{member.handle} is registered with node {member.node_id}. A steward role asked for here opens "
+                  "nothing until another host or a captain countersigns it (below, or on the roles page).")
             return redirect(url_for("host.stewards"))
     return _stewards_page(register=form)
 
@@ -496,141 +444,3 @@ def remove_landmark(landmark_id: int) -> ResponseReturnValue:
     flash("The landmark is no longer listed: arrest notices that name it carry the shift area or "
           "“place with dispatch” instead.")
     return redirect(url_for("host.stewards") + "#landmarks")
-
-
-# -- roles --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RoleRow:
-    summary: people.RoleSummary
-    # Only the newest assignment of a role can be renewed from this page.
-    renew_form: RenewForm | None
-
-
-def _renew_form(assignment_id: int, formdata: Any = None) -> RenewForm:
-    return RenewForm(formdata=formdata, prefix=f"renew-{assignment_id}", term_days=_term_days())
-
-
-def _role_rows(failed_renewal: tuple[int, RenewForm] | None) -> list[RoleRow]:
-    rows, seen = [], set()
-    for summary in people.role_overview(db.session, now()):
-        assignment = summary.assignment
-        newest = (assignment.member_id, assignment.role) not in seen
-        seen.add((assignment.member_id, assignment.role))
-        if failed_renewal and failed_renewal[0] == assignment.id:
-            form = failed_renewal[1]
-        elif newest and summary.state != "revoked":
-            form = _renew_form(assignment.id)
-        else:
-            form = None
-        rows.append(RoleRow(summary, form))
-    return rows
-
-
-def _roles_page(
-    grant: GrantRoleForm | None = None,
-    password: PasswordForm | None = None,
-    failed_renewal: tuple[int, RenewForm] | None = None,
-) -> ResponseReturnValue:
-    grant = grant or GrantRoleForm(formdata=None, term_days=_term_days())
-    password = password or PasswordForm(formdata=None)
-    page = render_template(
-        "host/roles.html",
-        grant=grant,
-        password_form=password,
-        rows=_role_rows(failed_renewal),
-        role_labels=ROLE_LABELS,
-        state_labels=STATE_LABELS,
-        min_password=people.MIN_PASSWORD_LENGTH,
-    )
-    return page, _page_status(grant, password, failed_renewal[1] if failed_renewal else None)
-
-
-@bp.get("/roles")
-@requires(HOST)
-def roles() -> ResponseReturnValue:
-    return _roles_page()
-
-
-def _grant(session: Session, form: GrantRoleForm) -> RoleAssignment:
-    member = people.get_member(session, form.handle.data)
-    return people.grant_role(
-        session, now(), member, form.role.data, decision=form.decision.data, term_days=form.term_days.data
-    )
-
-
-@bp.post("/roles")
-@requires(HOST)
-def grant_role() -> ResponseReturnValue:
-    form = GrantRoleForm()
-    if form.validate_on_submit():
-        try:
-            assignment = save(lambda session: _grant(session, form))
-        except DomainError as error:
-            attach_error(form, error, fields=PEOPLE_FIELDS)
-        else:
-            flash(
-                f"{assignment.member.handle} is {ROLE_LABELS[assignment.role]} "
-                f"until {_until(assignment.expires_at)}, unless the assembly renews it."
-            )
-            return redirect(url_for("host.roles"))
-    return _roles_page(grant=form)
-
-
-def _on_assignment(assignment_id: int, work: Callable[[Session, RoleAssignment], Any]) -> Any:
-    assignment = db.get_or_404(RoleAssignment, assignment_id)
-    return save(lambda session: work(session, assignment))
-
-
-@bp.post("/roles/<int:assignment_id>/renew")
-@requires(HOST)
-def renew_role(assignment_id: int) -> ResponseReturnValue:
-    form = _renew_form(assignment_id, formdata=request.form)
-    if form.validate():
-        try:
-            renewal = _on_assignment(
-                assignment_id,
-                lambda session, assignment: people.renew_role(
-                    session, now(), assignment, decision=form.decision.data, term_days=form.term_days.data
-                ),
-            )
-        except DomainError as error:
-            attach_error(form, error, fields=PEOPLE_FIELDS)
-        else:
-            assignment = renewal.assignment
-            flash(
-                f"{assignment.member.handle}'s {ROLE_LABELS[assignment.role]} role is renewed "
-                f"until {_until(renewal.new_expires_at)}."
-            )
-            return redirect(url_for("host.roles") + f"#role-{assignment_id}")
-    return _roles_page(failed_renewal=(assignment_id, form))
-
-
-@bp.post("/roles/<int:assignment_id>/revoke")
-@requires(HOST)
-def revoke_role(assignment_id: int) -> ResponseReturnValue:
-    _on_assignment(assignment_id, lambda session, assignment: people.revoke_role(session, now(), assignment))
-    flash("The role is revoked. It stays in the history below.")
-    return redirect(url_for("host.roles") + f"#role-{assignment_id}")
-
-
-def _set_password(session: Session, form: PasswordForm) -> Member:
-    member = people.get_member(session, form.holder.data)
-    people.set_password(member, form.new_password.data)
-    return member
-
-
-@bp.post("/roles/password")
-@requires(HOST)
-def set_password() -> ResponseReturnValue:
-    form = PasswordForm()
-    if form.validate_on_submit():
-        try:
-            member = save(lambda session: _set_password(session, form))
-        except DomainError as error:
-            attach_error(form, error, fields=PASSWORD_FIELDS)
-        else:
-            flash(f"{member.handle} can log in with the new password. Tell it to them in person.")
-            return redirect(url_for("host.roles"))
-    return _roles_page(password=form)

@@ -62,7 +62,7 @@ from radio_bridge.simulator import SimNode, SimulatedRadio
 from server import config, create_app
 from server.clock import utcnow
 from server.db import run_in_transaction
-from server.domain import alerts, outbox, patrol, people, radio, radio_trust
+from server.domain import alerts, mandates, outbox, patrol, people, radio, radio_trust
 from server.domain.radio_text import with_bell
 from server.extensions import db
 from server.migrating import apply_migrations
@@ -142,7 +142,9 @@ def register_stewards(app: Flask) -> None:
 
         def work(session: Session) -> None:
             for handle, num, area in STEWARDS:
-                people.register_steward(session, now, handle, num, DECISION, TERM_DAYS)
+                mandates.seat(session, now, people.add_member(session, now, handle, num), people.STEWARD,
+                              decision=people.Decision(now.date(), "benchmark", DECISION), term_days=TERM_DAYS,
+                              cap_days=TERM_DAYS, why="benchmark seed")
                 patrol.add_area(session, area)
 
         run_in_transaction(db.session, work)

@@ -61,7 +61,7 @@ from urllib.parse import urlencode, urlsplit
 from radio_bridge.simulator import SimNode, SimulatedRadio
 from server import config, create_app
 from server.clock import utcnow
-from server.domain import patrol, people
+from server.domain import mandates, patrol, people
 from server.extensions import db
 from server.migrating import apply_migrations
 
@@ -315,13 +315,16 @@ def prepare_instance(instance: Path, watchers: int) -> list[str]:
         for area in AREAS:
             patrol.add_area(db.session, area)
         for handle, node, _area in STEWARDS:
-            people.register_steward(db.session, now, handle, node, DECISION, 28)
+            mandates.seat(db.session, now, people.add_member(db.session, now, handle, node), people.STEWARD,
+                          decision=people.Decision(now.date(), "load test", DECISION), term_days=28, cap_days=28,
+                          why="load test seed")
         for n in range(watchers):
             # Half of them hosts, half dispatch: both watch the full log.
             member = people.add_member(db.session, now, f"Watcher{n + 1}")
             people.set_password(member, HOST_PASSWORD)
-            people.grant_role(db.session, now, member, (people.HOST, people.DISPATCH)[n % 2],
-                              decision=DECISION, term_days=28)
+            mandates.seat(db.session, now, member, (people.HOST, people.DISPATCH)[n % 2],
+                          decision=people.Decision(now.date(), "load test", DECISION), term_days=28, cap_days=28,
+                          why="load test seed")
             handles.append(member.handle)
         db.session.commit()
         db.session.remove()

@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 from server import config, create_app
 from server.clock import utcnow
 from server.db import make_engine, run_in_transaction
-from server.domain import patrol, people
+from server.domain import mandates, patrol, people
 from server.extensions import db
 
 SCRIPT = "tests/benchmarks/stream.py"
@@ -180,7 +180,8 @@ def add_host(instance: Path) -> int:
         now = utcnow()
         host = people.add_member(db.session, now, HOST_HANDLE)
         people.set_password(host, HOST_PASSWORD)
-        people.grant_role(db.session, now, host, people.HOST, decision="benchmark assembly", term_days=28)
+        mandates.seat(db.session, now, host, people.HOST, decision=people.Decision(now.date(), "benchmark", "seed"),
+                      term_days=28, cap_days=28, why="benchmark seed")
         db.session.commit()
         newest = patrol.recent_entries(db.session, limit=1)
         db.session.remove()
