@@ -587,6 +587,9 @@ def record_command(limit: int, verify: bool) -> None:
             click.echo(_record_line(use))
         return
     total, broken = power_record.count(db.session), power_record.broken_links(db.session)
+    newest = next(iter(power_record.entries(db.session, limit=1)), None)
+    if newest is not None:
+        click.echo(f"Newest entry: {newest.id}, fingerprint {newest.fingerprint} (note it at the assembly).")
     if not broken:
         click.echo(f"The record is whole: {total} entries, each linked to the one before.")
         return

@@ -192,6 +192,9 @@ def test_a_row_edited_in_the_database_file_breaks_the_chain_for_the_page_and_the
         uses = [use.id for use in reversed(power_record.entries(db.session))]
     verified = runner.invoke(args=["record", "--verify"])
     assert verified.exit_code == 0 and "The record is whole: 3 entries" in verified.output
+    with app.app_context():
+        newest = power_record.entries(db.session, limit=1)[0].fingerprint
+    assert f"Newest entry: {uses[-1]}, fingerprint {newest}" in verified.output
 
     _break_a_row(app, f"UPDATE power_use SET reason = 'nothing to see' WHERE id = {uses[1]}")
 
@@ -204,6 +207,8 @@ def test_a_row_edited_in_the_database_file_breaks_the_chain_for_the_page_and_the
     login(client, "Kestrel")
     page = text_of(client.get("/host/record/"))
     assert "The record is broken: 1 problem in 3 entries." in page
+    # The chain does not say a row was mended along with all after it; the fingerprint noted at the assembly does.
+    assert f"Newest entry: {uses[-1]}, fingerprint {newest} ." in page
     assert f"Entry {uses[1]}: its content was changed after it was written." in page
 
     # Taking a row out (and mending nothing) is caught at the row after it.

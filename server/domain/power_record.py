@@ -83,6 +83,15 @@ class PowerUse(Base):
     def action_label(self) -> str:
         return ACTIONS.get(self.action, self.action)
 
+    @property
+    def fingerprint(self) -> str:
+        """The start of the row's hash, grouped for reading aloud: noted at an assembly, checked at the next.
+
+        The chain shows a row changed in place; this shows one rewritten
+        together with every row after it, or rows cut off the end.
+        """
+        return " ".join(self.hash[i:i + 4] for i in range(0, 16, 4))
+
 
 def _digest(previous_hash: str, at: datetime, actor: str, role: str, action: str, subject: str, reason: str) -> str:
     body = json.dumps([previous_hash, at.isoformat(timespec="microseconds"), actor, role, action, subject, reason],

@@ -40,5 +40,6 @@ def page() -> ResponseReturnValue:
         older=uses[-1].id if len(rows) > PAGE_SIZE else None,
         total=power_record.count(db.session),
         broken=power_record.broken_links(db.session),
+        newest=next(iter(power_record.entries(db.session, limit=1)), None),
         role_names=ROLE_NAMES,
     )
