@@ -182,9 +182,21 @@ def test_when_nobody_in_the_circle_may_read_it_the_neighbour_is_told(app, client
     assert "nobody in the accountability circle may read it" not in text_of(receipt)
 
 
-def test_a_handle_written_in_the_complaint_keeps_that_member_from_it(app, client):
+def test_a_handle_written_in_the_complaint_keeps_that_member_from_it_and_the_list_respects_who_hides_their_handle(
+        app, client):
     make_member(app, "Crane", CAPTAIN, ACCOUNTABILITY)
     make_member(app, "Tern", ACCOUNTABILITY)
+    make_member(app, "Wren", STEWARD)
+    # Wren chose to appear as "a steward" on the mandates page: the public form does not list Wren.
+    with app.app_context():
+        people.get_member(db.session, "Wren").appears_as_role = True
+        db.session.commit()
+    form = client.get("/complaints/new").get_data(as_text=True)
+    assert f'value="member:{member_id(app, "Crane")}"' in form
+    assert f'value="member:{member_id(app, "Wren")}"' not in form and ">Wren<" not in form
+    refused = raise_concern(client, f"member:{member_id(app, 'Wren')}", "Wren was rude.")
+    assert refused.status_code == 400
+
     # "How something was handled", but the neighbour writes Crane's handle: Crane is kept from it all the same.
     raise_concern(client, "handling", "Nobody came, and CRANE laughed about it on the radio.")
     complaint_id = only_complaint_id(app)

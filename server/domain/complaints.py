@@ -168,8 +168,13 @@ def _holders(session: Session, now: datetime, role: str | None = None) -> list[M
 
 
 def _nameable_members(session: Session, now: datetime) -> list[Member]:
-    """Role-holders a neighbour may pick by handle."""
-    return _holders(session, now)
+    """Role-holders a neighbour may pick by handle: those whose handle the mandates page shows.
+
+    A member who chose to appear there as "a steward" is not listed (the form is
+    public, and would tell who holds a role); a neighbour names their role, or
+    writes the handle they know, which keeps them from it all the same.
+    """
+    return [member for member in _holders(session, now) if not member.appears_as_role]
 
 
 def about_choices(session: Session, now: datetime) -> list[Choice]:
