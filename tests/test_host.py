@@ -104,7 +104,8 @@ def test_a_mediator_role_lapses_on_the_minute_and_returns_when_the_assembly_rene
     # The host gives the new mediator a way to log in.
     password = {"holder": "Heron", "new_password": "a long passphrase"}
     submit(client, "/host/roles", password, action="/host/roles/password")
-    assert "Your roles at the bench" in text_of(login(mediator, "Heron", "a long passphrase"))  # pending: nothing
+    waiting = text_of(login(mediator, "Heron", "a long passphrase"))
+    assert "waits for a second role-holder's countersign" in waiting
     role = assignment_id(app, "Heron", MEDIATOR)
     submit(second_host, "/host/roles", {}, action=f"/host/roles/{role}/countersign")
     assert login(mediator, "Heron", "a long passphrase").request.path == "/host/"

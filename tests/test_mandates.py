@@ -14,6 +14,7 @@ from server.extensions import db
 from tests.helpers import PASSWORD, login, make_app, make_member, submit, text_of
 
 PLACE = "assembly at the library"
+WAITS = "Your role waits for a second role-holder's countersign"  # what logging in says meanwhile
 
 
 def decided(app, prefix: str = "") -> dict[str, str]:
@@ -175,7 +176,7 @@ def test_a_host_adds_a_mediator_without_a_radio_who_logs_in_once_a_second_host_c
                                             **decided(app)}, action="/host/roles/members")
     assert "Linnet can log in once another host countersigns" in text_of(added)
     linnet = app.test_client()
-    assert "Your roles at the bench" in text_of(login(linnet, "Linnet", "a long passphrase"))
+    assert WAITS in text_of(login(linnet, "Linnet", "a long passphrase"))
 
     submit(osprey, "/host/roles", {}, action=f"/host/roles/{role_of(app, 'Linnet', MEDIATOR)}/countersign")
     assert login(linnet, "Linnet", "a long passphrase").request.path == "/host/"
@@ -219,6 +220,7 @@ def test_two_role_holders_suspend_a_host_who_is_locked_out_the_same_minute(app):
     confirmed = submit(osprey, "/mandates", {}, action=f"/mandates/{role}/confirm-suspension")
     assert "is suspended from now until the assembly" in text_of(confirmed)
     assert kestrel.get("/host/roles").status_code == 403  # the same minute: no clock moved
+    assert "Your role is suspended until the assembly decides" in text_of(login(app.test_client(), "Kestrel"))
     assert "Suspended until the assembly decides" in text_of(app.test_client().get("/mandates"))
 
     # The assembly restores it; a host records the decision (never the suspended host).
@@ -262,7 +264,7 @@ def test_create_host_makes_a_host_only_while_the_hub_has_none_and_a_pending_one_
     assert second.exit_code == 0, second.output
     assert "Host Osprey created, pending: this hub has an active host" in second.output
     osprey = app.test_client()
-    assert "Your roles at the bench" in text_of(login(osprey, "Osprey"))
+    assert WAITS in text_of(login(osprey, "Osprey"))
     assert ("the hub", "host-created", "Osprey") in recorded(app)
 
     # The terminal is not a role-holder: its grants wait like anyone's.
@@ -348,3 +350,31 @@ def test_the_mandates_page_shows_each_role_and_its_decision_to_anyone_without_no
     back = submit(wren, "/mandates", {"appears_as_role": "0"}, action="/mandates/me")
     assert "now shows your handle" in text_of(back)
     assert "Patrol steward Wren In force" in text_of(anonymous.get("/mandates"))
+
+
+def test_roles_from_before_mandates_stay_in_force_after_the_upgrade(tmp_path, clock):
+    """A bench upgrading in the field: roles granted before countersigns existed count as countersigned."""
+    from flask_migrate import upgrade
+
+    from server import create_app
+    from server.migrating import apply_migrations
+
+    app = create_app({"INSTANCE": tmp_path / "old-hub", "TESTING": True, "CLOCK": clock})
+    with app.app_context():
+        upgrade(revision="09617f50aeec")  # the schema just before mandates
+        db.session.execute(db.text(
+            "INSERT INTO member (id, handle, handle_key, created_at, session_epoch) "
+            "VALUES (1, 'Kestrel', 'kestrel', '2026-11-01 20:00:00', 0)"))
+        db.session.execute(db.text(
+            "INSERT INTO role_assignment (id, member_id, role, granted_at, expires_at, decision) "
+            "VALUES (1, 1, 'host', '2026-11-20 20:00:00', '2026-12-18 20:00:00', 'assembly of 20 Nov')"))
+        db.session.commit()
+    apply_migrations(app)
+    with app.app_context():
+        kestrel = people.get_member(db.session, "Kestrel")
+        assert people.active_roles(db.session, kestrel, clock()) == {HOST}
+        (assignment,) = kestrel.roles
+        assert assignment.countersigned_at == assignment.granted_at and not kestrel.appears_as_role
+        assert mandates.public_mandates(db.session, clock())[0].decided_on is None
+        db.session.remove()
+        db.engine.dispose()

@@ -472,6 +472,21 @@ def has_role(session: Session, member: Member, role: str, now: datetime) -> bool
     return role in active_roles(session, member, now)
 
 
+def why_nothing_opens(session: Session, member: Member, now: datetime) -> str:
+    """What to tell a member with no role in force who tries to log in."""
+    current = session.scalars(select(RoleAssignment).where(
+        RoleAssignment.member_id == member.id, RoleAssignment.revoked_at.is_(None), RoleAssignment.expires_at > now))
+    states = {role_state(assignment, now) for assignment in current}
+    if "suspended" in states:
+        return ("Your role is suspended until the assembly decides, so this account opens nothing for now. "
+                "A hub host records the assembly's decision.")
+    if "pending" in states:
+        return ("Your role waits for a second role-holder's countersign, so this account opens nothing yet. "
+                "Ask another hub host (or a captain, for a steward role) to countersign it.")
+    return ("Your roles at the bench have lapsed, so this account opens nothing. "
+            "Ask the assembly or a hub host to renew your role.")
+
+
 def lapse_expired_roles(session: Session, now: datetime) -> list[RoleAssignment]:
     """Record every role that has run out and not yet been marked (the scheduled job)."""
     due = list(

@@ -39,7 +39,6 @@ ACTIONS = {
     "role-renewed": "Role renewed",
     "role-countersigned": "Role countersigned",
     "suspension-asked": "Suspension of a role asked",
-    "suspension-asked": "Suspension of a role asked",
     "role-suspended": "Role suspended",
     "role-restored": "Role restored",
     "role-ended": "Role ended",

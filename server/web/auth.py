@@ -61,10 +61,7 @@ def login() -> object:
         if not people.check_password(member, form.password.data):
             form.form_errors.append("That handle and password do not match.")
         elif not people.active_roles(db.session, member, now()):
-            form.form_errors.append(
-                "Your roles at the bench have lapsed, so this account opens nothing. "
-                "Ask the assembly or a hub host to renew your role."
-            )
+            form.form_errors.append(people.why_nothing_opens(db.session, member, now()))
         else:
             # A new session at login: whatever was in the old one (a cookie or a
             # CSRF secret planted by someone on the open WiFi, a neighbour's
