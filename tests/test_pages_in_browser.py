@@ -37,7 +37,7 @@ from tests.browser import (
     offline_but_for,
     running_hub,
 )
-from tests.helpers import PASSWORD, add_steward
+from tests.helpers import PASSWORD, add_steward, seat_role
 from tests.processes import safebench
 
 VIEWPORT = {"width": 320, "height": 640}
@@ -253,9 +253,24 @@ def test_a_neighbour_reports_an_arrest_from_the_bench_page_on_a_small_phone(brow
 # -- alerts ---------------------------------------------------------------------
 
 
+def _another_host(instance: Path, handle: str) -> None:
+    """Test setup: a host in force (seat_role), whether or not an earlier story made the hub's first host.
+
+    ``safebench create-host`` makes a host in force only on a hub without one; a second waits for a countersign.
+    """
+    engine = make_engine(config.default_database_uri(instance), 5000)
+    try:
+        with Session(engine) as session:
+            member = people.add_member(session, utcnow(), handle)
+            people.set_password(member, PASSWORD)
+            seat_role(session, utcnow(), member, people.HOST)
+            session.commit()
+    finally:
+        engine.dispose()
+
+
 def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(browser, hub, hub_instance):
-    done = safebench(hub_instance, "create-host", "Plover", stdin=PASSWORD + "\n")
-    assert done.returncode == 0, done.stderr
+    _another_host(hub_instance, "Plover")
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(15_000)
     place = "Corner of Kastanienallee and Schönhauser Allee, behind the bakery's back door"
