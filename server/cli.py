@@ -376,7 +376,9 @@ def steward_list() -> None:
         key = f"key {radio_trust.fingerprint(member.radio_key)}" if member.radio_key else "no key pinned"
         if member.radio_key_heard:
             key += f", key {radio_trust.fingerprint(member.radio_key_heard)} heard: a host must confirm"
-        rows.append((member.handle, member.node_id or "-", ",".join(sorted(roles)) or "(lapsed)",
+        waiting = people.current_assignment(db.session, member, people.STEWARD, now)
+        standing = f"({people.role_state(waiting, now)})" if waiting is not None else "(lapsed)"  # pending, suspended
+        rows.append((member.handle, member.node_id or "-", ",".join(sorted(roles)) or standing,
                      "on shift" if shift else "", key if member.node_num is not None else ""))
     if not rows:
         click.echo("No stewards registered yet: safebench steward add HANDLE !NODEID")

@@ -300,7 +300,11 @@ def create_host(session: Session, now: datetime, handle: str, password: str, *, 
                 term_days: int, cap_days: int) -> RoleAssignment:
     """``safebench create-host``: a host in force only while the hub has no active host; otherwise a pending one."""
     if people.find_member(session, handle) is not None:
-        raise Conflict(f"{handle!r} exists already; use 'safebench role renew {handle} host' to renew their role.",
+        if has_active_host(session, now):
+            raise Conflict(f"{handle!r} exists already; use 'safebench role renew {handle} host' to renew their "
+                           "role (a host countersigns it).", field="handle")
+        raise Conflict(f"{handle!r} exists already, and no host is in office to countersign a renewal: create a "
+                       f"host under a new handle, who then countersigns 'safebench role renew {handle} host'.",
                        field="handle")
     member = people.add_member(session, now, handle)
     people.set_password(member, password)
