@@ -159,8 +159,12 @@ def test_a_countersigned_renewal_takes_effect_and_a_pending_one_does_not(app, cl
     assert "You asked for this renewal: a second role-holder must countersign it." in text_of(own)
     assert heron.get("/host/mediation").status_code == 403
 
+    waiting = re.compile(r"Roles waiting for your countersign\s*:\s*(\d+)")
+    assert waiting.search(text_of(osprey.get("/host/"))).group(1) == "1"
+    assert waiting.search(text_of(kestrel.get("/host/"))).group(1) == "0"  # the one who asked
     signed = submit(osprey, "/host/roles", {}, action=f"/host/roles/{role}/countersign")
     assert "Countersigned: Heron is Mediator until" in text_of(signed)
+    assert waiting.search(text_of(osprey.get("/host/"))).group(1) == "0"
     assert heron.get("/host/mediation").status_code == 200
     assert ("Osprey", "role-countersigned", "Heron: mediator") in recorded(app)
     assert ("Kestrel", "role-renewed", "Heron: mediator") in recorded(app)

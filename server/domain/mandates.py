@@ -395,3 +395,20 @@ def set_appearance(session: Session, member: Member, as_role: bool) -> Member:
     member.appears_as_role = as_role
     session.flush()
     return member
+
+
+def waiting_for_countersign(session: Session, now: datetime, member: Member) -> list[RoleAssignment]:
+    """Grants and renewals ``member`` may countersign now: not their own, not asked by them, roles they may sign for."""
+    held = people.active_roles(session, member, now)
+    waiting = []
+    for a in session.scalars(select(RoleAssignment).where(RoleAssignment.revoked_at.is_(None))):
+        renewal = a.pending_renewal if a.countersigned_at is not None else None
+        if a.countersigned_at is None and a.expires_at <= now:
+            continue  # ran out unsigned: it must be granted again
+        if a.countersigned_at is not None and (renewal is None or renewal.new_expires_at <= now
+                                               or a.suspension_asked_at is not None):
+            continue
+        asker = a.granted_by_id if a.countersigned_at is None else renewal.requested_by_id
+        if a.member_id != member.id and asker != member.id and held & set(_signers_for(a.role)):
+            waiting.append(a)
+    return waiting

@@ -26,7 +26,7 @@ from wtforms.validators import (
     Optional,
 )
 
-from server.domain import aid, complaints, mediation, patrol, people, power_record, radio_trust
+from server.domain import aid, complaints, mandates, mediation, patrol, people, power_record, radio_trust
 from server.domain.errors import DomainError
 from server.domain.people import (
     ACCOUNTABILITY,
@@ -164,6 +164,8 @@ def _tallies() -> list[Tally]:
         hidden = sum(1 for post in posts if post.status == aid.HIDDEN)
         tallies.append(Tally("Aid messages waiting to be passed on", waiting, url_for("aid.moderation")))
         tallies.append(Tally("Aid posts hidden", hidden, url_for("aid.moderation")))
+        signable = len(mandates.waiting_for_countersign(db.session, now(), current_user.member))
+        tallies.append(Tally("Roles waiting for your countersign", signable, url_for("roles.page")))
     if holds(ACCOUNTABILITY):
         # Counted over what this member may read: a complaint naming them is not in it.
         waiting = complaints.waiting_for(db.session, now(), current_user.member)
