@@ -226,9 +226,10 @@ def confirm_suspension(session: Session, now: datetime, assignment: RoleAssignme
     if assignment.revoked_at is not None or assignment.expires_at <= now:
         raise Conflict("That role is no longer in force.", field="reason")
     assignment.suspended_at, assignment.suspended_by = now, by
+    asker = assignment.suspension_asked_by
     session.flush()
     power_record.record(session, now, actor=by, role=acting, action="role-suspended", subject=_subject(assignment),
-                        reason=f"pending the assembly; asked by {assignment.suspension_asked_by.handle}: "
+                        reason=f"pending the assembly; asked by {asker.handle if asker else 'a former member'}: "
                                f"{assignment.suspension_reason}")
     return assignment
 
