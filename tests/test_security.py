@@ -261,6 +261,7 @@ TYPED_FOR = {
     "host.change_node": {"node_id": "!0000beef"},  # the form shows the current node: change it
     "roles.add_member": {"handle": "Heron"},
     "roles.set_password": {"holder": "Newcomer"},  # not a role-holder in office: a host may
+    "compact.save_text": {"text": "We look out for each other, and we say so."},  # an edit changes the text
 }
 
 
