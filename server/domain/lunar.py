@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import ephem
 
 # The new moon of lunation 0 (Meeus), and the mean length of a lunation: only
 # to find which new moon to ask PyEphem for, never as an edge itself.
@@ -43,6 +42,9 @@ class Cycle:
 
 def next_new_moon(moment: datetime) -> datetime:
     """The first new moon after ``moment`` (naive UTC, to the second)."""
+    # Imported here: the radio bridge loads the domain layer and never needs the moon.
+    import ephem
+
     return ephem.next_new_moon(ephem.Date(moment)).datetime().replace(microsecond=0)
 
 
