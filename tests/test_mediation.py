@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import func, select
 
-from server.domain import mediation
+from server.domain import codes, mediation
 from server.domain.mediation import MAX_WHAT, MAX_WHERE, MediationNote, MediationRequest
 from server.extensions import db
 from server.scheduler import run_all_once
@@ -239,7 +239,7 @@ def test_an_unknown_receipt_code_gets_a_clear_message(client):
 
 def test_a_receipt_code_typed_loosely_still_finds_the_request(client, monkeypatch):
     # A code with a zero and a one, the characters people mistype most.
-    monkeypatch.setattr(mediation, "new_receipt_code", lambda prefix: f"{prefix}-0K1P-9QXD")
+    monkeypatch.setattr(codes, "new_receipt_code", lambda prefix: f"{prefix}-0K1P-9QXD")
     assert receipt_code(ask_for_mediation(client)) == "M-0K1P-9QXD"
 
     for typed in ("m-0k1p-9qxd", "M0K1P9QXD", "mOkLp 9qxd", " M-OKIP-9QXD "):

@@ -276,12 +276,12 @@ def test_nothing_about_the_radio_reaches_a_public_page(app, client, clock):
 
 
 def test_what_the_radio_left_behind_is_forgotten_on_schedule(app, clock):
-    from server.domain.people import register_steward
     from server.scheduler import run_all_once
+    from tests.helpers import add_steward
 
     with app.app_context():
         now = clock()
-        kestrel = register_steward(db.session, now, "Kestrel", 0xA1B2C3D4, "test assembly", 28)
+        kestrel = add_steward(db.session, now, "Kestrel", 0xA1B2C3D4)
         radio.record_position(db.session, now, kestrel, 52.09, 5.12)
         radio.first_time_heard(db.session, now, 0xA1B2C3D4, 77)
         radio.note_unknown_sender(db.session, now, 0x0BADF00D)

@@ -16,7 +16,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain.base import Base
-from server.domain.codes import new_receipt_code, normalize_receipt_code
+from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.errors import Invalid, NotFound
 from server.domain.patrol import Area
 from server.domain.text import clean_text
@@ -158,7 +158,7 @@ def post_aid(
     if says_how_to_reach_someone(text):
         raise Invalid(CONTACT_IN_TEXT, field="description")
     post = AidPost(
-        receipt_code=_unused_code(session),
+        receipt_code=unused_receipt_code(session, AidPost.receipt_code, RECEIPT_PREFIX),
         kind=kind,
         category=category,
         text=text,
@@ -171,13 +171,6 @@ def post_aid(
     session.add(post)
     session.flush()
     return post
-
-
-def _unused_code(session: Session) -> str:
-    while True:
-        code = new_receipt_code(RECEIPT_PREFIX)
-        if session.scalar(select(AidPost.id).where(AidPost.receipt_code == code)) is None:
-            return code
 
 
 def open_posts(session: Session, now: datetime, limit: int | None = None) -> list[AidPost]:

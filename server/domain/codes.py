@@ -17,6 +17,16 @@ def new_receipt_code(prefix: str) -> str:
     return f"{prefix}-{body[:4]}-{body[4:]}"
 
 
+def unused_receipt_code(session, column, prefix: str) -> str:  # noqa: ANN001  (a Session, a mapped column)
+    """A new code not yet held by any row's ``column`` (collisions are rare, never impossible)."""
+    from sqlalchemy import select
+
+    while True:
+        code = new_receipt_code(prefix)
+        if session.scalar(select(column).where(column == code).limit(1)) is None:
+            return code
+
+
 def normalize_receipt_code(raw: str) -> str:
     """Turn whatever a person typed into the canonical ``P-XXXX-XXXX`` form.
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from server.domain import power_record
 from server.domain.base import Base
-from server.domain.codes import new_receipt_code, normalize_receipt_code
+from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import ACCOUNTABILITY, ROLE_LABELS, ROLES, Member, RoleAssignment, has_role
 from server.domain.text import clean_text
@@ -235,7 +235,7 @@ def readers(session: Session, now: datetime, complaint: Complaint) -> list[Membe
 def submit_complaint(session: Session, now: datetime, *, what: str, about: str | None = None) -> Complaint:
     kind, role, member = _parse_about(session, now, about)
     complaint = Complaint(
-        receipt_code=_unused_code(session),
+        receipt_code=unused_receipt_code(session, Complaint.receipt_code, RECEIPT_PREFIX),
         what=clean_text(what, field="concern", max_length=MAX_WHAT, multiline=True),
         about=kind,
         about_role=role,
@@ -253,13 +253,6 @@ def submit_complaint(session: Session, now: datetime, *, what: str, about: str |
     complaint.kept_from = [ComplaintExclusion(member_id=member_id) for member_id in sorted(kept_from)]
     session.flush()
     return complaint
-
-
-def _unused_code(session: Session) -> str:
-    while True:
-        code = new_receipt_code(RECEIPT_PREFIX)
-        if session.scalar(select(Complaint.id).where(Complaint.receipt_code == code)) is None:
-            return code
 
 
 def status_for_receipt(session: Session, raw_code: str) -> PublicStatus:

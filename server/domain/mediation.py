@@ -15,7 +15,7 @@ from sqlalchemy import ForeignKey, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from server.domain.base import Base
-from server.domain.codes import new_receipt_code, normalize_receipt_code
+from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
@@ -122,7 +122,7 @@ def submit_request(
     if urgency not in URGENCIES:
         raise Invalid("Please choose how soon this needs attention.", field="urgency")
     request = MediationRequest(
-        receipt_code=_unused_code(session),
+        receipt_code=unused_receipt_code(session, MediationRequest.receipt_code, RECEIPT_PREFIX),
         what=clean_text(what, field="description", max_length=MAX_WHAT, multiline=True),
         where=clean_text(where, field="place", max_length=MAX_WHERE, required=False) or None,
         who=clean_text(who, field="people involved", max_length=MAX_WHO, required=False, multiline=True) or None,
@@ -135,13 +135,6 @@ def submit_request(
     session.add(request)
     session.flush()
     return request
-
-
-def _unused_code(session: Session) -> str:
-    while True:
-        code = new_receipt_code(RECEIPT_PREFIX)
-        if session.scalar(select(MediationRequest.id).where(MediationRequest.receipt_code == code)) is None:
-            return code
 
 
 def status_for_receipt(session: Session, raw_code: str) -> PublicStatus:
