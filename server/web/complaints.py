@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
@@ -27,7 +27,13 @@ from server.domain.errors import DomainError
 from server.domain.people import ACCOUNTABILITY
 from server.extensions import db, limiter
 from server.web.access import now, public, requires, save
-from server.web.forms import attach_error, public_form_limit, receipt_lookup_limit, status_for
+from server.web.forms import (
+    attach_error,
+    public_form_limit,
+    receipt_code_field,
+    receipt_lookup_limit,
+    status_for,
+)
 from server.web.mediation import TOO_LONG, unix_newlines
 
 bp = Blueprint("complaints", __name__)
@@ -51,14 +57,7 @@ class ComplaintForm(FlaskForm):
 
 
 class ReceiptForm(FlaskForm):
-    code = StringField(
-        "Receipt code",
-        validators=[
-            DataRequired("Please type the code from your receipt."),
-            Length(max=40, message="A receipt code is short, like P-7K2P-9QXD. Please check what you typed."),
-        ],
-        render_kw={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"},
-    )
+    code = receipt_code_field("P-7K2P-9QXD")
 
 
 class TakeForm(FlaskForm):

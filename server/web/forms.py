@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Request, current_app
 from flask_wtf import FlaskForm
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
 
 from server.domain.errors import DomainError
 
@@ -52,3 +54,17 @@ def attach_error(form: FlaskForm, error: DomainError, fields: dict[str, str] | N
 def status_for(form: FlaskForm) -> int:
     """200 for a fresh form, 400 when it comes back with errors."""
     return 400 if form.errors or form.form_errors else 200
+
+
+def receipt_code_field(example: str) -> StringField:
+    """The field a neighbour types a receipt code into, to look a request up (``example``: a code of its kind)."""
+    return StringField(
+        "Receipt code",
+        validators=[
+            DataRequired("Please type the code from your receipt."),
+            # Generous for spaces and dashes typed by hand; a real code has 11 characters.
+            Length(max=40, message=f"A receipt code is short, like {example}. Please check what you typed."),
+        ],
+        render_kw={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"},
+    )
+

@@ -54,6 +54,7 @@ from server.web.access import now, public, requires, save
 from server.web.forms import (
     attach_error,
     public_form_limit,
+    receipt_code_field,
     receipt_lookup_limit,
     status_for,
 )
@@ -116,15 +117,7 @@ class RequestForm(FlaskForm):
 
 
 class ReceiptForm(FlaskForm):
-    code = StringField(
-        "Receipt code",
-        validators=[
-            DataRequired("Please type the code from your receipt."),
-            # Generous for spaces and dashes typed by hand; a real code has 11 characters.
-            Length(max=40, message="A receipt code is short, like M-7K2P-9QXD. Please check what you typed."),
-        ],
-        render_kw={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"},
-    )
+    code = receipt_code_field("M-7K2P-9QXD")
 
 
 class TakeForm(FlaskForm):
