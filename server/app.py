@@ -35,6 +35,8 @@ def load_config(app: Flask, instance: Path, test_config: dict[str, Any] | None) 
         app.config.setdefault(
             "SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": app.config["DB_BUSY_TIMEOUT_MS"] / 1000}}
         )
+    # An error in the process log never carries its statement's values: they are what people wrote.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.load_secret_key(instance)
     logging.getLogger("server").setLevel(app.config.get("LOG_LEVEL", "INFO"))
@@ -67,6 +69,7 @@ def register_blueprints(app: Flask) -> None:
         compact,
         complaints,
         host,
+        keyring,
         live,
         mandates,
         mediation,
@@ -83,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     # other site is sent to the bench page before anything else looks at it.
     # Its probe addresses exist only there (CAPTIVE_PORTAL).
     captive.init_app(app)
+    keyring.init_app(app)  # issue 13: the keys of whoever is logged in, in memory only
     access.init_app(app)
     radio.init_app(app)
     alerts.init_app(app)

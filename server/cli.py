@@ -75,6 +75,9 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # APScheduler narrates every job it adds and runs; the worker logs what the jobs did.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Flask-Limiter says at INFO which address went over a limit on which page: an
+    # IP address with an endpoint, kept by journald for a week. The refusal is enough.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
 
 
 def _term_days() -> int:
@@ -90,9 +93,8 @@ def _term_days() -> int:
 @with_appcontext
 def serve_command(host: str | None, port: int | None) -> None:
     """Run the web hub with waitress, after applying pending migrations."""
-    from waitress import serve
-
     from server.migrating import apply_migrations
+    from server.serving import create_server
 
     _logging()
     app = current_app._get_current_object()
@@ -100,8 +102,14 @@ def serve_command(host: str | None, port: int | None) -> None:
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
     click.echo(f"Safe Bench hub on http://{host}:{port}/  (instance: {app.instance_path})")
-    serve(app, host=host, port=port, threads=int(app.config["WEB_THREADS"]), ident="safebench",
-          connection_limit=int(app.config["WEB_CONNECTIONS"]), channel_timeout=int(app.config["WEB_IDLE_TIMEOUT_S"]))
+    # waitress with a cap per address and a deadline per request: see server/serving.py.
+    server = create_server(app, host, port)
+    # SIGTERM (systemd, safebench up) as an exit, which waitress stops on: the WAL is truncated on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.run()
+    finally:
+        _truncate_wal()
 
 
 @click.command("worker")
@@ -131,7 +139,18 @@ def up_command(host: str | None, port: int | None, radio: str | None) -> None:
     apply_migrations(current_app._get_current_object())
     serve_argv = ["serve"] + (["--host", host] if host else []) + (["--port", str(port)] if port else [])
     bridge_argv = ["bridge"] + (["--radio", radio] if radio else [])
-    sys.exit(supervise([Child("web", serve_argv), Child("worker", ["worker"]), Child("bridge", bridge_argv)]))
+    code = supervise([Child("web", serve_argv), Child("worker", ["worker"]), Child("bridge", bridge_argv)])
+    _truncate_wal()  # every part has stopped: nothing holds an old snapshot, the WAL goes whole
+    sys.exit(code)
+
+
+def _truncate_wal() -> None:
+    """On a clean stop: the database's WAL copied in and truncated, so no old page stays beside it."""
+    from server.db import checkpoint
+
+    db.session.remove()
+    checkpoint(db.engine)
+    db.engine.dispose()
 
 
 @click.command("bridge")
@@ -344,15 +363,20 @@ def steward_group() -> None:
 @click.option("--key", "radio_key", metavar="BASE64",
               help="The radio's public key from the steward's own app (Settings, Security, Public key): "
                    "pinned, so their direct messages to the hub count as theirs.")
+@click.option("--show-handle", is_flag=True,
+              help="The new steward, here in person, asked to show their handle on the bench page and the public "
+                   "log (otherwise the public sees them only as a count). Later only they can show it.")
 @with_schema
 def steward_add(handle: str, node_id: str, decision: str, decided_on: str | None, place: str,
-                radio_key: str | None) -> None:
+                radio_key: str | None, show_handle: bool) -> None:
     """Register HANDLE with the handheld NODE_ID (!a1b2c3d4 or a number); a steward role they lack is asked for."""
     ruling = _decision(decided_on or _now().date().isoformat(), place, decision)
     cap = _term_cap()
     member = _save(lambda s: radio_trust.register_radio(s, _now(), handle, node_id, ruling, min(_term_days(), cap),
-                                                        cap, key=radio_key))
+                                                        cap, key=radio_key, show_handle=show_handle))
     click.echo(f"Steward {member.handle} registered with node {member.node_id}.")
+    click.echo("The public sees their handle, as they asked." if member.show_handle
+               else "The public sees them only as a count, without their handle.")
     if not people.has_role(db.session, people.get_member(db.session, handle), people.STEWARD, _now()):
         click.echo("Their steward role waits for a countersign. " + _countersign_hint(member.handle, people.STEWARD))
     if member.radio_key:
@@ -360,6 +384,17 @@ def steward_add(handle: str, node_id: str, decision: str, decided_on: str | None
     else:
         click.echo("No radio key pinned yet: the first key the hub's radio hears for this node waits on the "
                    "stewards page for a host to confirm. Until then ACK, CLR and OFF from this radio are refused.")
+
+
+@steward_group.command("hide-handle")
+@click.argument("handle")
+@with_schema
+def steward_hide_handle(handle: str) -> None:
+    """At HANDLE's asking, hide their handle from the bench page and the public log (only they can show it again)."""
+    member = _save(lambda s: people.set_show_handle(s, people.get_member(s, handle), False, by=None))
+    # The web server caches public pages for CACHE_DEFAULT_TIMEOUT seconds in its own process.
+    click.echo(f"{member.handle}'s handle is hidden from the public (the bench page and the public log, within "
+               f"{current_app.config['CACHE_DEFAULT_TIMEOUT']} seconds).")
 
 
 @steward_group.command("list")
@@ -496,7 +531,8 @@ def _log_line(entry: patrol.LogEntry, as_json: bool) -> str:
         "kind": entry.kind,
         "steward": entry.member.handle if entry.member else None,
         "area": entry.area.name if entry.area else entry.place,
-        "note": entry.note,
+        # Sealed: only a reader's login opens it, and the command line has none.
+        "note": "(sealed)" if entry.note else None,
         "source": entry.source,
     }
     urgent = entry.kind in patrol.URGENT_KINDS
@@ -599,6 +635,29 @@ def record_command(limit: int, verify: bool) -> None:
     for link in broken:
         click.echo(f"  entry {link.id}: {link.why}")
     sys.exit(1)
+
+
+@click.command("lock")
+@with_schema
+def lock_command() -> None:
+    """Lock the hub now: every login ends and every sealed record closes, in every hub process, within a second.
+
+    Readers open sealed records again by logging in. Also says which vaults
+    (if any) still wait on the card for their first reader (server/domain/sealing.py).
+    """
+    from server.domain import sealing
+    from server.web.keyring import lock_from_outside
+
+    lock_from_outside(Path(current_app.config["INSTANCE"]))
+    click.echo("The hub is locked: every login has ended and every sealed record is closed.")
+    holders = sealing.vault_holders(db.session)
+    for vault in sealing.waiting_vaults(db.session):
+        click.echo(f"Still waiting on the card in the clear: the {vault} vault's key, until a member who reads "
+                   f"{sealing.VAULT_LABELS[vault]} logs in once.")
+    for vault, count in holders.items():
+        if count == 0:
+            continue
+        click.echo(f"{sealing.VAULT_LABELS[vault].capitalize()}: sealed to {count} reader(s).")
 
 
 # -- radio profiles, the patrol channel, the pocket card ----------------------
@@ -966,7 +1025,7 @@ def restore_command(copy: Path, yes: bool) -> None:
 
 
 COMMANDS = (serve_command, worker_command, up_command, bridge_command, migrate_command, alert_command, run_jobs_command,
-            create_host_command,
+            create_host_command, lock_command,
             steward_group, role_group, log_command, record_command, sos_command, drill_group,
             radio_profile_command, channel_group, pocket_card_command,
             poster_command, compact_poster_command, audit_command, backup_command, restore_command)

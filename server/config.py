@@ -30,6 +30,11 @@ DEFAULTS: dict[str, Any] = {
     # Closed complaints about the patrol: what was written, and whom it named, is
     # deleted this long after closing (past the next lunar audit); their dates stay.
     "COMPLAINT_RETENTION_DAYS": 30,
+    # The patrol log after this many days keeps only what the audit counts:
+    # each entry's kind, time and published area. What a steward wrote, who
+    # it was, the place they typed and the shift it belonged to go, and
+    # shifts become counts per day and area (server/domain/retention.py).
+    "LOG_NOTE_RETENTION_DAYS": 30,
     # Radio traffic is kept only as long as it is useful: messages the hub
     # sent (they name stewards and places), stewards' last positions, and
     # nodes heard that are not ours.
@@ -66,6 +71,11 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_FORM_LIMIT": "20 per hour",
     "RECEIPT_LOOKUP_LIMIT": "30 per hour",
     "LOGIN_LIMIT": "5 per minute; 30 per hour",
+    # And per handle, whichever phone the tries come from: a guesser who
+    # changes address (a new address on the open WiFi is a minute away) gets
+    # no more tries at one member's password. Only wrong passwords count, so
+    # the member's own login goes through until the limit is reached.
+    "LOGIN_ACCOUNT_LIMIT": "9 per hour; 30 per day",
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": False,
@@ -144,6 +154,13 @@ DEFAULTS: dict[str, Any] = {
     # have open; idle connections are closed after 30 s, phones reopen them.
     "WEB_CONNECTIONS": 500,
     "WEB_IDLE_TIMEOUT_S": 30,
+    # The open WiFi: one phone could otherwise hold all 500 by opening them
+    # and sending a byte now and then (server/serving.py). A browser opens at
+    # most six per site; 32 leave room for a second browser and the captive
+    # page's, and hub_setup/ sets the same cap in the kernel on the bench WiFi.
+    "WEB_CONNECTIONS_PER_ADDRESS": 32,
+    # A request (headers and form) must arrive whole this long after its first byte.
+    "WEB_REQUEST_TIMEOUT_S": 20,
     # The live log (/host/live/events) holds a waitress thread for as long as
     # it streams, so at most STREAM_SLOTS watchers hold one at a time (keep it
     # below WEB_THREADS, or watchers could starve the public pages), each for
@@ -163,6 +180,12 @@ DEFAULTS: dict[str, Any] = {
     # A login lasts 12 hours after the last page opened (a night's watch), not
     # Flask's 31 days: a copied cookie stops working by itself (web/auth.py).
     "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+    # Sealed storage (server/domain/sealing.py, web/keyring.py): a login opens the
+    # vaults its roles read, in memory only. They close again, and the login ends,
+    # after this many minutes without a page opened, and this many hours after the
+    # login whatever happens (a phone left logged in on the bench).
+    "LOCK_IDLE_MINUTES": 20,
+    "SESSION_MAX_HOURS": 12,
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,  # forms on a slow night may sit open for hours

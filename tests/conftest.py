@@ -6,9 +6,16 @@ build the app, its client and its clock.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 import pytest
+
+# Argon2id at its real cost (tests/benchmarks/sealing.py measures it) would spend
+# most of the suite deriving keys; stories need the keys to work, not to be slow.
+# Set before any hub process starts, so the real processes tests start inherit it.
+os.environ.setdefault("SAFEBENCH_KDF_PASSES", "1")
+os.environ.setdefault("SAFEBENCH_KDF_MEMORY_KIB", "64")
 
 from tests.helpers import FakeClock, make_app
 

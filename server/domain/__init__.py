@@ -21,4 +21,5 @@ from server.domain import (  # noqa: F401  (registers models)
     power_record,
     radio,
     radio_trust,
+    sealing,
 )

@@ -9,14 +9,16 @@ deleted with their messages after the retention period.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select
+from sqlalchemy import Text, ForeignKey, Index, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
+from server.domain import sealing
 from server.domain.base import Base
+from server.domain.sealing import SealedText
 from server.domain.codes import normalize_receipt_code, unused_receipt_code
+from server.domain.contact_in_text import Found, find_contact
 from server.domain.errors import Invalid, NotFound
 from server.domain.patrol import Area
 from server.domain.text import clean_text
@@ -58,24 +60,30 @@ MAX_MESSAGES_PER_POST = 50
 RECEIPT_PREFIX = "H"
 
 # A post's text is public, so it must not say how to reach anyone (the private
-# contact field is for that). Names and street addresses cannot be told from
-# other words, so the form asks people to leave them out; email addresses and
-# phone numbers can, so the hub refuses them. A phone number is seven digits
-# or more, grouped by spaces, dashes, dots, slashes or brackets, with or
-# without a leading "+"; a date (21.11.2026, 2026-11-21) or a time range
-# (10.00-12.00) is not one.
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"\+?\(?\d(?:[\s().\-/]{0,2}\d){6,}")
-_NOT_A_PHONE = re.compile(r"\d{1,4}([.\-/])\d{1,2}\1\d{1,4}|\d{1,2}[.:]\d{2}\s*[-\u2013]\s*\d{1,2}[.:]\d{2}")
-CONTACT_IN_TEXT = ("Everyone can read the post, so leave phone numbers and email addresses out of it: "
-                   "put them in the private field below, which only the hub host sees.")
+# contact field is for that): see server/domain/contact_in_text.py for what is
+# refused and what ordinary text (times, dates, amounts) still passes.
+CONTACT_IN_TEXT = ("Everyone can read the post, so leave phone numbers, email addresses and messenger handles "
+                   "out of it: put how to reach you in the private field below, which only the hub host sees.")
+
+# A helper answering a post chooses what the poster may see of how to reach
+# them. SHOWN: their message says it, and the poster reads it. KEPT: it does
+# not (the hub refuses a number, an email or a handle in it), and the poster
+# answers at the bench or waits for the helper to come by. Nobody is asked to
+# give the hub a contact the poster may not see: there is none to collect.
+SHOWN = "shown"
+KEPT = "kept"
+CONTACT_CHOICES = (KEPT, SHOWN)
+KEPT_BUT_WRITTEN = ("You chose to keep how to reach you to yourself, so take it out of the message, "
+                    "or choose to let the person who posted see it.")
 
 
 def says_how_to_reach_someone(text: str) -> bool:
-    """Whether public text holds an email address or a phone number."""
-    if _EMAIL.search(text):
-        return True
-    return any(not _NOT_A_PHONE.fullmatch(match.group().strip(" ()")) for match in _PHONE.finditer(text))
+    """Whether text holds an email address, a phone number or a messenger handle."""
+    return find_contact(text) is not None
+
+
+def _refused_contact(found: Found, advice: str) -> str:
+    return f"\u201c{found.shown}\u201d looks like {found.what}. {advice}"
 
 
 class AidPost(Base):
@@ -90,7 +98,7 @@ class AidPost(Base):
     text: Mapped[str] = mapped_column(String(MAX_TEXT))
     area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
     # Private: only the host sees it, to connect people.
-    contact: Mapped[str | None] = mapped_column(String(MAX_CONTACT))
+    contact: Mapped[str | None] = mapped_column(SealedText(sealing.AID))
     status: Mapped[str] = mapped_column(String(12), default=OPEN, index=True)
     created_at: Mapped[datetime]
     available_until: Mapped[datetime] = mapped_column(index=True)
@@ -125,10 +133,32 @@ class AidMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("aid_post.id", ondelete="CASCADE"), index=True)
     text: Mapped[str] = mapped_column(Text)
+    # SHOWN or KEPT: what the helper lets the poster see of how to reach them.
+    contact_choice: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime]
     passed_on_at: Mapped[datetime | None]
 
     post: Mapped[AidPost] = relationship(back_populates="messages")
+
+    @property
+    def shows_contact(self) -> bool:
+        return self.contact_choice == SHOWN
+
+    @property
+    def waits_for_the_host(self) -> bool:
+        """The host has it to pass on: the poster left a way to reach them, and it is not passed on yet."""
+        return bool(self.post.contact) and self.passed_on_at is None
+
+    @property
+    def host_may_read(self) -> bool:
+        """Whether the host's page shows the words (the host sees only what their part needs).
+
+        A message that keeps the helper's contact holds none, so the host may
+        read it to pass it on or to moderate. One that shows the helper's
+        contact was meant for the poster: the host reads it only as the
+        go-between, for a poster who left the hub a way to reach them.
+        """
+        return not self.shows_contact or bool(self.post.contact)
 
 
 def post_aid(
@@ -155,8 +185,8 @@ def post_aid(
         if area is None:
             raise Invalid("Please choose an area from the list.", field="area")
     text = clean_text(text, field="description", max_length=MAX_TEXT)
-    if says_how_to_reach_someone(text):
-        raise Invalid(CONTACT_IN_TEXT, field="description")
+    if found := find_contact(text):
+        raise Invalid(_refused_contact(found, CONTACT_IN_TEXT), field="description")
     post = AidPost(
         receipt_code=unused_receipt_code(session, AidPost.receipt_code, RECEIPT_PREFIX),
         kind=kind,
@@ -205,14 +235,21 @@ def get_open_post(session: Session, now: datetime, post_id: int) -> AidPost:
     return post
 
 
-def leave_message(session: Session, now: datetime, post: AidPost, text: str) -> AidMessage:
+def leave_message(session: Session, now: datetime, post: AidPost, text: str, contact_choice: str = KEPT) -> AidMessage:
+    """A helper's answer. Without a choice, the helper's contact is kept: showing it takes their say-so."""
+    if contact_choice not in CONTACT_CHOICES:
+        raise Invalid("Please choose whether the person who posted may see how to reach you.", field="contact choice")
     if not post.is_open(now):
         raise Invalid("That post is no longer open, so the message was not sent.")
     if len(post.messages) >= MAX_MESSAGES_PER_POST:
         raise Invalid("This post has many messages waiting already; please ask at the bench.")
+    text = clean_text(text, field="message", max_length=MAX_MESSAGE, multiline=True)
+    if contact_choice == KEPT and (found := find_contact(text)):
+        raise Invalid(_refused_contact(found, KEPT_BUT_WRITTEN), field="message")
     message = AidMessage(
         post=post,
-        text=clean_text(text, field="message", max_length=MAX_MESSAGE, multiline=True),
+        text=text,
+        contact_choice=contact_choice,
         created_at=now,
     )
     session.add(message)
@@ -264,6 +301,10 @@ def mark_passed_on(session: Session, now: datetime, message_id: int) -> AidMessa
     message = session.get(AidMessage, message_id)
     if message is None:
         raise NotFound("That message does not exist.")
+    if not message.post.contact:
+        # Nothing to pass on: the poster reads their messages with the receipt code.
+        raise Invalid("The poster left no way to reach them, so there is nothing to pass on: "
+                      "they read their messages with their receipt code.")
     message.passed_on_at = message.passed_on_at or now
     session.flush()
     return message

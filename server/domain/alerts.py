@@ -21,7 +21,9 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain import outbox, patrol, people, power_record
+from server.domain import sealing
 from server.domain.base import Base
+from server.domain.sealing import SealedText
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
@@ -69,7 +71,7 @@ class Alert(Base):
     escalated_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
-    resolution: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(SealedText(sealing.LOG))
     # False when the cry for help came from a registered node by channel
     # traffic, which anyone holding the channel key can forge: acted on all
     # the same, and marked so on the air and on the host pages.

@@ -24,15 +24,18 @@ once a dispatcher, captain or host confirmed it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy import Boolean, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, object_session, relationship
 
 from server.domain import outbox, patrol, people, power_record
 from server.domain.alerts import DRILL_PREFIX, dispatch_nodes, next_code, normalize_code, place_for_air
+from server.domain import sealing
 from server.domain.base import Base
+from server.domain.sealing import SealedText
 from server.domain.errors import Conflict, DomainError, Invalid, NotFound
 from server.domain.people import CAPTAIN, CARE, DISPATCH, HOST, Member
 from server.domain.text import clean_text
@@ -110,9 +113,9 @@ class ArrestCase(Base):
     arrested: Mapped[int] = mapped_column(Integer)
     released: Mapped[int] = mapped_column(Integer, default=0)
     # A description of the people and what happened; no legal names unless dispatch adds them.
-    description: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(SealedText(sealing.CASES))
     agency: Mapped[str | None] = mapped_column(String(120))
-    witness_contact: Mapped[str | None] = mapped_column(String(200))
+    witness_contact: Mapped[str | None] = mapped_column(SealedText(sealing.CASES))
     # Consent given beforehand (e.g. on a bust card) to inform family or an emergency contact.
     family_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     drill: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -166,7 +169,7 @@ class CaseStep(Base):
     key: Mapped[str] = mapped_column(String(16))
     done_at: Mapped[datetime]
     done_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(SealedText(sealing.CASES))
 
     case: Mapped[ArrestCase] = relationship(back_populates="steps")
     done_by: Mapped[Member | None] = relationship()
@@ -382,14 +385,19 @@ def _recent_report(session: Session, now: datetime, member: Member, air_place: s
     )
 
 
+MAX_RADIO_ADDITIONS = 8
+
+
 def _add_to_report(session: Session, now: datetime, case: ArrestCase, member: Member, count: int | None,
                    typed: str, verified: bool) -> ArrestCase:
     """The same steward said it again: the larger count stands, their words join the case, nothing goes on the air."""
     case.arrested = max(case.arrested, _count(count or 1, "count", 1))
     case.verified = case.verified or verified
-    if typed and typed != case.place and typed not in (case.description or ""):
-        added = f"Again by radio {now:%H:%M}Z: {typed}"
-        case.description = "\n".join(part for part in (case.description, added) if part)[:MAX_DESCRIPTION]
+    # The description is sealed (nothing on the radio's side can read it), so the words are added
+    # unread, up to a few times: a flood of repeats cannot grow it without end.
+    if typed and typed != case.place and sealing.parts(case.description) < MAX_RADIO_ADDITIONS:
+        added = f"Again by radio {now:%H:%M}Z: {typed}"[:MAX_DESCRIPTION]
+        case.description = sealing.append(session, sealing.CASES, case.description, added)
     _note(session, now, case, member, f"ARREST again from the same radio, {case.arrested} arrested in all "
                                       "(not broadcast again)", source=patrol.SOURCE_RADIO)
     session.flush()
@@ -685,8 +693,12 @@ def _days(span: timedelta) -> str:
     return f"{shown} day" if shown == "1" else f"{shown} days"
 
 
-def export_text(session: Session, now: datetime, case: ArrestCase, *, by: Member | None) -> str:
-    """The case as a plain text file for the legal coordinator; marks it exported, in the record of power used."""
+def export_text(session: Session, now: datetime, case: ArrestCase, *, by: Member | None,
+                unseal: Callable[[str | None], str | None]) -> str:
+    """The case as a plain text file for the legal coordinator; marks it exported, in the record of power used.
+
+    ``unseal`` opens the sealed details with the exporting reader's keys (the web layer's).
+    """
     case.exported_at = now
     power_record.record(session, now, actor=by, role=power_record.acting_role(session, now, by, (DISPATCH, CARE)),
                         action="case-exported", subject=_record_subject(case),
@@ -704,11 +716,11 @@ def export_text(session: Session, now: datetime, case: ArrestCase, *, by: Member
         "Confirmed: " + (f"{case.confirmed_at:%Y-%m-%d %H:%M} UTC" + (f" by {case.confirmed_by.handle}"
                                                                        if case.confirmed_by else "")
                          if case.confirmed_at else "not yet (not on the air)"),
-        f"Witness contact: {case.witness_contact or 'none given'}",
+        f"Witness contact: {unseal(case.witness_contact) or 'none given'}",
         f"Prior consent to inform family: {'yes' if case.family_consent else 'no'}",
         "",
         "Description:",
-        case.description or "(none)",
+        unseal(case.description) or "(none)",
         "",
         "Checklist:",
     ]
@@ -716,7 +728,7 @@ def export_text(session: Session, now: datetime, case: ArrestCase, *, by: Member
         done = case.step_done(step.key)
         when = f"{done.done_at:%Y-%m-%d %H:%M} UTC" + (f" by {done.done_by.handle}" if done.done_by else "") \
             if done else "not done"
-        lines.append(f"- [{RINGS[step.ring]}] {step.label}: {when}" + (f" ({done.note})" if done and done.note else ""))
+        lines.append(f"- [{RINGS[step.ring]}] {step.label}: {when}" + (f" ({unseal(done.note)})" if done and done.note else ""))
     if case.closed_at:
         lines += ["", f"Everyone released: {case.closed_at:%Y-%m-%d %H:%M} UTC"]
     return "\n".join(lines) + "\n"

@@ -17,11 +17,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text, func, select
+from sqlalchemy import ForeignKey, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
 
 from server.domain import power_record
+from server.domain import sealing
 from server.domain.base import Base
+from server.domain.sealing import SealedText
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.domain.people import HOST, Member
 from server.domain.text import clean_text
@@ -67,7 +69,7 @@ class CompactSignature(Base):
     __tablename__ = "compact_signature"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    mark: Mapped[str] = mapped_column(String(MAX_MARK))
+    mark: Mapped[str] = mapped_column(SealedText(sealing.COMPACT))
     signed_at: Mapped[datetime]
     # The version its signer read and signed; versions are never deleted.
     version_id: Mapped[int] = mapped_column(ForeignKey("compact_version.id"), index=True)

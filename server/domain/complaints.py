@@ -29,11 +29,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from server.domain import power_record
+from server.domain import sealing
 from server.domain.base import Base
+from server.domain.sealing import SealedText
 from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import ACCOUNTABILITY, ROLE_LABELS, ROLES, Member, RoleAssignment, has_role
@@ -72,13 +74,13 @@ class Complaint(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Emptied by the purge, with everything else anyone wrote; the dates stay for the counts.
     receipt_code: Mapped[str | None] = mapped_column(String(11), unique=True)
-    what: Mapped[str | None] = mapped_column(Text)
+    what: Mapped[str | None] = mapped_column(SealedText(sealing.COMPLAINTS))
     about: Mapped[str | None] = mapped_column(String(8))
     about_role: Mapped[str | None] = mapped_column(String(16))
     about_member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(12), default=RECEIVED, index=True)
     taken_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
-    outcome: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(SealedText(sealing.COMPLAINTS))
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -274,7 +274,7 @@ def set_password_for(session: Session, now: datetime, member: Member, password: 
         raise Invalid(f"{member.handle} holds a role in force, so only they change their password. A lost one: "
                       "two role-holders suspend the role, and the assembly restores it with a new password.",
                       field="handle")
-    people.set_password(member, password)
+    people.set_password(member, password, now)
     if by is None or by.id != member.id:
         acting = power_record.acting_role(session, now, by, (HOST,))
         power_record.record(session, now, actor=by, role=acting, action="password-reset", subject=member.handle,
@@ -308,7 +308,7 @@ def create_host(session: Session, now: datetime, handle: str, password: str, *, 
                        f"host under a new handle, who then countersigns 'safebench role renew {handle} host'.",
                        field="handle")
     member = people.add_member(session, now, handle)
-    people.set_password(member, password)
+    people.set_password(member, password, now)
     if has_active_host(session, now):
         assignment = grant(session, now, member, HOST, decision=decision, term_days=term_days, cap_days=cap_days,
                            by=None)

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, Text, delete, select
+from sqlalchemy import ForeignKey, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from server.domain import sealing
 from server.domain.base import Base
+from server.domain.sealing import SealedText
 from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
@@ -60,11 +62,11 @@ class MediationRequest(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     receipt_code: Mapped[str] = mapped_column(String(11), unique=True)
-    what: Mapped[str] = mapped_column(Text)
-    where: Mapped[str | None] = mapped_column(String(MAX_WHERE))
-    who: Mapped[str | None] = mapped_column(Text)
+    what: Mapped[str] = mapped_column(SealedText(sealing.MEDIATION))
+    where: Mapped[str | None] = mapped_column(SealedText(sealing.MEDIATION))
+    who: Mapped[str | None] = mapped_column(SealedText(sealing.MEDIATION))
     urgency: Mapped[str] = mapped_column(String(8))
-    contact: Mapped[str | None] = mapped_column(String(MAX_CONTACT))
+    contact: Mapped[str | None] = mapped_column(SealedText(sealing.MEDIATION))
     status: Mapped[str] = mapped_column(String(12), default=NEW, index=True)
     mediator_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
@@ -91,7 +93,7 @@ class MediationNote(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("mediation_request.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(SealedText(sealing.MEDIATION))
     created_at: Mapped[datetime]
 
     request: Mapped[MediationRequest] = relationship(back_populates="notes")

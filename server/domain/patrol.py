@@ -16,7 +16,9 @@ from sqlalchemy import Boolean, ForeignKey, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain import power_record
+from server.domain import sealing
 from server.domain.base import Base
+from server.domain.sealing import SealedText
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
@@ -114,7 +116,7 @@ class LogEntry(Base):
     shift_id: Mapped[int | None] = mapped_column(ForeignKey("shift.id", ondelete="SET NULL"))
     area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
     place: Mapped[str | None] = mapped_column(String(MAX_PLACE))
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(SealedText(sealing.LOG))
     source: Mapped[str] = mapped_column(String(8))
     # An entry the host has withdrawn from the public log stays for the hub.
     public: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -151,7 +153,7 @@ class PublicLogEntry:
     at: datetime
     kind: str
     label: str
-    steward: str | None
+    steward: str | None  # only the handle of a steward who chose to show it
     area: str | None
     # Set for a withdrawn entry: the gap in its place says this, and nothing of the entry.
     withdrawal: str | None = None
@@ -414,6 +416,34 @@ def on_patrol(session: Session) -> list[Shift]:
     )
 
 
+@dataclass(frozen=True)
+class PublicPatrol:
+    """Who is out, as the open WiFi may know it: counts, published areas, and only the handles shown by choice."""
+
+    total: int
+    by_area: list[tuple[str, int]]  # (published area, stewards there), by area name
+    # On patrol where no published area was named: a typed place is never shown, not even as a count of its own.
+    elsewhere: int
+    shown: list[str]  # the handles of stewards on patrol who chose to show them (people.set_show_handle)
+
+
+def public_patrol(session: Session) -> PublicPatrol:
+    """The stewards on patrol now, counted by published area; a handle only for those who opted in."""
+    members: dict[int, Shift] = {}
+    for shift in on_patrol(session):
+        members.setdefault(shift.member_id, shift)  # one steward, one count, whatever their shifts
+    areas: dict[str, int] = {}
+    for shift in members.values():
+        if shift.area is not None:
+            areas[shift.area.name] = areas.get(shift.area.name, 0) + 1
+    return PublicPatrol(
+        total=len(members),
+        by_area=sorted(areas.items(), key=lambda item: item[0].lower()),
+        elsewhere=sum(1 for shift in members.values() if shift.area is None),
+        shown=sorted((shift.member.handle for shift in members.values() if shift.member.show_handle), key=str.lower),
+    )
+
+
 def recent_entries(session: Session, limit: int = 100, before_id: int | None = None,
                    hidden_kinds: frozenset[str] = frozenset()) -> list[LogEntry]:
     """The full log for hosts, newest first, less the kinds the viewer may not see."""
@@ -433,9 +463,13 @@ def round_down(moment: datetime, minutes: int) -> datetime:
 
 
 def public_log(session: Session, limit: int, rounding_minutes: int) -> list[PublicLogEntry]:
-    """The published log, newest first, with nothing that points at a person."""
+    """The published log, newest first, with nothing that points at a person.
+
+    A steward's handle is read with their choice at every reading, so one who
+    stops showing it is gone from every entry of theirs, past ones too.
+    """
     rows = session.execute(
-        select(LogEntry.id, LogEntry.at, LogEntry.kind, Member.handle, Area.name, LogEntry.public,
+        select(LogEntry.id, LogEntry.at, LogEntry.kind, Member.handle, Member.show_handle, Area.name, LogEntry.public,
                LogEntry.withdrawn_by, LogEntry.withdrawal_reason)
         .outerjoin(Member, LogEntry.member_id == Member.id)
         .outerjoin(Area, LogEntry.area_id == Area.id)
@@ -451,7 +485,7 @@ def public_log(session: Session, limit: int, rounding_minutes: int) -> list[Publ
             at=round_down(at, rounding_minutes),
             kind=kind,
             label=KIND_LABELS[kind],
-            steward=handle,
+            steward=handle if shown else None,
             area=area,
         )
         if public else
@@ -464,7 +498,7 @@ def public_log(session: Session, limit: int, rounding_minutes: int) -> list[Publ
             area=None,
             withdrawal=f"An entry was withdrawn by {withdrawn_by or 'a role-holder'}: {reason}",
         )
-        for row_id, at, kind, handle, area, public, withdrawn_by, reason in rows
+        for row_id, at, kind, handle, shown, area, public, withdrawn_by, reason in rows
     ]
 
 

@@ -90,6 +90,9 @@ class Member(Base):
     radio_key_heard_at: Mapped[datetime | None]
     # On the public mandates page, "a steward" instead of the handle: the member's own choice.
     appears_as_role: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # On the bench page and the public log, this member's handle instead of a mere count: their own
+    # consent, given by them (their dashboard, or in person at registration), withdrawn by them at any time.
+    show_handle: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     roles: Mapped[list[RoleAssignment]] = relationship(
         back_populates="member", cascade="all, delete-orphan", order_by="RoleAssignment.role",
@@ -312,19 +315,48 @@ def list_members(session: Session) -> list[Member]:
     return list(session.scalars(select(Member).order_by(Member.handle_key)))
 
 
+def set_show_handle(session: Session, member: Member, show: bool, *, by: Member | None) -> Member:
+    """Show ``member``'s handle on the bench page and the public log, or hide it again.
+
+    Showing it is the member's consent, so only they give it (``by`` is
+    them; ``radio_trust.register_radio`` takes it in person from a new
+    steward). Hiding it withdraws consent, which must always be possible:
+    a steward who never logs in asks a host, who carries it out. Nothing is
+    recorded about the change, in public or in the record of power used.
+    """
+    if show and by is not member:
+        raise Conflict(f"Only {member.handle} can choose to show their handle to the public.", field="show_handle")
+    member.show_handle = show
+    session.flush()
+    return member
+
+
 # -- passwords ----------------------------------------------------------------
 
 
-def set_password(member: Member, password: str) -> None:
+def check_new_password(password: str, field: str = "password") -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise Invalid(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password")
+        raise Invalid(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", field=field)
     if len(password) > 256:
-        raise Invalid("That password is too long (at most 256 characters).", field="password")
+        raise Invalid("That password is too long (at most 256 characters).", field=field)
+
+
+def set_password(member: Member, password: str, now: datetime | None = None) -> None:
+    """A first or a new password, and with it a new key pair for sealed storage.
+
+    Set by a host for someone who lost theirs: the old key pair is wrapped
+    with a password nobody knows, so every vault key sealed to it is gone
+    and other readers give them again (server/domain/sealing.py).
+    """
+    check_new_password(password)
     # Imported here: the radio bridge loads this module and never needs
     # passwords, and every megabyte counts beside the web server on a Pi.
     from werkzeug.security import generate_password_hash
 
+    from server.domain import sealing
+
     member.password_hash = generate_password_hash(password)
+    sealing.give_member_key(member, password, now or member.created_at)
     end_sessions(member)  # a phone taken with the old password in it is logged out
 
 

@@ -12,16 +12,20 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import Flask, abort, current_app, g, redirect, request, url_for
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import UserMixin, current_user
 
 from server.db import run_in_transaction
-from server.domain import people
+from server.domain import people, sealing
 from server.domain.people import Member
 from server.extensions import db, login_manager
+from server.web.keyring import Unlocked, keyring
 
 F = TypeVar("F", bound=Callable[..., Any])
 ANY_ROLE = "any role"
+UNLOCK_KEY = "unlock"  # the session's token for the keys its login opened (web/keyring.py)
+# All a duress login can open: an empty-looking dashboard, and the way out.
+DURESS_PAGES = frozenset({"host.dashboard", "auth.logout", "auth.lock"})
 
 
 def public(view: F) -> F:
@@ -48,11 +52,16 @@ def audience_of(app: Flask, endpoint: str) -> frozenset[str] | None | bool:
 
 
 class SignedIn(UserMixin):
-    """The logged-in member, as Flask-Login wants it."""
+    """The logged-in member, as Flask-Login wants it, with the keys their login opened."""
 
-    def __init__(self, member: Member) -> None:
+    def __init__(self, member: Member, unlocked: Unlocked | None = None) -> None:
         self.member = member
         self.id = member.id
+        self.unlocked = unlocked
+
+    @property
+    def duress(self) -> bool:
+        return bool(self.unlocked and self.unlocked.duress)
 
     def get_id(self) -> str:
         # What Flask-Login keeps in the session: the member and the session
@@ -75,8 +84,26 @@ def save(work: Callable[..., Any]) -> Any:
 
 def current_roles() -> set[str]:
     if "roles" not in g:
-        g.roles = people.active_roles(db.session, current_user.member, now()) if current_user.is_authenticated else set()
+        # A duress login holds no role at all: it sees an empty dashboard, and nothing else opens.
+        signed_in = current_user.is_authenticated and not current_user.duress
+        g.roles = people.active_roles(db.session, current_user.member, now()) if signed_in else set()
     return g.roles
+
+
+def open_vaults() -> dict[str, Any]:
+    """The vault keys this request may open: those the login opened, narrowed to the roles in force now."""
+    if not current_user.is_authenticated or current_user.unlocked is None:
+        return {}
+    readable = sealing.vaults_for(current_roles())
+    return {vault: key for vault, key in current_user.unlocked.vaults.items() if vault in readable}
+
+
+def unsealed(value: str | None) -> str | None:
+    """The words in a sealed value for this reader, or None when they may not open it (or it is empty)."""
+    try:
+        return sealing.open_text(value, open_vaults())
+    except sealing.SealingError:
+        return None
 
 
 def holds(*roles: str) -> bool:
@@ -90,6 +117,8 @@ def _check_access() -> Any:
     audience = audience_of(current_app, request.endpoint)
     if audience is None:
         return None
+    if current_user.is_authenticated and current_user.duress and request.endpoint not in DURESS_PAGES:
+        return redirect(url_for("host.dashboard"))
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
     if audience is False:
@@ -111,10 +140,15 @@ def init_app(app: Flask) -> None:
         member = db.session.get(Member, int(member_id)) if member_id.isdigit() else None
         if member is None or not member.password_hash or epoch != str(member.session_epoch):
             return None  # gone, or logged out everywhere since this session began
-        return SignedIn(member)
+        # The login lives as long as the keys it opened: locked, idle, too old or
+        # a restart since, and the cookie is nobody's (web/keyring.py).
+        unlocked = keyring().get(session.get(UNLOCK_KEY), now())
+        if unlocked is None or unlocked.member_id != member.id:
+            return None
+        return SignedIn(member, unlocked)
 
     app.before_request(_check_access)
 
     @app.context_processor
     def inject_access() -> dict[str, Any]:
-        return {"holds": holds, "current_roles": current_roles}
+        return {"holds": holds, "current_roles": current_roles, "unsealed": unsealed}

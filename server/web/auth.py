@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+import logging
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (
@@ -16,16 +19,22 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from server.db import HubBusy
-from server.domain import people
+from server.domain import people, sealing
+from server.domain.errors import DomainError
 from server.domain.people import Member
 from server.extensions import db, limiter
-from server.web.access import SignedIn, now, public, save
+from server.web.access import UNLOCK_KEY, SignedIn, now, public, requires, save
+from server.web.forms import attach_error
+from server.web.keyring import keyring, lock_from_outside
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
 
 
 class LoginForm(FlaskForm):
@@ -40,6 +49,21 @@ class LoginForm(FlaskForm):
     ])
 
 
+class DuressForm(FlaskForm):
+    password = PasswordField("Your password", validators=[
+        DataRequired("Please type your password."), Length(max=256, message="At most 256 characters.")])
+    duress_password = PasswordField("Duress password", validators=[
+        DataRequired("Please type the duress password."), Length(max=256, message="At most 256 characters.")])
+    repeat = PasswordField("The duress password again", validators=[
+        DataRequired("Please type the duress password again."),
+        EqualTo("duress_password", message="The two duress passwords differ. Please type them again.")])
+
+
+class RemoveDuressForm(FlaskForm):
+    password = PasswordField("Your password", validators=[
+        DataRequired("Please type your password."), Length(max=256, message="At most 256 characters.")])
+
+
 def _safe_next(target: str | None) -> str:
     """Only ever redirect within the hub after login."""
     if target and not urlsplit(target).netloc and target.startswith("/") and not target.startswith("//"):
@@ -51,23 +75,70 @@ def _login_limit() -> str:
     return current_app.config["LOGIN_LIMIT"]
 
 
+def _login_account_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_LIMIT"]
+
+
+def _typed_handle() -> str:
+    """The rate-limit key for the handle a login form names, matched as people.find_member matches it.
+
+    Any handle typed counts, one on the roll or not, so the throttle tells
+    nobody which handles exist. Kept as a keyed hash: Flask-Limiter logs the
+    key of a limit it enforces, and what lands in a handle field is sometimes
+    a password typed one field too early.
+    """
+    try:
+        typed = request.form.get("handle", "")
+    except RequestEntityTooLarge:
+        typed = ""  # the view answers with the hub's "too much to send" page
+    secret = current_app.secret_key or ""
+    key = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(key, typed.strip().lower()[:64].encode(), "sha256").hexdigest()[:32]
+    return f"handle:{digest}"
+
+
+_typed_handle.per_handle = True  # type: ignore[attr-defined]  # errors.py words its 429 page for a handle
+
+
+def _login_refused(response: object) -> bool:
+    """Only tries that did not log in count against a handle: its member's own login is never one of them."""
+    return getattr(response, "status_code", 0) == 400
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_login_account_limit, methods=["POST"], key_func=_typed_handle, deduct_when=_login_refused)
 @public
 def login() -> object:
     form = LoginForm()
     if form.validate_on_submit():
         member = people.find_member(db.session, form.handle.data)
-        if not people.check_password(member, form.password.data):
+        password = form.password.data
+        right = people.check_password(member, password)
+        duress = not right and sealing.is_duress_password(db.session, member, password)
+        if not (right or duress):
             form.form_errors.append("That handle and password do not match.")
         elif not people.active_roles(db.session, member, now()):
             form.form_errors.append(people.why_nothing_opens(db.session, member, now()))
         else:
+            if duress:
+                # Someone is made to log in: every key the hub holds is forgotten
+                # first, then an empty dashboard opens, looking like any other.
+                lock_hub()
+                unlocked = keyring().add(member.id, {}, now(), duress=True)
+            else:
+                try:
+                    vaults = save(lambda s: _open_keys(s, member.id, password))
+                except HubBusy:
+                    form.form_errors.append("The hub is very busy right now; please try again in a moment.")
+                    return render_template("auth/login.html", form=form), 503
+                unlocked = keyring().add(member.id, vaults, now())
             # A new session at login: whatever was in the old one (a cookie or a
             # CSRF secret planted by someone on the open WiFi, a neighbour's
             # receipt code on a shared laptop) does not carry into the host's.
             session.clear()
-            login_user(SignedIn(member))
+            session[UNLOCK_KEY] = unlocked.token
+            login_user(SignedIn(member, unlocked))
             # Permanent, so the cookie and its signature age out PERMANENT_SESSION_LIFETIME
             # after the last request (refreshed on each one), instead of lasting for weeks.
             session.permanent = True
@@ -75,10 +146,94 @@ def login() -> object:
     return render_template("auth/login.html", form=form), 200 if not form.errors and not form.form_errors else 400
 
 
+def _open_keys(db_session: Session, member_id: int, password: str) -> dict:
+    """Unwrap the member's own key with their password and open every vault key granted to them.
+
+    A member from before sealed storage gets their key pair now (only now is
+    their password at hand); then grants follow roles, with every vault key
+    this process holds (``sealing.sync``), so a new reader is given theirs
+    by anyone's login, and their own login picks up what waited for them.
+    """
+    member = db_session.get(Member, member_id)
+    key = sealing.member_key(db_session, member)
+    private = sealing.open_member_key(key, password) if key is not None else None
+    if private is None:
+        private = sealing.give_member_key(member, password, now())
+        db_session.flush()
+    opened = sealing.open_grants(db_session, member, private)
+    if sealing.sync(db_session, now(), {**keyring().opened_vaults(), **opened}):
+        db_session.flush()
+        opened = sealing.open_grants(db_session, member, private)
+    return opened
+
+
+def lock_hub() -> int:
+    """Forget every opened key in this process, and tell every other hub process to (instance/locked)."""
+    lock_from_outside(Path(current_app.config["INSTANCE"]))
+    return keyring().forget_all()
+
+
+@bp.post("/lock")
+@requires()
+def lock() -> object:
+    """"Lock the hub now": every login ends and every sealed record closes, this second."""
+    ended = lock_hub()
+    logout_user()
+    session.clear()
+    log.warning("hub locked from the web: %d login(s) ended", ended)
+    flash("The hub is locked: every login has ended and every sealed record is closed. "
+          "Readers open them again by logging in.")
+    return redirect(url_for("bench.index"))
+
+
+def _duress_page(form: DuressForm, remove_form: RemoveDuressForm) -> object:
+    key = sealing.member_key(db.session, current_user.member)
+    status = 400 if form.errors or form.form_errors or remove_form.errors or remove_form.form_errors else 200
+    return render_template("auth/duress.html", form=form, remove_form=remove_form,
+                           has_duress=bool(key and key.duress_hash)), status
+
+
+@bp.route("/duress", methods=["GET", "POST"])
+@requires()
+def duress() -> object:
+    form = DuressForm()
+    if form.validate_on_submit():
+        if not people.check_password(current_user.member, form.password.data):
+            form.password.errors.append("That is not your password.")
+        else:
+            member_id = current_user.member.id
+            try:
+                save(lambda s: sealing.set_duress_password(s, s.get(Member, member_id), form.duress_password.data))
+            except DomainError as error:
+                attach_error(form, error)
+            except sealing.SealingError:
+                form.form_errors.append("Log out and in again with your own password first, then set it.")
+            else:
+                flash("Your duress password is set. Keep it as well as your own.")
+                return redirect(url_for("host.dashboard"))
+    return _duress_page(form, RemoveDuressForm(formdata=None))
+
+
+@bp.post("/duress/remove")
+@requires()
+def remove_duress() -> object:
+    form = RemoveDuressForm()
+    if form.validate_on_submit():
+        if not people.check_password(current_user.member, form.password.data):
+            form.password.errors.append("That is not your password.")
+        else:
+            member_id = current_user.member.id
+            save(lambda s: sealing.set_duress_password(s, s.get(Member, member_id), None))
+            flash("Your duress password is removed.")
+            return redirect(url_for("host.dashboard"))
+    return _duress_page(DuressForm(formdata=None), form)
+
+
 @bp.post("/logout")
 @public
 def logout() -> object:
     member_id = current_user.member.id if current_user.is_authenticated else None
+    keyring().forget(session.get(UNLOCK_KEY))
     logout_user()
     # Everything goes, CSRF secret and receipt codes too: the next person at this browser starts afresh.
     session.clear()

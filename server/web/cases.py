@@ -48,15 +48,18 @@ from server.domain.cases import (
 from server.domain.errors import DomainError, Invalid, NotFound
 from server.domain.people import CARE, DISPATCH, Member
 from server.extensions import db, limiter
-from server.web.access import holds, now, public, requires, save
+from server.web.access import holds, now, public, requires, save, unsealed
 from server.web.filters import date_filter, from_local, to_local
 from server.web.forms import attach_error, public_form_limit, status_for
+from server.web.receipts import forget_code
 
 bp = Blueprint("cases", __name__)
 
 # "Only dispatch and care roles see a case": a host without one of them does not.
 CASE_ROLES = (DISPATCH, CARE)
 REPORTED_KEY = "arrest_reported"
+REPORT_FORGOTTEN = ("This phone no longer shows that a report was sent from it: going back, or opening the page from "
+                    "the history, no longer shows the thank-you page. Your report stays with the hub as it was.")
 TOO_LONG = "That is %(length)d characters; at most %(max)d fit here. Please shorten it."
 MAX_AGENCY = 120
 MAX_CONTACT = 200
@@ -214,6 +217,13 @@ def thanks() -> ResponseReturnValue:
     if asked not in (cases.ASKED_DISPATCH, cases.ASKED_HOSTS, cases.ASKED_NOBODY):
         asked = cases.ASKED_DISPATCH  # a session from before the hub said who was asked
     return render_template("cases/thanks.html", asked=asked)
+
+
+@bp.post("/arrest/thanks/forget")
+@public
+def forget_report() -> ResponseReturnValue:
+    """On a borrowed phone, the next person must not learn from the history that this phone reported an arrest."""
+    return forget_code(REPORTED_KEY, then="bench.index", said=REPORT_FORGOTTEN)
 
 
 # --- dispatch and the care ring ---------------------------------------------
@@ -435,7 +445,8 @@ def export(case_id: int) -> ResponseReturnValue:
 
     def work(db_session: Session) -> tuple[str, str]:
         case = cases.get_case(db_session, case_id)
-        return cases.export_text(db_session, moment, case, by=db_session.get(Member, current_user.id)), case.code
+        return cases.export_text(db_session, moment, case, by=db_session.get(Member, current_user.id),
+                                 unseal=unsealed), case.code
 
     text, code = save(work)
     response = Response(text, mimetype="text/plain")
@@ -472,7 +483,7 @@ def _detail_page(case_id: int, step_form: StepForm | None = None, consent_form: 
     consent_form = consent_form or ConsentForm(formdata=None)
     count_in_form = count_in_form or CountInForm(formdata=None)
     count_out_form = count_out_form or CountOutForm(formdata=None)
-    details_form = details_form or DetailsForm(formdata=None, data={"description": case.description,
+    details_form = details_form or DetailsForm(formdata=None, data={"description": unsealed(case.description),
                                                                      "agency": case.agency})
     confirm_form = confirm_form or ConfirmForm(formdata=None)
     forms = (step_form, consent_form, count_in_form, count_out_form, details_form, confirm_form)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, current_app
+from markupsafe import Markup
 
 
 def _zone():  # noqa: ANN202
@@ -51,7 +52,21 @@ def iso_filter(moment: datetime | None) -> str:
     return local.isoformat(timespec="minutes") if local else ""
 
 
+def unseal_filter(value: str | None) -> str | Markup:
+    """Sealed words for a reader whose roles open them; otherwise a plain "sealed" mark, never ciphertext."""
+    from server.web.access import unsealed
+
+    if value is None:
+        return ""
+    words = unsealed(value)
+    if words is None:
+        return Markup('<span class="sealed" title="Sealed: only the roles that read this open it, while logged in.">'
+                      "sealed</span>")
+    return words
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(unseal_filter, "unseal")
     app.add_template_filter(time_filter, "time")
     app.add_template_filter(datetime_filter, "datetime")
     app.add_template_filter(date_filter, "date")

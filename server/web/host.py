@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
@@ -26,7 +26,7 @@ from wtforms.validators import (
     Optional,
 )
 
-from server.domain import aid, complaints, mandates, mediation, patrol, people, power_record, radio_trust
+from server.domain import aid, complaints, mandates, mediation, patrol, people, power_record, radio_trust, sealing
 from server.domain.errors import DomainError
 from server.domain.people import (
     ACCOUNTABILITY,
@@ -40,7 +40,8 @@ from server.domain.people import (
 )
 from server.extensions import db
 from server.web import roles as role_pages
-from server.web.access import current_roles, holds, now, requires, save
+from server.web.access import current_roles, holds, now, open_vaults, requires, save
+from server.web.caching import forget_public_pages
 from server.web.converters import MAX_ROW_ID
 from server.web.filters import date_filter, time_filter
 from server.web.forms import attach_error, status_for
@@ -100,6 +101,8 @@ class RegisterStewardForm(FlaskForm):
     decided_on = role_pages.decided_on_field()
     decision_place = role_pages.place_field()
     decision = role_pages.decision_field()
+    # Their consent, given in person: a new steward who never logs in has no other moment to give it.
+    show_handle = BooleanField("The steward asked to show their handle")
 
 
 class NodeForm(FlaskForm):
@@ -160,7 +163,7 @@ def _tallies() -> list[Tally]:
         tallies.append(Tally("New mediation requests", new, url_for("mediation.queue")))
     if holds(HOST):
         posts = aid.moderation_queue(db.session)
-        waiting = sum(1 for post in posts for message in post.messages if message.passed_on_at is None)
+        waiting = sum(1 for post in posts for message in post.messages if message.waits_for_the_host)
         hidden = sum(1 for post in posts if post.status == aid.HIDDEN)
         tallies.append(Tally("Aid messages waiting to be passed on", waiting, url_for("aid.moderation")))
         tallies.append(Tally("Aid posts hidden", hidden, url_for("aid.moderation")))
@@ -176,6 +179,12 @@ def _tallies() -> list[Tally]:
 @bp.get("/")
 @requires()
 def dashboard() -> ResponseReturnValue:
+    if current_user.duress:
+        # Logged in under duress: the member's roles as usual, and nothing else. The hub is locked already.
+        held = people.active_roles(db.session, current_user.member, now())
+        return render_template("host/dashboard.html", my_roles=[ROLE_LABELS[role] for role in ROLES if role in held],
+                               shifts=[], sees_log=False, entries=[], tallies=[], expiring=[], role_labels=ROLE_LABELS,
+                               vaults=[])
     sees_log = holds(*LOG_ROLES)
     expiring = []
     if holds(HOST):
@@ -191,7 +200,26 @@ def dashboard() -> ResponseReturnValue:
         tallies=_tallies(),
         expiring=expiring,
         role_labels=ROLE_LABELS,
+        vaults=[sealing.VAULT_LABELS[vault] for vault in sorted(open_vaults())],
     )
+
+
+@bp.post("/me/public-handle")
+@requires()
+def public_handle() -> ResponseReturnValue:
+    """The member's own choice: their handle on the bench page and the public log, or only a count."""
+    choice = request.form.get("show_handle")
+    if choice not in ("0", "1"):
+        flash("Please choose to show or to hide your handle.", "error")
+        return redirect(url_for("host.dashboard") + "#public-me")
+    show = choice == "1"
+    save(lambda session: people.set_show_handle(session, session.get(Member, current_user.id), show,
+                                                by=session.get(Member, current_user.id)))
+    forget_public_pages()
+    flash("The bench page and the public log now show your handle." if show
+          else "Your handle is hidden: the public sees you only as a count, and the public log shows no handle on "
+               "your entries.")
+    return redirect(url_for("host.dashboard") + "#public-me")
 
 
 # -- the full log -------------------------------------------------------------
@@ -365,12 +393,14 @@ def register_steward() -> ResponseReturnValue:
                 lambda session: radio_trust.register_radio(
                     session, moment, form.handle.data, form.node_id.data, role_pages.decision_of(form), term_days,
                     role_pages.term_cap(), key=(form.radio_key.data or "").strip() or None,
-                    by=session.get(Member, current_user.id),
+                    by=session.get(Member, current_user.id), show_handle=form.show_handle.data,
                 )
             )
         except DomainError as error:
             attach_error(form, error, fields=PEOPLE_FIELDS)
         else:
+            if form.show_handle.data:
+                forget_public_pages()
             flash(f"{member.handle} is registered with node {member.node_id}. A steward role asked for here opens "
                   "nothing until another host or a captain countersigns it (below, or on the roles page).")
             return redirect(url_for("host.stewards"))
@@ -398,6 +428,19 @@ def change_node(member_id: int) -> ResponseReturnValue:
             flash(f"{member.handle}'s radio is now {member.node_id}." if raw else f"{member.handle} has no radio now.")
             return redirect(url_for("host.stewards") + f"#member-{member_id}")
     return _stewards_page(failed_node=(member_id, form))
+
+
+@bp.post("/stewards/<int:member_id>/hide-handle")
+@requires(*STEWARD_ROLES)
+def hide_handle(member_id: int) -> ResponseReturnValue:
+    """At a steward's asking (one who never logs in, or whose role lapsed): hide their handle. Never to show it."""
+    member = db.get_or_404(Member, member_id)
+    save(lambda session: people.set_show_handle(session, session.get(Member, member_id), False,
+                                                by=session.get(Member, current_user.id)))
+    forget_public_pages()
+    flash(f"{member.handle}'s handle is hidden from the public: only {member.handle} can show it again, "
+          "on their dashboard.")
+    return redirect(url_for("host.stewards") + f"#member-{member_id}")
 
 
 @bp.post("/areas")

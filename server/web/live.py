@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from flask import (
@@ -33,9 +33,9 @@ from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from server.domain import patrol
+from server.domain import patrol, sealing
 from server.extensions import db
-from server.web.access import current_roles, requires
+from server.web.access import current_roles, open_vaults, requires
 from server.web.converters import MAX_ROW_ID
 from server.web.filters import datetime_filter
 from server.web.headers import CONTENT_SECURITY_POLICY
@@ -95,7 +95,7 @@ def page() -> ResponseReturnValue:
 # -- the stream ---------------------------------------------------------------
 
 
-def event_payload(entry: patrol.LogEntry) -> dict[str, Any]:
+def event_payload(entry: patrol.LogEntry, vaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a watcher is told about an entry: the full log's view (this stream is never public)."""
     return {
         "id": entry.id,
@@ -106,11 +106,19 @@ def event_payload(entry: patrol.LogEntry) -> dict[str, Any]:
         "steward": entry.member.handle if entry.member else None,
         "area": entry.area.name if entry.area else None,
         "place": entry.place,
-        "note": entry.note,
+        "note": _opened(entry.note, vaults or {}),
         "source": entry.source,
         "drill": bool(entry.drill),
         "urgent": entry.kind in patrol.URGENT_KINDS,
     }
+
+
+def _opened(note: str | None, vaults: Mapping[str, Any]) -> str | None:
+    """The note for this watcher: opened with the keys their login holds, else only a mark that there is one."""
+    try:
+        return sealing.open_text(note, vaults)
+    except sealing.SealingError:
+        return "(sealed)"
 
 
 def _sse(payload: dict[str, Any]) -> str:
@@ -140,8 +148,10 @@ class LogReader:
     stream itself runs after the request's context is gone).
     """
 
-    def __init__(self, app: Flask, hidden_kinds: frozenset[str]) -> None:
+    def __init__(self, app: Flask, hidden_kinds: frozenset[str], vaults: Mapping[str, Any] | None = None) -> None:
         self.app = app
+        # The watcher's opened vault keys, read at (re)connection like their roles.
+        self.vaults = vaults or {}
         # As on the full log: a silent alert only for host and dispatch, and so on.
         self.hidden_kinds = hidden_kinds
 
@@ -155,13 +165,13 @@ class LogReader:
     def after(self, last_id: int) -> list[dict[str, Any]]:
         """Up to BACKLOG_CAP entries after ``last_id``, oldest first."""
         return self._read(lambda s: [
-            event_payload(e) for e in patrol.entries_after(s, last_id, BACKLOG_CAP, hidden_kinds=self.hidden_kinds)
+            event_payload(e, self.vaults) for e in patrol.entries_after(s, last_id, BACKLOG_CAP, hidden_kinds=self.hidden_kinds)
         ])
 
     def newest(self) -> list[dict[str, Any]]:
         """The last PAGE_ENTRIES entries, oldest first."""
         return self._read(lambda s: [
-            event_payload(e)
+            event_payload(e, self.vaults)
             for e in reversed(patrol.recent_entries(s, limit=PAGE_ENTRIES, hidden_kinds=self.hidden_kinds))
         ])
 
@@ -231,9 +241,9 @@ def events() -> ResponseReturnValue:
     # Roles are checked on every (re)connection, so a lapsed role loses the
     # stream within STREAM_HOLD_S. They are read here: the stream runs after
     # the request is over.
-    reader = LogReader(app, patrol.kinds_hidden_from(current_roles()))
+    reader = LogReader(app, patrol.kinds_hidden_from(current_roles()), open_vaults())
     body = stream(reader, app.extensions[SLOTS_KEY], _requested_last_id(), float(app.config["STREAM_HOLD_S"]))
     response = Response(body, mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Cache-Control"] = "no-store"  # as on every private page (web/headers.py)
     response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must pass each event on at once
     return response
