@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relations
 from server.domain import mandates, people
 from server.domain import power_record
 from server.domain.base import Base
-from server.domain.errors import Invalid
+from server.domain.errors import Conflict, Invalid
 from server.domain.people import Member, format_node_id
 
 KEY_BYTES = 32  # X25519
@@ -198,17 +198,24 @@ def change_node(session: Session, now: datetime, member: Member, node_num: int |
 
 def register_radio(session: Session, now: datetime, handle: str, node_id: str | int, decision: people.Decision,
                    term_days: int, cap_days: int, *, key: str | None = None, by: Member | None = None,
-                   in_force: str | None = None) -> Member:
+                   in_force: str | None = None, show_handle: bool = False) -> Member:
     """Register a steward and their handheld (``safebench steward add``, the stewards page), optionally pinning its key.
 
     Giving an existing member another node id is the recorded host action
     ``change_node``: the old radio's pin does not follow. The steward role,
     if they lack one, waits for a countersign (``mandates.register_steward``).
+
+    ``show_handle``: the new steward, standing there, asked to show their
+    handle on the public pages. Taken only at a member's first registration:
+    later it is their own choice on their dashboard, never a host's.
     """
 
     node_num = people.parse_node_id(node_id)
     key = parse_key(key) if key else None  # refuse a bad key before anything changes
     member = people.find_member(session, handle)
+    if show_handle and member is not None and member is not by and not member.show_handle:
+        raise Conflict(f"{member.handle} is already a member: only they can choose to show their handle, "
+                       "logged in on their dashboard.", field="show_handle")
     if member is not None and member.node_num != node_num:
         people._ensure_node_free(session, node_num, keep=member)
         change_node(session, now, member, node_num, by=by)
@@ -216,6 +223,9 @@ def register_radio(session: Session, now: datetime, handle: str, node_id: str | 
                                        cap_days=cap_days, by=by, in_force=in_force)
     if key and key != member.radio_key:
         pin_key(session, now, member, key, by=by)
+    if show_handle:
+        member.show_handle = True  # their consent, given in person; recorded nowhere else
+        session.flush()
     return member
 
 

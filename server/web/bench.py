@@ -17,10 +17,10 @@ bp = Blueprint("bench", __name__)
 @public_page
 def index() -> str:
     cfg = current_app.config
-    shifts = patrol.on_patrol(db.session)
     return render_template(
         "bench/index.html",
-        on_patrol=sorted({shift.member.handle for shift in shifts}, key=str.lower),
+        # Counts by published area; a handle only where its steward chose to show it.
+        on_patrol=patrol.public_patrol(db.session),
         log=patrol.public_log(db.session, limit=8, rounding_minutes=cfg["PUBLIC_TIME_ROUNDING_MINUTES"]),
         offers=aid.open_posts(db.session, now(), limit=5),
         open_post_count=aid.count_open_posts(db.session, now()),

@@ -25,6 +25,16 @@ def public_page(view: F) -> F:
     return cached  # type: ignore[return-value]
 
 
+def forget_public_pages() -> None:
+    """Drop every cached public page, so none outlives a choice about what the public may see.
+
+    A steward who hides their handle must be gone from the bench page and the
+    public log at the next reading, not CACHE_DEFAULT_TIMEOUT seconds later.
+    The cache holds only these pages, so clearing all of it loses nothing else.
+    """
+    cache.clear()
+
+
 @limiter.request_filter  # once per process: the limiter object is shared by every app
 def _read_only_request() -> bool:
     """GETs of read-only public pages skip the rate limiter: they carry no limit to check."""

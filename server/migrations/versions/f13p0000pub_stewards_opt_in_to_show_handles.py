@@ -4,6 +4,10 @@ Revision ID: f13p0000pub
 Revises: f13s0000seal
 Create Date: 2026-12-06 08:40:00
 
+Public pages count stewards on patrol by published area; a handle shows on
+the bench page and the public log only for a member who chose it. Everyone
+starts hidden, those who were shown by handle before this upgrade too: only
+the steward can consent to it.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -17,8 +21,10 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('show_handle', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.drop_column('show_handle')
