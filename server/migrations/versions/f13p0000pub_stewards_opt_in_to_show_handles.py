@@ -21,10 +21,14 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('member', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('show_handle', sa.Boolean(), server_default=sa.false(), nullable=False))
+    # Added in place, never by rebuilding the table: with foreign keys on, dropping the old member table
+    # would cascade to every role, shift and session of every member. SQLite adds a column in place only
+    # with a constant default, so false is written '0' (which PostgreSQL reads as false as well).
+    with op.batch_alter_table('member', schema=None, recreate='never') as batch_op:
+        batch_op.add_column(sa.Column('show_handle', sa.Boolean(), server_default='0', nullable=False))
 
 
 def downgrade():
-    with op.batch_alter_table('member', schema=None) as batch_op:
+    # In place too (SQLite 3.35 and later drop a column without rebuilding the table), for the same reason.
+    with op.batch_alter_table('member', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('show_handle')
