@@ -988,6 +988,9 @@ def backup_command(folder: Path | None, keep: int | None) -> None:
     except BackupError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Backed up to {done.path}")
+    # What the copy holds is what the database holds: sealed words, and no key that opens them.
+    click.echo("What people wrote about people is sealed in it: only a reader's password opens it, "
+               "after `safebench restore`, by logging in.")
     for old in done.removed:
         click.echo(f"Removed {old}")
 

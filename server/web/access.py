@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import UserMixin, current_user
 
-from server.db import run_in_transaction
+from server.db import HubBusy, run_in_transaction
 from server.domain import people, sealing
 from server.domain.people import Member
 from server.extensions import db, login_manager
@@ -95,7 +95,31 @@ def open_vaults() -> dict[str, Any]:
     if not current_user.is_authenticated or current_user.unlocked is None:
         return {}
     readable = sealing.vaults_for(current_roles())
-    return {vault: key for vault, key in current_user.unlocked.vaults.items() if vault in readable}
+    entry = current_user.unlocked
+    if readable - entry.vaults.keys():
+        _look_for_new_grants(entry, readable)
+    return {vault: key for vault, key in entry.vaults.items() if vault in readable}
+
+
+def _look_for_new_grants(entry: Unlocked, readable: set[str]) -> None:
+    """A vault this reader may open but did not at login: made since (a first request), or given since.
+
+    Only for logged-in readers missing a vault: two small queries, and a
+    write only while that vault's key still waits on the card for its first
+    reader (then this reader is it).
+    """
+    if entry.member_private is None:
+        return
+    member = current_user.member
+    entry.vaults.update(sealing.open_grants(db.session, member, entry.member_private))
+    if not (readable - entry.vaults.keys()) & set(sealing.waiting_vaults(db.session)):
+        return
+    moment = now()
+    try:
+        save(lambda s: sealing.sync(s, moment, keyring().opened_vaults()))
+    except HubBusy:
+        return  # the scheduler gives it within a minute; the next page looks again
+    entry.vaults.update(sealing.open_grants(db.session, member, entry.member_private))
 
 
 def unsealed(value: str | None) -> str | None:
@@ -117,8 +141,9 @@ def _check_access() -> Any:
     audience = audience_of(current_app, request.endpoint)
     if audience is None:
         return None
-    if current_user.is_authenticated and current_user.duress and request.endpoint not in DURESS_PAGES:
-        return redirect(url_for("host.dashboard"))
+    if current_user.is_authenticated and current_user.duress:
+        # Holds no role (current_roles), so the dashboard is let through here, not by its audience.
+        return None if request.endpoint in DURESS_PAGES else redirect(url_for("host.dashboard"))
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
     if audience is False:

@@ -128,11 +128,11 @@ def login() -> object:
                 unlocked = keyring().add(member.id, {}, now(), duress=True)
             else:
                 try:
-                    vaults = save(lambda s: _open_keys(s, member.id, password))
+                    vaults, private = save(lambda s: _open_keys(s, member.id, password))
                 except HubBusy:
                     form.form_errors.append("The hub is very busy right now; please try again in a moment.")
                     return render_template("auth/login.html", form=form), 503
-                unlocked = keyring().add(member.id, vaults, now())
+                unlocked = keyring().add(member.id, vaults, now(), member_private=private)
             # A new session at login: whatever was in the old one (a cookie or a
             # CSRF secret planted by someone on the open WiFi, a neighbour's
             # receipt code on a shared laptop) does not carry into the host's.
@@ -146,7 +146,7 @@ def login() -> object:
     return render_template("auth/login.html", form=form), 200 if not form.errors and not form.form_errors else 400
 
 
-def _open_keys(db_session: Session, member_id: int, password: str) -> dict:
+def _open_keys(db_session: Session, member_id: int, password: str) -> tuple[dict, object]:
     """Unwrap the member's own key with their password and open every vault key granted to them.
 
     A member from before sealed storage gets their key pair now (only now is
@@ -164,7 +164,7 @@ def _open_keys(db_session: Session, member_id: int, password: str) -> dict:
     if sealing.sync(db_session, now(), {**keyring().opened_vaults(), **opened}):
         db_session.flush()
         opened = sealing.open_grants(db_session, member, private)
-    return opened
+    return opened, private
 
 
 def lock_hub() -> int:

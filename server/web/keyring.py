@@ -39,6 +39,8 @@ class Unlocked:
     started: datetime
     last_seen: datetime
     duress: bool = False
+    # The member's own key, to open a vault key granted after the login (web/access.py open_vaults).
+    member_private: PrivateKey | None = None
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
 
@@ -63,8 +65,9 @@ class Keyring:
             self._lock_mark = mark
             self._entries.clear()
 
-    def add(self, member_id: int, vaults: dict[str, PrivateKey], now: datetime, *, duress: bool = False) -> Unlocked:
-        entry = Unlocked(member_id, vaults, now, now, duress)
+    def add(self, member_id: int, vaults: dict[str, PrivateKey], now: datetime, *, duress: bool = False,
+            member_private: PrivateKey | None = None) -> Unlocked:
+        entry = Unlocked(member_id, vaults, now, now, duress, member_private)
         with self._guard:
             self._check_lock_file()
             self._entries[entry.token] = entry

@@ -1,0 +1,256 @@
+"""A seized hub reveals nothing: what people wrote about people is sealed at rest (issue 13).
+
+The stories: a hub seeded through every door (tests/test_privacy.py's seed)
+is stopped and read as raw bytes by whoever took its card; started again,
+it takes reports with nobody logged in; a mediator's login opens mediation
+and nothing else; the lock button, the idle lock and a duress login close
+every vault at once; a reader who lost their password gets their keys again
+from another reader. Nothing here is mocked: real SQLite files, the real web
+app, the real bridge's inbound handler, the real CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from server.domain import mediation, people, sealing
+from server.domain.sealing import MemberKey, VaultGrant, VaultKey
+from server.extensions import db
+from tests.helpers import FakeClock, csrf_token, login, make_app, make_member, submit, text_of, unsealed
+from tests.test_privacy import (
+    AID_EMAIL,
+    AID_PHONE,
+    AID_POSTER,
+    ARRESTED,
+    ARRESTED_TOO,
+    CHARGES,
+    CIRCLE_OUTCOME,
+    CLEARED_WITH,
+    COMPLAINANT,
+    COMPLAINANT_PHONE,
+    COMPLAINT_STORY,
+    DURESS,
+    FAMILY,
+    FAMILY_ADDRESS,
+    KESTREL_NODE,
+    LAWYER,
+    LAWYER_PHONE,
+    LOGGED_BY_HAND,
+    MEDIATOR_NOTE,
+    OTHER_PARTY,
+    PARTY,
+    PARTY_EMAIL,
+    PARTY_PHONE,
+    RESOLVED_PHONE,
+    RESOLVED_WITH,
+    SEEN,
+    SHOUTER,
+    SIGNER,
+    STATION_NOTE,
+    STORY,
+    WITNESS_EMAIL,
+    WITNESS_PHONE,
+    Handhelds,
+    seed,
+)
+
+# What people wrote about people: arrested people and witnesses, a conflict and its parties,
+# a complaint, an aid poster's contact, a signer's mark, what stewards wrote, a duress word.
+SEALED_MARKERS = [ARRESTED, ARRESTED_TOO, CHARGES, WITNESS_PHONE, WITNESS_EMAIL, LAWYER, LAWYER_PHONE, FAMILY,
+                  FAMILY_ADDRESS, STATION_NOTE, PARTY, OTHER_PARTY, STORY, PARTY_PHONE, PARTY_EMAIL, MEDIATOR_NOTE,
+                  COMPLAINT_STORY, COMPLAINANT, COMPLAINANT_PHONE, CIRCLE_OUTCOME, AID_POSTER, AID_PHONE, AID_EMAIL,
+                  SIGNER, SEEN, SHOUTER, LOGGED_BY_HAND, CLEARED_WITH, RESOLVED_WITH, RESOLVED_PHONE, DURESS]
+
+
+def hub_config(**extra):
+    return dict(RATELIMIT_ENABLED=False, CACHE_TYPE="NullCache", CACHE_NO_NULL_WARNING=True, **extra)
+
+
+def raw_bytes_under(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` as whoever took the card reads it: bytes, decoded loosely."""
+    return {str(path.relative_to(folder)): path.read_bytes().decode("latin-1")
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def seized(tmp_path):
+    """A hub seeded through every door, backed up, then stopped: its instance folder and its clock."""
+    from tests.test_privacy import DURESS_WORD, HOTLINE
+
+    clock = FakeClock(__import__("datetime").datetime(2026, 11, 21, 20, 0))
+    instance = tmp_path / "instance"
+    app = make_app(instance, clock, **hub_config(LEGAL_HOTLINE=HOTLINE, DURESS_WORD=DURESS_WORD,
+                                                 STREAM_HOLD_S=0.05))
+    seed(app, clock)
+    backup = app.test_cli_runner().invoke(args=["backup"])
+    assert backup.exit_code == 0, backup.output
+    assert "sealed" in backup.output
+    with app.app_context():
+        waiting = sealing.waiting_vaults(db.session)
+        db.session.remove()
+        db.engine.dispose()
+    return instance, clock, waiting
+
+
+def test_whoever_takes_the_card_reads_no_word_anyone_wrote_about_people(seized):
+    instance, _clock, waiting = seized
+    # Every vault's key went to a reader; none waits on the card in the clear.
+    assert waiting == []
+    files = raw_bytes_under(instance)
+    assert any(name.startswith("backups/") for name in files), "the backup was taken"
+    assert "safebench.db" in files
+    leaks = [f"{marker.text!r} in {name}" for name, data in files.items() for marker in SEALED_MARKERS
+             if marker.text in data]
+    assert leaks == []
+    # The card holds keys only wrapped: no vault's private half, no member's, in the clear.
+    import sqlite3
+
+    with sqlite3.connect(instance / "safebench.db") as connection:
+        assert connection.execute("SELECT count(*) FROM vault_key WHERE pending_private IS NOT NULL").fetchone() == (0,)
+        assert connection.execute("SELECT count(*) FROM vault_grant").fetchone()[0] >= 6
+
+
+def test_started_again_with_nobody_logged_in_the_hub_takes_reports_and_a_mediator_opens_only_mediation(seized):
+    instance, clock, _waiting = seized
+    app = make_app(instance, clock, **hub_config())
+    neighbour = app.test_client()
+    assert neighbour.get("/").status_code == 200
+    assert neighbour.get("/log").status_code == 200
+    receipt = submit(neighbour, "/mediation/new", {"what": "The dog next door barks all night, Ottilie says",
+                                                   "urgency": "soon", "contact": "ring 0176 5550999"})
+    assert receipt.request.path == "/mediation/receipt"
+    assert Handhelds(app).send(KESTREL_NODE, "CI all quiet at the kiosk, Bertram says hi") == "check_in"
+    files = raw_bytes_under(instance)
+    assert not any("Ottilie" in data or "Bertram" in data for data in files.values())
+
+    mediator = app.test_client()
+    assert login(mediator, "Plover").request.path == "/host/"
+    with app.app_context():
+        newest = db.session.scalar(select(mediation.MediationRequest.id).order_by(mediation.MediationRequest.id.desc()))
+    assert "Ottilie" in text_of(mediator.get(f"/host/mediation/{newest}"))
+    assert PARTY.text in text_of(mediator.get(f"/host/mediation/{newest - 1}"))
+    ring = app.extensions["safebench.keyring"]
+    (entry,) = ring._entries.values()
+    assert set(entry.vaults) == {sealing.MEDIATION}
+    assert mediator.get("/cases").status_code == 403
+
+
+def test_the_lock_button_closes_every_vault_for_every_reader_in_the_same_second(app, client, clock):
+    make_member(app, "Heron", people.DISPATCH)
+    make_member(app, "Plover", people.MEDIATOR)
+    mediator = app.test_client()
+    assert login(client, "Heron").request.path == "/host/"
+    assert login(mediator, "Plover").request.path == "/host/"
+    submit(app.test_client(), "/mediation/new", {"what": "Shouting over the parking, Hildegard", "urgency": "soon"})
+    assert "Hildegard" in text_of(mediator.get("/host/mediation/1"))
+
+    locked = submit(client, "/host/", {}, action="/lock")
+    assert "The hub is locked" in text_of(locked)
+    assert app.extensions["safebench.keyring"].count() == 0
+    for browser in (client, mediator):
+        assert browser.get("/host/mediation/1").location.startswith("/login")
+
+
+def test_safebench_lock_from_a_terminal_ends_every_login_in_the_web_process(app, client, runner):
+    make_member(app, "Heron", people.DISPATCH)
+    assert login(client, "Heron").request.path == "/host/"
+    result = runner.invoke(args=["lock"])
+    assert result.exit_code == 0, result.output
+    assert "The hub is locked" in result.output
+    assert client.get("/cases").location.startswith("/login")
+
+
+def test_an_idle_login_closes_by_itself_and_no_login_outlives_its_lifetime(app, client, clock):
+    make_member(app, "Heron", people.DISPATCH)
+    assert login(client, "Heron").request.path == "/host/"
+    clock.advance(minutes=19)
+    assert client.get("/cases").status_code == 200
+    clock.advance(minutes=21)
+    assert client.get("/cases").location.startswith("/login")
+    # Busy all night long: still, 12 hours after the login it ends.
+    assert login(client, "Heron").request.path == "/host/"
+    for _ in range(12 * 4 + 1):
+        clock.advance(minutes=15)
+        if client.get("/cases").status_code != 200:
+            break
+    assert client.get("/cases").location.startswith("/login")
+
+
+def test_a_duress_password_opens_an_empty_dashboard_and_locks_the_hub(app, client, clock):
+    make_member(app, "Heron", people.DISPATCH)
+    make_member(app, "Plover", people.MEDIATOR)
+    assert login(client, "Heron").request.path == "/host/"
+    page = submit(client, "/duress", {"password": "correct horse battery", "duress_password": "blue bird singing",
+                                      "repeat": "blue bird singing"})
+    assert "duress password is set" in text_of(page)
+    mediator = app.test_client()
+    assert login(mediator, "Plover").request.path == "/host/"
+
+    forced = app.test_client()
+    dashboard = login(forced, "Heron", "blue bird singing")
+    assert dashboard.request.path == "/host/"
+    shown = text_of(dashboard)
+    assert "Logged in as Heron" in shown and "Dispatch" in shown
+    # Looks like a login; opens nothing else.
+    assert forced.get("/cases").location.endswith("/host/")
+    # Everyone else is logged out: every vault closed.
+    assert mediator.get("/host/mediation").location.startswith("/login")
+    assert client.get("/cases").location.startswith("/login")
+
+
+def test_a_reader_who_lost_their_password_gets_the_keys_again_from_another_reader(app, client, clock):
+    make_member(app, "Plover", people.MEDIATOR)
+    make_member(app, "Pipit", people.MEDIATOR)
+    submit(app.test_client(), "/mediation/new", {"what": "A fence dispute, Ermintrude says", "urgency": "soon"})
+    assert login(client, "Plover").request.path == "/host/"  # the vault's key goes to both mediators
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/host/")})
+    with app.app_context():
+        pipit = people.get_member(db.session, "Pipit")
+        assert db.session.get(VaultGrant, (sealing.MEDIATION, pipit.id)) is not None
+        people.set_password(pipit, "a brand new password", clock())  # as a host does after a lost one
+        db.session.commit()
+        assert db.session.get(VaultGrant, (sealing.MEDIATION, pipit.id)) is None
+    other = app.test_client()
+    assert login(other, "Pipit", "a brand new password").request.path == "/host/"
+    assert "sealed" in text_of(other.get("/host/mediation/1"))  # nobody who holds the key has logged in since
+    assert login(app.test_client(), "Plover").request.path == "/host/"  # Plover's login gives it on,
+    clock.advance(seconds=10)
+    assert "Ermintrude" in text_of(other.get("/host/mediation/1"))  # and Pipit's next page opens it
+
+
+def test_plain_text_never_reaches_a_sealed_column_even_by_a_bulk_update(app):
+    from sqlalchemy import update
+    from sqlalchemy.exc import StatementError
+
+    with app.app_context():
+        mediation.submit_request(db.session, app.config["CLOCK"](), what="Quarrel about bins, Wilhelmina",
+                                 urgency="soon")
+        db.session.commit()
+        stored = db.session.scalar(select(mediation.MediationRequest.what))
+        assert sealing.is_sealed(stored) and "Wilhelmina" not in stored
+        assert unsealed(app, stored) == "Quarrel about bins, Wilhelmina"
+        with pytest.raises(StatementError):
+            db.session.execute(update(mediation.MediationRequest).values(what="Wilhelmina again"))
+        db.session.rollback()
+
+
+def test_a_vault_waits_on_the_card_only_until_its_first_reader_has_a_key(app, clock):
+    from server.scheduler import run_all_once
+
+    submit(app.test_client(), "/mediation/new", {"what": "Noise from the yard, Reinhold", "urgency": "soon"})
+    with app.app_context():
+        assert sealing.waiting_vaults(db.session) == [sealing.MEDIATION]
+    make_member(app, "Plover", people.MEDIATOR)
+    run_all_once(app)
+    with app.app_context():
+        assert sealing.waiting_vaults(db.session) == []
+        assert db.session.scalars(select(MemberKey)).all()
+        assert db.session.get(VaultKey, sealing.MEDIATION).pending_private is None
+    clock.advance(minutes=1)
+    browser = app.test_client()
+    assert login(browser, "Plover").request.path == "/host/"
+    assert "Reinhold" in text_of(browser.get("/host/mediation/1"))
