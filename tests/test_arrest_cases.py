@@ -14,13 +14,13 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from server.domain import cases, outbox, patrol
+from server.domain import cases, outbox, patrol, sealing
 from server.domain.cases import MAX_DESCRIPTION, ArrestCase, CaseStep
 from server.domain.people import BROADCAST_NODE, parse_node_id
 from server.domain.radio_text import BELL
 from server.extensions import db
 from server.scheduler import run_all_once
-from tests.helpers import login, make_app, make_member, submit, text_of
+from tests.helpers import login, make_app, make_member, submit, text_of, unsealed
 
 HOTLINE = "+49 30 1234567"
 WITNESS = {
@@ -110,9 +110,12 @@ def test_a_neighbour_reports_an_arrest_dispatch_hears_at_once_and_the_air_once_d
     assert (case.code, case.source, case.place, case.arrested, case.released) == (
         "C1", "bench", "Larch Street corner by the bakery", 2, 0)
     assert case.arrested_at == datetime(2026, 11, 21, 19, 45)
-    assert case.description == "Two young people in green rain jackets, one with a bike.\nPushed into a white van."
-    assert (case.agency, case.witness_contact, case.reported_by_id) == ("city police, van 4-17",
-                                                                        "ask for Robin at the bench", None)
+    # What the neighbour wrote about people is sealed on the card; dispatch and the care ring open it.
+    assert sealing.is_sealed(case.description) and sealing.is_sealed(case.witness_contact)
+    assert unsealed(hub, case.description) == ("Two young people in green rain jackets, one with a bike.\n"
+                                               "Pushed into a white van.")
+    assert (case.agency, unsealed(hub, case.witness_contact), case.reported_by_id) == (
+        "city police, van 4-17", "ask for Robin at the bench", None)
     # No listed place is named: the air will say so, never the street the neighbour typed.
     assert (case.air_place, case.confirmed_at, case.verified) == ("place with dispatch", None, True)
 
@@ -239,9 +242,12 @@ def test_dispatch_opens_a_case_and_works_the_rings_to_everyone_released(hub, clo
     assert "Prior consent to inform family is recorded" in text_of(consent)
     act(otter, case.id, "step", {"step": "family", "note": "Called the sister."})
     clock.advance(minutes=40)
+    # Forty minutes without a request end a login (and its keys): each logs in again to go on.
+    login(otter, "Otter")
     act(otter, case.id, "step", {"step": "bail", "note": "Bail fund covers both."})
     act(otter, case.id, "step", {"step": "station"})
 
+    login(heron, "Heron")
     page = text_of(heron.get(f"/cases/{case.id}"))
     assert "Done Sat 21 Nov, 20:05 by Heron Two witnesses, both at the bench." in page
     assert "Done Sat 21 Nov, 20:15 by Heron" in page
@@ -252,6 +258,8 @@ def test_dispatch_opens_a_case_and_works_the_rings_to_everyone_released(hub, clo
 
     # Counted out one at a time; nobody can be released twice.
     clock.advance(hours=3)
+    login(otter, "Otter")
+    login(heron, "Heron")
     first = act(otter, case.id, "count-out", {"released": "1"})
     assert "Counted out: 1 of 2 released, 1 still held." in text_of(first)
     too_many = act(otter, case.id, "count-out", {"released": "2"})
@@ -294,6 +302,9 @@ def test_the_48_hour_clock_reminds_dispatch_over_radio_and_on_the_hub_pages(clie
     clock.advance(hours=23, minutes=59)
     run_all_once(hub)
     assert reminders_queued() == []
+    # A day on, every login has ended with its keys: each logs in again to look.
+    for browser, handle in ((heron, "Heron"), (otter, "Otter"), (magpie, "Magpie")):
+        assert login(browser, handle).request.path == "/host/"
     assert "h since the arrest" not in text_of(heron.get("/host/"))
 
     clock.advance(minutes=1)
@@ -319,6 +330,8 @@ def test_the_48_hour_clock_reminds_dispatch_over_radio_and_on_the_hub_pages(clie
 
     clock.advance(hours=24)
     run_all_once(hub)
+    for browser, handle in ((heron, "Heron"), (otter, "Otter")):
+        assert login(browser, handle).request.path == "/host/"
     later = [m.text for m in reminders_queued()]
     assert later.count(f"C1: 48 h since arrest, 2 not released. Check the case.{BELL}") == 2
     assert "past the 48-hour mark" in text_of(otter.get("/host/"))
@@ -373,10 +386,13 @@ def test_a_released_case_is_deleted_after_the_grace_period_and_the_bench_page_fo
 
     clock.advance(days=grace - 1)
     run_all_once(hub)
+    # Days later Otter's login has long ended: she logs in again to look.
+    login(otter, "Otter")
     assert otter.get(f"/cases/{case.id}").status_code == 200
 
     clock.advance(days=1, minutes=1)
     run_all_once(hub)
+    login(otter, "Otter")
     assert count_rows(hub, ArrestCase) == 0
     assert count_rows(hub, CaseStep) == 0
     gone = otter.get(f"/cases/{case.id}")

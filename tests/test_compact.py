@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from html import unescape
 
-from server.domain import compact, power_record
+from server.domain import compact, power_record, sealing
 from server.domain.people import HOST, Member
 from server.extensions import db
 from server.web.access import audience_of
-from tests.helpers import login, make_member, submit, text_of
+from tests.helpers import login, make_member, submit, text_of, unsealed
 
 MARK = "Ruth from number 9"
 DECISION = "assembly 3 Dec at the library, item 4: the compact names Elm Court"
@@ -72,7 +72,10 @@ def test_the_host_sees_the_marks_and_removes_a_prank(app, client):
     marks = text_of(client.get("/host/compact"))
     assert MARK in marks and "Mickey Mouse" in marks
     with app.app_context():
-        prank = next(s.id for s in compact.signatures(db.session) if s.mark == "Mickey Mouse")
+        kept = [(s.id, s.mark) for s in compact.signatures(db.session)]
+    # Marks are sealed on the card, for the host's eyes only.
+    assert all(sealing.is_sealed(mark) for _id, mark in kept)
+    prank = next(mark_id for mark_id, mark in kept if unsealed(app, mark) == "Mickey Mouse")
     no_reason = submit(client, "/host/compact", {"reason": " "}, action=f"/host/compact/signatures/{prank}/remove")
     removed = submit(client, "/host/compact", {"reason": "a prank, says the assembly"},
                      action=f"/host/compact/signatures/{prank}/remove")
@@ -156,8 +159,8 @@ def test_a_compact_edit_keeps_old_signatures_on_the_old_version(app, client, clo
     sign(client, "J.")
     make_member(app, "Kestrel", HOST)
     host = app.test_client()
-    login(host, "Kestrel")
     clock.advance(days=3)
+    login(host, "Kestrel")  # three days on: a login from then would have ended long ago
 
     published = edit(host, ELM_COURT)
 
@@ -175,7 +178,8 @@ def test_a_compact_edit_keeps_old_signatures_on_the_old_version(app, client, clo
     assert "1 neighbour has signed this version" in text_of(client.get("/compact"))
     with app.app_context():
         by_version = {s.mark: s.version.number for s in compact.signatures(db.session)}
-        assert by_version == {MARK: 1, "J.": 1, "Mo": 2}
+    assert {unsealed(app, mark): number for mark, number in by_version.items()} == {MARK: 1, "J.": 1, "Mo": 2}
+    with app.app_context():
         assert compact.versions(db.session)[-1].text.startswith("We, the neighbours who keep this bench")
 
 
@@ -216,6 +220,7 @@ def test_the_history_shows_what_changed_escaped(app, client, clock):
     login(client, "Kestrel")
     edit(client, ELM_COURT)
     clock.advance(days=20)  # within the host's term
+    login(client, "Kestrel")  # though long past a login's life
     with_markup = ELM_COURT.replace("7. No one films", "7. <b>No one</b> films") + "\n8. <script>alert(1)</script>"
     edit(client, with_markup, decision="assembly 2 Jan, item 1: clause 8 <as drafted>")
 
@@ -303,7 +308,9 @@ def test_a_hub_with_an_edited_compact_upgrades_with_each_signature_on_the_text_i
         count = compact.signature_count(db.session)
     assert kept == {1: ("We, the neighb", "The text the"), 2: ("We talk first.", "Not recorded"),
                     3: ("We talk, then ", "Not recorded")}
-    assert placed == {"A": 1, "B": 1, "C": 2, "D": 3}
+    # The upgrade sealed the marks that were on the card in the clear.
+    assert all(sealing.is_sealed(mark) for mark in placed)
+    assert {unsealed(app, mark): number for mark, number in placed.items()} == {"A": 1, "B": 1, "C": 2, "D": 3}
     assert count == 1
     page = text_of(app.test_client().get("/compact"))
     assert "Version 1 Sun 01 Nov 2026 · 2 signatures" in page and "Version 2 Thu 05 Nov 2026 · 1 signature" in page

@@ -229,10 +229,13 @@ def test_the_neighbour_follows_the_complaint_with_the_receipt_code_and_sees_stat
     tern = browser_for(app, "Tern")
     complaint_id = only_complaint_id(app)
     clock.advance(days=2)
+    # Days pass between visits, and a login lasts far less: Tern logs in each time she comes back.
+    login(tern, "Tern")
     act(tern, complaint_id, "take")
     status = text_of(check_status(client, code.lower().replace("-", "")))
     assert "Being looked into by the accountability circle" in status and "Last change on Mon 23 Nov 2026" in status
     clock.advance(days=3)
+    login(tern, "Tern")
     act(tern, complaint_id, "close", {"outcome": "Spoke with Wren, who will apologise."})
     status = text_of(check_status(client, code))
     assert "Closed" in status and "Closed on Thu 26 Nov 2026" in status
@@ -273,10 +276,13 @@ def test_a_closed_complaint_is_purged_after_the_retention_days_and_still_counted
     clock.advance(days=retention - 1)
     run_all_once(app)
     assert "Closed" in text_of(check_status(client, code))
+    # Weeks later Tern's login has long ended: she logs in again to read it.
+    login(tern, "Tern")
     assert "not on shift" in text_of(tern.get(f"/host/complaints/{complaint_id}"))
 
     clock.advance(days=1, minutes=1)
     run_all_once(app)
+    login(tern, "Tern")
     with app.app_context():
         kept = db.session.get(Complaint, complaint_id)
         assert (kept.receipt_code, kept.what, kept.outcome, kept.about, kept.about_member_id) == (None,) * 5

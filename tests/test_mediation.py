@@ -6,11 +6,11 @@ import re
 
 from sqlalchemy import func, select
 
-from server.domain import codes, mediation
+from server.domain import codes, mediation, sealing
 from server.domain.mediation import MAX_WHAT, MAX_WHERE, MediationNote, MediationRequest
 from server.extensions import db
 from server.scheduler import run_all_once
-from tests.helpers import PASSWORD, make_app, make_member, submit, text_of
+from tests.helpers import PASSWORD, login, make_app, make_member, submit, text_of, unsealed
 
 CONFLICT = {
     "what": "Music from the flat below until 3 every night.\r\nI knocked once and it got worse.",
@@ -92,8 +92,9 @@ def test_a_neighbour_asks_for_mediation_and_checks_the_status_with_the_receipt_c
 
     with app.app_context():
         kept = db.session.scalars(select(MediationRequest)).one()
-        # One line break from the browser's CRLF, not a blank line.
-        assert kept.what == "Music from the flat below until 3 every night.\nI knocked once and it got worse."
+        # Sealed on the card; opened, one line break from the browser's CRLF, not a blank line.
+        assert sealing.is_sealed(kept.what)
+    assert unsealed(app, kept.what) == "Music from the flat below until 3 every night.\nI knocked once and it got worse."
 
 
 def test_refreshing_the_receipt_page_does_not_send_the_request_twice(client, app):
@@ -268,6 +269,8 @@ def test_a_closed_request_is_purged_after_the_retention_days(client, app, clock)
     gone = check_status(client, code)
     assert gone.status_code == 400
     assert "requests are deleted some days after they close" in text_of(gone)
+    # Days went by: Wren's login ended long ago, so she logs in again to find the request gone.
+    login(wren, "Wren")
     assert wren.get(f"/host/mediation/{request_id}").status_code == 404
 
 
