@@ -3,7 +3,8 @@
 # Safe Bench hub: a system user, the hub in a virtual environment, its
 # instance folder, systemd units for the web server (port 80), the scheduler,
 # the radio bridge and a nightly backup, a udev rule for the radio, the bench
-# WiFi with its captive page, and journald limits for an SD card.
+# WiFi with its captive page and a cap on each phone's connections, and
+# journald limits for an SD card.
 #
 #   sudo hub_setup/install.sh [OPTIONS]           install on this machine
 #   hub_setup/install.sh --root DIR [OPTIONS]     write every file it would install under DIR,
@@ -30,6 +31,11 @@ WRAPPER=/usr/local/bin/safebench
 HOTSPOT_FILE=/etc/NetworkManager/system-connections/$HOTSPOT_ID.nmconnection
 DNSMASQ_FILE=/etc/NetworkManager/dnsmasq-shared.d/safebench.conf
 JOURNALD_FILE=/etc/systemd/journald.conf.d/safebench.conf
+# The bench WiFi's firewall: at most this many connections from one phone to
+# the Pi (the hub's own WEB_CONNECTIONS_PER_ADDRESS is the same).
+WIFI_CAP_UNIT=safebench-bench-wifi.service
+WIFI_CAP_FILE=$ETC/bench-wifi.nft
+CONNECTIONS_PER_PHONE=32
 UNITS=(safebench.target safebench-web.service safebench-worker.service safebench-bridge.service
        safebench-backup.service safebench-backup.timer)
 
@@ -249,6 +255,7 @@ render() {
   text=${text//@HOTSPOT_ID@/"$HOTSPOT_ID"}
   text=${text//@WIFI_INTERFACE@/"$WIFI_INTERFACE"}
   text=${text//@SSID@/"$SSID"}
+  text=${text//@CONNECTIONS_PER_PHONE@/"$CONNECTIONS_PER_PHONE"}
   fill_block WIFI_SETTINGS "$(wifi_settings)"
   fill_block WIFI_SECURITY "$(wifi_security)"
   if [[ $text =~ @[A-Z_]+@ ]]; then
@@ -317,7 +324,7 @@ preflight() {
 install_packages() {
   local wanted=(python3-venv) missing=() package status
   if [ "$HOTSPOT" = yes ]; then
-    wanted+=(network-manager dnsmasq-base)
+    wanted+=(network-manager dnsmasq-base nftables)
   fi
   for package in "${wanted[@]}"; do
     status=""
@@ -403,9 +410,17 @@ install_files() {
     # 600: NetworkManager refuses a connection file that others may read.
     install_file "$HOTSPOT_FILE" 0600 root:root
     install_file "$DNSMASQ_FILE" 0644 root:root
+    install_file "$WIFI_CAP_FILE" 0644 root:root
+    install_file "/etc/systemd/system/$WIFI_CAP_UNIT" 0644 root:root
   else
     drop "$HOTSPOT_FILE"
     drop "$DNSMASQ_FILE"
+    if [ -e "$ROOT/etc/systemd/system/$WIFI_CAP_UNIT" ]; then
+      # Stopping it takes the cap out of the kernel: only while its file is still there.
+      run systemctl disable --now "$WIFI_CAP_UNIT"
+    fi
+    drop "/etc/systemd/system/$WIFI_CAP_UNIT"
+    drop "$WIFI_CAP_FILE"
   fi
 }
 
@@ -443,6 +458,9 @@ activate_hotspot() {
   if [ "$HOTSPOT" != yes ]; then
     return
   fi
+  # The cap before the WiFi: restarted, so a changed cap or interface takes effect now.
+  run systemctl enable "$WIFI_CAP_UNIT"
+  run systemctl restart "$WIFI_CAP_UNIT"
   if [ -z "$ROOT" ]; then
     local current
     current=$(nmcli -g GENERAL.CONNECTION device show "$WIFI_INTERFACE" 2>/dev/null || true)

@@ -45,9 +45,11 @@ UDEV_RULE = "etc/udev/rules.d/99-safebench-radio.rules"
 ENV_FILE = "etc/safebench/safebench.env"
 JOURNALD = "etc/systemd/journald.conf.d/safebench.conf"
 WRAPPER = "usr/local/bin/safebench"
+WIFI_CAP_UNIT = "safebench-bench-wifi.service"
+WIFI_CAP_RULES = "etc/safebench/bench-wifi.nft"
 INSTALLED = {
     ENV_FILE, "etc/safebench/install.conf", WRAPPER, TIME_WAIT_DROP_IN, JOURNALD, UDEV_RULE, HOTSPOT, DNSMASQ,
-    *(f"etc/systemd/system/{unit}" for unit in UNITS),
+    WIFI_CAP_RULES, *(f"etc/systemd/system/{unit}" for unit in (*UNITS, WIFI_CAP_UNIT)),
 }
 # Commands that change a machine: staging must never run one of them.
 TRIPWIRES = ("systemctl", "useradd", "usermod", "groupadd", "nmcli", "udevadm", "apt-get", "dpkg-query",
@@ -177,6 +179,8 @@ def test_staging_writes_every_file_runs_nothing_and_a_second_run_changes_nothing
         "safebench.target safebench-backup.timer",
         "systemctl restart safebench.target",
         "nmcli connection reload",
+        f"systemctl enable {WIFI_CAP_UNIT}",
+        f"systemctl restart {WIFI_CAP_UNIT}",
         "nmcli connection up safebench-hotspot",
     ]
     assert [line for line in plan if line in expected_in_order] == expected_in_order
@@ -294,11 +298,11 @@ def test_systemd_analyze_verifies_the_units_and_finds_them_well_sandboxed(root):
     system_units = Path("/lib/systemd/system").resolve()
     shutil.copytree(system_units, root / system_units.relative_to("/"), symlinks=True)
     time_wait = root / system_units.relative_to("/") / "systemd-time-wait-sync.service"
-    _stub_executables(root, [root / "etc/systemd/system" / name for name in UNITS if name.endswith("service")]
-                      + [time_wait])
+    _stub_executables(root, [root / "etc/systemd/system" / name
+                             for name in (*UNITS, WIFI_CAP_UNIT) if name.endswith("service")] + [time_wait])
 
     verified = subprocess.run(
-        ["systemd-analyze", "verify", f"--root={root}", *UNITS, "systemd-time-wait-sync.service"],
+        ["systemd-analyze", "verify", f"--root={root}", *UNITS, WIFI_CAP_UNIT, "systemd-time-wait-sync.service"],
         capture_output=True, text=True, timeout=120,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -307,7 +311,7 @@ def test_systemd_analyze_verifies_the_units_and_finds_them_well_sandboxed(root):
                   if "safebench" in line or "time-wait-sync" in line]
     assert complaints == []
 
-    for name in (*SERVICES, "safebench-backup.service"):
+    for name in (*SERVICES, "safebench-backup.service", WIFI_CAP_UNIT):
         security = subprocess.run(["systemd-analyze", "security", "--offline=yes", f"--root={root}", name],
                                   capture_output=True, text=True, timeout=120)
         level = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout + security.stderr)
@@ -411,6 +415,68 @@ def test_the_bench_wifi_is_an_open_hotspot_where_every_name_is_the_hub(root):
     assert settings["BACKUP_DIR"] == "/var/backups/safebench" and settings["BACKUP_KEEP"] == 7
 
 
+# Run inside a network namespace of its own: 40 connections from one address
+# to a listener on the loopback, then one from a second address.
+CAP_PROBE = """
+import socket, sys
+listener = socket.create_server(("127.0.0.1", 8080), backlog=100)
+held, refused = [], 0
+for _ in range(40):
+    phone = socket.socket()
+    phone.settimeout(2)
+    try:
+        phone.connect(("127.0.0.1", 8080))
+        held.append(phone)
+    except ConnectionRefusedError:
+        refused += 1
+        phone.close()
+other = socket.socket()
+other.bind(("127.0.0.2", 0))
+other.settimeout(2)
+other.connect(("127.0.0.1", 8080))
+print(len(held), refused, "other phone connected")
+"""
+
+
+def _namespace_with_firewall() -> str | None:
+    """Why a network namespace with nftables cannot be had here, or None when it can."""
+    if shutil.which("nft") is None:
+        return "nft is not installed (apt-get install nftables)"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare or ip is not installed"
+    tried = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "nft", "list", "ruleset"],
+                           capture_output=True, text=True, timeout=30)
+    return None if tried.returncode == 0 else f"no network namespace with nftables here: {tried.stderr.strip()}"
+
+
+def test_one_phone_on_the_bench_wifi_holds_at_most_32_connections_to_the_pi(root):
+    assert stage(root).returncode == 0
+    rules = (root / WIFI_CAP_RULES).read_text()
+    assert 'iifname "wlan0"' in rules and "ip saddr ct count over 32" in rules and "reject with tcp reset" in rules
+    cap = unit(root, f"etc/systemd/system/{WIFI_CAP_UNIT}")
+    assert cap["Service"]["ExecStart"] == ["/usr/sbin/nft -f /etc/safebench/bench-wifi.nft"]
+    assert cap["Service"]["ExecStop"] == ["/usr/sbin/nft delete table ip safebench"]
+    assert cap["Service"]["CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]
+    assert cap["Install"]["WantedBy"] == ["multi-user.target"]
+    assert "nftables.service" in cap["Unit"]["After"]
+
+    unavailable = _namespace_with_firewall()
+    if unavailable:
+        pytest.skip(unavailable)
+    # The same rules on the loopback, in a kernel of our own: the real cap, not only its syntax.
+    looped = root.parent / "loopback"
+    assert stage(looped, "--wifi-interface", "lo").returncode == 0
+    staged, rules_on_lo = (shlex.quote(str(path / WIFI_CAP_RULES)) for path in (root, looped))
+    script = (f"nft -c -f {staged} && ip link set lo up && "
+              # Loaded twice, as a restart of the unit loads it over the table already there.
+              f"nft -f {rules_on_lo} && nft -f {rules_on_lo} && "
+              f"exec {shlex.quote(sys.executable)} -c {shlex.quote(CAP_PROBE)}")
+    probed = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60)
+    assert probed.returncode == 0, probed.stdout + probed.stderr
+    assert probed.stdout.split() == ["32", "8", "other", "phone", "connected"]
+
+
 @pytest.mark.skipif(not ENV_GENERATOR.exists(), reason="systemd's environment.d generator is not installed")
 def test_systemd_reads_the_env_file_as_the_safebench_command_does(root, tmp_path):
     assert stage(root, "--wpa2", "--ssid", "Corner Shop 24").returncode == 0
@@ -446,8 +512,12 @@ def test_a_wpa2_bench_wifi_gets_a_password_that_later_runs_keep_until_it_is_open
 
 def test_without_the_hotspot_there_is_no_bench_wifi_and_no_captive_page(root):
     assert stage(root).returncode == 0
-    assert stage(root, "--no-hotspot").returncode == 0
+    without = stage(root, "--no-hotspot")
+    assert without.returncode == 0
     assert not (root / HOTSPOT).exists() and not (root / DNSMASQ).exists()
+    # Its cap goes too, taken out of the kernel before its unit file is removed.
+    assert not (root / WIFI_CAP_RULES).exists() and not (root / "etc/systemd/system" / WIFI_CAP_UNIT).exists()
+    assert f"would run: systemctl disable --now {WIFI_CAP_UNIT}" in without.stdout
     settings = hub_settings(root, root / "instance")
     assert settings["CAPTIVE_PORTAL"] is False
     assert stage(root, "--hotspot").returncode == 0

@@ -166,7 +166,7 @@ def test_each_entry_arrives_once_in_order_across_reconnects(hub, client):
 
     response = client.get("/host/live/events", headers={"Last-Event-ID": str(first)})
     assert response.mimetype == "text/event-stream"
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Accel-Buffering"] == "no"
     body = response.get_data(as_text=True)
     received = events_in(body)

@@ -58,6 +58,14 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def too_many(error: RateLimitExceeded):  # noqa: ANN202
+        if getattr(error.limit.key_func, "per_handle", False):  # web/auth.py's throttle on one handle
+            return _page(
+                429,
+                "Too many wrong passwords for this handle",
+                "The hub takes only a few wrong passwords for one handle, from whichever phone, so nobody "
+                "can guess a member's password by changing phones. Nothing was saved. Please wait a while "
+                f"and try again (limit: {error.description}). If these tries were not yours, tell a host.",
+            )
         return _page(
             429,
             "Too many tries from this phone",

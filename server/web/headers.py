@@ -1,6 +1,9 @@
-"""Response headers that keep pages from being framed, sniffed or leaking where people came from."""
+"""Response headers that keep pages from being framed, sniffed, kept, or leaking where people came from."""
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, request
+from flask_login import current_user
+
+from server.web.access import audience_of
 
 # The pages use no JavaScript at all, so scripts are refused outright.
 CONTENT_SECURITY_POLICY = (
@@ -15,7 +18,31 @@ def set_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     # A receipt code or a host page address must not travel to another site.
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if not storable():
+        # Not in the browser's cache, not in its back button's memory, not in
+        # a proxy: a host page on a borrowed phone, or a neighbour's receipt
+        # page on a shared laptop, is gone once the tab is closed.
+        response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def storable() -> bool:
+    """Whether a copy of this answer may be kept: only what the whole neighbourhood sees alike.
+
+    That is the stylesheets, and the public read-only pages (the bench page,
+    the public log, the audit: the ones caching.public_page marks) as an
+    anonymous visitor sees them. Everything else is private in this sense:
+    the member pages, a member's own view of a public page, and the public
+    pages that show a visitor something of their own (a receipt, the status
+    their receipt code opens, what they just sent) or carry their form.
+    """
+    endpoint = request.endpoint
+    if endpoint == "static":
+        return True
+    if endpoint is None or audience_of(current_app, endpoint) is not None:
+        return False
+    view = current_app.view_functions[endpoint]
+    return bool(getattr(view, "read_only", False)) and not current_user.is_authenticated
 
 
 def init_app(app: Flask) -> None:
