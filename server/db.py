@@ -20,10 +20,12 @@ class HubBusy(Exception):
 
 
 def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """WAL so readers never wait for the writer, foreign keys on, and a busy timeout.
+    """WAL so readers never wait for the writer, foreign keys on, a busy timeout, and secure delete.
 
     ``synchronous`` stays at SQLite's default (FULL): a Pi loses power
     without warning, and a row the hub has acknowledged must survive that.
+    ``secure_delete`` zeroes what a purge or an update takes away instead of
+    leaving it in free space, where anyone holding the card could read it.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -34,15 +36,36 @@ def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
 
 def make_engine(url: str, busy_timeout_ms: int) -> Engine:
     """An engine for a process without Flask (the radio bridge), set up as the web app's is."""
     options = {"connect_args": {"timeout": busy_timeout_ms / 1000}} if url.startswith("sqlite") else {}
-    engine = create_engine(url, **options)
+    # An error's message never carries the values of its statement: they are what people wrote.
+    engine = create_engine(url, hide_parameters=True, **options)
     configure_sqlite(engine, busy_timeout_ms)
     return engine
+
+
+def checkpoint(engine: Engine) -> bool:
+    """Copy the WAL into the database and truncate it to nothing; False if a reader or writer was in the way.
+
+    Until then the WAL keeps old copies of changed pages, what a purge took
+    away among them, even after SQLite has reused the file from its start.
+    Run outside any transaction; a busy database is truncated at the next try.
+    """
+    if engine.dialect.name != "sqlite":
+        return True  # nothing of this kind to truncate
+    try:
+        with engine.connect() as connection:
+            busy, _frames, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    except OperationalError as error:
+        if not is_lock_error(error):
+            raise
+        return False
+    return not busy
 
 
 def is_lock_error(error: OperationalError) -> bool:

@@ -16,6 +16,10 @@ Counts of one or two of something people did or went through are shown as
 who from a cell of one. Roles, withdrawals, drills and airtime are the
 patrol's own process and are shown exactly.
 
+Shifts older than the patrol log's retention are reduced to counts
+(``ShiftTally``, server/domain/retention.py): the audit reads those counts
+in place of the rows, so its figures stay the same when the rows go.
+
 After the assembly, hosts write down what the patrol will revise; each
 change is a new version (``AuditRevision``), kept with the frozen audit and
 recorded as a power used.
@@ -27,7 +31,7 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, or_, select
@@ -102,6 +106,25 @@ class AuditRevision(Base):
     audit: Mapped[LunarAudit] = relationship(back_populates="revisions")
 
 
+class ShiftTally(Base):
+    """Shifts reduced to counts once older than the log's retention: all the audit still needs of them.
+
+    One row per lunar cycle, day and area (its name as the audit counts it,
+    "" for none): the cycle because a new moon falls inside a day. The
+    shifts' own rows, which said who walked and from where, are deleted.
+    """
+
+    __tablename__ = "shift_tally"
+    __table_args__ = (UniqueConstraint("cycle", "day", "area"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle: Mapped[int]  # the lunation number the shifts started in
+    day: Mapped[date]  # the day they started (UTC)
+    area: Mapped[str] = mapped_column(String(40))
+    shifts: Mapped[int]
+    minutes: Mapped[int]  # walked, all of them together
+
+
 # -- facts ----------------------------------------------------------------------
 
 
@@ -123,6 +146,11 @@ def _area(area: patrol.Area | None) -> str:
     return area.name if area is not None else NO_AREA
 
 
+def _tally_key(tally: ShiftTally, number: int) -> str:
+    """The fact of the ``number``-th shift a tally counts: a day and an area, never a row."""
+    return f"{tally.day:%Y-%m-%d}~{number}~{tally.area}"
+
+
 def gather(session: Session, cycle: Cycle) -> dict[str, dict[str, Any]]:
     """The facts about ``cycle`` the hub can still read now."""
     start, end = cycle.starts_at, cycle.ends_at
@@ -133,6 +161,9 @@ def gather(session: Session, cycle: Cycle) -> dict[str, dict[str, Any]]:
     facts: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
     for shift in session.scalars(select(patrol.Shift).where(within(patrol.Shift.started_at))):
         facts["shift"][_key(shift.id, shift.started_at)] = _area(shift.area)
+    for tally in session.scalars(select(ShiftTally).where(ShiftTally.cycle == cycle.number)):
+        for number in range(tally.shifts):
+            facts["shift"][_tally_key(tally, number)] = tally.area
     for entry in session.scalars(select(patrol.LogEntry).where(
             within(patrol.LogEntry.at), patrol.LogEntry.drill.is_(False),
             patrol.LogEntry.kind.in_((patrol.CHECK_IN, alerts.OVERDUE)))):
@@ -237,6 +268,43 @@ def keep_tally(session: Session, now: datetime) -> list[int]:
 
 def _has_anything(facts: dict[str, dict[str, Any]]) -> bool:
     return any(facts.get(group) for group in GROUPS)
+
+
+def tally_shifts(session: Session, shifts: list[patrol.Shift]) -> int:
+    """Count ended ``shifts`` in the tally, just before their rows are deleted; returns how many.
+
+    A running audit may hold each shift's own fact already (kept by its row's
+    id): that fact gives way to the tally's, which ``gather`` reads from now
+    on, so the shift is counted once, before and after. A frozen audit is
+    never changed, and never reads the tally again.
+    """
+    cycles: list[Cycle] = []
+    replaced: dict[int, set[str]] = defaultdict(set)
+    for shift in shifts:
+        if shift.ended_at is None:
+            raise Invalid("A shift still on patrol cannot be reduced to a count.")
+        cycle = next((known for known in cycles if known.contains(shift.started_at)), None)
+        if cycle is None:
+            cycle = lunar.cycle_at(shift.started_at)
+            cycles.append(cycle)
+        area = _area(shift.area)
+        tally = session.scalar(select(ShiftTally).where(
+            ShiftTally.cycle == cycle.number, ShiftTally.day == shift.started_at.date(), ShiftTally.area == area))
+        if tally is None:
+            tally = ShiftTally(cycle=cycle.number, day=shift.started_at.date(), area=area, shifts=0, minutes=0)
+            session.add(tally)
+        tally.shifts += 1
+        tally.minutes += round((shift.ended_at - shift.started_at).total_seconds() / 60)
+        replaced[cycle.number].add(_key(shift.id, shift.started_at))
+    for number, keys in replaced.items():
+        kept = find(session, number)
+        if kept is None or kept.frozen_at is not None:
+            continue
+        facts = json.loads(kept.facts)
+        facts["shift"] = {key: fact for key, fact in facts.get("shift", {}).items() if key not in keys}
+        kept.facts = json.dumps(facts, separators=(",", ":"))
+    session.flush()
+    return len(shifts)
 
 
 # -- the report -------------------------------------------------------------------

@@ -17,8 +17,21 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    # Shifts older than the log's retention, reduced to counts for the lunar
+    # audit (server/domain/audit.py's ShiftTally). The old rows themselves are
+    # reduced by the worker's expire-patrol-log job, not here: it runs within
+    # the hour of the upgrade, and a migration should not need the moon.
+    op.create_table('shift_tally',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('cycle', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('area', sa.String(length=40), nullable=False),
+    sa.Column('shifts', sa.Integer(), nullable=False),
+    sa.Column('minutes', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_shift_tally')),
+    sa.UniqueConstraint('cycle', 'day', 'area', name=op.f('uq_shift_tally_cycle'))
+    )
 
 
 def downgrade():
-    pass
+    op.drop_table('shift_tally')
