@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from radio_bridge.airtime import AirtimeLedger
@@ -37,17 +39,24 @@ from radio_bridge.packets import Ack, LinkLost, NodeInfoPacket, PanicPacket, Pos
 from radio_bridge.packets import Inbound as Event
 from radio_bridge.sender import Sender, SenderSettings
 from server.clock import utcnow
-from server.db import HubBusy, make_engine, run_in_transaction
-from server.domain import outbox, people, radio, radio_trust
+from server.db import HubBusy, checkpoint, make_engine, run_in_transaction
+from server.domain import outbox, people, power_record, radio, radio_trust
+from server.domain.people import Member, RoleAssignment
 from server.domain.radio import BridgeStatus
 
 log = logging.getLogger("radio_bridge")
 
 SIM_DECISION = "simulated radio, for trying the hub out"
+SIM_PLACE = "the simulated radio"
 QUEUE_FULL = "the radio's transmit queue is full: messages wait in the outbox"
 JOURNAL_FILE = "radio-journal.sqlite"
 WAKE = object()  # on the events queue: the journal has something new
 BATCH = 20  # journal entries acted on per turn, so a burst never holds back an urgent send for long
+# The journal's WAL is truncated once it is empty and no packet was acted on
+# for JOURNAL_QUIET_S (a burst costs one truncation, not one per packet), or
+# whenever it is empty at least JOURNAL_TRUNCATE_S after the first packet since.
+JOURNAL_QUIET_S = 1.0
+JOURNAL_TRUNCATE_S = 30.0
 
 
 @dataclass
@@ -115,6 +124,9 @@ class Bridge:
         self._status: dict = {"connected": False, "last_error": None, "reconnects": 0, "last_packet_at": None}
         self._status_since = None
         self.info = None
+        # Monotonic times of the first and the last journal entry acted on since its WAL was truncated.
+        self._journal_used: tuple[float, float] | None = None
+        self._closed = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], spec: RadioSpec, sim_path: str | None = None,
@@ -131,10 +143,18 @@ class Bridge:
         return self.clock()
 
     def close(self) -> None:
+        """Let go of the radio and both databases, their WALs truncated (a clean stop leaves no copies behind)."""
+        if self._closed:
+            return
+        self._closed = True
         self.link.close()
         self.session.close()
         self.journal.close()
         if self._engine is not None:
+            try:
+                checkpoint(self._engine)
+            except Exception:  # noqa: BLE001  (a stop must not fail over it: the worker truncates it later)
+                log.warning("could not truncate the database's WAL on the way out", exc_info=True)
             self._engine.dispose()
 
     # -- the loop -----------------------------------------------------------------
@@ -158,6 +178,7 @@ class Bridge:
         if not self.link.is_open and time.monotonic() >= self._next_connect:
             self._connect()
         self._handle_events(wait if self.link.is_open else min(wait, 0.05))
+        self._truncate_journal()
         if self.link.is_open and not self.link.device_present():
             self._lost("the radio's device disappeared (unplugged?)")
         if self.link.is_open:
@@ -224,8 +245,9 @@ class Bridge:
             log.warning("database busy; could not ask %d stewards to send again", len(missed))
             return
         if asked:
-            log.warning("the radio heard %d stewards while no bridge was reading; asked them to send again: %s",
-                        len(asked), ", ".join(asked))
+            # Not whom: handles with times in the process log would map stewards' nights.
+            log.warning("the radio heard %d stewards while no bridge was reading; asked them to send again",
+                        len(asked))
 
     def _offer_node_keys(self) -> None:
         """Keys the radio knows for registered stewards' nodes go to the hosts, to confirm or refuse."""
@@ -304,7 +326,25 @@ class Bridge:
             if not self._act_on(raw, heard_at):
                 return False
             self.journal.forget(seq)
+            used = time.monotonic()
+            self._journal_used = (self._journal_used[0] if self._journal_used else used, used)
         return True
+
+    def _truncate_journal(self) -> None:
+        """Once every packet heard is acted on, the journal's WAL goes too: it holds a copy of each one."""
+        if self._journal_used is None or self._unjournaled:
+            return
+        first, last = self._journal_used
+        now = time.monotonic()
+        if now - last < JOURNAL_QUIET_S and now - first < JOURNAL_TRUNCATE_S:
+            return
+        try:
+            if self.journal.depth() or not self.journal.checkpoint():
+                return  # more to act on, or the file is busy: tried again next turn
+        except sqlite3.Error:
+            log.exception("could not truncate the journal's WAL; will try again")
+            return
+        self._journal_used = None
 
     def _act_on(self, raw: bytes, heard_at: datetime) -> bool:
         event = decode_packet(raw, heard_at)
@@ -332,7 +372,8 @@ class Bridge:
         except Exception:  # noqa: BLE001  (one bad packet must not stop the bridge)
             log.exception("could not handle a %s", type(event).__name__)
             return True
-        log.info("%s from %s: %s", type(event).__name__, _sender(event), outcome)
+        # What was done, never from which node: node ids with times in the process log map stewards' nights.
+        log.info("%s: %s", type(event).__name__, outcome)
         return True
 
     # -- outbound -----------------------------------------------------------------------
@@ -433,11 +474,6 @@ class Bridge:
             log.warning("database busy; status not written this time")
 
 
-def _sender(event: Event) -> str:
-    node = getattr(event, "sender", None) or getattr(event, "from_node", None)
-    return people.format_node_id(node) if node else "?"
-
-
 def register_simulated_stewards(session, now: datetime, nodes, term_days: int) -> list[str]:  # noqa: ANN001
     """The simulated radio's stewards, registered so their check-ins are obeyed; handles say "sim".
 
@@ -448,7 +484,7 @@ def register_simulated_stewards(session, now: datetime, nodes, term_days: int) -
     """
     handles = []
     cap = people.MAX_TERM_CAP_DAYS
-    decision = people.Decision(now.date(), "the simulated radio", SIM_DECISION)
+    decision = people.Decision(now.date(), SIM_PLACE, SIM_DECISION)
     for node in nodes:
         handle = f"sim-{node.short_name.lower()}"
         radio_trust.register_radio(session, now, handle, node.num, decision, min(term_days, cap), cap,
@@ -456,3 +492,33 @@ def register_simulated_stewards(session, now: datetime, nodes, term_days: int) -
         handles.append(handle)
     return handles
 
+
+def remove_simulated_stewards(session: Session, now: datetime) -> list[str]:
+    """A real radio is on: the simulated radio's stewards go, and with them their shifts and positions.
+
+    On a real radio their node ids would be strangers' (or, by chance, a
+    neighbour's), obeyed as stewards. They are found by the decision their
+    roles were seated on, which only ``register_simulated_stewards`` writes.
+    Their log entries stay, as entries by no steward (their ids must never
+    be reused: see patrol.entries_after); the end of each role is recorded
+    as the hub's own act, as its start was. Returns their handles.
+    """
+    members = list(session.scalars(
+        select(Member).join(RoleAssignment, RoleAssignment.member_id == Member.id)
+        .where(RoleAssignment.decision == SIM_DECISION, RoleAssignment.decision_place == SIM_PLACE)
+        .distinct().order_by(Member.id)))
+    handles = []
+    for member in members:
+        for assignment in member.roles:
+            if assignment.revoked_at is None and assignment.expires_at > now:
+                power_record.record(session, now, actor=None, role=power_record.SYSTEM_ROLE, action="role-ended",
+                                    subject=f"{member.handle}: {assignment.role}",  # as mandates words it
+                                    reason="the bridge runs a real radio: the simulated radio's stewards are removed")
+        if member.node_num is not None:
+            for message in session.scalars(select(outbox.OutboxMessage).where(
+                    outbox.OutboxMessage.destination == member.node_num, outbox.OutboxMessage.state == outbox.QUEUED)):
+                message.state = outbox.EXPIRED  # for a radio that is not there
+        handles.append(member.handle)
+        session.delete(member)
+    session.flush()
+    return handles

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from radio_bridge.packets import BROADCAST, Ack, NodeInfoPacket, PanicPacket, PositionPacket, Proof, TextPacket
 from server.domain import alerts, cases, outbox, overdue, patrol, people, radio, radio_trust
 from server.domain.errors import DomainError
-from server.domain.people import Member, format_node_id
+from server.domain.people import Member
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
 from server.domain.radio_text import fits_one_packet
 
@@ -208,11 +208,12 @@ class Inbound:
         member = people.find_member_by_node(session, sender)
         if member is None:
             radio.note_unknown_sender(session, now, sender)
-            log.warning("ignored a message from unregistered node %s", format_node_id(sender))
+            # Without its node id: the process log outlives the radio page's list of unknown nodes, which has it.
+            log.warning("ignored a message from unregistered node (listed on the radio page)")
             return None
         if not people.active_roles(session, member, now) & set(RADIO_ROLES):
             radio.note_unknown_sender(session, now, sender)
-            log.warning("ignored a message from %s: no active role", member.handle)
+            log.warning("ignored a message from a member with no active role (the stewards page says who)")
             self._error_reply(session, now, sender, "Your role at the bench has lapsed; ask the host to renew it.")
             return None
         return member

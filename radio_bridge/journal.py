@@ -12,6 +12,11 @@ table makes the replay of one already acted on a no-op.
 A file of its own (stdlib sqlite3, next to the hub's database) rather than a
 table in the hub's database: a hub database held busy by a backup or a long
 write must never stop the radio's packets from reaching the disk.
+
+What stewards (and strangers) sent must not outlive its being acted on:
+deleted rows are zeroed (``secure_delete``), and the WAL, which keeps a copy
+of every page written until it is truncated, is truncated whenever the
+bridge has emptied the journal (``checkpoint``) and when it closes.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Journal:
         # few hundred bytes, and a second connection would only add WAL traffic.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
+        self._closed = False
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL: a committed entry survives the process being killed (it is
@@ -93,6 +99,21 @@ class Journal:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM heard").fetchone()[0])
 
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the journal file and truncate it to nothing; False if that could not be done now."""
+        with self._lock:
+            if self._closed:
+                return False
+            busy, _frames, _copied = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # closing the last connection checkpoints and removes the WAL anyway, when it can
             self._db.close()

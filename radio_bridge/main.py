@@ -18,11 +18,16 @@ import sys
 import threading
 from pathlib import Path
 
-from radio_bridge.bridge import Bridge, register_simulated_stewards
+from radio_bridge.bridge import (
+    Bridge,
+    register_simulated_stewards,
+    remove_simulated_stewards,
+)
 from radio_bridge.mesh import RadioSpec
 from server import config
 from server.db import HubBusy, make_engine, run_in_transaction
 from server.migrating import schema_is_current
+from server.private_files import keep_private
 
 log = logging.getLogger("radio_bridge")
 
@@ -36,6 +41,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     instance = Path(args.instance).resolve() if args.instance else config.instance_path_from_env()
+    keep_private(instance)  # the journal and the database's WAL are written from here too
     settings = config.load_settings(instance)
     try:
         spec = RadioSpec.parse(args.radio or settings["RADIO"] or "sim")
@@ -84,6 +90,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
             print(f"SIMULATED RADIO at {sim.path}, simulated stewards: {', '.join(handles)}", flush=True)
             if float(settings["SIM_CHATTER_S"]) > 0:
                 sim.chatter(float(settings["SIM_CHATTER_S"]))
+        else:
+            try:
+                removed = run_in_transaction(bridge.session, lambda s: remove_simulated_stewards(s, bridge.now()))
+            except HubBusy as error:
+                print(f"Error: {error} Try again in a moment.", file=sys.stderr)
+                return 1
+            if removed:
+                print(f"A real radio: the simulated stewards are removed ({', '.join(removed)}).", flush=True)
         bridge.run(stop)
     finally:
         bridge.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +72,7 @@ def _copy_into(source: Path, target: Path) -> None:
     src = sqlite3.connect(source)
     dst = sqlite3.connect(target)
     try:
+        dst.execute("PRAGMA secure_delete=ON")  # as every connection of the hub
         src.backup(dst)
         # A single file: the copy needs no -wal and -shm beside it.
         dst.execute("PRAGMA journal_mode=DELETE")
@@ -92,6 +94,7 @@ def back_up(database: Path, folder: Path, keep: int | None, now: datetime) -> Ba
     if not database.is_file():
         raise BackupError(f"There is no database at {database}.")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _keep_private(folder)
     target = folder / backup_name(now)
     partial = folder / f".{target.name}.partial"
     partial.unlink(missing_ok=True)  # left by a night the power went out
@@ -108,6 +111,14 @@ def back_up(database: Path, folder: Path, keep: int | None, now: datetime) -> Ba
     for old in removed:
         old.unlink()
     return Backup(target, removed)
+
+
+def _keep_private(folder: Path) -> None:
+    """The folder and the copies in it for the hub's user alone, as older versions may not have left them."""
+    for path in (folder, *list_backups(folder)):
+        info = path.stat()
+        if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            path.chmod(stat.S_IMODE(info.st_mode) & ~0o077)
 
 
 def _is_safebench_database(connection: sqlite3.Connection) -> bool:
@@ -148,6 +159,7 @@ def restore(copy: Path, database: Path, folder: Path, now: datetime) -> Backup |
         database.parent.mkdir(parents=True, exist_ok=True)
         target = sqlite3.connect(database)
         try:
+            target.execute("PRAGMA secure_delete=ON")  # as every connection of the hub
             source.backup(target)
         except sqlite3.Error as error:
             raise BackupError(f"Could not write {database}: {error}. If it is too damaged to open, stop the hub, "

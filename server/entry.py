@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import sys
 
+from server.config import instance_path_from_env
+from server.private_files import keep_private
+
 
 def main() -> None:
+    # Before anything is opened or written: every file of the hub is its user's alone.
+    keep_private(instance_path_from_env())
     args = sys.argv[1:]
     if args[:1] == ["bridge"] and not {"-h", "--help"} & set(args):
         from radio_bridge.main import main as run_bridge

@@ -8,11 +8,14 @@ scheduler. A child that dies is restarted with a growing pause.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+
+from server.private_files import UMASK
 
 log = logging.getLogger("server.supervisor")
 
@@ -38,6 +41,7 @@ class Child:
 
 
 def supervise(children: list[Child], stop_after: float | None = None) -> int:
+    os.umask(UMASK)  # the children inherit it, whoever started this process
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
