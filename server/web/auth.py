@@ -84,8 +84,9 @@ def _typed_handle() -> str:
 
     Any handle typed counts, one on the roll or not, so the throttle tells
     nobody which handles exist. Kept as a keyed hash: Flask-Limiter logs the
-    key of a limit it enforces, and what lands in a handle field is sometimes
-    a password typed one field too early.
+    key of a limit it enforces (at INFO, which the hub keeps out of its logs,
+    but someone repairing it may turn that up), and what lands in a handle
+    field is sometimes a password typed one field too early.
     """
     try:
         typed = request.form.get("handle", "")
