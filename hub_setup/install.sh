@@ -383,9 +383,10 @@ install_code() {
 }
 
 make_folders() {
-  # Only the hub's user reads the database, the secret key and the backups.
-  make_dir "$INSTANCE" 0750 "$HUB_USER:$HUB_USER"
-  make_dir "$BACKUP_DIR" 0750 "$HUB_USER:$HUB_USER"
+  # Only the hub's user reads the database, the secret key and the backups
+  # (not even its group: the units' UMask=0077 keeps every file in them 0600).
+  make_dir "$INSTANCE" 0700 "$HUB_USER:$HUB_USER"
+  make_dir "$BACKUP_DIR" 0700 "$HUB_USER:$HUB_USER"
   make_dir "$ETC" 0750 "root:$HUB_USER"
 }
 

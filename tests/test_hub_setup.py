@@ -163,8 +163,9 @@ def test_staging_writes_every_file_runs_nothing_and_a_second_run_changes_nothing
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
     assert set(files) - INSTALLED == {name for name in files if name.startswith("opt/safebench/src/")}
     assert not (root / "opt/safebench/venv").exists()
-    for folder in ("var/lib/safebench", "var/backups/safebench", "etc/safebench"):
-        assert stat.S_IMODE((root / folder).stat().st_mode) == 0o750, folder
+    for folder in ("var/lib/safebench", "var/backups/safebench"):
+        assert stat.S_IMODE((root / folder).stat().st_mode) == 0o700, folder  # the hub's user's alone
+    assert stat.S_IMODE((root / "etc/safebench").stat().st_mode) == 0o750  # settings: root writes, the hub reads
 
     # What it would run on the Pi, in the order it would run it.
     plan = [line.removeprefix("would run: ") for line in first.stdout.splitlines() if line.startswith("would run:")]
