@@ -7,11 +7,11 @@ run as the worker runs them, with the test's clock moved by hand.
 
 from __future__ import annotations
 
-from server.domain import alerts, drills, outbox, patrol, people
+from server.domain import alerts, drills, outbox, patrol, people, sealing
 from server.domain.radio_text import BELL
 from server.extensions import db
 from server.scheduler import run_all_once
-from tests.helpers import seat_role
+from tests.helpers import seat_role, unsealed
 from tests.test_radio_bridge import (  # noqa: F401  (bridge and sim are fixtures)
     KESTREL,
     WREN,
@@ -28,7 +28,7 @@ def on_air_since(sim, count: int) -> list[str]:
     return texts_on_air(sim)[count:]
 
 
-def test_a_stewards_sos_is_broadcast_acknowledged_by_another_steward_and_resolved(bridge, sim, client):
+def test_a_stewards_sos_is_broadcast_acknowledged_by_another_steward_and_resolved(app, bridge, sim, client):
     sim.deliver_text(KESTREL, "ON Market")
     sim.deliver_text(KESTREL, "SOS by the fountain")
     turn_until(bridge, lambda: len(sim.sent_packets) == 1)
@@ -47,7 +47,8 @@ def test_a_stewards_sos_is_broadcast_acknowledged_by_another_steward_and_resolve
     turn_until(bridge, lambda: len(sim.sent_packets) == 2)
     db.session.expire_all()
     resolved = db.session.get(alerts.Alert, alert.id)
-    assert resolved.status == alerts.RESOLVED and resolved.resolution == "walked her home, all fine"
+    assert resolved.status == alerts.RESOLVED and sealing.is_sealed(resolved.resolution)
+    assert unsealed(app, resolved.resolution) == "walked her home, all fine"
     assert texts_on_air(sim)[1] == "A1 resolved. Thank you."
     # None of it is public.
     for page in ("/", "/log"):
@@ -118,7 +119,7 @@ def test_a_steward_who_stops_checking_in_is_pinged_then_broadcast_then_cleared_b
     db.session.expire_all()
     assert alerts.open_alerts(db.session) == []
     (cleared,) = [a for a in alerts.recent_alerts(db.session) if a.code == "A1"]
-    assert "checked in late" in cleared.resolution
+    assert sealing.is_sealed(cleared.resolution) and "checked in late" in unsealed(app, cleared.resolution)
 
     # And the clock starts again from the late check-in: no second ping straight away.
     run_all_once(app)
