@@ -23,13 +23,13 @@ from radio_bridge.inbound import InboundSettings
 from radio_bridge.mesh import RadioSpec
 from radio_bridge.sender import SenderSettings
 from radio_bridge.simulator import SimNode, SimulatedRadio
-from server.domain import outbox, patrol, people, radio, radio_trust
+from server.domain import outbox, patrol, people, radio, radio_trust, sealing
 from server.domain.cases import ArrestCase
 from server.domain.patrol import LogEntry
 from server.domain.radio_text import BELL, utf8_len
 from server.extensions import db
 from server.scheduler import run_all_once
-from tests.helpers import add_steward, login, make_app, make_member, submit, text_of
+from tests.helpers import add_steward, login, make_app, make_member, submit, text_of, unsealed
 
 KESTREL = 0xA1B2C3D4
 WREN = 0x12345678
@@ -94,7 +94,7 @@ def texts_on_air(sim: SimulatedRadio) -> list[str]:
     return [packet.text for packet in sim.sent_packets if packet.text is not None]
 
 
-def test_a_steward_starts_a_shift_and_checks_in_from_a_handheld_and_the_log_shows_it(bridge, sim):
+def test_a_steward_starts_a_shift_and_checks_in_from_a_handheld_and_the_log_shows_it(app, bridge, sim):
     sim.deliver_text(KESTREL, "ON Market")
     sim.deliver_text(KESTREL, "ci all quiet by the fountain")
     turn_until(bridge, lambda: len(log_entries()) == 2)
@@ -102,7 +102,9 @@ def test_a_steward_starts_a_shift_and_checks_in_from_a_handheld_and_the_log_show
     started, checked_in = log_entries()
     assert (started.kind, started.member.handle, started.area.name, started.source) == (
         "shift_start", "Kestrel", "Market", "radio")
-    assert (checked_in.kind, checked_in.note) == ("check_in", "all quiet by the fountain")
+    # The bridge seals what the steward wrote with the log vault's public key: only a reader opens it.
+    assert checked_in.kind == "check_in" and sealing.is_sealed(checked_in.note)
+    assert unsealed(app, checked_in.note) == "all quiet by the fountain"
     # No chatty confirmation: the Meshtastic ACK already told the steward.
     turns(bridge, 0.3)
     assert texts_on_air(sim) == []
@@ -339,7 +341,8 @@ def test_a_radio_on_the_network_works_like_one_on_usb(app, sim):
         finally:
             over_tcp.close()
         assert texts_on_air(sim) == ["Curfew notice at the community centre"]
-        assert log_entries()[-1].note == "back on air"
+        note = log_entries()[-1].note
+    assert sealing.is_sealed(note) and unsealed(app, note) == "back on air"
 
 
 def test_serial_auto_opens_the_one_radio_plugged_in_and_refuses_to_guess_between_two(sim, monkeypatch):
@@ -403,6 +406,8 @@ def test_a_neighbours_arrest_report_opens_a_case_that_dispatch_works_to_release_
         run_all_once(web)
         db.session.expire_all()
         assert db.session.scalar(select(func.count()).select_from(ArrestCase)) == 0
+        # Days later Heron's login has long ended: she logs in again to look for the case.
+        assert login(heron, "Heron").request.path == "/host/"
         gone = heron.get(page)
         assert gone.status_code == 404 and "it may have been purged" in text_of(gone)
     finally:
