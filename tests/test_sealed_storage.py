@@ -254,3 +254,42 @@ def test_a_vault_waits_on_the_card_only_until_its_first_reader_has_a_key(app, cl
     browser = app.test_client()
     assert login(browser, "Plover").request.path == "/host/"
     assert "Reinhold" in text_of(browser.get("/host/mediation/1"))
+
+
+def test_an_upgraded_hub_seals_what_its_card_already_held_and_loses_no_note(tmp_path, clock):
+    """A hub from before sealed storage: its plain words are sealed by the migration, nothing is lost."""
+    import sqlite3
+
+    from flask_migrate import upgrade
+
+    from server import create_app
+
+    instance = tmp_path / "instance"
+    app = create_app({"INSTANCE": instance, "DATABASE_URL": f"sqlite:///{instance / 'safebench.db'}",
+                      "TESTING": True, "CLOCK": clock, **hub_config()})
+    with app.app_context():
+        upgrade(revision="e12a0000aud1")
+    with sqlite3.connect(instance / "safebench.db") as old:
+        old.execute("PRAGMA foreign_keys=ON")
+        old.execute("INSERT INTO mediation_request (id, receipt_code, what, \"where\", who, urgency, contact, status, "
+                    "created_at, updated_at) VALUES (1, 'M-AAAA-BBBB', 'Ignatz and the hedge', 'Linden Row 5', "
+                    "'Ignatz', 'soon', '0176 5550111', 'new', '2026-11-20 10:00:00', '2026-11-20 10:00:00')")
+        old.execute("INSERT INTO member (id, handle, handle_key, session_epoch, created_at) "
+                    "VALUES (1, 'Plover', 'plover', 0, '2026-11-01 10:00:00')")
+        old.execute("INSERT INTO mediation_note (id, request_id, author_id, text, created_at) "
+                    "VALUES (1, 1, 1, 'Spoke to Ignatz', '2026-11-20 11:00:00')")
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+        db.engine.dispose()
+    raw = (instance / "safebench.db").read_bytes()
+    assert b"Ignatz" not in raw and b"5550111" not in raw and b"Linden Row" not in raw
+    with sqlite3.connect(instance / "safebench.db") as upgraded:
+        assert upgraded.execute("SELECT count(*) FROM mediation_note").fetchone() == (1,)
+        assert upgraded.execute("SELECT vault FROM vault_key WHERE pending_private IS NOT NULL").fetchall() == [
+            ("mediation",)]
+    with app.app_context():
+        request = db.session.get(mediation.MediationRequest, 1)
+        assert unsealed(app, request.what) == "Ignatz and the hedge"
+        assert unsealed(app, request.contact) == "0176 5550111"
+        assert unsealed(app, request.notes[0].text) == "Spoke to Ignatz"

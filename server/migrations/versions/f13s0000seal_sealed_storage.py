@@ -66,7 +66,36 @@ def upgrade():
     sa.ForeignKeyConstraint(['vault'], ['vault_key.vault'], name=op.f('fk_vault_grant_vault_vault_key'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('vault', 'member_id', name=op.f('pk_vault_grant'))
     )
+    for table, column, length, nullable in WERE_STRINGS:
+        _make_text(table, column, length, nullable)
     _seal_what_is_there(op.get_bind())
+
+
+# Sealed words are longer than the words (base64 of a sealed box): these columns become TEXT.
+WERE_STRINGS = (
+    ("mediation_request", "where", 120, True),
+    ("mediation_request", "contact", 200, True),
+    ("arrest_case", "witness_contact", 200, True),
+    ("aid_post", "contact", 200, True),
+    ("compact_signature", "mark", 60, False),
+)
+
+
+def _make_text(table, column, length, nullable):
+    """VARCHAR to TEXT in place: never by rebuilding the table, which with foreign keys on would
+    cascade the parent's delete to every note, step and message that hangs off it."""
+    if op.get_bind().dialect.name != "sqlite":
+        op.alter_column(table, column, type_=sa.Text(), existing_type=sa.String(length), existing_nullable=nullable)
+        return
+    spare = f"{column}_sealed"
+    with op.batch_alter_table(table, recreate="never") as batch_op:
+        # SQLite adds a NOT NULL column in place only with a default; every row gets its value below.
+        batch_op.add_column(sa.Column(spare, sa.Text(), nullable=nullable, server_default=None if nullable else ""))
+    op.execute(f'UPDATE "{table}" SET "{spare}" = "{column}"')
+    with op.batch_alter_table(table, recreate="never") as batch_op:
+        batch_op.drop_column(column)
+    with op.batch_alter_table(table, recreate="never") as batch_op:
+        batch_op.alter_column(spare, new_column_name=column)
 
 
 def _seal_what_is_there(conn):
