@@ -19,13 +19,13 @@ import re
 import pytest
 from sqlalchemy import select
 
-from server.domain import cases, outbox, patrol, people
+from server.domain import cases, outbox, patrol, people, sealing
 from server.domain.cases import ArrestCase
 from server.domain.errors import Conflict, DomainError, NotFound
 from server.domain.people import BROADCAST_NODE, parse_node_id
 from server.domain.radio_text import BELL
 from server.extensions import db
-from tests.helpers import login, make_app, make_member, seat_role, submit, text_of
+from tests.helpers import login, make_app, make_member, seat_role, submit, text_of, unsealed
 from tests.test_radio_bridge import (  # noqa: F401  (bridge and sim are fixtures)
     KESTREL,
     WREN,
@@ -109,7 +109,8 @@ def test_a_radioed_arrest_with_a_name_a_phone_number_or_an_address_puts_only_a_l
     assert first.place == "Jamal Okafor 0176 5550123 taken at Market" and first.air_place == "Market"
     assert (second.place, second.arrested, second.air_place) == ("12 Baker St", 2, "place with dispatch")
     assert "j.okafor@example.org" in third.place and third.air_place == "Market, details with dispatch"
-    assert fourth.verified and fourth.description == "tall man called Jamal, 0176-555-0123"
+    assert fourth.verified and sealing.is_sealed(fourth.description)
+    assert unsealed(app, fourth.description) == "tall man called Jamal, 0176-555-0123"
     assert [case.verified for case in (first, second, third)] == [False, False, False]
     assert all(case.confirmed_at == bridge.now() for case in (first, second, third, fourth))
 
@@ -117,7 +118,7 @@ def test_a_radioed_arrest_with_a_name_a_phone_number_or_an_address_puts_only_a_l
     arrests = [entry for entry in log_entries() if entry.kind == "arrest"]
     assert [entry.place for entry in arrests] == ["Market", "place with dispatch", "Market, details with dispatch",
                                                   "Station underpass"]
-    assert "C1 (unverified): 1 arrested" == arrests[0].note
+    assert "C1 (unverified): 1 arrested" == unsealed(app, arrests[0].note)
     web = web_beside(app, tmp_path, clock)
     try:
         magpie = browser_of(web, "Magpie", "host")
@@ -172,7 +173,7 @@ def test_an_anonymous_report_reaches_dispatch_radios_at_once_and_handhelds_only_
         assert notice.text == f"ARREST C1: 2 at Market, 20:00Z. Legal hotline {HOTLINE}.{BELL}"
         assert len(sim.sent_packets) == 2
         (record,) = [entry for entry in log_entries() if entry.kind == "arrest_confirm"]
-        assert record.member.handle == "Wren" and "confirmed by Wren" in record.note
+        assert record.member.handle == "Wren" and "confirmed by Wren" in unsealed(app, record.note)
     finally:
         with web.app_context():
             db.session.remove()
@@ -355,7 +356,9 @@ def test_a_repeated_arrest_adds_to_the_case_and_a_flood_from_one_radio_is_held_b
         clock.advance(minutes=4)
         again = radioed("market by the van", 5, "one of them is Jamal")
         assert again.id == first.id and again.arrested == 5
-        assert "Again by radio 20:04Z: market by the van one of them is Jamal" in again.description
+        # Added to the sealed description without opening it, for dispatch to read.
+        assert sealing.is_sealed(again.description)
+        assert "Again by radio 20:04Z: market by the van one of them is Jamal" in unsealed(app, again.description)
         clock.advance(minutes=1)
         assert radioed("Market", 1).arrested == 5, "the larger count stands"
         assert len(broadcasts()) == 1, "one notice for one arrest, however often it is sent"
