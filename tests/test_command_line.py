@@ -84,14 +84,18 @@ def test_the_log_prints_one_json_object_per_line(app, instance, clock):
         patrol.record_incident(db.session, clock.advance(minutes=3), kestrel, patrol.SOURCE_WEB, "bins on fire")
         db.session.commit()
 
-    lines = safebench(instance, "log", "--json", "--limit", "5").stdout.splitlines()
-    rows = [json.loads(line) for line in lines]
+    printed = safebench(instance, "log", "--json", "--limit", "5").stdout
+    rows = [json.loads(line) for line in printed.splitlines()]
     assert [row["kind"] for row in rows] == ["shift_start", "incident"]
+    # The note is sealed, and the terminal holds no login: it says there is one, never its words.
     assert rows[1] | {"id": None} == {
         "id": None, "time": "2026-11-21T20:03:00Z", "kind": "incident", "steward": "Kestrel",
-        "area": "Market", "note": "bins on fire", "source": "web",
+        "area": "Market", "note": "(sealed)", "source": "web",
     }
-    assert "bins on fire" in safebench(instance, "log").stdout
+    assert rows[0]["note"] is None, "no note, nothing sealed"
+    plain = safebench(instance, "log").stdout
+    assert "(sealed)" in plain
+    assert "bins on fire" not in printed and "bins on fire" not in plain
     assert safebench(instance, "log", "--limit", "0").returncode != 0
 
 
