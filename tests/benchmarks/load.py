@@ -433,6 +433,55 @@ def query(instance: Path, sql: str, *args: object) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
+class SealedReader:
+    """Opens the hub's sealed words as its readers would, from the database file alone.
+
+    The watchers' password unwraps their member keys and their vault grants; a
+    vault still waiting for its first reader (no mediator here) opens with the
+    key waiting on the card. Keys are looked up again when a vault is new.
+    """
+
+    def __init__(self, instance: Path) -> None:
+        self.instance = instance
+        self.vaults: dict = {}
+
+    def _load(self) -> None:
+        from nacl.public import PrivateKey, SealedBox
+
+        from server.domain import sealing
+
+        for vault, pending in query(self.instance, "SELECT vault, pending_private FROM vault_key"):
+            if pending:
+                self.vaults[vault] = PrivateKey(pending)
+        grants = query(self.instance, "SELECT g.vault, g.sealed_private, k.wrapped_private, k.salt, k.kdf_passes, "
+                                      "k.kdf_memory_kib FROM vault_grant g JOIN member_key k USING (member_id)")
+        for vault, sealed, wrapped, salt, passes, memory in grants:
+            if vault in self.vaults:
+                continue
+            key = sealing.MemberKey(wrapped_private=wrapped, salt=salt, kdf_passes=passes, kdf_memory_kib=memory)
+            private = sealing.open_member_key(key, HOST_PASSWORD)
+            if private is not None:
+                self.vaults[vault] = PrivateKey(SealedBox(private).decrypt(sealed))
+
+    def __call__(self, value: str | None) -> str | None:
+        from server.domain import sealing
+
+        if not value or not value.startswith(sealing.PREFIX):
+            return value
+        try:
+            return sealing.open_text(sealing.Sealed(value), self.vaults)
+        except sealing.SealingError:
+            self._load()
+            return sealing.open_text(sealing.Sealed(value), self.vaults)
+
+
+_readers: dict[Path, SealedReader] = {}
+
+
+def unseal(instance: Path, value: str | None) -> str | None:
+    return _readers.setdefault(instance, SealedReader(instance))(value)
+
+
 # -- hosts watching the live log --------------------------------------------------
 
 
@@ -711,9 +760,12 @@ def count_rows(instance: Path, kind: str) -> int:
 
 def checkin_rows(instance: Path, tag: str) -> list[tuple[int, str, float]]:
     """(id, note, when the bridge logged it, as a wall-clock time) of the burst's check-ins in the log."""
-    rows = query(instance, "SELECT id, note, at FROM log_entry WHERE kind = ? AND source = ? AND note LIKE ? "
-                 "ORDER BY id", patrol.CHECK_IN, patrol.SOURCE_RADIO, f"{tag} %")
-    return [(entry_id, note, datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp()) for entry_id, note, at in rows]
+    # Notes are sealed: every radio check-in is read and opened, and the burst's picked out by their words.
+    rows = query(instance, "SELECT id, note, at FROM log_entry WHERE kind = ? AND source = ? AND note IS NOT NULL "
+                 "ORDER BY id", patrol.CHECK_IN, patrol.SOURCE_RADIO)
+    opened = [(entry_id, unseal(instance, note), at) for entry_id, note, at in rows]
+    return [(entry_id, note, datetime.fromisoformat(at).replace(tzinfo=UTC).timestamp())
+            for entry_id, note, at in opened if note.startswith(f"{tag} ")]
 
 
 # -- counting what the database holds -----------------------------------------------
@@ -742,7 +794,7 @@ _MARKER = re.compile(r"\[[^\]\s]+\]")
 
 
 def _markers(rows: list[tuple]) -> dict[str, str]:
-    """marker -> receipt code (or case id) from rows of (text, code)."""
+    """marker -> receipt code (or case id) from rows of (text, code), their texts opened already."""
     found = {}
     for text, code in rows:
         for marker in _MARKER.findall(text or ""):
@@ -752,10 +804,13 @@ def _markers(rows: list[tuple]) -> dict[str, str]:
 
 def count_database(instance: Path, posts: list[Post]) -> Count:
     """Read every public form's rows and match them, by the words in them, with the phones' posts."""
-    mediation = _markers(query(instance, "SELECT what, receipt_code FROM mediation_request"))
+    def opened(rows: list[tuple]) -> list[tuple]:
+        return [(unseal(instance, text), *rest) for text, *rest in rows]
+
+    mediation = _markers(opened(query(instance, "SELECT what, receipt_code FROM mediation_request")))
     aid = {kind: _markers(query(instance, "SELECT text, receipt_code FROM aid_post WHERE kind = ?", value))
            for kind, value in ((AID_OFFER, "offer"), (AID_ASK, "ask"))}
-    cases = _markers(query(instance, "SELECT description, code FROM arrest_case"))
+    cases = _markers(opened(query(instance, "SELECT description, code FROM arrest_case")))
     rows = {MEDIATION: set(mediation), AID_OFFER: set(aid[AID_OFFER]), AID_ASK: set(aid[AID_ASK]), ARREST: set(cases)}
     codes = {MEDIATION: set(mediation.values()), AID_OFFER: set(aid[AID_OFFER].values()),
              AID_ASK: set(aid[AID_ASK].values()), ARREST: set()}
@@ -770,11 +825,12 @@ def count_database(instance: Path, posts: list[Post]) -> Count:
     unexplained = {m for kind, found in rows.items() for m in found - shown[kind] - unanswered}
 
     # A neighbour's report goes on the air once someone confirmed it: until then its log line is its part.
-    no_parts = [f"{code} (case {case_id})" for case_id, code in query(instance, """
-        SELECT c.id, c.code FROM arrest_case c
-        WHERE (c.confirmed_at IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM outbox_message o WHERE o.dedupe_key = 'case:' || c.id))
-           OR NOT EXISTS (SELECT 1 FROM log_entry e WHERE e.kind = 'arrest' AND e.note LIKE c.code || ': %')""")]
+    # The log line's note is sealed: opened here, and matched to its case by the code it begins with.
+    arrest_notes = [note for (note,) in opened(query(instance, "SELECT note FROM log_entry WHERE kind = 'arrest'"))]
+    no_parts = [f"{code} (case {case_id})" for case_id, code, confirmed, broadcast in query(instance, """
+        SELECT c.id, c.code, c.confirmed_at IS NOT NULL,
+               EXISTS (SELECT 1 FROM outbox_message o WHERE o.dedupe_key = 'case:' || c.id) FROM arrest_case c""")
+        if (confirmed and not broadcast) or not any((note or "").startswith(f"{code}: ") for note in arrest_notes)]
     arrest_lines = query(instance, "SELECT count(*) FROM log_entry WHERE kind = 'arrest'")[0][0]
     case_count = query(instance, "SELECT count(*) FROM arrest_case")[0][0]
     if arrest_lines != case_count:
