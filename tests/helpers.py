@@ -65,6 +65,14 @@ def make_member(app, handle: str, *roles: str, password: str | None = PASSWORD, 
         return member.id
 
 
+def chose_to_show_handle(app, handle: str) -> None:
+    """Test setup: the member chose to show their handle on the bench page and the public log (their own consent)."""
+    with app.app_context():
+        member = people.get_member(db.session, handle)
+        people.set_show_handle(db.session, member, True, by=member)
+        db.session.commit()
+
+
 _TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 

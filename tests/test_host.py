@@ -155,6 +155,8 @@ def test_a_renewal_without_a_decision_is_refused(app, client):
 
 def test_a_host_withdraws_an_entry_from_the_public_log_and_it_stays_in_the_full_log(app, client):
     host_logged_in(app, client)
+    # Kestrel, the host, chose on their dashboard to show their handle to the public.
+    submit(client, "/host/", {"show_handle": "1"}, action="/host/me/public-handle")
     submit(client, "/host/stewards", {"area_name": "Market"}, action="/host/areas")
     incident = {"kind": "incident", "place": "Market square", "note": "Shouting at the fruit stall"}
     logged = submit(client, "/host/log", incident)

@@ -7,7 +7,7 @@ import pytest
 from server.domain import patrol, people
 from server.domain.errors import Invalid
 from server.extensions import db
-from tests.helpers import make_member, text_of
+from tests.helpers import chose_to_show_handle, make_member, text_of
 
 
 @pytest.fixture
@@ -20,6 +20,8 @@ def steward(app):
 
 
 def test_a_steward_patrols_the_market_and_the_bench_page_shows_process_not_people(app, client, clock, steward):
+    # Kestrel chose to show their handle (tests/test_steward_privacy.py: what the public sees of those who did not).
+    chose_to_show_handle(app, steward)
     with app.app_context():
         kestrel = people.get_member(db.session, steward)
         patrol.start_shift(db.session, clock.advance(minutes=7), kestrel, "market square west", patrol.SOURCE_RADIO)
@@ -31,7 +33,7 @@ def test_a_steward_patrols_the_market_and_the_bench_page_shows_process_not_peopl
         db.session.commit()
 
     page = text_of(client.get("/"))
-    assert "1 steward: Kestrel" in page
+    assert "1 steward on patrol: 1 in Market." in page and "Showing their handle: Kestrel." in page
     log = text_of(client.get("/log"))
     assert "20:00 · Shift started · Kestrel · Market" in page
     assert "Incident logged Kestrel" in log

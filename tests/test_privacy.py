@@ -342,7 +342,8 @@ def seed(app, clock: FakeClock) -> Hub:
 
     # The host publishes an area and registers a steward, the decision naming who proposed it.
     sent(host, "/host/stewards", {"area_name": "Market"}, action="/host/areas")
-    sent(host, "/host/stewards", {"handle": "Wren", "node_id": "!12345678",
+    # Wren, there in person, asks to show her handle to the public; Kestrel never chose to.
+    sent(host, "/host/stewards", {"handle": "Wren", "node_id": "!12345678", "show_handle": "y",
                                   "decided_on": clock().date().isoformat(), "decision_place": "assembly at the library",
                                   "decision": f"assembly 3 Nov, item 4, proposed by {PROPOSER}"})
     # A second role-holder, the captain, countersigns Wren's steward role (on the stewards page).
@@ -572,6 +573,25 @@ def test_every_kept_marker_is_found_where_it_belongs_so_the_crawl_reads_real_pag
     # The public text of an aid offer is public: the crawl does see public content.
     public = " ".join(carried for _url, _status, carried in pages["anonymous"])
     assert "Saffron lentil soup" in public and "Market" in public
+
+
+# Both are on patrol all night. On the open WiFi a steward is counted, and named only if they chose it (Wren did).
+STEWARDS_SHOWN = {"Kestrel": False, "Wren": True}
+# Public pages that name role-holders by design (issue 12), whatever their patrol: who holds which role on
+# which decision, and whom a neighbour's concern may be about. Neither says who is out, when or where.
+ROLE_HOLDER_PAGES = {"/mandates", "/complaints/new"}
+
+
+def test_the_open_wifi_counts_stewards_on_patrol_and_names_only_those_who_chose_it(pages):
+    named = {handle: re.compile(rf"\b{handle}\b") for handle in STEWARDS_SHOWN}
+    leaks = [f"{identity} {url}: {handle}"
+             for identity in ("anonymous", "neighbour") for url, _status, carried in pages[identity]
+             if url not in ROLE_HOLDER_PAGES
+             for handle, shown in STEWARDS_SHOWN.items() if not shown and named[handle].search(carried)]
+    assert leaks == [], "a steward who never chose it is named in public:\n" + "\n".join(leaks)
+    public = {url: carried for url, _status, carried in pages["anonymous"]}
+    assert "2 stewards on patrol: 2 in Market." in public["/"]
+    assert named["Wren"].search(public["/"]) and named["Wren"].search(public["/log"])
 
 
 def test_the_neighbours_phone_is_shown_nothing_of_what_was_typed_on_it(hub):

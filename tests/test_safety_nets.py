@@ -92,4 +92,4 @@ def test_a_crowd_shares_one_rendering_of_the_bench_page_but_a_host_always_sees_t
     # The neighbour's copy is a few seconds old; the host's page is their own and current.
     assert "No steward is on patrol" in text_of(neighbour.get("/"))
     host_page = text_of(host.get("/"))
-    assert "1 steward: Kestrel" in host_page and "Log out Kestrel" in host_page
+    assert "1 steward on patrol." in host_page and "Log out Kestrel" in host_page
