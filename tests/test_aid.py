@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
+import pytest
 from sqlalchemy import func, select
 
 from server.domain import aid, patrol
@@ -78,7 +79,7 @@ def test_a_neighbour_offers_phone_charging_and_it_is_on_the_board_without_the_co
         assert "07700" not in page.get_data(as_text=True)
         assert code not in page.get_data(as_text=True)
 
-    # On a borrowed phone, the poster can make the phone forget the code.
+    # On a borrowed phone, the poster can make the phone forget the code (tests/test_receipts.py).
     submit(client, "/aid/receipt", {}, action="/aid/receipt/forget")
     assert client.get("/aid/receipt").status_code == 302
 
@@ -103,7 +104,8 @@ def test_an_offer_is_answered_read_with_the_receipt_code_and_taken_up(app, clien
     post_id = post_of(app, code).id
 
     neighbour = app.test_client()
-    sent = submit(neighbour, f"/aid/{post_id}", {"text": "My phone is dead since the outage.\nI'm at no. 9, knock twice."})
+    sent = submit(neighbour, f"/aid/{post_id}", {"text": "My phone is dead since the outage.\nI'm at no. 9, knock twice.",
+                                                 "contact_choice": "kept"})
     assert sent.status_code == 200
     assert "your message is with the hub" in text_of(sent)
     assert "What happens next" in text_of(sent)
@@ -134,7 +136,8 @@ def test_an_offer_is_answered_read_with_the_receipt_code_and_taken_up(app, clien
 def test_the_host_sees_the_message_with_the_contact_and_passes_it_on(app, client):
     code = receipt_code(offer_charging(client))
     post_id = post_of(app, code).id
-    submit(app.test_client(), f"/aid/{post_id}", {"text": "Could I charge a radio too? Call 07700 900456"})
+    submit(app.test_client(), f"/aid/{post_id}", {"text": "Could I charge a radio too? Call 07700 900456",
+                                                  "contact_choice": "shown"})
 
     host = app.test_client()
     make_member(app, "Kestrel", "host")
@@ -203,7 +206,7 @@ def test_a_finished_post_is_purged_with_its_messages_after_the_retention_period(
     code = receipt_code(offer_charging(client))
     post_id = post_of(app, code).id
     for text in ("Yes please, Tuesday?", "Me too, I live by the market"):
-        submit(app.test_client(), f"/aid/{post_id}", {"text": text})
+        submit(app.test_client(), f"/aid/{post_id}", {"text": text, "contact_choice": "kept"})
     submit(client, "/aid/mine", {"code": code, "action": "withdrawn"})
     assert (count(app, AidPost), count(app, AidMessage)) == (1, 2)
     retention = app.config["AID_RETENTION_DAYS"]
@@ -246,7 +249,8 @@ def test_a_message_to_a_withdrawn_post_is_refused_and_the_words_kept(app, client
     token = csrf_token(neighbour, f"/aid/{post_id}")  # the page was open before the post went
     submit(client, "/aid/mine", {"code": code, "action": "withdrawn"})
 
-    refused = neighbour.post(f"/aid/{post_id}", data={"text": "Is it still free?", "csrf_token": token})
+    refused = neighbour.post(f"/aid/{post_id}", data={"text": "Is it still free?", "contact_choice": "kept",
+                                                       "csrf_token": token})
 
     assert refused.status_code == 404
     assert "no longer on the board" in text_of(refused)
@@ -294,11 +298,11 @@ def test_bad_message_and_receipt_inputs_come_back_with_messages(app, client):
     post_id = post_of(app, code).id
 
     long_message = "word " * 300
-    too_long = submit(client, f"/aid/{post_id}", {"text": long_message})
+    too_long = submit(client, f"/aid/{post_id}", {"text": long_message, "contact_choice": "kept"})
     assert too_long.status_code == 400
     assert "at most 1000" in text_of(too_long)
     assert long_message.strip() in text_of(too_long)
-    empty = submit(client, f"/aid/{post_id}", {"text": "   "})
+    empty = submit(client, f"/aid/{post_id}", {"text": "   ", "contact_choice": "kept"})
     assert empty.status_code == 400 and "Please write a message" in text_of(empty)
 
     malformed = submit(client, "/aid/mine", {"code": "my code is 12"})
@@ -346,3 +350,135 @@ def test_one_phone_cannot_flood_the_board_or_guess_receipt_codes(tmp_path, clock
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+# -- what a helper lets the poster see -------------------------------------------------------
+
+def answer(app, post_id: int, text: str, choice: str | None):
+    """Another neighbour answers the post on their own phone; the response is where the form led."""
+    form = {"text": text} if choice is None else {"text": text, "contact_choice": choice}
+    return submit(app.test_client(), f"/aid/{post_id}", form)
+
+
+def test_a_helper_chooses_whether_the_poster_may_see_how_to_reach_them(app, client):
+    code = receipt_code(offer_charging(client, contact=""))  # this poster reads messages with the code
+    post_id = post_of(app, code).id
+    form_page = text_of(client.get(f"/aid/{post_id}"))
+    assert "May the person who posted this see how to reach you?" in form_page
+    assert "No, I keep it to myself" in form_page and "Yes, they may see it" in form_page
+
+    # No choice is made for the helper: the form asks, and keeps what they wrote.
+    unchosen = answer(app, post_id, "Could I come by on Friday?", None)
+    assert unchosen.status_code == 400
+    assert "Please choose whether the person who posted may see how to reach you." in text_of(unchosen)
+    assert "Could I come by on Friday?" in text_of(unchosen)
+
+    # Keeping it means the message holds none of it, however it is written.
+    for typed, found in [("Call me on 0176 555 0123 after work", "“0176 555 0123” looks like a phone number"),
+                         ("I'm on telegram: @rowan_k", "“@rowan_k” looks like a messenger name or handle"),
+                         ("Write to rowan@example.org", "“rowan@example.org” looks like an email address")]:
+        refused = answer(app, post_id, typed, "kept")
+        assert refused.status_code == 400, typed
+        assert found in text_of(refused), typed
+        assert "You chose to keep how to reach you to yourself, so take it out of the message" in text_of(refused)
+        assert typed in text_of(refused), "what they wrote is kept on the form"
+    assert count(app, AidMessage) == 0
+
+    kept = answer(app, post_id, "I need one from 18:00 on Friday, 2 phones. I'm at the bench Nr. 12 side.", "kept")
+    assert kept.request.path == "/aid/sent"
+    assert "You kept how to reach you to yourself: nobody at the hub has it" in text_of(kept)
+    shown = answer(app, post_id, "Happy to swap a cable too: call 0176 555 0123", "shown")
+    assert "You let them see how to reach you" in text_of(shown)
+    with app.app_context():
+        assert sorted(db.session.scalars(select(AidMessage.contact_choice))) == ["kept", "shown"]
+
+    # The poster reads both, each saying what its helper chose.
+    mine = text_of(submit(client, "/aid/mine", {"code": code}))
+    assert "I'm at the bench Nr. 12 side." in mine and "call 0176 555 0123" in mine
+    assert "They keep how to reach them to themselves: answer where their message says, or at the bench." in mine
+    assert "They let you see how to reach them: it is in their message, for you alone." in mine
+
+
+def test_the_host_reads_a_helpers_contact_only_to_pass_it_on(app, client):
+    make_member(app, "Kestrel", "host")
+    host = app.test_client()
+    login(host, "Kestrel")
+    # A poster who reads messages with their code: the host is no go-between for them.
+    reads_with_code = post_of(app, receipt_code(offer_charging(client, contact=""))).id
+    # A poster who left the hub a way to reach them: the host passes messages on.
+    left_contact = post_of(app, receipt_code(offer_charging(client, text="Soup on Sundays"))).id
+    answer(app, reads_with_code, "My number is 0176 555 0123", "shown")
+    answer(app, reads_with_code, "See you at the bench on Saturday", "kept")
+    answer(app, left_contact, "Text me on 0151 2345 6789 please", "shown")
+
+    queue = host.get("/host/aid")
+    page = text_of(queue)
+    assert "0176 555 0123" not in queue.get_data(as_text=True)
+    assert "Not shown here: it holds how to reach the helper, which they gave to the poster alone" in page
+    assert "See you at the bench on Saturday" in page  # kept: it holds no contact, the host may moderate it
+    assert "Text me on 0151 2345 6789 please" in page  # the go-between's job
+    # Only the message the host can pass on waits for them, on the page and on the dashboard.
+    assert page.count("Mark as passed on") == 1
+    assert "Aid messages waiting to be passed on : 1" in text_of(host.get("/host/"))
+    with app.app_context():
+        nothing_to_pass_on = db.session.scalar(select(AidMessage.id).where(AidMessage.post_id == reads_with_code))
+    forged = submit(host, "/host/aid", {}, action=f"/host/aid/messages/{nothing_to_pass_on}/passed-on")
+    assert "nothing to pass on" in text_of(forged)
+    with app.app_context():
+        assert db.session.get(AidMessage, nothing_to_pass_on).passed_on_at is None
+
+
+@pytest.mark.parametrize("typed, found", [
+    ("Charger to lend, ring 0176 555 0123", "0176 555 0123"),
+    ("Charger to lend, ring 0176.555.0123", "0176.555.0123"),
+    ("Charger to lend, ring +49-176-5550123", "+49-176-5550123"),
+    ("Charger to lend, ring (030) 555 01 23", "(030) 555 01 23"),
+    ("Charger to lend, signal @rowan", "@rowan"),
+    ("Charger to lend, telegram: @rowan", "@rowan"),
+    ("Charger to lend, @rowan on insta", "@rowan"),
+    ("Charger to lend, Signal: rowan.01", "Signal: rowan.01"),
+    ("Charger to lend, t.me/rowan_k", "t.me/rowan_k"),
+    ("Charger to lend, mail rowan@example.org", "rowan@example.org"),
+])
+def test_a_post_with_a_way_to_reach_someone_is_refused_saying_what_to_change(app, client, typed, found):
+    refused = offer_charging(client, text=typed)
+    assert refused.status_code == 400
+    assert f"“{found}” looks like" in text_of(refused)
+    assert aid.CONTACT_IN_TEXT in text_of(refused)
+    assert typed in text_of(refused), "what they typed is kept on the form"
+    assert count(app, AidPost) == 0
+
+
+def test_times_dates_amounts_and_house_numbers_go_on_the_board(client):
+    for text in ("Soup from 18:00, 2 bags of bread", "Nr. 12, 1.5 kg of apples, 3,50 € a jar",
+                 "Sat 21.11. 10-12 and 14.00-16.00, 2026-12-05 too", "Childcare 8.30-12.30 on 28.11.2026"):
+        assert offer_charging(client, text=text).request.path == "/aid/receipt", text
+        assert text in text_of(client.get("/aid"))
+
+
+def test_messages_left_before_the_choice_existed_stay_readable_to_their_poster(tmp_path, clock):
+    """Those helpers wrote under a form that asked how to reach them and said the poster reads it."""
+    from flask_migrate import upgrade
+
+    from server import create_app
+    from server.migrating import apply_migrations
+
+    app = create_app({"INSTANCE": tmp_path / "old-hub", "TESTING": True, "CLOCK": clock})
+    with app.app_context():
+        upgrade(revision="f13p0000pub")  # the schema just before the helper's choice
+        db.session.execute(db.text(
+            "INSERT INTO aid_post (id, receipt_code, kind, category, text, status, created_at, available_until) "
+            "VALUES (1, 'H-7K2M-9QXR', 'offer', 'food', 'Soup', 'open', '2026-11-21 19:00:00', '2026-11-28 19:00:00')"))
+        db.session.execute(db.text(
+            "INSERT INTO aid_message (id, post_id, text, created_at) "
+            "VALUES (1, 1, 'Yes please, 0176 555 0123', '2026-11-21 19:30:00')"))
+        db.session.commit()
+    apply_migrations(app)
+    with app.app_context():
+        assert db.session.get(AidMessage, 1).contact_choice == aid.SHOWN
+        db.session.remove()
+    mine = submit(app.test_client(), "/aid/mine", {"code": "H-7K2M-9QXR"})
+    assert "Yes please, 0176 555 0123" in text_of(mine)
+    assert "They let you see how to reach them" in text_of(mine)
+    with app.app_context():
+        db.engine.dispose()

@@ -309,8 +309,9 @@ def test_a_neighbour_offers_help_another_leaves_a_message_and_the_first_reads_it
         assert re.fullmatch(r"H-[0-9A-Z]{4}-[0-9A-Z]{4}", code), code
         offerer.sees("receipt")
         # A borrowed phone: the code is written down, and the phone forgets it.
-        offerer.press(page.get_by_role("button", name="I have kept it: forget the code on this phone"))
-        page.wait_for_url("**/aid")
+        offerer.press(page.get_by_role("button", name="I have kept it: forget this code on this phone"))
+        page.wait_for_url("**/aid/mine")
+        assert "This phone no longer keeps your receipt code" in offerer.main_text()
         offerer.sees("code-forgotten")
 
         # Another neighbour, on their own phone, finds the offer on the board and answers it.
@@ -323,7 +324,8 @@ def test_a_neighbour_offers_help_another_leaves_a_message_and_the_first_reads_it
         page.wait_for_url(re.compile(r"/aid/\d+$"))
         answerer.sees("offer")
         message = f"I need one on Friday night, call me on 0151 2345 6789 ({device.name})"
-        page.get_by_label("Your message, and how they can reach you").fill(message)
+        page.get_by_label("Yes, they may see it").check()
+        page.get_by_label("Your message", exact=True).fill(message)
         answerer.press(page.get_by_role("button", name="Send the message"))
         page.wait_for_url("**/aid/sent")
         assert "can read your message with their receipt code" in answerer.main_text()
@@ -334,9 +336,9 @@ def test_a_neighbour_offers_help_another_leaves_a_message_and_the_first_reads_it
         assert offer in answerer.main_text() and "0151 2345 6789" not in answerer.main_text()
 
         # What the product promises next: the offerer reads it with the code they kept, and takes the offer down.
+        # Forgetting the code left their phone on the page where a kept code is typed in.
         page = offerer.page
-        offerer.press(page.get_by_role("link", name="Your post (with your receipt code)"))
-        page.wait_for_url("**/aid/mine")
+        assert page.url.endswith("/aid/mine")
         page.get_by_label("Your receipt code").fill(code)
         offerer.press(page.get_by_role("button", name="Show my post"))
         page.get_by_role("heading", name="Messages for your offer").wait_for()

@@ -30,8 +30,8 @@ from server.clock import utcnow
 from server.db import make_engine
 from server.domain import patrol, people
 from server.extensions import db
-from server.web.live import SLOTLESS_RETRY_MS, SLOTS_KEY
-from tests.helpers import PASSWORD, login, make_member, text_of
+from server.web.live import ENDED_EVENT, SLOTLESS_RETRY_MS, SLOTS_KEY
+from tests.helpers import PASSWORD, login, make_member, seat_role, text_of
 from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
 
 HOLD_S = 0.5  # short held streams, so a test client's response ends
@@ -45,7 +45,7 @@ def events_in(body: str) -> list[dict]:
     found = []
     for block in body.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
-        if "data" in fields:
+        if "data" in fields and "event" not in fields:  # a named event is no entry (see ended_with)
             entry = json.loads(fields["data"])
             assert fields.get("id") == str(entry["id"])
             found.append(entry)
@@ -241,6 +241,94 @@ def test_more_stream_slots_than_web_threads_still_leave_a_thread_for_the_bench(t
     assert taken == 3
     with app.app_context():
         db.engine.dispose()
+
+
+def ended_with(body: str) -> str:
+    """The message of the stream's last event, which must be the one that ends it."""
+    last = body.rstrip().split("\n\n")[-1]
+    fields = dict(line.split(": ", 1) for line in last.splitlines())
+    assert fields.get("event") == ENDED_EVENT, last
+    return json.loads(fields["data"])["message"]
+
+
+def meanwhile(seconds: float, *steps):
+    """Run ``steps`` in order on another thread after ``seconds``, while this one reads a stream."""
+    def run():
+        time.sleep(seconds)
+        for step in steps:
+            step()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_an_open_stream_ends_when_its_watchers_role_lapses_and_says_why(hub, clock):
+    hub.config["STREAM_HOLD_S"] = 30  # longer than the test: only the lapse may end this stream
+    make_member(hub, "Heron", "dispatch", term_days=1)
+    watcher = hub.test_client()
+    login(watcher, "Heron")
+    (before,) = write_entries(hub, check_in("before the term ran out"))
+
+    # The term runs out on the hub's clock while the stream is open; then something is logged.
+    logged_after: list[int] = []
+    lapse = meanwhile(0.6, lambda: clock.advance(days=1, seconds=1),
+                      lambda: logged_after.extend(write_entries(hub, check_in("after the term ran out"))))
+    started = time.monotonic()
+    body = watch(watcher, last_id=before - 1)
+    lapse.join()
+
+    assert time.monotonic() - started < 10, "ended by the lapse, not held for STREAM_HOLD_S"
+    assert [e["id"] for e in events_in(body)] == [before]
+    message = ended_with(body)
+    assert message.startswith("The live log has stopped.") and "have lapsed" in message
+    # The page's script closes the stream on that event; were it to reconnect, it is refused.
+    assert watcher.get("/host/live/events").status_code in (302, 403)
+    # The host, whose role is in force, watches what was logged after (logged in afresh: a day has passed).
+    host = hub.test_client()
+    login(host, "Kestrel")
+    hub.config["STREAM_HOLD_S"] = HOLD_S
+    assert [e["id"] for e in events_in(watch(host, last_id=before))] == logged_after
+
+
+def test_an_open_stream_ends_when_its_watcher_is_logged_out_everywhere(hub, client):
+    hub.config["STREAM_HOLD_S"] = 30
+
+    def log_out_everywhere():
+        with hub.app_context():
+            people.end_sessions(people.get_member(db.session, "Kestrel"))
+            db.session.commit()
+            db.session.remove()
+
+    logging_out = meanwhile(0.6, log_out_everywhere)
+    started = time.monotonic()
+    body = watch(client)
+    logging_out.join()
+    assert time.monotonic() - started < 10
+    assert ended_with(body) == "You were logged out, so the live log has stopped. Log in again to watch it."
+
+
+def test_a_role_lost_while_another_remains_narrows_the_open_stream_at_once(hub, clock):
+    """A captain who also held dispatch: once dispatch lapses, silent alerts stop reaching them."""
+    hub.config["STREAM_HOLD_S"] = 2
+    make_member(hub, "Osprey", "captain")
+    with hub.app_context():
+        osprey = people.get_member(db.session, "Osprey")
+        seat_role(db.session, clock(), osprey, people.DISPATCH, term_days=1)
+        db.session.commit()
+    captain = hub.test_client()
+    login(captain, "Osprey")
+    (before,) = write_entries(hub, private("duress", "the laundrette"))
+
+    lapse = meanwhile(0.6, lambda: clock.advance(days=1, seconds=1),
+                      lambda: write_entries(hub, private("duress", "the bus stop"), private("incident", "Market")))
+    body = watch(captain, last_id=before - 1)
+    lapse.join()
+
+    received = events_in(body)
+    assert [e["place"] for e in received if e["kind"] == "duress"] == ["the laundrette"]
+    assert [e["place"] for e in received if e["kind"] == "incident"] == ["Market"]
+    assert ENDED_EVENT not in body and retries_in(body)[-1] < 1000  # held to its end, as any stream
 
 
 # -- across processes, for real -----------------------------------------------

@@ -387,7 +387,7 @@ def seed(app, clock: FakeClock) -> Hub:
         "area": str(market), "days": "7", "contact": f"{AID_POSTER}, {AID_PHONE}, {AID_EMAIL}"}))))
     post_id = newest_id(app, aid.AidPost)
     shown.append(("/aid/<id>", text_of(sent(neighbour, f"/aid/{post_id}", {
-        "text": f"I would love some. {AID_REPLY}, {AID_REPLY_PHONE}"}))))
+        "text": f"I would love some. {AID_REPLY}, {AID_REPLY_PHONE}", "contact_choice": "shown"}))))
     shown.append(("/compact/sign", text_of(sent(neighbour, "/compact", {"mark": str(SIGNER), "version": "1"},
                                                 action="/compact/sign"))))
     shown.append(("/mediation/status", text_of(sent(neighbour, "/mediation/status",

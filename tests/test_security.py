@@ -342,11 +342,19 @@ def test_every_post_form_on_every_page_posts_somewhere_real(hub):
 # Routes whose forms write nothing to the database: they read, or change only the session.
 READS_ONLY = [
     "aid.forget_receipt",  # forgets the code in the session
+    "mediation.forget_receipt",  # the same, for a mediation request
+    "complaints.forget_receipt",  # the same, for a complaint
+    "cases.forget_report",  # forgets that this phone reported an arrest
     "aid.mine",  # looks a post up by its receipt code
     "auth.login",  # a member holding every role logs in again
     "mediation.status",  # looks a request up by its receipt code
     "complaints.status",  # looks a complaint up by its receipt code
 ]
+
+
+# What a neighbour's phone keeps after sending each public form: its thank-you page offers to forget it.
+RECEIPTS_IN_THE_SESSION = {"aid_receipt": "H-0000-0000", "mediation_receipt": "M-0000-0000",
+                           "complaint_receipt": "P-0000-0000", "arrest_reported": "dispatch"}
 
 
 @pytest.mark.parametrize("identity", ["anonymous", "member holding every role"])
@@ -360,8 +368,8 @@ def test_a_forged_form_changes_nothing_and_the_real_one_goes_through(hub, identi
     if identity != "anonymous":
         assert login(client, "Everyone").request.path == "/host/"
     pages = [url for _, url in get_pages(hub)]
-    with client.session_transaction() as session:  # the receipt page, as after posting an aid offer
-        session["aid_receipt"] = "H-0000-0000"
+    with client.session_transaction() as session:  # the receipt pages, as after sending each public form
+        session.update(RECEIPTS_IN_THE_SESSION)
     forms = collect_forms(hub, client, pages)
     token = csrf_token(client, "/login")
     snapshot = Snapshot(hub)
@@ -972,8 +980,8 @@ class FuzzHub:
             receipts = {"aid.mine": db.session.get(aid.AidPost, 1).receipt_code,
                         "mediation.status": db.session.get(mediation.MediationRequest, 1).receipt_code,
                         "complaints.status": db.session.get(complaints.Complaint, 1).receipt_code}
-        with self.neighbour.session_transaction() as session:  # the receipt page offers "forget it"
-            session["aid_receipt"] = receipts["aid.mine"]
+        with self.neighbour.session_transaction() as session:  # the receipt pages offer "forget it"
+            session.update(RECEIPTS_IN_THE_SESSION, aid_receipt=receipts["aid.mine"])
         public_pages = [url for endpoint_, url in get_pages(self.app) if audience_of(self.app, endpoint_) is None]
         # Logging out is offered only to someone logged in; the neighbour posts it all the same.
         self.form = (collect_forms(self.app, self.neighbour, public_pages).get(endpoint)

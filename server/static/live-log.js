@@ -14,7 +14,7 @@
 
   function say(text, mode) {
     state.textContent = text;
-    state.className = "flash" + (mode === "lost" ? " warning" : "");
+    state.className = "flash" + (mode === "lost" || mode === "ended" ? " warning" : "");
     state.dataset.state = mode;
   }
 
@@ -84,6 +84,20 @@
       list.lastElementChild.remove();
     }
   };
+
+  // The hub ends the stream when this watcher's role lapses or they are logged
+  // out, and says why: stop here, rather than reconnect to be refused.
+  source.addEventListener("ended", function (event) {
+    source.close();
+    clearTimeout(quiet);
+    var why = "";
+    try {
+      why = JSON.parse(event.data).message;
+    } catch (error) {
+      why = "";
+    }
+    say(why || "The live log has stopped. Reload the page (you may need to log in again).", "ended");
+  });
 
   source.onerror = function () {
     if (source.readyState === EventSource.CLOSED) {

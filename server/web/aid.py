@@ -47,6 +47,7 @@ from server.web.forms import (
     receipt_lookup_limit,
     status_for,
 )
+from server.web.receipts import forget_code
 
 bp = Blueprint("aid", __name__)
 
@@ -54,6 +55,7 @@ bp = Blueprint("aid", __name__)
 # page, so reloading the receipt shows the code again instead of posting twice.
 RECEIPT_KEY = "aid_receipt"
 SENT_KEY = "aid_message_sent_for"
+SENT_CHOICE_KEY = "aid_message_contact_choice"
 
 NOT_SAID = ""
 KIND_CHOICES = [SelectChoice(aid.OFFER, "I can offer help"), SelectChoice(aid.ASK, "I am asking for help")]
@@ -62,7 +64,13 @@ CATEGORY_CHOICES = [SelectChoice(category, aid.CATEGORY_LABELS[category]) for ca
 MAX_TYPED_CODE = 40
 # The domain names fields as a neighbour would; these are the form's names.
 POST_FIELDS = {"description": "text", "way to reach you": "contact"}
-MESSAGE_FIELDS = {"message": "text"}
+MESSAGE_FIELDS = {"message": "text", "contact choice": "contact_choice"}
+# Keeping it comes first: showing how to reach you is the choice that takes a say-so.
+CONTACT_CHOICE_LABELS = [
+    SelectChoice(aid.KEPT, "No, I keep it to myself: my message says where to find me (say, the bench on "
+                           "Saturday mornings), or I come by"),
+    SelectChoice(aid.SHOWN, "Yes, they may see it: I write my number, email or handle in the message"),
+]
 
 _TOO_LONG = "This is too long: %(length)d characters, at most %(max)d."
 _CHOOSE_CATEGORY = "Please choose a kind of help from the list."
@@ -107,10 +115,16 @@ class PostForm(FlaskForm):
 
 
 class MessageForm(FlaskForm):
-    """An answer to a post, for the host and the poster only."""
+    """An answer to a post, for the host and the poster only, and what the poster may see of how to reach you."""
 
+    # No choice is made for the helper: the form asks until they choose.
+    contact_choice = RadioField(
+        "May the person who posted this see how to reach you?",
+        choices=CONTACT_CHOICE_LABELS,
+        invalid_choice_message="Please choose whether the person who posted may see how to reach you.",
+    )
     text = TextAreaField(
-        "Your message, and how they can reach you",
+        "Your message",
         validators=[DataRequired("Please write a message."), Length(max=aid.MAX_MESSAGE, message=_TOO_LONG)],
     )
 
@@ -215,9 +229,7 @@ def receipt() -> ResponseReturnValue:
 @public
 def forget_receipt() -> ResponseReturnValue:
     """On a borrowed phone, the next person must not find the code."""
-    session.pop(RECEIPT_KEY, None)
-    flash("The receipt code is no longer kept on this phone. Keep your own copy safe.")
-    return redirect(url_for("aid.board"))
+    return forget_code(RECEIPT_KEY, then="aid.mine")
 
 
 @bp.route("/aid/<int:post_id>", methods=["GET", "POST"])
@@ -228,13 +240,14 @@ def show(post_id: int) -> ResponseReturnValue:
     post = aid.get_open_post(db.session, now(), post_id)
     form = MessageForm()
     if form.validate_on_submit():
-        kind = post.kind
+        kind, choice = post.kind, form.contact_choice.data
         try:
-            save(lambda s: aid.leave_message(s, now(), aid.get_open_post(s, now(), post_id), form.text.data))
+            save(lambda s: aid.leave_message(s, now(), aid.get_open_post(s, now(), post_id), form.text.data, choice))
         except DomainError as error:
             attach_error(form, error, fields=MESSAGE_FIELDS)
         else:
             session[SENT_KEY] = kind
+            session[SENT_CHOICE_KEY] = choice
             return redirect(url_for("aid.sent"))
     return render_template("aid/show.html", post=post, form=form), status_for(form)
 
@@ -245,7 +258,9 @@ def sent() -> ResponseReturnValue:
     kind = session.get(SENT_KEY)
     if kind not in aid.KINDS:
         return redirect(url_for("aid.board"))
-    return render_template("aid/sent.html", kind=kind, retention_days=current_app.config["AID_RETENTION_DAYS"])
+    shown = session.get(SENT_CHOICE_KEY) == aid.SHOWN
+    return render_template("aid/sent.html", kind=kind, shown=shown,
+                           retention_days=current_app.config["AID_RETENTION_DAYS"])
 
 
 # -- the poster, with their receipt code ---------------------------------------

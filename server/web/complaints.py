@@ -35,6 +35,7 @@ from server.web.forms import (
     status_for,
 )
 from server.web.mediation import TOO_LONG, unix_newlines
+from server.web.receipts import forget_code
 
 bp = Blueprint("complaints", __name__)
 
@@ -107,6 +108,13 @@ def receipt() -> ResponseReturnValue:
         return redirect(url_for(".status"))
     return render_template("complaints/receipt.html", code=code, no_reader=session.get(NO_READER_KEY),
                            **_retention())
+
+
+@bp.post("/complaints/receipt/forget")
+@public
+def forget_receipt() -> ResponseReturnValue:
+    """On a borrowed phone, the next person must not find the code, nor that a complaint was made."""
+    return forget_code(RECEIPT_KEY, NO_READER_KEY, then=".status")
 
 
 @bp.route("/complaints/status", methods=["GET", "POST"])

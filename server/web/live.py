@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import (
@@ -31,9 +32,11 @@ from flask import (
 )
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from server.domain import patrol, sealing
+from server.domain import patrol, people, sealing
+from server.domain.people import Member
 from server.extensions import db
 from server.web.access import current_roles, open_vaults, requires
 from server.web.converters import MAX_ROW_ID
@@ -52,6 +55,7 @@ POLL_S = 0.25
 KEEPALIVE_S = 10.0  # a comment now and then, so proxies and the browser keep a quiet stream open
 SLOTLESS_RETRY_MS = 500  # no slot free: come back in half a second (still "within a second" at p95)
 RECONNECT_MS = 100  # a held stream ended on time: come back at once
+ENDED_EVENT = "ended"  # the last event of a stream whose watcher may no longer watch, with why
 SLOTS_KEY = "live_log_slots"
 
 # This page alone runs a script (its own, from the hub) and opens a connection
@@ -138,6 +142,14 @@ def _requested_last_id() -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Watcher:
+    """Who opened a stream: checked again while it is open, as every request checks it."""
+
+    member_id: int
+    session_epoch: int
+
+
 class LogReader:
     """Reads the log for one stream, each time in a session of its own.
 
@@ -147,6 +159,9 @@ class LogReader:
     runs in a fresh app context whose session is removed when it ends (the
     stream itself runs after the request's context is gone).
     """
+
+    # Who opened the stream, set by the view; None for nobody in particular (then nothing is checked).
+    watcher: Watcher | None = None
 
     def __init__(self, app: Flask, hidden_kinds: frozenset[str], vaults: Mapping[str, Any] | None = None) -> None:
         self.app = app
@@ -174,6 +189,33 @@ class LogReader:
             event_payload(e, self.vaults)
             for e in reversed(patrol.recent_entries(s, limit=PAGE_ENTRIES, hidden_kinds=self.hidden_kinds))
         ])
+
+    def why_not_watching(self) -> str | None:
+        """Why the watcher may no longer watch, or None while they may.
+
+        Roles are read against the hub's clock, as on every request
+        (web/access.py): a role that lapsed, was suspended or ended since the
+        stream opened ends it, and so does logging out everywhere. A role
+        lost while another log role remains narrows what is sent from now on.
+        """
+        if self.watcher is None:
+            return None
+        watcher = self.watcher
+
+        def check(session: Session) -> str | None:
+            member = session.get(Member, watcher.member_id)
+            if member is None or member.session_epoch != watcher.session_epoch:
+                return "You were logged out, so the live log has stopped. Log in again to watch it."
+            moment = self.app.config["CLOCK"]()
+            roles = people.active_roles(session, member, moment)
+            if not roles:
+                return f"The live log has stopped. {people.why_nothing_opens(session, member, moment)}"
+            if not roles & set(LOG_ROLES):
+                return "Your roles in force no longer open the live log, so it has stopped."
+            self.hidden_kinds = patrol.kinds_hidden_from(roles)
+            return None
+
+        return self._read(check)
 
     def newest_id(self) -> int:
         return self._read(
@@ -223,6 +265,12 @@ def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, h
                 yield ": keepalive\n\n"
                 keepalive_at = now + KEEPALIVE_S
             time.sleep(min(POLL_S, deadline - now))
+            # Checked before every read, so nothing logged after a role lapsed reaches its watcher.
+            if why := reader.why_not_watching():
+                # The page closes its stream on this event and says why; were it
+                # missed, the reconnection is refused as any other request would be.
+                yield f"event: {ENDED_EVENT}\ndata: {json.dumps({'message': why}, ensure_ascii=False)}\n\n"
+                return
             rows = reader.after(last_id)
             if rows:
                 last_id = rows[-1]["id"]
@@ -238,10 +286,11 @@ def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, h
 @requires(*LOG_ROLES)
 def events() -> ResponseReturnValue:
     app = current_app._get_current_object()
-    # Roles are checked on every (re)connection, so a lapsed role loses the
-    # stream within STREAM_HOLD_S. They are read here: the stream runs after
-    # the request is over.
+    # Roles are checked on every (re)connection, and by the open stream before
+    # each read (LogReader.why_not_watching). They are read here: the stream
+    # runs after the request is over.
     reader = LogReader(app, patrol.kinds_hidden_from(current_roles()), open_vaults())
+    reader.watcher = Watcher(current_user.member.id, current_user.member.session_epoch)
     body = stream(reader, app.extensions[SLOTS_KEY], _requested_last_id(), float(app.config["STREAM_HOLD_S"]))
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"  # as on every private page (web/headers.py)

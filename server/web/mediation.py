@@ -58,6 +58,7 @@ from server.web.forms import (
     receipt_lookup_limit,
     status_for,
 )
+from server.web.receipts import forget_code
 
 bp = Blueprint("mediation", __name__)
 
@@ -179,6 +180,13 @@ def receipt() -> ResponseReturnValue:
     if not code:
         return redirect(url_for(".status"))
     return render_template("mediation/receipt.html", code=code, **_retention())
+
+
+@bp.post("/mediation/receipt/forget")
+@public
+def forget_receipt() -> ResponseReturnValue:
+    """On a borrowed phone, the next person must not find the code."""
+    return forget_code(RECEIPT_KEY, then=".status")
 
 
 @bp.route("/mediation/status", methods=["GET", "POST"])
