@@ -11,7 +11,8 @@ app, the real bridge's inbound handler, the real CLI.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def seized(tmp_path):
     """A hub seeded through every door, backed up, then stopped: its instance folder and its clock."""
     from tests.test_privacy import DURESS_WORD, HOTLINE
 
-    clock = FakeClock(__import__("datetime").datetime(2026, 11, 21, 20, 0))
+    clock = FakeClock(datetime(2026, 11, 21, 20, 0))
     instance = tmp_path / "instance"
     app = make_app(instance, clock, **hub_config(LEGAL_HOTLINE=HOTLINE, DURESS_WORD=DURESS_WORD,
                                                  STREAM_HOLD_S=0.05))
@@ -293,3 +294,18 @@ def test_an_upgraded_hub_seals_what_its_card_already_held_and_loses_no_note(tmp_
         assert unsealed(app, request.what) == "Ignatz and the hedge"
         assert unsealed(app, request.contact) == "0176 5550111"
         assert unsealed(app, request.notes[0].text) == "Spoke to Ignatz"
+
+
+def test_a_lock_from_the_terminal_ends_an_open_live_stream_too(app, client, runner):
+    from server.web.keyring import lock_from_outside
+    from tests.test_live_log import ended_with, meanwhile, watch
+
+    app.config["STREAM_HOLD_S"] = 30
+    make_member(app, "Kestrel", people.HOST)
+    assert login(client, "Kestrel").request.path == "/host/"
+    locking = meanwhile(0.6, lambda: lock_from_outside(Path(app.config["INSTANCE"])))
+    started = time.monotonic()
+    body = watch(client)
+    locking.join()
+    assert time.monotonic() - started < 10
+    assert "The hub was locked" in ended_with(body)

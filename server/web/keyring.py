@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from nacl.public import PrivateKey
 
 LOCK_FILE = "locked"
+EXTENSION_KEY = "safebench.keyring"
 
 
 @dataclass
@@ -132,12 +133,12 @@ def lock_from_outside(instance: Path) -> Path:
 
 
 def keyring() -> Keyring:
-    return current_app.extensions["safebench.keyring"]
+    return current_app.extensions[EXTENSION_KEY]
 
 
 def init_app(app: Flask) -> None:
     cfg = app.config
-    app.extensions["safebench.keyring"] = Keyring(
+    app.extensions[EXTENSION_KEY] = Keyring(
         Path(cfg["INSTANCE"]) / LOCK_FILE,
         idle=timedelta(minutes=float(cfg["LOCK_IDLE_MINUTES"])),
         lifetime=timedelta(hours=float(cfg["SESSION_MAX_HOURS"])),

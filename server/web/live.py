@@ -30,6 +30,7 @@ from flask import (
     render_template,
     request,
 )
+from flask import session as flask_session
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -37,12 +38,14 @@ from sqlalchemy.orm import Session
 
 from server.domain import patrol, people, sealing
 from server.domain.people import Member
+from server.db import HubBusy, run_in_transaction
 from server.extensions import db
-from server.web.access import current_roles, open_vaults, requires
+from server.web.access import UNLOCK_KEY, current_roles, open_vaults, requires
 from server.web.converters import MAX_ROW_ID
 from server.web.filters import datetime_filter
 from server.web.headers import CONTENT_SECURITY_POLICY
 from server.web.host import LOG_ROLES
+from server.web.keyring import EXTENSION_KEY as KEYRING_KEY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -148,6 +151,8 @@ class Watcher:
 
     member_id: int
     session_epoch: int
+    # The keyring token of the login that opened the stream: locked, idle or too old, and the stream ends.
+    token: str | None = None
 
 
 class LogReader:
@@ -213,6 +218,12 @@ class LogReader:
             if not roles & set(LOG_ROLES):
                 return "Your roles in force no longer open the live log, so it has stopped."
             self.hidden_kinds = patrol.kinds_hidden_from(roles)
+            # The keys go with the login: a lock (button, `safebench lock`, a duress login), an idle
+            # spell or the login's lifetime end the stream as they end every page.
+            unlocked = self.app.extensions[KEYRING_KEY].get(watcher.token, moment)
+            if unlocked is None or unlocked.member_id != member.id:
+                return "The hub was locked, or your login ended, so the live log has stopped. Log in again to watch it."
+            self.vaults = _vaults_now(session, moment, member, unlocked, sealing.vaults_for(roles), self.app)
             return None
 
         return self._read(check)
@@ -221,6 +232,23 @@ class LogReader:
         return self._read(
             lambda s: next((e.id for e in patrol.recent_entries(s, limit=1, hidden_kinds=self.hidden_kinds)), 0)
         )
+
+
+def _vaults_now(session: Session, moment: Any, member: Member, unlocked: Any, readable: set[str],
+               app: Flask) -> dict[str, Any]:
+    """The watcher's vault keys narrowed to their roles now, with any granted (or made) since they logged in."""
+    if readable - unlocked.vaults.keys() and unlocked.member_private is not None:
+        unlocked.vaults.update(sealing.open_grants(session, member, unlocked.member_private))
+        if (readable - unlocked.vaults.keys()) & set(sealing.waiting_vaults(session)):
+            # A vault made after the login waits for its first reader: this watcher is one.
+            try:
+                run_in_transaction(session, lambda s: sealing.sync(s, moment, app.extensions[KEYRING_KEY]
+                                                                   .opened_vaults()))
+            except HubBusy:
+                pass  # the scheduler gives it within a minute; the next read looks again
+            else:
+                unlocked.vaults.update(sealing.open_grants(session, member, unlocked.member_private))
+    return {vault: key for vault, key in unlocked.vaults.items() if vault in readable}
 
 
 def _first_events(reader: LogReader, last_id: int | None) -> tuple[str, int]:
@@ -290,7 +318,7 @@ def events() -> ResponseReturnValue:
     # each read (LogReader.why_not_watching). They are read here: the stream
     # runs after the request is over.
     reader = LogReader(app, patrol.kinds_hidden_from(current_roles()), open_vaults())
-    reader.watcher = Watcher(current_user.member.id, current_user.member.session_epoch)
+    reader.watcher = Watcher(current_user.member.id, current_user.member.session_epoch, flask_session.get(UNLOCK_KEY))
     body = stream(reader, app.extensions[SLOTS_KEY], _requested_last_id(), float(app.config["STREAM_HOLD_S"]))
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"  # as on every private page (web/headers.py)
