@@ -15,10 +15,10 @@ import pytest
 
 from radio_bridge.bridge import QUEUE_FULL, Bridge
 from radio_bridge.mesh import RadioSpec
-from server.domain import outbox
+from server.domain import outbox, sealing
 from server.domain.people import DISPATCH, HOST
 from server.extensions import db
-from tests.helpers import add_steward, login, make_app, make_member, text_of
+from tests.helpers import add_steward, login, make_app, make_member, text_of, unsealed
 from tests.test_radio_bridge import (  # the bridge's stories' radio, stewards and hand-turned loop
     KESTREL,
     fast_settings,
@@ -78,7 +78,9 @@ def test_a_locked_database_keeps_radio_check_ins_on_disk_and_the_log_catches_up_
         blocker.close()
 
     turn_until(hub_bridge, lambda: len(log_entries()) == 3)
-    assert [entry.note for entry in log_entries()] == ["one", "two", "three"]
+    notes = [entry.note for entry in log_entries()]
+    assert all(sealing.is_sealed(note) for note in notes)
+    assert [unsealed(impatient_app, note) for note in notes] == ["one", "two", "three"]
     assert hub_bridge.journal.depth() == 0
     turn_until(hub_bridge, lambda: "The radio bridge is silent" not in radio_page(impatient_app), seconds=8)
 

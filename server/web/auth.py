@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from flask import (
@@ -117,10 +119,18 @@ def login() -> object:
         password = form.password.data
         # With a key of their own, unwrapping it is the password check (authenticated encryption):
         # one memory-hard derivation per login, not two, which is what keeps a Pi's login under 2 s.
+        # Every try costs that derivation (an unknown handle unwraps a decoy), and every wrong one a
+        # password hash besides (the duress check, or a stand-in for it): neither the page nor a
+        # stopwatch tells which handles exist, or who set a duress password.
         key = sealing.member_key(db.session, member) if member is not None else None
-        private = sealing.open_member_key(key, password) if key is not None else None
+        private = sealing.open_member_key(key or _decoy_key(*sealing.kdf_cost()), password)
         right = private is not None or (key is None and people.check_password(member, password))
-        duress = not right and sealing.is_duress_password(db.session, member, password)
+        duress = False
+        if not right and key is not None:
+            if key.duress_hash:
+                duress = sealing.is_duress_password(db.session, member, password)
+            else:
+                people.check_password(None, password)  # the stand-in hash, as long as a duress check
         if not (right or duress):
             form.form_errors.append("That handle and password do not match.")
         elif not people.active_roles(db.session, member, now()):
@@ -133,7 +143,7 @@ def login() -> object:
                 unlocked = keyring().add(member.id, {}, now(), duress=True)
             else:
                 try:
-                    vaults, private = save(lambda s: _open_keys(s, member.id, password, private))
+                    vaults, private = _open_keys_for(member, password, private)
                 except HubBusy:
                     form.form_errors.append("The hub is very busy right now; please try again in a moment.")
                     return render_template("auth/login.html", form=form), 503
@@ -149,6 +159,34 @@ def login() -> object:
             session.permanent = True
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), 200 if not form.errors and not form.form_errors else 400
+
+
+@functools.cache
+def _decoy_key(passes: int, memory_kib: int) -> SimpleNamespace:
+    """A member key no password opens, made at the cost real ones are: what an unknown handle unwraps."""
+    from nacl.secret import SecretBox
+    from nacl.utils import random as random_bytes
+
+    return SimpleNamespace(salt=random_bytes(16), kdf_passes=passes, kdf_memory_kib=memory_kib,
+                           wrapped_private=SecretBox(random_bytes(SecretBox.KEY_SIZE)).encrypt(random_bytes(32)))
+
+
+def _open_keys_for(member: Member, password: str, private: object) -> tuple[dict, object]:
+    """The vault keys this login opens, by reading alone when it has nothing to write.
+
+    So a login works while another process holds the database's write lock (a
+    backup, the radio bridge catching up on a burst), as every page that only
+    reads does: the host can still see what is wrong. A key to make, or grants
+    to give or take, wait for the lock (``save``).
+    """
+    if private is not None:
+        opened = sealing.open_grants(db.session, member, private)
+        with db.session.no_autoflush:
+            changes = sealing.sync(db.session, now(), {**keyring().opened_vaults(), **opened})
+        if not changes:
+            return opened, private
+        db.session.rollback()  # what sync changed here is done again, in a write transaction
+    return save(lambda s: _open_keys(s, member.id, password, private))
 
 
 def _open_keys(db_session: Session, member_id: int, password: str, private: object) -> tuple[dict, object]:
