@@ -530,7 +530,7 @@ def _log_line(entry: patrol.LogEntry, as_json: bool) -> str:
         "time": entry.at.isoformat(timespec="seconds") + "Z",
         "kind": entry.kind,
         "steward": entry.member.handle if entry.member else None,
-        "area": entry.area.name if entry.area else entry.place,
+        "area": entry.area.name if entry.area else ("(sealed)" if entry.place else None),
         # Sealed: only a reader's login opens it, and the command line has none.
         "note": "(sealed)" if entry.note else None,
         "source": entry.source,

@@ -115,7 +115,8 @@ class LogEntry(Base):
     member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"), index=True)
     shift_id: Mapped[int | None] = mapped_column(ForeignKey("shift.id", ondelete="SET NULL"))
     area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
-    place: Mapped[str | None] = mapped_column(String(MAX_PLACE))
+    # Typed by a steward ("by 6 Cobbold Row"): sealed like the note; the area beside it is what stays readable.
+    place: Mapped[str | None] = mapped_column(SealedText(sealing.LOG))
     note: Mapped[str | None] = mapped_column(SealedText(sealing.LOG))
     source: Mapped[str] = mapped_column(String(8))
     # An entry the host has withdrawn from the public log stays for the hub.

@@ -112,7 +112,7 @@ def event_payload(entry: patrol.LogEntry, vaults: Mapping[str, Any] | None = Non
         "label": entry.kind_label,
         "steward": entry.member.handle if entry.member else None,
         "area": entry.area.name if entry.area else None,
-        "place": entry.place,
+        "place": _opened(entry.place, vaults or {}),
         "note": _opened(entry.note, vaults or {}),
         "source": entry.source,
         "drill": bool(entry.drill),

@@ -30,6 +30,7 @@ SEALED = (
     ("arrest_case", "witness_contact", "cases"),
     ("case_step", "note", "cases"),
     ("log_entry", "note", "log"),
+    ("log_entry", "place", "log"),
     ("alert", "resolution", "log"),
     ("complaint", "what", "complaints"),
     ("complaint", "outcome", "complaints"),
@@ -78,6 +79,7 @@ WERE_STRINGS = (
     ("arrest_case", "witness_contact", 200, True),
     ("aid_post", "contact", 200, True),
     ("compact_signature", "mark", 60, False),
+    ("log_entry", "place", 80, True),
 )
 
 
