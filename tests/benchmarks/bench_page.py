@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from server import config, create_app
 from server.clock import utcnow
-from server.domain import aid, compact, patrol, people
+from server.domain import aid, compact, patrol, people, sealing
 from server.domain.codes import new_receipt_code
 from server.extensions import db
 from server.migrating import apply_migrations
@@ -113,13 +113,32 @@ def seed(instance: Path, log_entries: int, aid_posts: int, stewards: int, weeks:
         first = compact.sign(session, now - timedelta(hours=119), "neighbour 119", compact.FIRST_NUMBER).version
         session.execute(
             insert(compact.CompactSignature),
-            [{"mark": f"neighbour {i}", "signed_at": now - timedelta(hours=i), "version_id": first.id}
-             for i in range(119)],
+            sealed(session, compact.CompactSignature,
+                   [{"mark": f"neighbour {i}", "signed_at": now - timedelta(hours=i), "version_id": first.id}
+                    for i in range(119)]),
         )
         session.commit()
         session.remove()
         db.engine.dispose()
     return counts
+
+
+def sealed(session: Session, model: type, rows: list[dict]) -> list[dict]:
+    """Bulk rows stored as the ORM stores them: what people wrote, sealed (server/domain/sealing.py).
+
+    Each distinct text is sealed once and its sealed value reused: a seeding
+    shortcut (the hub seals every value afresh), the same size on disk.
+    """
+    vaults = dict(sealing._sealed_columns(model))
+    done: dict[tuple[str, str], str] = {}
+    for row in rows:
+        for name, vault in vaults.items():
+            value = row.get(name)
+            if isinstance(value, str) and not sealing.is_sealed(value):
+                if (vault, value) not in done:
+                    done[vault, value] = sealing.seal(session, vault, value)
+                row[name] = done[vault, value]
+    return rows
 
 
 def _seed_stewards(session: Session, rng: random.Random, now: datetime, count: int) -> list[int]:
@@ -226,7 +245,7 @@ def _seed_patrols(
     for row in entries:
         row["public"] = rng.random() > 0.01  # the host withdraws the odd entry
     session.execute(insert(patrol.Shift), shifts)
-    session.execute(insert(patrol.LogEntry), entries)
+    session.execute(insert(patrol.LogEntry), sealed(session, patrol.LogEntry, entries))
     return len(shifts), open_shift_count, len(entries)
 
 
@@ -276,7 +295,7 @@ def _seed_aid(
             }
         )
     rows.sort(key=lambda row: row["created_at"])
-    session.execute(insert(aid.AidPost), rows)
+    session.execute(insert(aid.AidPost), sealed(session, aid.AidPost, rows))
     return len(rows), open_count
 
 
