@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from server.domain import patrol, people
+from server.domain import patrol, people, sealing
 from server.domain.errors import Invalid
 from server.extensions import db
-from tests.helpers import chose_to_show_handle, make_member, text_of
+from tests.helpers import chose_to_show_handle, make_member, text_of, unsealed
 
 
 @pytest.fixture
@@ -91,7 +91,9 @@ def test_free_text_loses_control_characters_and_keeps_everything_else(app, clock
     with app.app_context():
         kestrel = people.get_member(db.session, steward)
         entry = patrol.record_incident(db.session, clock(), kestrel, patrol.SOURCE_RADIO, "glass\x00 broken\x1b[31m 🚲 émeute")
-        assert entry.note == "glass broken[31m 🚲 émeute"
+        db.session.commit()
+        assert sealing.is_sealed(entry.note)
+        assert unsealed(app, entry.note) == "glass broken[31m 🚲 émeute"
         with pytest.raises(Invalid, match="too long"):
             patrol.record_incident(db.session, clock(), kestrel, patrol.SOURCE_RADIO, "x" * (patrol.MAX_NOTE + 1))
         with pytest.raises(Invalid, match="fill in"):
