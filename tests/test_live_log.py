@@ -433,13 +433,18 @@ def test_safebench_log_follow_prints_entries_as_they_are_logged_until_ctrl_c(app
     try:
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lines_of, args=(follow.stdout, lines), daemon=True).start()
-        wait_for_line(lines, "before the host sat down", seconds=30)  # the last entries first, as without -f
+        _, before = wait_for_line(lines, "Check-in", seconds=30)  # the last entries first, as without -f
+        # Notes are sealed, and the command line holds no login to open them: it says there is one.
+        assert "(sealed)" in before and "before the host sat down" not in before
 
         write_entries(app, check_in("lent a charger"), private("sos", "the underpass", drill=True))
-        _, charger = wait_for_line(lines, "lent a charger", seconds=5)
-        _, sos = wait_for_line(lines, "the underpass", seconds=5)
+        _, charger = wait_for_line(lines, "Check-in", seconds=5)
+        _, sos = wait_for_line(lines, "[DRILL] SOS", seconds=5)
+        # A typed place is sealed like a note: the line says there is one, never the street.
+        assert "(sealed)" in charger and "lent a charger" not in charger
+        assert "(sealed)" in sos and "the underpass" not in sos
         assert not charger.startswith("!!") and "[radio]" in charger
-        assert sos.startswith("!! ") and "[DRILL] SOS" in sos
+        assert sos.startswith("!! ")
     finally:
         follow.send_signal(signal.SIGINT)
         _, errors = follow.communicate(timeout=15)
@@ -459,14 +464,18 @@ def test_safebench_log_follow_json_prints_one_object_per_new_entry(app):
         threading.Thread(target=lines_of, args=(follow.stdout, lines), daemon=True).start()
         time.sleep(1.5)  # let it start on an empty log
         write_entries(app, check_in("first of the night"), private("duress", "Market"))
-        _, first = wait_for_line(lines, "first of the night", seconds=30)
+        _, first = wait_for_line(lines, '"check_in"', seconds=30)
         _, duress = wait_for_line(lines, '"duress"', seconds=5)
     finally:
         follow.terminate()  # as systemd or a closing terminal would stop it
         _, errors = follow.communicate(timeout=15)
     assert follow.returncode == 0, errors
-    assert json.loads(first)["note"] == "first of the night" and "urgent" not in json.loads(first)
+    # The note is sealed, and so is a place typed where no published area was named: the command
+    # line says there is one, never the words.
+    assert json.loads(first)["note"] == "(sealed)" and "first of the night" not in first
+    assert "urgent" not in json.loads(first)
+    assert "Market" not in duress
     assert json.loads(duress) | {"id": None, "time": None} == {
-        "id": None, "time": None, "kind": "duress", "steward": "Wren", "area": "Market", "note": None,
+        "id": None, "time": None, "kind": "duress", "steward": "Wren", "area": "(sealed)", "note": None,
         "source": "radio", "urgent": True,
     }
