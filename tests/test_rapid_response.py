@@ -49,6 +49,9 @@ def test_a_stewards_sos_is_broadcast_acknowledged_by_another_steward_and_resolve
     resolved = db.session.get(alerts.Alert, alert.id)
     assert resolved.status == alerts.RESOLVED and sealing.is_sealed(resolved.resolution)
     assert unsealed(app, resolved.resolution) == "walked her home, all fine"
+    # The hub's log says how it ended, in words a reader opens (not the sealed text of the resolution).
+    (cleared,) = [entry for entry in log_entries() if entry.kind == "alert_clear"]
+    assert unsealed(app, cleared.note) == "A1 resolved: walked her home, all fine"
     assert texts_on_air(sim)[1] == "A1 resolved. Thank you."
     # None of it is public.
     for page in ("/", "/log"):

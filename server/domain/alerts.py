@@ -184,7 +184,13 @@ def raise_alert(session: Session, now: datetime, kind: str, member: Member | Non
     log_kind = DURESS if kind == DURESS else (OVERDUE if kind == OVERDUE else SOS)
     note = f"{alert.code}" + (f" ({how})" if how else "") + ("" if verified else ", unverified sender")
     if kind == DURESS and (words := _withhold_duress_check_in(session, now, member)):
-        note += f", check-in said: {words}"
+        if sealing.is_sealed(words):
+            # Sealed with the check-in, and never opened here: the words join the note as the sealed
+            # part they are, after the code sealed in a part of its own (a reader sees both lines).
+            note = sealing.Sealed(f"{sealing.seal(session, sealing.LOG, f'{note}, check-in said:')}"
+                                  f"{sealing.SEPARATOR}{words}")
+        else:
+            note += f", check-in said: {words}"
     patrol.log_entry(session, now, log_kind, member, source, place=alert.place, note=note, public=False,
                      drill=drill)
     _announce(session, now, alert)
@@ -396,10 +402,12 @@ def resolve(session: Session, now: datetime, alert: Alert | str, member: Member 
     alert.status = RESOLVED
     alert.resolved_at = now
     alert.resolved_by = member
-    alert.resolution = note or f"cleared by {member.handle if member else 'the hub'} ({via})"
+    # Kept in words here: the column is sealed at the next flush, and what was sealed is never read back.
+    resolution = note or f"cleared by {member.handle if member else 'the hub'} ({via})"
+    alert.resolution = resolution
     _record_resolution(session, now, alert, member, via)
     patrol.log_entry(session, now, DURESS if alert.silent else "alert_clear", member, via,
-                     note=f"{alert.code} resolved: {alert.resolution}", public=False, drill=alert.drill)
+                     note=f"{alert.code} resolved: {resolution}", public=False, drill=alert.drill)
     if not alert.silent:
         # Responders on their way need to hear it is over; one normal-priority broadcast.
         drill = DRILL_PREFIX if alert.drill else ""
