@@ -49,6 +49,7 @@ from server.domain import (
     patrol,
     people,
     radio_trust,
+    sealing,
 )
 from server.domain.people import ROLES
 from server.domain.radio_commands import Command, parse_command
@@ -65,6 +66,7 @@ from tests.helpers import (
     seat_role,
     submit,
     text_of,
+    unsealed,
 )
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -122,6 +124,10 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         recalled = seat_role(db.session, now, plover, people.STEWARD)
         mandates.ask_suspension(db.session, now, recalled, by=bystander, reason="kept the bench key")
         people.add_member(db.session, now, "Newcomer")
+        # Everyone set a duress password (so /duress offers to remove it), and the bystander chose to
+        # show their handle (so the stewards page offers to hide it): every form there is, is on a page.
+        sealing.set_duress_password(db.session, people.get_member(db.session, "Everyone"), "a duress passphrase")
+        people.set_show_handle(db.session, bystander, True, by=bystander)
         db.session.commit()
     return app
 
@@ -136,6 +142,19 @@ def database_state(app) -> dict[str, list[tuple]]:
         tables = [name for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
         return {table: sorted(conn.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr) for table in tables}
+
+
+def opened(app, rows_by_table: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """Rows with their sealed cells opened, as a reader whose role reads them sees the words.
+
+    The card holds only sealed text in those columns (server/domain/sealing.py); what was kept, and
+    how it is shown, is checked on the words.
+    """
+    def words(cell: object) -> object:
+        return unsealed(app, sealing.Sealed(cell)) if isinstance(cell, str) and cell.startswith(sealing.PREFIX) \
+            else cell
+
+    return {table: [tuple(words(cell) for cell in row) for row in rows] for table, rows in rows_by_table.items()}
 
 
 def changed_tables(before: dict[str, list[tuple]], after: dict[str, list[tuple]]) -> list[str]:
@@ -347,6 +366,7 @@ READS_ONLY = [
     "cases.forget_report",  # forgets that this phone reported an arrest
     "aid.mine",  # looks a post up by its receipt code
     "auth.login",  # a member holding every role logs in again
+    "auth.lock",  # ends every login: the keys in memory are forgotten, the lock file touched, no row changes
     "mediation.status",  # looks a request up by its receipt code
     "complaints.status",  # looks a complaint up by its receipt code
 ]
@@ -693,8 +713,8 @@ def test_every_response_of_every_route_carries_the_protective_headers(tmp_path, 
     forms = collect_forms(app, client, [url for _, url in get_pages(app)])
     problems, scripted = [], []
     for endpoint, method, url in rules(app, {"GET", *STATE_CHANGING}):
-        if endpoint in ("auth.login", "auth.logout") and method == "POST":
-            continue  # last: they change whose session the other routes are opened with
+        if endpoint in ("auth.login", "auth.logout", "auth.lock") and method == "POST":
+            continue  # last: they change whose session the other routes are opened with (locking ends it)
         if method == "GET":
             response = client.get(url)
             if response.mimetype == "text/html" and "<script" in response.get_data(as_text=True):
@@ -707,7 +727,7 @@ def test_every_response_of_every_route_carries_the_protective_headers(tmp_path, 
         problems += header_problems(response, f"{method} {url}")
     for static in ("/static/bench.css", "/static/live-log.js"):
         problems += header_problems(client.get(static), static)
-    for action in ("/login", "/logout"):
+    for action in ("/lock", "/login", "/logout"):
         data = filled(forms["auth.login"], "auth.login") if action == "/login" else MultiDict()
         data.setlist("csrf_token", [csrf_token(client, "/login")])
         problems += header_problems(client.post(action, data=data), f"POST {action}")
@@ -1010,7 +1030,7 @@ class FuzzHub:
             assert all(looks_human(m) for m in messages), messages
             assert not changed_tables(before, database_state(self.app)), "a refusal that changed something"
         elif status in (302, 303):
-            self.check_kept(pairs, new_rows(before, database_state(self.app)))
+            self.check_kept(pairs, opened(self.app, new_rows(before, database_state(self.app))))
             # Where a browser goes next (and where the thank-you waits): it too shows no markup.
             landing = self.neighbour.get(response.location).get_data(as_text=True)
             assert not any(marker in landing for marker in INJECTED)
@@ -1067,6 +1087,10 @@ def test_no_input_to_a_public_form_breaks_the_hub_or_gets_a_refusal_without_word
     any_submission()
 
 
+# Forms whose every text field is kept sealed (server/domain/sealing.py).
+WORDS_ALL_SEALED = {"compact.sign", "complaints.new", "mediation.new"}
+
+
 @pytest.mark.parametrize("endpoint", ["aid.new", "aid.show", "cases.report", "compact.sign", "complaints.new",
                                       "mediation.new"])
 def test_markup_typed_into_a_good_form_is_kept_as_text_and_shown_escaped_everywhere(tmp_path, clock, endpoint):
@@ -1080,7 +1104,12 @@ def test_markup_typed_into_a_good_form_is_kept_as_text_and_shown_escaped_everywh
     before = database_state(hub.app)
     response = send(hub.neighbour, hub.form["url"], hub.token, pairs, "urlencoded")
     assert response.status_code == 302, text_of(response)[:300]
-    added = new_rows(before, database_state(hub.app))
+    raw = new_rows(before, database_state(hub.app))
+    if endpoint in WORDS_ALL_SEALED:
+        # Every text field of this form is sealed on the card: none of it is there in the clear.
+        assert not any("Elm" in cell for rows in raw.values() for row in rows for cell in row
+                       if isinstance(cell, str)), raw
+    added = opened(hub.app, raw)
     kept = [cell for rows in added.values() for row in rows for cell in row
             if isinstance(cell, str) and "<x-fz>Elm</x-fz> & 'q'" in cell]
     assert kept  # something of it was kept (and check_kept finds it shown, escaped, on every page listed)
