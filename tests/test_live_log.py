@@ -22,6 +22,8 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy.orm import Session
 
@@ -316,6 +318,10 @@ def test_a_role_lost_while_another_remains_narrows_the_open_stream_at_once(hub, 
         osprey = people.get_member(db.session, "Osprey")
         seat_role(db.session, clock(), osprey, people.DISPATCH, term_days=1)
         db.session.commit()
+    # The login outlives the day the clock jumps here (idle lock and lifetime stretched): the role's lapse
+    # alone is the story. A lock ending the stream is tests/test_sealed_storage.py's.
+    ring = hub.extensions["safebench.keyring"]
+    ring.idle = ring.lifetime = timedelta(days=2)
     captain = hub.test_client()
     login(captain, "Osprey")
     (before,) = write_entries(hub, private("duress", "the laundrette"))
