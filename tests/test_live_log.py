@@ -18,11 +18,10 @@ import threading
 import time
 import urllib.request
 from html import unescape
+from datetime import timedelta
 from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode
-
-from datetime import timedelta
 
 import pytest
 from sqlalchemy.orm import Session
