@@ -17,8 +17,8 @@ import subprocess
 import threading
 import time
 import urllib.request
-from html import unescape
 from datetime import timedelta
+from html import unescape
 from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode
