@@ -312,3 +312,25 @@ def test_a_lock_from_the_terminal_ends_an_open_live_stream_too(app, client, runn
     locking.join()
     assert time.monotonic() - started < 10
     assert "The hub was locked" in ended_with(body)
+
+
+def test_a_reader_whose_role_lapsed_loses_the_key_unless_they_hold_the_last_one(app, client, clock):
+    from server.scheduler import run_all_once
+
+    make_member(app, "Plover", people.MEDIATOR, term_days=1)
+    make_member(app, "Pipit", people.MEDIATOR, term_days=3)
+    submit(app.test_client(), "/mediation/new", {"what": "Bins again, Ferdinand says", "urgency": "soon"})
+    run_all_once(app)  # the vault's key goes to both mediators
+
+    def holders() -> set[str]:
+        with app.app_context():
+            grants = db.session.scalars(select(VaultGrant).where(VaultGrant.vault == sealing.MEDIATION)).all()
+            return {db.session.get(people.Member, grant.member_id).handle for grant in grants}
+
+    assert holders() == {"Plover", "Pipit"}
+    clock.advance(days=2)  # Plover's term ended: the key is taken from them, Pipit still holds it
+    run_all_once(app)
+    assert holders() == {"Pipit"}
+    clock.advance(days=2)  # Pipit's too: nobody reads mediation now, and the last holder keeps the key
+    run_all_once(app)
+    assert holders() == {"Pipit"}
