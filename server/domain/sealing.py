@@ -356,9 +356,8 @@ def _seal_what_was_written(session: Session, _context: object, _instances: objec
 # -- grants follow roles ------------------------------------------------------------
 
 
-def _readers_with_keys(session: Session, now: datetime, roles: frozenset[str]) -> dict[int, MemberKey]:
-    keys = session.scalars(select(MemberKey)).all()
-    return {key.member_id: key for key in keys if people.active_roles(session, key.member, now) & roles}
+def _members_with_keys(session: Session, now: datetime) -> list[tuple[MemberKey, set[str]]]:
+    return [(key, people.active_roles(session, key.member, now)) for key in session.scalars(select(MemberKey))]
 
 
 def sync(session: Session, now: datetime, opened: Mapping[str, PrivateKey] | None = None) -> list[str]:
@@ -368,9 +367,12 @@ def sync(session: Session, now: datetime, opened: Mapping[str, PrivateKey] | Non
     leaves a vault without a holder. Returns what changed, for the log.
     """
     opened = opened or {}
-    changes = []
-    for vault in session.scalars(select(VaultKey)).all():
-        readers = _readers_with_keys(session, now, READERS.get(vault.vault, frozenset()))
+    changes: list[str] = []
+    vaults = session.scalars(select(VaultKey)).all()
+    members = _members_with_keys(session, now) if vaults else []
+    for vault in vaults:
+        may_read = READERS.get(vault.vault, frozenset())
+        readers = {key.member_id: key for key, roles in members if roles & may_read}
         private = opened.get(vault.vault)
         if private is None and vault.pending_private:
             private = PrivateKey(vault.pending_private)
