@@ -10,12 +10,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Debian packages the tests use: the browser tests drive Debian's chromium (a
 # Playwright browser download needs the internet and does not run on every
 # Pi); QR codes are decoded with zbar; the install script is linted by
-# ShellCheck and its units verified by systemd-analyze.
+# ShellCheck and its units verified by systemd-analyze; the bench WiFi's
+# per-phone connection cap is checked and loaded by nft.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v zbarimg >/dev/null || missing+=(zbar-tools)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
 install_packages() {
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
