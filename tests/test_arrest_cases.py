@@ -107,8 +107,9 @@ def test_a_neighbour_reports_an_arrest_dispatch_hears_at_once_and_the_air_once_d
     assert not any(private in told for private in PRIVATE)
 
     case = only_case(hub)
-    assert (case.code, case.source, case.place, case.arrested, case.released) == (
+    assert (case.code, case.source, unsealed(hub, case.place), case.arrested, case.released) == (
         "C1", "bench", "Larch Street corner by the bakery", 2, 0)
+    assert sealing.is_sealed(case.place)
     assert case.arrested_at == datetime(2026, 11, 21, 19, 45)
     # What the neighbour wrote about people is sealed on the card; dispatch and the care ring open it.
     assert sealing.is_sealed(case.description) and sealing.is_sealed(case.witness_contact)

@@ -106,9 +106,13 @@ def test_a_radioed_arrest_with_a_name_a_phone_number_or_an_address_puts_only_a_l
 
     # What was typed is in the cases, for dispatch and the care ring.
     first, second, third, fourth = all_cases()
-    assert first.place == "Jamal Okafor 0176 5550123 taken at Market" and first.air_place == "Market"
-    assert (second.place, second.arrested, second.air_place) == ("12 Baker St", 2, "place with dispatch")
-    assert "j.okafor@example.org" in third.place and third.air_place == "Market, details with dispatch"
+    # Sealed as typed (the card holds none of it); what the air heard is worked out at once, and readable.
+    assert all(sealing.is_sealed(case.place) for case in (first, second, third, fourth))
+    assert unsealed(app, first.place) == "Jamal Okafor 0176 5550123 taken at Market" and first.air_place == "Market"
+    assert (unsealed(app, second.place), second.arrested, second.air_place) == ("12 Baker St", 2,
+                                                                                "place with dispatch")
+    assert "j.okafor@example.org" in unsealed(app, third.place)
+    assert third.air_place == "Market, details with dispatch"
     assert fourth.verified and sealing.is_sealed(fourth.description)
     assert unsealed(app, fourth.description) == "tall man called Jamal, 0176-555-0123"
     assert [case.verified for case in (first, second, third)] == [False, False, False]

@@ -22,11 +22,22 @@ from sqlalchemy import select
 from server.domain import mediation, people, sealing
 from server.domain.sealing import MemberKey, VaultGrant, VaultKey
 from server.extensions import db
-from tests.helpers import FakeClock, csrf_token, login, make_app, make_member, submit, text_of, unsealed
+from tests.helpers import (
+    FakeClock,
+    csrf_token,
+    login,
+    make_app,
+    make_member,
+    submit,
+    text_of,
+    unsealed,
+)
 from tests.test_privacy import (
     AID_EMAIL,
     AID_PHONE,
     AID_POSTER,
+    ARREST_SPOT,
+    ARREST_SPOT_TOO,
     ARRESTED,
     ARRESTED_TOO,
     CHARGES,
@@ -41,15 +52,19 @@ from tests.test_privacy import (
     KESTREL_NODE,
     LAWYER,
     LAWYER_PHONE,
+    LOGGED_AT,
     LOGGED_BY_HAND,
     MEDIATOR_NOTE,
     OTHER_PARTY,
     PARTY,
     PARTY_EMAIL,
     PARTY_PHONE,
+    RADIOED_SPOT,
     RESOLVED_PHONE,
     RESOLVED_WITH,
     SEEN,
+    SEEN_AT,
+    SHOUTED_AT,
     SHOUTER,
     SIGNER,
     STATION_NOTE,
@@ -65,7 +80,9 @@ from tests.test_privacy import (
 SEALED_MARKERS = [ARRESTED, ARRESTED_TOO, CHARGES, WITNESS_PHONE, WITNESS_EMAIL, LAWYER, LAWYER_PHONE, FAMILY,
                   FAMILY_ADDRESS, STATION_NOTE, PARTY, OTHER_PARTY, STORY, PARTY_PHONE, PARTY_EMAIL, MEDIATOR_NOTE,
                   COMPLAINT_STORY, COMPLAINANT, COMPLAINANT_PHONE, CIRCLE_OUTCOME, AID_POSTER, AID_PHONE, AID_EMAIL,
-                  SIGNER, SEEN, SHOUTER, LOGGED_BY_HAND, CLEARED_WITH, RESOLVED_WITH, RESOLVED_PHONE, DURESS]
+                  SIGNER, SEEN, SHOUTER, LOGGED_BY_HAND, CLEARED_WITH, RESOLVED_WITH, RESOLVED_PHONE, DURESS,
+                  # Places as typed: an arrest's, seen from the bench or radioed; a place in a note or beside it.
+                  ARREST_SPOT, ARREST_SPOT_TOO, RADIOED_SPOT, SEEN_AT, SHOUTED_AT, LOGGED_AT]
 
 
 def hub_config(**extra):

@@ -107,7 +107,8 @@ class ArrestCase(Base):
     opened_at: Mapped[datetime]
     source: Mapped[str] = mapped_column(String(8))
     reported_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
-    place: Mapped[str] = mapped_column(String(patrol.MAX_PLACE))
+    # As typed ("outside 88 Wexcombe Terrace"): sealed; what the air hears is ``air_place``, worked out at once.
+    place: Mapped[str] = mapped_column(SealedText(sealing.CASES))
     # When the arrest happened (a neighbour may report it later); the clock starts here.
     arrested_at: Mapped[datetime]
     arrested: Mapped[int] = mapped_column(Integer)
@@ -233,7 +234,9 @@ def air_place_of(case: ArrestCase) -> str:
     if case.air_place:
         return case.air_place
     session = object_session(case)
-    return (named_place(session, case.place) if session is not None else None) or PLACE_WITH_DISPATCH
+    # A case from before air places were kept: its typed place is sealed by now, so dispatch tells it.
+    typed = None if sealing.is_sealed(case.place) else case.place
+    return (named_place(session, typed) if session is not None and typed else None) or PLACE_WITH_DISPATCH
 
 
 # -- opening --------------------------------------------------------------------------
@@ -708,7 +711,7 @@ def export_text(session: Session, now: datetime, case: ArrestCase, *, by: Member
         f"Arrest case {case.code}" + (" (DRILL)" if case.drill else ""),
         f"Exported: {now:%Y-%m-%d %H:%M} UTC",
         f"Arrested at: {case.arrested_at:%Y-%m-%d %H:%M} UTC",
-        f"Place: {case.place}",
+        f"Place: {unseal(case.place)}",
         f"On the air as: {air_place_of(case)}",
         f"Count: arrested {case.arrested}, released {case.released}",
         f"Agency: {case.agency or 'not known'}",

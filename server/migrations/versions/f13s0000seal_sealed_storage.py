@@ -27,6 +27,7 @@ SEALED = (
     ("mediation_request", "contact", "mediation"),
     ("mediation_note", "text", "mediation"),
     ("arrest_case", "description", "cases"),
+    ("arrest_case", "place", "cases"),
     ("arrest_case", "witness_contact", "cases"),
     ("case_step", "note", "cases"),
     ("log_entry", "note", "log"),
@@ -80,6 +81,7 @@ WERE_STRINGS = (
     ("aid_post", "contact", 200, True),
     ("compact_signature", "mark", 60, False),
     ("log_entry", "place", 80, True),
+    ("arrest_case", "place", 80, False),
 )
 
 
