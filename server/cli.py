@@ -645,11 +645,22 @@ def lock_command() -> None:
     Readers open sealed records again by logging in. Also says which vaults
     (if any) still wait on the card for their first reader (server/domain/sealing.py).
     """
-    from server.domain import sealing
+    from server.domain import power_record, sealing
     from server.web.keyring import lock_from_outside
 
-    lock_from_outside(Path(current_app.config["INSTANCE"]))
+    try:
+        lock_from_outside(Path(current_app.config["INSTANCE"]))
+    except OSError as error:
+        raise click.ClickException(f"Could not lock the hub: the lock file could not be written ({error.strerror}). "
+                                   "Stop the web server instead (on the Pi: sudo systemctl stop safebench-web).") \
+            from None
     click.echo("The hub is locked: every login has ended and every sealed record is closed.")
+    try:
+        _save(lambda session: power_record.record(session, _now(), actor=None, role=power_record.SYSTEM_ROLE,
+                                                  action="hub-locked", subject="every login",
+                                                  reason="safebench lock, at the Pi"))
+    except click.ClickException:
+        click.echo("The hub was too busy to write the lock into the record of power used; the lock itself holds.")
     holders = sealing.vault_holders(db.session)
     for vault in sealing.waiting_vaults(db.session):
         click.echo(f"Still waiting on the card in the clear: the {vault} vault's key, until a member who reads "

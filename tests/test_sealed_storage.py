@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from server.domain import mediation, people, sealing
+from server.domain import mediation, people, power_record, sealing
 from server.domain.sealing import MemberKey, VaultGrant, VaultKey
 from server.extensions import db
 from tests.helpers import (
@@ -172,6 +172,10 @@ def test_the_lock_button_closes_every_vault_for_every_reader_in_the_same_second(
     locked = submit(client, "/host/", {}, action="/lock")
     assert "The hub is locked" in text_of(locked)
     assert app.extensions["safebench.keyring"].count() == 0
+    # Ending colleagues' logins is a use of power: the record says who did it.
+    with app.app_context():
+        (use,) = power_record.entries(db.session, limit=1)
+        assert (use.action, use.actor, use.role) == ("hub-locked", "Heron", people.DISPATCH)
     for browser in (client, mediator):
         assert browser.get("/host/mediation/1").location.startswith("/login")
 
@@ -182,6 +186,9 @@ def test_safebench_lock_from_a_terminal_ends_every_login_in_the_web_process(app,
     result = runner.invoke(args=["lock"])
     assert result.exit_code == 0, result.output
     assert "The hub is locked" in result.output
+    with app.app_context():
+        (use,) = power_record.entries(db.session, limit=1)
+        assert (use.action, use.actor) == ("hub-locked", power_record.SYSTEM)
     assert client.get("/cases").location.startswith("/login")
 
 
@@ -220,6 +227,19 @@ def test_a_duress_password_opens_an_empty_dashboard_and_locks_the_hub(app, clien
     assert forced.get("/cases").location.endswith("/host/")
     # Everyone else is logged out: every vault closed.
     assert mediator.get("/host/mediation").location.startswith("/login")
+    assert client.get("/cases").location.startswith("/login")
+    # And nothing in the record of power used gives the member away.
+    with app.app_context():
+        assert [use.action for use in power_record.entries(db.session, limit=10)].count("hub-locked") == 0
+
+
+def test_a_lock_holds_in_the_web_process_even_when_its_lock_file_cannot_be_written(app, client):
+    make_member(app, "Heron", people.DISPATCH)
+    lock_file = Path(app.config["INSTANCE"]) / "locked"
+    lock_file.mkdir()  # a path that cannot be written as a file, as on a card gone read-only
+    assert login(client, "Heron").request.path == "/host/"
+    locked = submit(client, "/host/", {}, action="/lock")
+    assert locked.status_code == 200 and "The hub is locked" in text_of(locked)
     assert client.get("/cases").location.startswith("/login")
 
 

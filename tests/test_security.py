@@ -366,7 +366,6 @@ READS_ONLY = [
     "cases.forget_report",  # forgets that this phone reported an arrest
     "aid.mine",  # looks a post up by its receipt code
     "auth.login",  # a member holding every role logs in again
-    "auth.lock",  # ends every login: the keys in memory are forgotten, the lock file touched, no row changes
     "mediation.status",  # looks a request up by its receipt code
     "complaints.status",  # looks a complaint up by its receipt code
 ]

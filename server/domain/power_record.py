@@ -57,6 +57,8 @@ ACTIONS = {
     "key-refused": "Radio key refused",
     "host-created": "Host created at the Pi",
     "complaint-closed": "Complaint about the patrol closed",
+    # Ends every login at once, colleagues' too: a lock pressed again and again would keep dispatch out.
+    "hub-locked": "Hub locked: every login ended",
 }
 SYSTEM = "the hub"  # the actor of what the scheduler or the Pi's terminal did
 SYSTEM_ROLE = "system"  # its role: no member's power, the hub's own rules or its terminal

@@ -27,7 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from server.db import HubBusy
-from server.domain import people, sealing
+from server.domain import people, power_record, sealing
 from server.domain.errors import DomainError
 from server.domain.people import Member
 from server.extensions import db, limiter
@@ -138,7 +138,8 @@ def login() -> object:
         else:
             if duress:
                 # Someone is made to log in: every key the hub holds is forgotten
-                # first, then an empty dashboard opens, looking like any other.
+                # first, then an empty dashboard opens, looking like any other. Not
+                # in the record of power used: it must not give the member away.
                 lock_hub()
                 unlocked = keyring().add(member.id, {}, now(), duress=True)
             else:
@@ -209,22 +210,41 @@ def _open_keys(db_session: Session, member_id: int, password: str, private: obje
 
 
 def lock_hub() -> int:
-    """Forget every opened key in this process, and tell every other hub process to (instance/locked)."""
-    lock_from_outside(Path(current_app.config["INSTANCE"]))
-    return keyring().forget_all()
+    """Forget every opened key in this process, and tell every other hub process to (instance/locked).
+
+    This process forgets first: a lock file that cannot be written (a full or
+    read-only card) must not leave the keys here in memory.
+    """
+    ended = keyring().forget_all()
+    try:
+        lock_from_outside(Path(current_app.config["INSTANCE"]))
+    except OSError as error:
+        log.error("hub locked here, but the lock file could not be written: %s", error.strerror)
+    return ended
 
 
 @bp.post("/lock")
 @requires()
 def lock() -> object:
-    """"Lock the hub now": every login ends and every sealed record closes, this second."""
+    """"Lock the hub now": every login ends and every sealed record closes, this second; the record says who."""
+    member_id = current_user.member.id
     ended = lock_hub()
     logout_user()
     session.clear()
     log.warning("hub locked from the web: %d login(s) ended", ended)
     flash("The hub is locked: every login has ended and every sealed record is closed. "
           "Readers open them again by logging in.")
+    try:
+        save(lambda s: _record_lock(s, s.get(Member, member_id)))
+    except HubBusy:
+        flash("The hub was too busy to write this lock into the record of power used; the lock itself holds.")
     return redirect(url_for("bench.index"))
+
+
+def _record_lock(db_session: Session, member: Member) -> None:
+    power_record.record(db_session, now(), actor=member,
+                        role=power_record.acting_role(db_session, now(), member, people.ROLES),
+                        action="hub-locked", subject="every login", reason="Lock the hub now, on the hub's pages")
 
 
 def _duress_page(form: DuressForm, remove_form: RemoveDuressForm) -> object:
