@@ -135,31 +135,28 @@ def make_wall_clock_hub(instance, stewards):
 
 
 
-def unsealed(app, value, password: str = PASSWORD):
-    """The words in a sealed value, opened as a reader would: with a member's password and their grant.
-
-    Test reading: tries every member with a key (stories use one password),
-    and a vault key still waiting for its first reader.
-    """
+def reader_keys(app, password: str = PASSWORD) -> dict:
+    """The vault keys a reader would hold: every member's grants opened with ``password`` (stories use one),
+    and any vault key still waiting on the card for its first reader."""
     from nacl.public import PrivateKey
+    from sqlalchemy import select
 
+    from server.domain import sealing
+
+    with app.app_context():
+        opened = {vault.vault: PrivateKey(vault.pending_private)
+                  for vault in db.session.scalars(select(sealing.VaultKey)) if vault.pending_private}
+        for key in db.session.scalars(select(sealing.MemberKey)):
+            private = sealing.open_member_key(key, password)
+            if private is not None:
+                opened = {**sealing.open_grants(db.session, key.member, private), **opened}
+        return opened
+
+
+def unsealed(app, value, password: str = PASSWORD):
+    """The words in a sealed value, opened as a reader would (``reader_keys``)."""
     from server.domain import sealing
 
     if value is None or not sealing.is_sealed(value):
         return value
-    with app.app_context():
-        opened = {}
-        for vault in db.session.scalars(select_all(sealing.VaultKey)):
-            if vault.pending_private:
-                opened[vault.vault] = PrivateKey(vault.pending_private)
-        for key in db.session.scalars(select_all(sealing.MemberKey)):
-            private = sealing.open_member_key(key, password)
-            if private is not None:
-                opened = {**sealing.open_grants(db.session, key.member, private), **opened}
-        return sealing.open_text(value, opened)
-
-
-def select_all(model):
-    from sqlalchemy import select
-
-    return select(model)
+    return sealing.open_text(value, reader_keys(app, password))

@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from flask import current_app
 from sqlalchemy import func, select
 
 from radio_bridge.inbound import MISSED_TEXT
@@ -32,7 +33,7 @@ from server.domain import outbox, patrol
 from server.domain.patrol import LogEntry
 from server.domain.radio import HeardPacket
 from server.extensions import db
-from tests.helpers import make_wall_clock_hub
+from tests.helpers import make_wall_clock_hub, reader_keys
 from tests.processes import SAFEBENCH, env_for
 
 STEWARDS = [SimNode(0xC0A10000 + n, f"Steward {n}'s handheld", f"ST{n}") for n in range(4)]
@@ -103,18 +104,15 @@ def wait_for(condition, seconds: float, what: str) -> None:
 
 
 def check_in_notes() -> Counter:
-    """The check-ins' notes as words. They are sealed; nobody on this hub reads the log (stewards only),
-    so the log vault's key still waits on the card for its first reader, and opens them here."""
-    from nacl.public import PrivateKey
-
+    """The check-ins' notes as words: sealed on the card, opened as a reader would (here the log vault's
+    key still waits for its first reader: this hub has stewards only)."""
     from server.domain import sealing
 
     db.session.expire_all()
     notes = db.session.scalars(select(LogEntry.note).where(LogEntry.kind == patrol.CHECK_IN)).all()
     assert all(sealing.is_sealed(note) for note in notes)
-    waiting = {vault.vault: PrivateKey(vault.pending_private)
-               for vault in db.session.scalars(select(sealing.VaultKey)) if vault.pending_private}
-    return Counter(sealing.open_text(note, waiting) for note in notes)
+    keys = reader_keys(current_app._get_current_object())
+    return Counter(sealing.open_text(note, keys) for note in notes)
 
 
 def test_a_burst_of_check_ins_survives_the_bridge_being_killed_twice(hub, sim, bridge):

@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import UserMixin, current_user
 
-from server.db import HubBusy, run_in_transaction
+from server.db import run_in_transaction
 from server.domain import people, sealing
 from server.domain.people import Member
 from server.extensions import db, login_manager
-from server.web.keyring import Unlocked, keyring
+from server.web.keyring import Unlocked, keyring, open_new_grants
 
 F = TypeVar("F", bound=Callable[..., Any])
 ANY_ROLE = "any role"
@@ -96,30 +96,9 @@ def open_vaults() -> dict[str, Any]:
         return {}
     readable = sealing.vaults_for(current_roles())
     entry = current_user.unlocked
-    if readable - entry.vaults.keys():
-        _look_for_new_grants(entry, readable)
+    open_new_grants(db.session, now(), current_user.member, entry, readable, keyring().opened_vaults(),
+                    attempts=current_app.config["DB_RETRY_ATTEMPTS"])
     return {vault: key for vault, key in entry.vaults.items() if vault in readable}
-
-
-def _look_for_new_grants(entry: Unlocked, readable: set[str]) -> None:
-    """A vault this reader may open but did not at login: made since (a first request), or given since.
-
-    Only for logged-in readers missing a vault: two small queries, and a
-    write only while that vault's key still waits on the card for its first
-    reader (then this reader is it).
-    """
-    if entry.member_private is None:
-        return
-    member = current_user.member
-    entry.vaults.update(sealing.open_grants(db.session, member, entry.member_private))
-    if not (readable - entry.vaults.keys()) & set(sealing.waiting_vaults(db.session)):
-        return
-    moment = now()
-    try:
-        save(lambda s: sealing.sync(s, moment, keyring().opened_vaults()))
-    except HubBusy:
-        return  # the scheduler gives it within a minute; the next page looks again
-    entry.vaults.update(sealing.open_grants(db.session, member, entry.member_private))
 
 
 def unsealed(value: str | None) -> str | None:

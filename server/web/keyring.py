@@ -26,8 +26,14 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from server.db import HubBusy, run_in_transaction
+from server.domain import sealing
+
 if TYPE_CHECKING:
     from nacl.public import PrivateKey
+    from sqlalchemy.orm import Session
+
+    from server.domain.people import Member
 
 LOCK_FILE = "locked"
 EXTENSION_KEY = "safebench.keyring"
@@ -121,6 +127,27 @@ class Keyring:
     def count(self) -> int:
         with self._guard:
             return len(self._entries)
+
+
+def open_new_grants(session: Session, moment: datetime, member: Member, entry: Unlocked, readable: set[str],
+                    opened_by_all: dict[str, PrivateKey], attempts: int = 3) -> None:
+    """Open the vaults ``entry``'s roles read that its login did not: made since, or given since.
+
+    Only for a login missing one of them: a read of its grants, and a write
+    only while such a vault's key still waits on the card for its first
+    reader (then this reader is given it). A busy database leaves it to the
+    scheduler, within a minute, and the next look.
+    """
+    if not readable - entry.vaults.keys() or entry.member_private is None:
+        return
+    entry.vaults.update(sealing.open_grants(session, member, entry.member_private))
+    if not (readable - entry.vaults.keys()) & set(sealing.waiting_vaults(session)):
+        return
+    try:
+        run_in_transaction(session, lambda s: sealing.sync(s, moment, opened_by_all), attempts=attempts)
+    except HubBusy:
+        return
+    entry.vaults.update(sealing.open_grants(session, member, entry.member_private))
 
 
 def lock_from_outside(instance: Path) -> Path:

@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 
 from server.domain import patrol, people, sealing
 from server.domain.people import Member
-from server.db import HubBusy, run_in_transaction
 from server.extensions import db
 from server.web.access import UNLOCK_KEY, current_roles, open_vaults, requires
 from server.web.converters import MAX_ROW_ID
@@ -46,6 +45,7 @@ from server.web.filters import datetime_filter
 from server.web.headers import CONTENT_SECURITY_POLICY
 from server.web.host import LOG_ROLES
 from server.web.keyring import EXTENSION_KEY as KEYRING_KEY
+from server.web.keyring import open_new_grants  # noqa: I001  (one name aliased)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -223,7 +223,9 @@ class LogReader:
             unlocked = self.app.extensions[KEYRING_KEY].get(watcher.token, moment)
             if unlocked is None or unlocked.member_id != member.id:
                 return "The hub was locked, or your login ended, so the live log has stopped. Log in again to watch it."
-            self.vaults = _vaults_now(session, moment, member, unlocked, sealing.vaults_for(roles), self.app)
+            readable = sealing.vaults_for(roles)
+            open_new_grants(session, moment, member, unlocked, readable, self.app.extensions[KEYRING_KEY].opened_vaults())
+            self.vaults = {vault: key for vault, key in unlocked.vaults.items() if vault in readable}
             return None
 
         return self._read(check)
@@ -232,23 +234,6 @@ class LogReader:
         return self._read(
             lambda s: next((e.id for e in patrol.recent_entries(s, limit=1, hidden_kinds=self.hidden_kinds)), 0)
         )
-
-
-def _vaults_now(session: Session, moment: Any, member: Member, unlocked: Any, readable: set[str],
-               app: Flask) -> dict[str, Any]:
-    """The watcher's vault keys narrowed to their roles now, with any granted (or made) since they logged in."""
-    if readable - unlocked.vaults.keys() and unlocked.member_private is not None:
-        unlocked.vaults.update(sealing.open_grants(session, member, unlocked.member_private))
-        if (readable - unlocked.vaults.keys()) & set(sealing.waiting_vaults(session)):
-            # A vault made after the login waits for its first reader: this watcher is one.
-            try:
-                run_in_transaction(session, lambda s: sealing.sync(s, moment, app.extensions[KEYRING_KEY]
-                                                                   .opened_vaults()))
-            except HubBusy:
-                pass  # the scheduler gives it within a minute; the next read looks again
-            else:
-                unlocked.vaults.update(sealing.open_grants(session, member, unlocked.member_private))
-    return {vault: key for vault, key in unlocked.vaults.items() if vault in readable}
 
 
 def _first_events(reader: LogReader, last_id: int | None) -> tuple[str, int]:
