@@ -32,7 +32,7 @@ def count(app, model) -> int:
 
 def post_of(app, code: str) -> AidPost:
     with app.app_context():
-        post = aid.post_for_receipt(db.session, code)
+        post = aid.post_for_receipt(db.session, code).post
         db.session.expunge(post)
         return post
 
@@ -481,4 +481,8 @@ def test_messages_left_before_the_choice_existed_stay_readable_to_their_poster(t
     assert "Yes please, 0176 555 0123" in text_of(mine)
     assert "They let you see how to reach them" in text_of(mine)
     with app.app_context():
+        db.session.remove()
         db.engine.dispose()
+    # The upgrade took the code and the words off the card: the answer is sealed for the poster alone.
+    card = (tmp_path / "old-hub" / "safebench.db").read_bytes()
+    assert b"H-7K2M-9QXR" not in card and b"0176 555 0123" not in card

@@ -61,6 +61,7 @@ from server.domain import (
     patrol,
     people,
     radio_trust,
+    receipt_keys,
     sealing,
 )
 from server.domain.people import (
@@ -86,6 +87,7 @@ from tests.helpers import (
     seat_role,
     submit,
     text_of,
+    reader_keys,
     unsealed,
 )
 from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
@@ -274,6 +276,7 @@ class Hub:
     shown_to_neighbour: list[tuple[str, str]]
     log_lines: list[str]
     mediation_receipt: str
+    aid_receipt: str
 
 
 def sent(browser, page: str, data: dict, action: str | None = None):
@@ -387,6 +390,7 @@ def seed(app, clock: FakeClock) -> Hub:
     shown.append(("/aid/new", text_of(sent(neighbour, "/aid/new", {
         "kind": "offer", "category": "food", "text": "Saffron lentil soup for anyone, Saturdays",
         "area": str(market), "days": "7", "contact": f"{AID_POSTER}, {AID_PHONE}, {AID_EMAIL}"}))))
+    aid_receipt = re.search(r"H-[0-9A-Z]{4}-[0-9A-Z]{4}", shown[-1][1]).group()
     post_id = newest_id(app, aid.AidPost)
     shown.append(("/aid/<id>", text_of(sent(neighbour, f"/aid/{post_id}", {
         "text": f"I would love some. {AID_REPLY}, {AID_REPLY_PHONE}", "contact_choice": "shown"}))))
@@ -460,7 +464,7 @@ def seed(app, clock: FakeClock) -> Hub:
         assert login(browsers[handle], handle).request.path == "/host/"
 
     return Hub(app=app, instance=Path(app.instance_path), browsers=browsers, shown_to_neighbour=shown,
-               log_lines=[], mediation_receipt=mediation_receipt)
+               log_lines=[], mediation_receipt=mediation_receipt, aid_receipt=aid_receipt)
 
 
 @pytest.fixture(scope="module")
@@ -729,8 +733,11 @@ _SEALED_VALUE = re.compile(r"sealed1:[a-z]+:[A-Za-z0-9+/=]+(?: sealed1:[a-z]+:[A
 def test_what_a_stranger_or_a_message_that_is_no_command_said_is_not_kept_anywhere(hub):
     with sqlite3.connect(hub.instance / "safebench.db") as connection:
         dump = "\n".join(connection.iterdump())
-    # What people wrote is sealed on the card: opened here with every reader's key, so nothing sealed hides.
-    opened = "\n".join(unsealed(hub.app, sealing.Sealed(value)) for value in _SEALED_VALUE.findall(dump))
+    # What people wrote is sealed on the card: opened here with every reader's key and the aid poster's
+    # receipt code, so nothing sealed hides.
+    with hub.app.app_context():
+        keys = {**reader_keys(hub.app), sealing.RECEIPT: receipt_keys.key_for(db.session, hub.aid_receipt).private}
+    opened = "\n".join(sealing.open_text(sealing.Sealed(value), keys) for value in _SEALED_VALUE.findall(dump))
     assert not SEEN.in_(dump), "a steward's note is not on the card in the clear"
     assert SEEN.in_(opened) and LATITUDE.in_(dump), "the dump reads the hub's data"
     assert not UNHEARD.in_(dump) and not UNHEARD.in_(opened)

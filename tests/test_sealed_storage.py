@@ -36,6 +36,8 @@ from tests.test_privacy import (
     AID_EMAIL,
     AID_PHONE,
     AID_POSTER,
+    AID_REPLY,
+    AID_REPLY_PHONE,
     ARREST_SPOT,
     ARREST_SPOT_TOO,
     ARRESTED,
@@ -80,6 +82,7 @@ from tests.test_privacy import (
 SEALED_MARKERS = [ARRESTED, ARRESTED_TOO, CHARGES, WITNESS_PHONE, WITNESS_EMAIL, LAWYER, LAWYER_PHONE, FAMILY,
                   FAMILY_ADDRESS, STATION_NOTE, PARTY, OTHER_PARTY, STORY, PARTY_PHONE, PARTY_EMAIL, MEDIATOR_NOTE,
                   COMPLAINT_STORY, COMPLAINANT, COMPLAINANT_PHONE, CIRCLE_OUTCOME, AID_POSTER, AID_PHONE, AID_EMAIL,
+                  AID_REPLY, AID_REPLY_PHONE,
                   SIGNER, SEEN, SHOUTER, LOGGED_BY_HAND, CLEARED_WITH, RESOLVED_WITH, RESOLVED_PHONE, DURESS,
                   # Places as typed: an arrest's, seen from the bench or radioed; a place in a note or beside it.
                   ARREST_SPOT, ARREST_SPOT_TOO, RADIOED_SPOT, SEEN_AT, SHOUTED_AT, LOGGED_AT]
@@ -104,7 +107,7 @@ def seized(tmp_path):
     instance = tmp_path / "instance"
     app = make_app(instance, clock, **hub_config(LEGAL_HOTLINE=HOTLINE, DURESS_WORD=DURESS_WORD,
                                                  STREAM_HOLD_S=0.05))
-    seed(app, clock)
+    hub = seed(app, clock)
     backup = app.test_cli_runner().invoke(args=["backup"])
     assert backup.exit_code == 0, backup.output
     assert "sealed" in backup.output
@@ -112,11 +115,11 @@ def seized(tmp_path):
         waiting = sealing.waiting_vaults(db.session)
         db.session.remove()
         db.engine.dispose()
-    return instance, clock, waiting
+    return instance, clock, waiting, hub.aid_receipt
 
 
 def test_whoever_takes_the_card_reads_no_word_anyone_wrote_about_people(seized):
-    instance, _clock, waiting = seized
+    instance, _clock, waiting, aid_receipt = seized
     # Every vault's key went to a reader; none waits on the card in the clear.
     assert waiting == []
     files = raw_bytes_under(instance)
@@ -125,6 +128,8 @@ def test_whoever_takes_the_card_reads_no_word_anyone_wrote_about_people(seized):
     leaks = [f"{marker.text!r} in {name}" for name, data in files.items() for marker in SEALED_MARKERS
              if marker.text in data]
     assert leaks == []
+    # Nor the aid poster's receipt code, which is the key to what helpers told them.
+    assert [name for name, data in files.items() if aid_receipt in data] == []
     # The card holds keys only wrapped: no vault's private half, no member's, in the clear.
     import sqlite3
 
@@ -134,7 +139,7 @@ def test_whoever_takes_the_card_reads_no_word_anyone_wrote_about_people(seized):
 
 
 def test_started_again_with_nobody_logged_in_the_hub_takes_reports_and_a_mediator_opens_only_mediation(seized):
-    instance, clock, _waiting = seized
+    instance, clock, _waiting, _aid_receipt = seized
     app = make_app(instance, clock, **hub_config())
     neighbour = app.test_client()
     assert neighbour.get("/").status_code == 200

@@ -21,5 +21,6 @@ from server.domain import (  # noqa: F401  (registers models)
     power_record,
     radio,
     radio_trust,
+    receipt_keys,
     sealing,
 )

@@ -5,19 +5,27 @@ shows how to reach the person: someone who wants an offer leaves a message
 through the hub, and either the host passes it on or the poster reads it
 with their receipt code. Posts lapse by themselves, and finished posts are
 deleted with their messages after the retention period.
+
+The receipt code is the poster's key, not a row's label: the hub keeps only
+what Argon2id makes of it (server/domain/receipt_keys.py), and a message is
+sealed once for the poster (to the post's key) and, when the host's part
+needs it, once for the host (the aid vault). A seized card opens neither.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Text, ForeignKey, Index, String, delete, func, select
+from typing import NamedTuple
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint, delete, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
-from server.domain import sealing
+from server.domain import receipt_keys, sealing
 from server.domain.base import Base
+from server.domain.codes import new_receipt_code, normalize_receipt_code
+from server.domain.receipt_keys import ReceiptKey
 from server.domain.sealing import SealedText
-from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.contact_in_text import Found, find_contact
 from server.domain.errors import Invalid, NotFound
 from server.domain.patrol import Area
@@ -89,10 +97,19 @@ def _refused_contact(found: Found, advice: str) -> str:
 class AidPost(Base):
     __tablename__ = "aid_post"
     # The board reads open posts newest first on every bench-page render.
-    __table_args__ = (Index("ix_aid_post_status_created_at", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_aid_post_status_created_at", "status", "created_at"),
+        # Named for the column's first life, when it held the code itself: SQLite
+        # renames a constraint only by rebuilding the table, which with foreign
+        # keys on would cascade to every message (migration f13k0000rcp).
+        UniqueConstraint("receipt_lookup", name="uq_aid_post_receipt_code"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    receipt_code: Mapped[str] = mapped_column(String(11), unique=True)
+    # What Argon2id makes of the receipt code finds the post; the code itself is never kept.
+    receipt_lookup: Mapped[str] = mapped_column(String(receipt_keys.LOOKUP_LENGTH))
+    # The public half of the key the receipt code makes: messages are sealed to it for the poster.
+    poster_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     kind: Mapped[str] = mapped_column(String(8))
     category: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(String(MAX_TEXT))
@@ -132,7 +149,9 @@ class AidMessage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("aid_post.id", ondelete="CASCADE"), index=True)
-    text: Mapped[str] = mapped_column(Text)
+    # Sealed for the poster (the receipt code opens it), and for the host only when their part needs it.
+    for_poster: Mapped[str] = mapped_column(SealedText(sealing.RECEIPT))
+    for_host: Mapped[str | None] = mapped_column(SealedText(sealing.AID))
     # SHOWN or KEPT: what the helper lets the poster see of how to reach them.
     contact_choice: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime]
@@ -151,14 +170,32 @@ class AidMessage(Base):
 
     @property
     def host_may_read(self) -> bool:
-        """Whether the host's page shows the words (the host sees only what their part needs).
+        return self.for_host is not None
 
-        A message that keeps the helper's contact holds none, so the host may
-        read it to pass it on or to moderate. One that shows the helper's
-        contact was meant for the poster: the host reads it only as the
-        go-between, for a poster who left the hub a way to reach them.
-        """
-        return not self.shows_contact or bool(self.post.contact)
+
+def host_may_read(post: AidPost, contact_choice: str) -> bool:
+    """Whether a message is sealed for the host too (the host sees only what their part needs).
+
+    A message that keeps the helper's contact holds none, so the host may
+    read it to pass it on or to moderate. One that shows the helper's
+    contact was meant for the poster: the host reads it only as the
+    go-between, for a poster who left the hub a way to reach them.
+    """
+    return contact_choice != SHOWN or bool(post.contact)
+
+
+class Posted(NamedTuple):
+    """A new post and its receipt code: the code is handed to the poster once and kept nowhere."""
+
+    post: AidPost
+    receipt_code: str
+
+
+class PosterView(NamedTuple):
+    """A post as its poster sees it with their receipt code: each message with its words opened."""
+
+    post: AidPost
+    messages: list[tuple[AidMessage, str]]
 
 
 def post_aid(
@@ -172,7 +209,7 @@ def post_aid(
     days: int,
     max_days: int,
     contact: str | None = None,
-) -> AidPost:
+) -> Posted:
     if kind not in KINDS:
         raise Invalid("Please say whether you offer or ask for help.", field="kind")
     if category not in CATEGORIES:
@@ -187,8 +224,10 @@ def post_aid(
     text = clean_text(text, field="description", max_length=MAX_TEXT)
     if found := find_contact(text):
         raise Invalid(_refused_contact(found, CONTACT_IN_TEXT), field="description")
+    code, key = _unused_receipt(session)
     post = AidPost(
-        receipt_code=unused_receipt_code(session, AidPost.receipt_code, RECEIPT_PREFIX),
+        receipt_lookup=key.lookup,
+        poster_key=key.public,
         kind=kind,
         category=category,
         text=text,
@@ -200,7 +239,15 @@ def post_aid(
     )
     session.add(post)
     session.flush()
-    return post
+    return Posted(post, code)
+
+
+def _unused_receipt(session: Session) -> tuple[str, ReceiptKey]:
+    while True:  # two codes sharing a lookup are rare, never impossible
+        code = new_receipt_code(RECEIPT_PREFIX)
+        key = receipt_keys.key_for(session, code)
+        if session.scalar(select(AidPost.id).where(AidPost.receipt_lookup == key.lookup)) is None:
+            return code, key
 
 
 def open_posts(session: Session, now: datetime, limit: int | None = None) -> list[AidPost]:
@@ -248,7 +295,8 @@ def leave_message(session: Session, now: datetime, post: AidPost, text: str, con
         raise Invalid(_refused_contact(found, KEPT_BUT_WRITTEN), field="message")
     message = AidMessage(
         post=post,
-        text=text,
+        for_poster=receipt_keys.seal_for(post.poster_key, text),
+        for_host=text if host_may_read(post, contact_choice) else None,
         contact_choice=contact_choice,
         created_at=now,
     )
@@ -257,15 +305,18 @@ def leave_message(session: Session, now: datetime, post: AidPost, text: str, con
     return message
 
 
-def post_for_receipt(session: Session, raw_code: str) -> AidPost:
+def post_for_receipt(session: Session, raw_code: str) -> PosterView:
+    """The post a receipt code belongs to, with the messages only that code opens."""
     code = normalize_receipt_code(raw_code)
-    post = session.scalar(select(AidPost).where(AidPost.receipt_code == code)) if code else None
+    key = receipt_keys.key_for(session, code) if code else None
+    post = session.scalar(select(AidPost).where(AidPost.receipt_lookup == key.lookup,
+                                                AidPost.poster_key == key.public)) if key else None
     if post is None:
         raise NotFound(
             "No post has that receipt code. Check the code; finished posts are deleted after some days.",
             field="receipt code",
         )
-    return post
+    return PosterView(post, [(message, key.open(message.for_poster) or "") for message in post.messages])
 
 
 def close_by_poster(session: Session, now: datetime, post: AidPost, status: str) -> None:

@@ -195,7 +195,7 @@ def new() -> ResponseReturnValue:
     form.area.choices = _area_choices()
     if form.validate_on_submit():
         try:
-            post = save(
+            posted = save(
                 lambda s: aid.post_aid(
                     s,
                     now(),
@@ -211,7 +211,7 @@ def new() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=POST_FIELDS)
         else:
-            session[RECEIPT_KEY] = post.receipt_code
+            session[RECEIPT_KEY] = posted.receipt_code
             return redirect(url_for("aid.receipt"))
     return render_template("aid/new.html", form=form, max_days=cfg["AID_MAX_DAYS"]), status_for(form)
 
@@ -278,20 +278,21 @@ def mine() -> ResponseReturnValue:
         form.code.errors.append("That does not look like a receipt code. Aid codes look like H-7K2M-9QXR.")
         return render_template("aid/mine.html", form=form, post=None), 400
     try:
-        post = aid.post_for_receipt(db.session, code)
+        # The code is checked on every request: a button carries it, but anyone can forge a button.
+        mine = aid.post_for_receipt(db.session, code)
     except NotFound as error:
         attach_error(form, error, fields={"receipt code": "code"})
         return render_template("aid/mine.html", form=form, post=None), 404
-    done = None
+    post, done = mine.post, None
     if form.action.data:
-        # The code was checked again just above: a button carries it, but anyone can forge a button.
         try:
-            save(lambda s: aid.close_by_poster(s, now(), aid.post_for_receipt(s, code), form.action.data))
+            save(lambda s: aid.close_by_poster(s, now(), aid.get_post(s, post.id), form.action.data))
         except DomainError as error:
             attach_error(form, error)
         else:
             done = _closing_note(post.status)
-    page = render_template("aid/mine.html", form=form, post=post, code=code, done=done, is_open=post.is_open(now()))
+    page = render_template("aid/mine.html", form=form, post=post, messages=mine.messages, code=code, done=done,
+                           is_open=post.is_open(now()))
     return page, status_for(form)
 
 

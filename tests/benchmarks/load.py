@@ -61,7 +61,7 @@ from urllib.parse import urlencode, urlsplit
 from radio_bridge.simulator import SimNode, SimulatedRadio
 from server import config, create_app
 from server.clock import utcnow
-from server.domain import mandates, patrol, people
+from server.domain import mandates, patrol, people, receipt_keys
 from server.extensions import db
 from server.migrating import apply_migrations
 
@@ -808,8 +808,16 @@ def count_database(instance: Path, posts: list[Post]) -> Count:
         return [(unseal(instance, text), *rest) for text, *rest in rows]
 
     mediation = _markers(opened(query(instance, "SELECT what, receipt_code FROM mediation_request")))
-    aid = {kind: _markers(query(instance, "SELECT text, receipt_code FROM aid_post WHERE kind = ?", value))
+    aid = {kind: _markers(query(instance, "SELECT text, receipt_lookup FROM aid_post WHERE kind = ?", value))
            for kind, value in ((AID_OFFER, "offer"), (AID_ASK, "ask"))}
+    # The hub keeps what Argon2id makes of an aid receipt code, not the code: the phones' codes are made alike.
+    kdf = query(instance, "SELECT salt, kdf_passes, kdf_memory_kib FROM receipt_kdf")
+
+    def stored(kind: str, code: str | None) -> str | None:
+        if code is None or kind not in (AID_OFFER, AID_ASK) or not kdf:
+            return code
+        return receipt_keys.derive(code, *kdf[0]).lookup
+
     cases = _markers(opened(query(instance, "SELECT description, code FROM arrest_case")))
     rows = {MEDIATION: set(mediation), AID_OFFER: set(aid[AID_OFFER]), AID_ASK: set(aid[AID_ASK]), ARREST: set(cases)}
     codes = {MEDIATION: set(mediation.values()), AID_OFFER: set(aid[AID_OFFER].values()),
@@ -817,9 +825,10 @@ def count_database(instance: Path, posts: list[Post]) -> Count:
     by_marker = {MEDIATION: mediation, AID_OFFER: aid[AID_OFFER], AID_ASK: aid[AID_ASK], ARREST: cases}
 
     shown = {kind: {p.marker for p in posts if p.kind == kind and p.saved_page} for kind in FORMS}
-    shown_codes = {kind: {p.code for p in posts if p.kind == kind and p.saved_page and p.code} for kind in FORMS}
+    shown_codes = {kind: {stored(kind, p.code) for p in posts if p.kind == kind and p.saved_page and p.code}
+                   for kind in FORMS}
     missing = [p for p in posts if p.saved_page and (
-        p.marker not in by_marker[p.kind] or (p.code is not None and by_marker[p.kind][p.marker] != p.code))]
+        p.marker not in by_marker[p.kind] or (p.code is not None and by_marker[p.kind][p.marker] != stored(p.kind, p.code)))]
     # A row may come from a post whose answer never arrived (a killed server); anything else is unexplained.
     unanswered = {p.marker for p in unanswered_posts(posts)}
     unexplained = {m for kind, found in rows.items() for m in found - shown[kind] - unanswered}

@@ -5,7 +5,8 @@ member key unwrapped with Argon2id at the hub's real cost, then their vault
 keys opened) and times it against the password check alone, the login's cost
 before sealed storage: the ratio is the figure, the milliseconds are for the
 Pi estimate. Then times sealing a steward's check-in note (an X25519 sealed
-box) against writing the same words unsealed, on a real SQLite file. Run it
+box) against writing the same words unsealed, on a real SQLite file, and an
+aid poster reading their answers with a receipt code (one Argon2id run). Run it
 from the repository root::
 
     .venv/bin/python tests/benchmarks/sealing.py [--rounds N]
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from sqlalchemy import select  # noqa: E402
 
 from server import create_app  # noqa: E402
-from server.domain import patrol, people, sealing  # noqa: E402
+from server.domain import aid, patrol, people, sealing  # noqa: E402
 from server.extensions import db  # noqa: E402
 from server.migrating import apply_migrations  # noqa: E402
 
@@ -122,6 +123,22 @@ def main() -> None:
             print(f"one check-in written: {base * 1000:.3f} ms without sealing, {cost * 1000:.3f} ms sealed "
                   f"(ratio {cost / base:.2f}); the sealed box alone {box * 1000:.3f} ms")
             assert session.scalar(select(patrol.LogEntry.id).limit(1)) is None
+
+            # An aid poster reading helpers' answers with their receipt code: one Argon2id run makes the
+            # lookup and the key, then the answers open. Against the same row found by a plain column.
+            posted = aid.post_aid(session, now, kind=aid.OFFER, category="food", text="Soup on Sundays",
+                                  area_id=None, days=7, max_days=60)
+            for n in range(5):
+                aid.leave_message(session, now, posted.post, f"Yes please, for {n + 2} people")
+            session.flush()
+            lookup = posted.post.receipt_lookup
+            plain = statistics.median(timed(
+                lambda: session.scalar(select(aid.AidPost).where(aid.AidPost.receipt_lookup == lookup)), args.rounds))
+            opened = statistics.median(timed(lambda: aid.post_for_receipt(session, posted.receipt_code),
+                                             args.rounds))
+            session.rollback()
+            print(f"aid receipt read (5 answers): {opened * 1000:.1f} ms, against {plain * 1000:.2f} ms for the row "
+                  f"alone; Pi Zero 2 W estimate (x{PI_FACTOR}): {opened * PI_FACTOR:.2f} s")
 
 
 if __name__ == "__main__":
