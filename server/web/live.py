@@ -2,13 +2,15 @@
 
 Entries reach the database from every process (the radio bridge, the web
 server, the scheduler, a host's terminal), so the stream polls the database
-rather than waiting on anything in memory. A stream holds one of waitress's
-few threads for as long as it is open, so holding one is a bounded resource:
-at most ``STREAM_SLOTS`` streams are held at once, each for at most
-``STREAM_HOLD_S`` seconds, and a watcher who finds no slot free gets what is
-new right away and comes back half a second later (``retry: 500``). Either way
-the browser reconnects with ``Last-Event-ID``, so nothing is missed or seen
-twice, and the public pages always keep a thread.
+rather than waiting on anything in memory; one reader does it for every
+watcher of the process (web/live_feed.py), and each watcher is fed from the
+entries it read. A stream holds one of waitress's few threads for as long as
+it is open, so holding one is a bounded resource: at most ``STREAM_SLOTS``
+streams are held at once, each for at most ``STREAM_HOLD_S`` seconds, and a
+watcher who finds no slot free gets what is new right away and comes back
+half a second later (``retry: 500``). Either way the browser reconnects with
+``Last-Event-ID``, so nothing is missed or seen twice, and the public pages
+always keep a thread.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ from server.domain.people import Member
 from server.extensions import db
 from server.web.access import UNLOCK_KEY, current_roles, open_vaults, requires
 from server.web.converters import MAX_ROW_ID
-from server.web.filters import datetime_filter
 from server.web.headers import CONTENT_SECURITY_POLICY
 from server.web.host import LOG_ROLES
 from server.web.keyring import EXTENSION_KEY as KEYRING_KEY
-from server.web.keyring import open_new_grants  # noqa: I001  (one name aliased)
+from server.web.keyring import open_new_grants
+from server.web.live_feed import FeedEvent, LiveFeed, key_signature
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,12 +56,14 @@ bp = Blueprint("live", __name__, url_prefix="/host")
 
 PAGE_ENTRIES = 50  # rendered into the page, and sent first to a watcher who names no last id
 BACKLOG_CAP = 200  # rows per query: a watcher far behind catches up in steps, without a gap
-POLL_S = 0.25
+POLL_S = 0.25  # a held stream looks for new entries this often
+FRESH_S = 0.1  # a watcher without a slot takes the shared reader's view if read this recently
 KEEPALIVE_S = 10.0  # a comment now and then, so proxies and the browser keep a quiet stream open
 SLOTLESS_RETRY_MS = 500  # no slot free: come back in half a second (still "within a second" at p95)
 RECONNECT_MS = 100  # a held stream ended on time: come back at once
 ENDED_EVENT = "ended"  # the last event of a stream whose watcher may no longer watch, with why
 SLOTS_KEY = "live_log_slots"
+FEED_KEY = "live_log_feed"
 
 # This page alone runs a script (its own, from the hub) and opens a connection
 # (back to the hub); every other page keeps refusing both.
@@ -76,6 +80,8 @@ def _make_slots(state: BlueprintSetupState) -> None:
         log.warning("STREAM_SLOTS=%d would let watchers hold every web thread; using %d", slots, threads - 1)
         slots = threads - 1
     app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(max(slots, 0))
+    # Reads nothing and starts no thread until a watcher asks.
+    app.extensions[FEED_KEY] = LiveFeed(app)
 
 
 # -- the page -----------------------------------------------------------------
@@ -102,40 +108,6 @@ def page() -> ResponseReturnValue:
 # -- the stream ---------------------------------------------------------------
 
 
-def event_payload(entry: patrol.LogEntry, vaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a watcher is told about an entry: the full log's view (this stream is never public)."""
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(timespec="seconds") + "Z",
-        "shown_at": datetime_filter(entry.at),  # as the hub's pages show times, in its time zone
-        "kind": entry.kind,
-        "label": entry.kind_label,
-        "steward": entry.member.handle if entry.member else None,
-        "area": entry.area.name if entry.area else None,
-        "place": _opened(entry.place, vaults or {}),
-        "note": _opened(entry.note, vaults or {}),
-        "source": entry.source,
-        "drill": bool(entry.drill),
-        "urgent": entry.kind in patrol.URGENT_KINDS,
-    }
-
-
-def _opened(note: str | None, vaults: Mapping[str, Any]) -> str | None:
-    """The note for this watcher: opened with the keys their login holds, else only a mark that there is one."""
-    try:
-        return sealing.open_text(note, vaults)
-    except sealing.SealingError:
-        return "(sealed)"
-
-
-def _sse(payload: dict[str, Any]) -> str:
-    # The event id is the entry's id. On SQLite ids follow commit order (see
-    # patrol.entries_after), so the browser's Last-Event-ID is exactly where
-    # its watcher stands: everything up to it seen, nothing after it.
-    # json.dumps escapes newlines, so the data is always one line.
-    return f"id: {payload['id']}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
 def _requested_last_id() -> int | None:
     """The browser's ``Last-Event-ID`` on a reconnect, else the page's ``?after=``; None for neither."""
     for value in (request.headers.get("Last-Event-ID"), request.args.get("after")):
@@ -156,13 +128,15 @@ class Watcher:
 
 
 class LogReader:
-    """Reads the log for one stream, each time in a session of its own.
+    """What one watcher is sent: the shared reader's entries, narrowed to what they may see and opened with their keys.
 
-    A session held across polls would keep a read transaction open, and a
-    SQLite WAL reader pins the snapshot it started with: the stream would see
-    nothing new, and the WAL file could not be checkpointed. So every read
-    runs in a fresh app context whose session is removed when it ends (the
-    stream itself runs after the request's context is gone).
+    A watcher further behind than the shared reader's ring reads the
+    database for itself, each time in a session of its own: a session held
+    across polls would keep a read transaction open, and a SQLite WAL reader
+    pins the snapshot it started with (the stream would see nothing new, and
+    the WAL file could not be checkpointed). So every read runs in a fresh
+    app context whose session is removed when it ends (the stream itself runs
+    after the request's context is gone).
     """
 
     # Who opened the stream, set by the view; None for nobody in particular (then nothing is checked).
@@ -170,10 +144,24 @@ class LogReader:
 
     def __init__(self, app: Flask, hidden_kinds: frozenset[str], vaults: Mapping[str, Any] | None = None) -> None:
         self.app = app
+        self.feed: LiveFeed = app.extensions[FEED_KEY]
         # The watcher's opened vault keys, read at (re)connection like their roles.
         self.vaults = vaults or {}
         # As on the full log: a silent alert only for host and dispatch, and so on.
         self.hidden_kinds = hidden_kinds
+
+    @property
+    def vaults(self) -> Mapping[str, Any]:
+        return self._vaults
+
+    @vaults.setter
+    def vaults(self, vaults: Mapping[str, Any]) -> None:
+        self._vaults = vaults
+        self._signature = key_signature(vaults)
+
+    def text(self, events: list[FeedEvent]) -> str:
+        """The events as server-sent text for this watcher."""
+        return "".join(event.text(self._vaults, self._signature) for event in events)
 
     def _read(self, work: Callable[[Session], T]) -> T:
         with self.app.app_context():
@@ -182,16 +170,22 @@ class LogReader:
             finally:
                 db.session.remove()
 
-    def after(self, last_id: int) -> list[dict[str, Any]]:
-        """Up to BACKLOG_CAP entries after ``last_id``, oldest first."""
+    def after(self, last_id: int, fresh_s: float) -> list[FeedEvent]:
+        """Up to BACKLOG_CAP entries after ``last_id``, oldest first, as read at most ``fresh_s`` ago."""
+        found = self.feed.view(fresh_s).after(last_id, self.hidden_kinds, BACKLOG_CAP)
+        if found is not None:
+            return found
         return self._read(lambda s: [
-            event_payload(e, self.vaults) for e in patrol.entries_after(s, last_id, BACKLOG_CAP, hidden_kinds=self.hidden_kinds)
+            FeedEvent.of(e) for e in patrol.entries_after(s, last_id, BACKLOG_CAP, hidden_kinds=self.hidden_kinds)
         ])
 
-    def newest(self) -> list[dict[str, Any]]:
+    def newest(self) -> list[FeedEvent]:
         """The last PAGE_ENTRIES entries, oldest first."""
+        found = self.feed.view(FRESH_S).newest_entries(self.hidden_kinds, PAGE_ENTRIES)
+        if found is not None:
+            return found
         return self._read(lambda s: [
-            event_payload(e, self.vaults)
+            FeedEvent.of(e)
             for e in reversed(patrol.recent_entries(s, limit=PAGE_ENTRIES, hidden_kinds=self.hidden_kinds))
         ])
 
@@ -231,26 +225,25 @@ class LogReader:
         return self._read(check)
 
     def newest_id(self) -> int:
-        return self._read(
-            lambda s: next((e.id for e in patrol.recent_entries(s, limit=1, hidden_kinds=self.hidden_kinds)), 0)
-        )
+        """The newest entry's id, whoever may see it (0 for an empty log)."""
+        return self.feed.view(FRESH_S).newest
 
 
 def _first_events(reader: LogReader, last_id: int | None) -> tuple[str, int]:
     """What a response starts with, and the id the watcher has seen after it."""
     if last_id is not None:
-        rows = reader.after(last_id)
+        rows = reader.after(last_id, FRESH_S)
         if rows:
-            return "".join(_sse(row) for row in rows), rows[-1]["id"]
+            return reader.text(rows), rows[-1].id
         if last_id <= reader.newest_id():
             return "", last_id
         # An id beyond the newest entry comes from before the hub's database
         # was replaced (a restored backup): start afresh rather than wait.
     rows = reader.newest()
-    last_id = rows[-1]["id"] if rows else 0
+    last_id = rows[-1].id if rows else 0
     # An id with no data sets the browser's Last-Event-ID without an event, so
     # even an empty first answer tells it where it stands.
-    return "".join(_sse(row) for row in rows) + f"id: {last_id}\n\n", last_id
+    return reader.text(rows) + f"id: {last_id}\n\n", last_id
 
 
 def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, hold_s: float) -> Iterator[str]:
@@ -284,10 +277,10 @@ def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, h
                 # missed, the reconnection is refused as any other request would be.
                 yield f"event: {ENDED_EVENT}\ndata: {json.dumps({'message': why}, ensure_ascii=False)}\n\n"
                 return
-            rows = reader.after(last_id)
+            rows = reader.after(last_id, FRESH_S)
             if rows:
-                last_id = rows[-1]["id"]
-                yield "".join(_sse(row) for row in rows)
+                last_id = rows[-1].id
+                yield reader.text(rows)
         # Ended on time: reconnect at once, with the last id sent.
         yield f"retry: {RECONNECT_MS}\n\n"
     finally:
