@@ -51,6 +51,9 @@ def register_extensions(app: Flask) -> None:
         configure_sqlite(db.engine, app.config["DB_BUSY_TIMEOUT_MS"])
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"), render_as_batch=True)
     cache.init_app(app)
+    from server.web import caching
+
+    caching.init_app(app)  # the public pages anonymous visitors share (issue 14: before Flask, for cookie-less ones)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)

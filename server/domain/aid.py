@@ -99,6 +99,8 @@ class AidPost(Base):
     # The board reads open posts newest first on every bench-page render.
     __table_args__ = (
         Index("ix_aid_post_status_created_at", "status", "created_at"),
+        # The bench page counts open posts from this index alone (migration g14b0000bnc).
+        Index("ix_aid_post_status_available_until", "status", "available_until"),
         # Named for the column's first life, when it held the code itself: SQLite
         # renames a constraint only by rebuilding the table, which with foreign
         # keys on would cascade to every message (migration f13k0000rcp).

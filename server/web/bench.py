@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from server.domain import aid, audit, cases, compact, complaints, patrol
+from server.domain import bench_view
 from server.extensions import db
 from server.web.access import now, public
 from server.web.caching import public_page
@@ -16,21 +16,10 @@ bp = Blueprint("bench", __name__)
 @public
 @public_page
 def index() -> str:
-    cfg = current_app.config
-    return render_template(
-        "bench/index.html",
-        # Counts by published area; a handle only where its steward chose to show it.
-        on_patrol=patrol.public_patrol(db.session),
-        log=patrol.public_log(db.session, limit=8, rounding_minutes=cfg["PUBLIC_TIME_ROUNDING_MINUTES"]),
-        offers=aid.open_posts(db.session, now(), limit=5),
-        open_post_count=aid.count_open_posts(db.session, now()),
-        signatures=compact.signature_count(db.session),
-        # Of arrest cases the public sees only this: how many taken, how many out.
-        arrests=cases.public_counts(db.session),
-        # The public audit: this cycle's, and the last ones kept.
-        audits=audit.past_cycles(db.session, now(), limit=2),
-        complaint_counts=complaints.public_counts(db.session, now()),
-    )
+    # Counts by published area; a handle only where its steward chose to show it; of arrest
+    # cases only how many taken and how many out; nothing sealed (domain/bench_view.py).
+    page = bench_view.bench_page(db.session.connection(), now(), current_app.config["PUBLIC_TIME_ROUNDING_MINUTES"])
+    return render_template("bench/index.html", **{field: getattr(page, field) for field in page.__dataclass_fields__})
 
 
 @bp.get("/log")
@@ -38,7 +27,7 @@ def index() -> str:
 @public_page
 def public_log() -> str:
     cfg = current_app.config
-    entries = patrol.public_log(
-        db.session, limit=cfg["PUBLIC_LOG_LIMIT"], rounding_minutes=cfg["PUBLIC_TIME_ROUNDING_MINUTES"]
+    entries = bench_view.public_log(
+        db.session.connection(), limit=cfg["PUBLIC_LOG_LIMIT"], rounding_minutes=cfg["PUBLIC_TIME_ROUNDING_MINUTES"]
     )
     return render_template("bench/log.html", entries=entries, rounding=cfg["PUBLIC_TIME_ROUNDING_MINUTES"])

@@ -1,16 +1,111 @@
-"""A short cache for the public pages a crowd opens at once."""
+"""A short cache for the public pages a crowd opens at once.
+
+Anonymous visitors share one rendering of each public read-only page (the
+bench page, the public log, the audit) for up to CACHE_DEFAULT_TIMEOUT
+seconds; a logged-in visitor, or one with a message waiting, always gets a
+page of their own. ``CACHE_TYPE = "NullCache"`` turns the sharing off.
+
+Two layers hold the same rendering, in this process's memory:
+
+- ``public_page`` keeps the rendered HTML of each path, inside Flask: what a
+  visitor who carries a session cookie (say, from a form they filled in)
+  and turns out to be anonymous is given.
+- ``SharedAnswers`` sits in front of Flask and keeps the whole answer
+  (status, headers, body) as Flask last sent it to a visitor with no cookie
+  at all. The next such visitor gets it before Flask runs: no session to
+  open, no user to load, no hook, no database. Without a cookie there is no
+  login and no flashed message, so nothing personal can be in or out of the
+  answer, and the headers replayed are the ones Flask set for that visitor.
+  An answer is kept only when a ``public_page`` view said it may be shared,
+  and never longer than the HTML it carries: one rendering, one lifetime.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import current_app, request, session
+from flask import Flask, current_app, request, session
 from flask_login import current_user
 
-from server.extensions import cache, limiter
+from server.extensions import limiter
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 F = TypeVar("F", bound=Callable[..., Any])
+EXTENSION_KEY = "safebench.public_pages"
+# Set by public_page on a request whose answer every cookie-less visitor may share: (expiry, generation).
+SHAREABLE = "safebench.shareable"
+# Distinct (host, path) answers kept in front of Flask. Any address reaches the hub (the
+# bench WiFi resolves every name to it), so the Host header is bounded here, not by the network.
+MAX_ANSWERS = 64
+
+
+@dataclass(frozen=True)
+class Page:
+    expires: float  # time.monotonic()
+    generation: int
+    html: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    expires: float
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class PublicPages:
+    """The renderings anonymous visitors share, per path, and the whole answers made of them."""
+
+    def __init__(self, timeout: float, enabled: bool) -> None:
+        self.timeout = timeout
+        self.enabled = enabled and timeout > 0
+        self.pages: dict[str, Page] = {}
+        self.answers: dict[tuple[str, str], Answer] = {}
+        # Moved on by every clear: a rendering begun before a clear is never kept after it,
+        # so a steward who hides their handle is gone from the next reading, whatever was in flight.
+        self.generation = 0
+        self._guard = threading.Lock()
+
+    def page(self, path: str) -> Page | None:
+        found = self.pages.get(path)
+        return found if found is not None and found.expires > time.monotonic() else None
+
+    def keep_page(self, path: str, html: str, generation: int) -> Page:
+        page = Page(time.monotonic() + self.timeout, generation, html)
+        with self._guard:
+            if generation == self.generation:
+                self.pages[path] = page
+        return page
+
+    def answer(self, key: tuple[str, str]) -> Answer | None:
+        found = self.answers.get(key)
+        return found if found is not None and found.expires > time.monotonic() else None
+
+    def keep_answer(self, key: tuple[str, str], answer: Answer, generation: int) -> None:
+        with self._guard:
+            if generation != self.generation:
+                return
+            if len(self.answers) >= MAX_ANSWERS and key not in self.answers:
+                self.answers.clear()  # a flood of made-up host names costs a render each, not memory
+            self.answers[key] = answer
+
+    def clear(self) -> None:
+        with self._guard:
+            self.generation += 1
+            self.pages.clear()
+            self.answers.clear()
+
+
+def public_pages(app: Flask | None = None) -> PublicPages:
+    return (app or current_app).extensions[EXTENSION_KEY]
 
 
 def _personal() -> bool:
@@ -19,20 +114,95 @@ def _personal() -> bool:
 
 
 def public_page(view: F) -> F:
-    """Cache an anonymous public page for CACHE_DEFAULT_TIMEOUT seconds (its times are rounded anyway)."""
-    cached = cache.cached(unless=_personal, key_prefix="public:%s")(view)
-    cached.read_only = True  # type: ignore[attr-defined]
-    return cached  # type: ignore[return-value]
+    """Share an anonymous public page's rendering for CACHE_DEFAULT_TIMEOUT seconds (its times are rounded anyway)."""
+
+    @functools.wraps(view)
+    def shared(*args: Any, **kwargs: Any) -> Any:
+        pages = public_pages()
+        if not pages.enabled or _personal():
+            return view(*args, **kwargs)
+        page = pages.page(request.path)
+        if page is None:
+            generation = pages.generation  # read before the database is
+            html = view(*args, **kwargs)
+            if not isinstance(html, str):
+                return html  # a redirect or an error page is nobody's to share
+            page = pages.keep_page(request.path, html, generation)
+        request.environ[SHAREABLE] = (page.expires, page.generation)
+        return page.html
+
+    shared.read_only = True  # type: ignore[attr-defined]
+    return shared  # type: ignore[return-value]
 
 
 def forget_public_pages() -> None:
-    """Drop every cached public page, so none outlives a choice about what the public may see.
+    """Drop every shared public page, so none outlives a choice about what the public may see.
 
     A steward who hides their handle must be gone from the bench page and the
     public log at the next reading, not CACHE_DEFAULT_TIMEOUT seconds later.
-    The cache holds only these pages, so clearing all of it loses nothing else.
     """
-    cache.clear()
+    public_pages().clear()
+
+
+class SharedAnswers:
+    """WSGI middleware: a cookie-less GET of a shared public page is answered before Flask runs."""
+
+    def __init__(self, app: WSGIApplication, pages: PublicPages, cookie_names: Iterable[str]) -> None:
+        self.app = app
+        self.pages = pages
+        self.cookie_names = tuple(cookie_names)
+
+    def _anonymous(self, environ: WSGIEnvironment) -> bool:
+        """A GET with no query string from a visitor carrying none of the hub's cookies."""
+        if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
+            return False
+        cookies = environ.get("HTTP_COOKIE")
+        return not cookies or not any(f"{name}=" in cookies for name in self.cookie_names)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not self.pages.enabled or not self._anonymous(environ):
+            return self.app(environ, start_response)
+        key = (environ.get("HTTP_HOST", ""), environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        answer = self.pages.answer(key)
+        if answer is not None:
+            start_response(answer.status, list(answer.headers))
+            return [answer.body]
+        return self._answer_and_keep(key, environ, start_response)
+
+    def _answer_and_keep(self, key: tuple[str, str], environ: WSGIEnvironment,
+                         start_response: StartResponse) -> Iterable[bytes]:
+        sent: list[Any] = []
+
+        def keep_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            sent[:] = [status, list(headers)]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        body = self.app(environ, keep_start)
+        shareable = environ.get(SHAREABLE)
+        if shareable is None or not sent or not sent[0].startswith("200"):
+            return body  # not a shared page (and perhaps a stream): passed on untouched
+        status, headers = sent
+        names = {name.lower() for name, _value in headers}
+        cache_control = next((value for name, value in headers if name.lower() == "cache-control"), "")
+        try:
+            content = b"".join(body)
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+        # A cookie set, or an answer the hub marked not to keep, is not for the next visitor.
+        if "set-cookie" not in names and "no-store" not in cache_control:
+            expires, generation = shareable
+            self.pages.keep_answer(key, Answer(expires, status, headers, content), generation)
+        return [content]
+
+
+def init_app(app: Flask) -> None:
+    """The shared renderings, and the middleware that answers cookie-less visitors from them."""
+    cfg = app.config
+    pages = PublicPages(float(cfg["CACHE_DEFAULT_TIMEOUT"]), enabled=cfg.get("CACHE_TYPE") != "NullCache")
+    app.extensions[EXTENSION_KEY] = pages
+    cookies = (cfg["SESSION_COOKIE_NAME"], cfg.get("REMEMBER_COOKIE_NAME", "remember_token"))
+    app.wsgi_app = SharedAnswers(app.wsgi_app, pages, cookies)  # type: ignore[method-assign]
 
 
 @limiter.request_filter  # once per process: the limiter object is shared by every app
