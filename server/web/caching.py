@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, request, session
@@ -48,7 +48,7 @@ MAX_ANSWERS = 64
 
 @dataclass(frozen=True)
 class Page:
-    expires: float  # time.monotonic()
+    expires: float  # monotonic()
     generation: int
     html: str
 
@@ -76,10 +76,10 @@ class PublicPages:
 
     def page(self, path: str) -> Page | None:
         found = self.pages.get(path)
-        return found if found is not None and found.expires > time.monotonic() else None
+        return found if found is not None and found.expires > monotonic() else None
 
     def keep_page(self, path: str, html: str, generation: int) -> Page:
-        page = Page(time.monotonic() + self.timeout, generation, html)
+        page = Page(monotonic() + self.timeout, generation, html)
         with self._guard:
             if generation == self.generation:
                 self.pages[path] = page
@@ -87,7 +87,7 @@ class PublicPages:
 
     def answer(self, key: tuple[str, str]) -> Answer | None:
         found = self.answers.get(key)
-        return found if found is not None and found.expires > time.monotonic() else None
+        return found if found is not None and found.expires > monotonic() else None
 
     def keep_answer(self, key: tuple[str, str], answer: Answer, generation: int) -> None:
         with self._guard:
