@@ -36,8 +36,11 @@ JOURNALD_FILE=/etc/systemd/journald.conf.d/safebench.conf
 WIFI_CAP_UNIT=safebench-bench-wifi.service
 WIFI_CAP_FILE=$ETC/bench-wifi.nft
 CONNECTIONS_PER_PHONE=32
-UNITS=(safebench.target safebench-web.service safebench-worker.service safebench-bridge.service
+UNITS=(safebench.target safebench-web.service safebench-bridge.service
        safebench-backup.service safebench-backup.timer)
+# Until issue 14 the scheduler had a unit of its own: it runs in the bridge now
+# (`safebench bridge --with-scheduler`), a Python process fewer in 512 MB.
+RETIRED_UNITS=(safebench-worker.service)
 
 usage() {
   cat <<EOF
@@ -404,6 +407,12 @@ install_files() {
   for unit in "${UNITS[@]}"; do
     install_file "/etc/systemd/system/$unit" 0644 root:root
   done
+  for unit in "${RETIRED_UNITS[@]}"; do
+    if [ -e "$ROOT/etc/systemd/system/$unit" ]; then
+      run systemctl disable --now "$unit"
+      drop "/etc/systemd/system/$unit"
+    fi
+  done
   install_file /etc/systemd/system/systemd-time-wait-sync.service.d/safebench.conf 0644 root:root
   install_file "$JOURNALD_FILE" 0644 root:root
   install_file /etc/udev/rules.d/99-safebench-radio.rules 0644 root:root
@@ -444,9 +453,9 @@ activate() {
   run udevadm trigger --subsystem-match=tty --action=add
   # time-sync.target waits for NTP only while this runs (at most 90 s, the drop-in).
   run systemctl enable systemd-time-wait-sync.service
-  run systemctl enable safebench-web.service safebench-worker.service safebench-bridge.service \
+  run systemctl enable safebench-web.service safebench-bridge.service \
     safebench.target safebench-backup.timer
-  # Restarting the target restarts the three units (PartOf=), on the code just installed.
+  # Restarting the target restarts both units (PartOf=), on the code just installed.
   run systemctl restart safebench.target
   run systemctl start safebench-backup.timer
   activate_hotspot

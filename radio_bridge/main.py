@@ -2,34 +2,73 @@
 
 Its resident memory is the domain layer, SQLAlchemy and meshtastic, not Flask
 and Alembic as well: it shares a Pi Zero 2 W's 512 MB with the web server and
-the scheduler. It does not load them to start either: a database already at
+the web server. It does not load them to start either: a database already at
 the newest schema is seen with one query, and only one that is not gets a
 short-lived ``safebench migrate`` process first.
+
+With ``--with-scheduler`` (as ``safebench up`` and the systemd unit start it)
+the scheduled jobs run in a thread here too: the domain layer and SQLAlchemy
+are loaded already, so they cost about a megabyte instead of a process of
+their own. The thread has its own database connection; each job is a short
+transaction of its own, and a job that fails or finds the database busy is
+logged and tried at its next turn, never taking the radio down.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
+from typing import Any
 
-from radio_bridge.bridge import (
+
+class _LoadedWhenUsed(types.ModuleType):
+    """Stands in for a module until something reads from it; then imports it and passes every read on."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):  # the import system's own questions: not a use
+            raise AttributeError(attribute)
+        real = self.__dict__.get("_real")
+        if real is None:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = self._real = importlib.import_module(self.__name__)
+        return getattr(real, attribute)
+
+
+def load_when_used(name: str) -> None:
+    """Import module ``name`` only when something first reads from it.
+
+    meshtastic imports ``requests`` at its top for one function the bridge never
+    calls (asking PyPI for a newer meshtastic), and requests with urllib3,
+    charset_normalizer and idna is 5 MB of the bridge's memory. (importlib's
+    LazyLoader does not help here: an ``import`` statement already counts as a use.)
+    """
+    if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        sys.modules[name] = _LoadedWhenUsed(name)
+
+
+load_when_used("requests")
+
+from radio_bridge.bridge import (  # after load_when_used: meshtastic imports requests
     Bridge,
     register_simulated_stewards,
     remove_simulated_stewards,
 )
 from radio_bridge.mesh import RadioSpec
 from server import config
-from server.db import HubBusy, make_engine, run_in_transaction
-from server.migrating import schema_is_current
+from server.db import HubBusy, run_in_transaction
+from server.migrating import schema_ready
 from server.private_files import keep_private
 
 log = logging.getLogger("radio_bridge")
+SCHEDULER_START_AFTER_S = 3.0
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") -> int:
@@ -37,6 +76,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
                                      "Run exactly one per radio.")
     parser.add_argument("--instance", help="The hub's instance folder (default: SAFEBENCH_INSTANCE or ./instance).")
     parser.add_argument("--radio", help="serial:/dev/ttyUSB0, serial:auto, tcp:HOST[:PORT] or sim.")
+    parser.add_argument("--with-scheduler", action="store_true",
+                        help="Run the scheduled jobs in this process too (instead of `safebench worker`). "
+                        "Only one scheduler runs per hub: a second waits.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -78,6 +120,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
 
         sim = SimulatedRadio(link_path=instance / "sim-radio").start()
     bridge = Bridge.from_config(settings, spec, sim_path=sim.path if sim else None)
+    jobs = None
     try:
         if sim is not None:
             nodes = list(sim.device.nodes.values())
@@ -98,9 +141,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
                 return 1
             if removed:
                 print(f"A real radio: the simulated stewards are removed ({', '.join(removed)}).", flush=True)
+        if args.with_scheduler:
+            from server.scheduler import start_thread
+
+            # Its first run a few seconds in: the jobs can wait, the radio's packets cannot.
+            # On the bridge's own engine: one pool and one cache of compiled statements (4 MB less than two).
+            jobs = start_thread(settings, stop, start_after=SCHEDULER_START_AFTER_S, engine=bridge.session.get_bind())
         bridge.run(stop)
     finally:
+        stop.set()  # the scheduler too, whatever ended the bridge
         bridge.close()
+        if jobs is not None:
+            jobs.join(timeout=15)  # a job in its transaction finishes it
         if sim is not None:
             sim.stop()
     return 0
@@ -113,20 +165,3 @@ def has_controlling_terminal() -> bool:
     except OSError:
         return False
     return True
-
-
-def schema_ready(instance: Path, settings: dict) -> bool:
-    """Whether the hub's database is at the newest schema, after migrating it in a child process if not.
-
-    A child process, so that Flask and Alembic leave memory when it exits.
-    """
-    engine = make_engine(settings["DATABASE_URL"], int(settings["DB_BUSY_TIMEOUT_MS"]))
-    try:
-        if schema_is_current(engine):
-            return True
-        log.info("the database needs migrating before the bridge starts")
-        env = {**os.environ, "SAFEBENCH_INSTANCE": str(instance)}
-        subprocess.run([sys.executable, "-m", "server", "migrate"], env=env, check=False)
-        return schema_is_current(engine)
-    finally:
-        engine.dispose()

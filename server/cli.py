@@ -73,8 +73,6 @@ def _save(work):  # noqa: ANN001, ANN202
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # APScheduler narrates every job it adds and runs; the worker logs what the jobs did.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # Flask-Limiter says at INFO which address went over a limit on which page: an
     # IP address with an endpoint, kept by journald for a week. The refusal is enough.
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
@@ -93,12 +91,12 @@ def _term_days() -> int:
 @with_appcontext
 def serve_command(host: str | None, port: int | None) -> None:
     """Run the web hub with waitress, after applying pending migrations."""
-    from server.migrating import apply_migrations
+    from server.migrating import ensure_schema
     from server.serving import create_server
 
     _logging()
     app = current_app._get_current_object()
-    apply_migrations(app)
+    ensure_schema(app)  # one query when current: Alembic (11 MB) stays out of the web server's memory
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
     click.echo(f"Safe Bench hub on http://{host}:{port}/  (instance: {app.instance_path})")
@@ -113,35 +111,38 @@ def serve_command(host: str | None, port: int | None) -> None:
 
 
 @click.command("worker")
-@with_appcontext
 def worker_command() -> None:
-    """Run the scheduler: role expiry, lapsing aid posts, purges. Run exactly one."""
-    from server.migrating import apply_migrations
-    from server.scheduler import run_forever
+    """Run the scheduler on its own: for a hub with no radio bridge. Run exactly one.
 
-    _logging()
-    app = current_app._get_current_object()
-    apply_migrations(app)
-    run_forever(app)
+    `safebench up` and the bridge's systemd unit run the scheduler inside the
+    bridge (`safebench bridge --with-scheduler`); a second scheduler waits.
+    \f
+    `safebench worker` normally never gets here: server/entry.py sends it
+    straight to the Flask-free scheduler. This is the way in for `-e FILE`;
+    it becomes that same process (exec, same pid).
+    """
+    _exec_lean("worker")
 
 
 @click.command("up")
 @click.option("--host", help="Address for the web hub (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port for the web hub (default 8080).")
 @click.option("--radio", help="The radio for the bridge (default: the RADIO setting, else the simulated radio).")
-@with_appcontext
 def up_command(host: str | None, port: int | None, radio: str | None) -> None:
-    """Run the whole hub on one machine: web server, scheduler and radio bridge, supervised."""
-    from server.migrating import apply_migrations
-    from server.supervisor import Child, supervise
+    """Run the whole hub on one machine: web server, and radio bridge with the scheduler, supervised.
+    \f
+    Like `worker`: server/entry.py sends `safebench up` to the supervisor
+    (server/supervisor.py), which loads neither Flask nor SQLAlchemy.
+    """
+    _exec_lean("up", *(["--host", host] if host else []), *(["--port", str(port)] if port else []),
+               *(["--radio", radio] if radio else []))
 
-    _logging()
-    apply_migrations(current_app._get_current_object())
-    serve_argv = ["serve"] + (["--host", host] if host else []) + (["--port", str(port)] if port else [])
-    bridge_argv = ["bridge"] + (["--radio", radio] if radio else [])
-    code = supervise([Child("web", serve_argv), Child("worker", ["worker"]), Child("bridge", bridge_argv)])
-    _truncate_wal()  # every part has stopped: nothing holds an old snapshot, the WAL goes whole
-    sys.exit(code)
+
+def _exec_lean(*args: str) -> None:
+    """Become ``python -m server ARGS``, which server/entry.py runs without Flask (exec: same pid)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "server", *args])
 
 
 def _truncate_wal() -> None:
@@ -156,7 +157,9 @@ def _truncate_wal() -> None:
 @click.command("bridge")
 @click.option("--radio", help="serial:/dev/ttyUSB0, serial:auto, tcp:HOST[:PORT] or sim (default: the "
               "instance's RADIO setting, else sim).")
-def bridge_command(radio: str | None) -> None:
+@click.option("--with-scheduler", is_flag=True, help="Run the scheduled jobs in the bridge too (as `safebench up` "
+              "and the systemd unit do) instead of `safebench worker`.")
+def bridge_command(radio: str | None, with_scheduler: bool) -> None:
     """Run the radio bridge: check-ins in, alerts out. Run exactly one per radio.
 
     It brings the database to the newest schema itself before it opens the radio.
@@ -167,7 +170,8 @@ def bridge_command(radio: str | None) -> None:
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    argv = [sys.executable, "-m", "radio_bridge"] + (["--radio", radio] if radio else [])
+    argv = [sys.executable, "-m", "radio_bridge"] + (["--radio", radio] if radio else []) + \
+        (["--with-scheduler"] if with_scheduler else [])
     os.execv(sys.executable, argv)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -218,6 +216,8 @@ def read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
 
 def load_secret_key(instance: Path) -> str:
     """Read the secret key, generating it on first run (never a default)."""
+    import secrets  # here, not at the top: it loads OpenSSL (4 MB), and the supervisor needs none of it
+
     return read_or_create_secret(instance / "secret_key", lambda: secrets.token_hex(32)).strip()
 
 
@@ -226,6 +226,8 @@ def load_settings_file(instance: Path) -> dict[str, Any]:
     path = instance / "settings.toml"
     if not path.exists():
         return {}
+    import tomllib  # only where there is a file to read (1 MB the supervisor keeps otherwise)
+
     with path.open("rb") as fh:
         return {key.upper(): value for key, value in tomllib.load(fh).items()}
 

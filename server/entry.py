@@ -1,11 +1,15 @@
 """The ``safebench`` command's front door (and ``python -m server``'s).
 
-Every command goes through the Flask CLI in server/cli.py except ``bridge``,
-which goes straight to the lean bridge process (radio_bridge/main.py) without
-importing Flask. After a crash the bridge is restarted at once, and packets
-that reach the USB radio while no bridge reads them are lost: loading Flask,
-the app and Alembic before opening the port took about a second here (several
-on a Pi Zero 2 W), and that was a second of lost check-ins.
+Every command goes through the Flask CLI in server/cli.py except three that
+run for as long as the hub does and need no Flask:
+- ``bridge`` goes straight to the lean bridge process (radio_bridge/main.py).
+  After a crash the bridge is restarted at once, and packets that reach the
+  USB radio while no bridge reads them are lost: loading Flask, the app and
+  Alembic before opening the port took about a second here (several on a Pi
+  Zero 2 W), and that was a second of lost check-ins.
+- ``up`` goes to the supervisor (server/supervisor.py, standard library only).
+- ``worker`` goes to the Flask-free scheduler (server/scheduler.py).
+Their ``--help`` still goes through the Flask CLI, which lists every command.
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ def main() -> None:
         from radio_bridge.main import main as run_bridge
 
         sys.exit(run_bridge(args[1:], prog="safebench bridge"))
+    if args[:1] == ["up"] and not {"-h", "--help"} & set(args):
+        from server.supervisor import main as supervise
+
+        sys.exit(supervise(args[1:], prog="safebench up"))
+    if args[:1] == ["worker"] and not {"-h", "--help"} & set(args):
+        from server.scheduler import worker_main
+
+        sys.exit(worker_main(args[1:], prog="safebench worker"))
     from server.cli import main as cli
 
     cli()

@@ -4,6 +4,10 @@ and telling, without Flask or Alembic, whether there is anything to apply."""
 from __future__ import annotations
 
 import fcntl
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,3 +67,23 @@ def apply_migrations(app: Flask) -> None:
             upgrade()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def schema_ready(instance: Path, settings: dict) -> bool:
+    """For a process without Flask (the bridge, the worker): is the database at the newest schema,
+    after migrating it in a child process if not?
+
+    A child process, so that Flask and Alembic leave memory when it exits.
+    """
+    from server.db import make_engine
+
+    engine = make_engine(settings["DATABASE_URL"], int(settings["DB_BUSY_TIMEOUT_MS"]))
+    try:
+        if schema_is_current(engine):
+            return True
+        logging.getLogger(__name__).info("the database needs migrating first")
+        env = {**os.environ, "SAFEBENCH_INSTANCE": str(instance)}
+        subprocess.run([sys.executable, "-m", "server", "migrate"], env=env, check=False)
+        return schema_is_current(engine)
+    finally:
+        engine.dispose()

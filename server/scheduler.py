@@ -1,23 +1,34 @@
 """Scheduled housekeeping: what expires, expires here.
 
-Runs in exactly one process (``safebench worker``, or the worker child of
-``safebench up``), never inside web workers: two schedulers would run every
-job twice.
+Runs in exactly one place, never inside web workers: two schedulers would run
+every job twice. That place is a thread of the radio bridge (``safebench
+bridge --with-scheduler``: what ``safebench up`` and the systemd unit run),
+or ``safebench worker`` on a hub with no bridge; a lock file in the instance
+folder lets only one of them run the jobs at a time.
+
+Flask-free: jobs take (session, now, settings), and the plumbing here takes
+either a ``Runtime`` (an engine's sessions and ``server.config`` settings) or
+a Flask app (tests, ``safebench run-jobs``), so the bridge carries the jobs
+for about a megabyte instead of a fourth Python process of ~50 MB.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Self
 
-from flask import Flask
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
-from server.db import HubBusy, checkpoint, run_in_transaction
+from server.db import HubBusy, checkpoint, make_engine, run_in_transaction
 from server.domain import (
     aid,
     alerts,
@@ -34,7 +45,6 @@ from server.domain import (
     sealing,
 )
 from server.domain.errors import DomainError
-from server.extensions import db
 
 log = logging.getLogger("server.scheduler")
 
@@ -155,51 +165,195 @@ JOBS = (
 )
 
 
-def run_job(app: Flask, job: Job) -> str | None:
-    """Run one job in its own transaction; a locked database just waits for the next run."""
-    with app.app_context():
-        now = app.config["CLOCK"]()
+@dataclass
+class Runtime:
+    """What the jobs need without Flask: sessions on the hub's database, and its settings."""
+
+    sessions: Callable[[], Session]
+    config: Mapping[str, Any]
+    engine: Engine | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Runtime:
+        """An engine of the scheduler's own, set up as the web app's is (server.config.load_settings)."""
+        engine = make_engine(settings["DATABASE_URL"], int(settings["DB_BUSY_TIMEOUT_MS"]))
+        return cls(sessionmaker(engine), settings, engine)
+
+    def close(self) -> None:
+        """On the way out: the WAL truncated, the connections closed."""
+        if self.engine is not None:
+            checkpoint(self.engine)
+            self.engine.dispose()
+
+
+def _attempt(job: Job, session: Session, config: Mapping[str, Any]) -> str | None:
+    now = config["CLOCK"]()
+    try:
+        if job.in_transaction:
+            return run_in_transaction(session, lambda s: job.run(s, now, config))
+        return job.run(session, now, config)
+    except HubBusy:
+        log.warning("%s: database busy, will try again next run", job.name)
+        return None
+    except DomainError as error:  # a setting it cannot work with: said plainly, every run until it is fixed
+        log.error("%s: not run: %s", job.name, error.message)
+        return f"not run: {error.message}"
+
+
+def run_job(target: Runtime | Any, job: Job) -> str | None:
+    """Run one job in its own transaction; a locked database just waits for the next run.
+
+    ``target`` is a ``Runtime`` or a Flask app (its ``db.session`` and config, in an app context).
+    """
+    if isinstance(target, Runtime):
+        session = target.sessions()
         try:
-            if job.in_transaction:
-                outcome = run_in_transaction(db.session, lambda session: job.run(session, now, app.config))
-            else:
-                outcome = job.run(db.session, now, app.config)
-        except HubBusy:
-            log.warning("%s: database busy, will try again next run", job.name)
-            return None
-        except DomainError as error:  # a setting it cannot work with: said plainly, every run until it is fixed
-            log.error("%s: not run: %s", job.name, error.message)
-            return f"not run: {error.message}"
+            outcome = _attempt(job, session, target.config)
         finally:
-            db.session.remove()
-    if not outcome.startswith("0 "):
+            session.close()
+    else:
+        from server.extensions import db  # Flask only where an app was given
+
+        with target.app_context():
+            try:
+                outcome = _attempt(job, db.session, target.config)
+            finally:
+                db.session.remove()
+    if outcome is not None and not outcome.startswith("0 "):
         log.info("%s: %s", job.name, outcome)
     return outcome
 
 
-def run_all_once(app: Flask) -> list[str | None]:
-    return [run_job(app, job) for job in JOBS]
+def run_all_once(target: Runtime | Any) -> list[str | None]:
+    return [run_job(target, job) for job in JOBS]
 
 
-def run_forever(app: Flask) -> None:
-    from apscheduler.schedulers.blocking import BlockingScheduler
+SCHEDULER_LOCK = "scheduler.lock"
+# Between two jobs: a writer waiting for the lock (the bridge with a burst of
+# check-ins) gets it before the next job begins.
+BETWEEN_JOBS_S = 0.05
 
-    scheduler = BlockingScheduler(timezone="UTC")
-    for job in JOBS:
-        # coalesce: after the Pi sleeps or the clock jumps, one catch-up run is enough.
-        scheduler.add_job(
-            run_job, "interval", args=(app, job), minutes=job.minutes, id=job.name, coalesce=True, max_instances=1
-        )
-    run_all_once(app)  # whatever came due while the worker was down
-    log.info("worker running %d jobs", len(JOBS))
-    # SIGTERM (systemd, safebench up) would end the process where it stands; as
-    # an exit instead, the WAL is truncated on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+class Scheduler:
+    """Every job at its interval, on monotonic deadlines: a few fixed intervals need no APScheduler.
+
+    A job that fails is logged and runs again at its next turn; nothing a job
+    does ends the loop (in the bridge, the radio goes on whatever a job does).
+    After a pause longer than an interval (the Pi busy, the process stopped
+    for a while) a job runs once, not once per missed turn.
+    """
+
+    def __init__(self, runtime: Runtime, stop: threading.Event, jobs: tuple[Job, ...] = JOBS) -> None:
+        self.runtime = runtime
+        self.stop = stop
+        self.jobs = jobs
+        self.due = {job.name: 0.0 for job in jobs}  # 0: all of them at once, whatever came due while down
+
+    def run_due(self) -> None:
+        for job in self.jobs:
+            if self.stop.is_set():
+                return
+            if time.monotonic() < self.due[job.name]:
+                continue
+            try:
+                run_job(self.runtime, job)
+            except Exception:  # (a bug in one job must not stop the others, nor the radio)
+                log.exception("%s: failed; it runs again at its next turn", job.name)
+            # Every interval from the last turn, not from when this run ended (no drift); a
+            # turn already past (a long pause) is skipped rather than run twice.
+            due = self.due[job.name] + job.minutes * 60
+            self.due[job.name] = due if due > time.monotonic() else time.monotonic() + job.minutes * 60
+            self.stop.wait(BETWEEN_JOBS_S)
+
+    def run(self, start_after: float = 0.0) -> None:
+        """Until ``stop`` is set; only while this process holds the instance's scheduler lock."""
+        if self.stop.wait(start_after):
+            return
+        with SchedulerLock(Path(self.runtime.config["INSTANCE"]) / SCHEDULER_LOCK) as lock:
+            while not self.stop.is_set() and not lock.take():
+                self.stop.wait(60)  # another process runs the jobs: take over if it stops
+            if self.stop.is_set():
+                return
+            log.info("scheduler running %d jobs", len(self.jobs))
+            while not self.stop.is_set():
+                self.run_due()
+                self.stop.wait(max(0.0, min(self.due.values()) - time.monotonic()))
+
+
+class SchedulerLock:
+    """``flock`` on a file in the instance folder: exactly one scheduler per hub, whoever starts it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = None
+        self.announced = False
+
+    def __enter__(self) -> Self:
+        self.file = self.path.open("a")
+        return self
+
+    def take(self) -> bool:
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not self.announced:
+                log.info("another process runs the scheduled jobs (%s is locked); this one waits", self.path)
+                self.announced = True
+            return False
+        return True
+
+    def __exit__(self, *_exc: object) -> None:
+        self.file.close()  # and the lock with it
+
+
+def start_thread(settings: Mapping[str, Any], stop: threading.Event, start_after: float = 0.0,
+                 engine: Engine | None = None) -> threading.Thread:
+    """The scheduler in a thread of this process (the bridge), on its engine (its owner disposes of it)."""
+
+    def work() -> None:
+        runtime = Runtime(sessionmaker(engine), settings) if engine is not None else Runtime.from_settings(settings)
+        try:
+            Scheduler(runtime, stop).run(start_after)
+        except Exception:  # (e.g. the instance folder unwritable: said, and the radio goes on)
+            log.exception("the scheduler stopped; the radio bridge goes on without it")
+        finally:
+            if runtime.engine is not None:
+                runtime.engine.dispose()
+
+    thread = threading.Thread(target=work, name="scheduler", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_forever(settings: Mapping[str, Any]) -> None:
+    """``safebench worker``: the scheduler as a process of its own, until SIGTERM or Ctrl-C."""
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    runtime = Runtime.from_settings(settings)
     try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
+        Scheduler(runtime, stop).run()
     finally:
-        with app.app_context():
-            checkpoint(db.engine)
-            db.engine.dispose()
+        runtime.close()  # the WAL truncated on the way out
+
+
+def worker_main(argv: list[str] | None = None, prog: str = "safebench worker") -> int:
+    """``safebench worker``: for a hub that runs no radio bridge (the bridge carries the scheduler otherwise)."""
+    import argparse
+
+    from server import config
+    from server.migrating import schema_ready
+
+    argparse.ArgumentParser(prog=prog, description="Run the scheduler: role expiry, overdue check-ins, purges. "
+                            "Run exactly one (a bridge started with --with-scheduler is one).").parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    instance = config.instance_path_from_env()
+    settings = config.load_settings(instance)
+    if not schema_ready(instance, settings):
+        print("Error: the database could not be brought to the newest schema; see the messages above.",
+              file=sys.stderr)
+        return 1
+    run_forever(settings)
+    return 0

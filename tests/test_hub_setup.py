@@ -36,7 +36,7 @@ from tests.processes import env_for, safebench
 REPO = Path(__file__).resolve().parents[1]
 HUB_SETUP = REPO / "hub_setup"
 INSTALL = HUB_SETUP / "install.sh"
-SERVICES = ("safebench-web.service", "safebench-worker.service", "safebench-bridge.service")
+SERVICES = ("safebench-web.service", "safebench-bridge.service")  # the scheduler runs in the bridge
 UNITS = ("safebench.target", *SERVICES, "safebench-backup.service", "safebench-backup.timer")
 TIME_WAIT_DROP_IN = "etc/systemd/system/systemd-time-wait-sync.service.d/safebench.conf"
 HOTSPOT = "etc/NetworkManager/system-connections/safebench-hotspot.nmconnection"
@@ -176,7 +176,7 @@ def test_staging_writes_every_file_runs_nothing_and_a_second_run_changes_nothing
         "systemctl daemon-reload",
         "udevadm control --reload",
         "systemctl enable systemd-time-wait-sync.service",
-        "systemctl enable safebench-web.service safebench-worker.service safebench-bridge.service "
+        "systemctl enable safebench-web.service safebench-bridge.service "
         "safebench.target safebench-backup.timer",
         "systemctl restart safebench.target",
         "nmcli connection reload",
@@ -191,6 +191,25 @@ def test_staging_writes_every_file_runs_nothing_and_a_second_run_changes_nothing
     assert snapshot(root) == files
     assert "wrote" not in second.stdout
     assert ran_commands(root) == ""
+
+
+def test_an_upgrade_retires_the_worker_unit_because_the_bridge_runs_the_scheduler(root):
+    """A Pi installed before issue 14 ran a scheduler unit of its own: left enabled beside the bridge's
+    scheduler it would be a second Python process (~50 MB) waiting for a turn that never comes."""
+    first = stage(root)
+    assert first.returncode == 0, first.stderr
+    old_unit = root / "etc/systemd/system/safebench-worker.service"
+    old_unit.write_text("[Service]\nExecStart=/opt/safebench/venv/bin/safebench worker\n")
+
+    upgrade = stage(root)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert not old_unit.exists()
+    plan = [line.removeprefix("would run: ") for line in upgrade.stdout.splitlines() if line.startswith("would run:")]
+    assert plan.index("systemctl disable --now safebench-worker.service") < plan.index("systemctl daemon-reload")
+    assert "removed /etc/systemd/system/safebench-worker.service" in upgrade.stdout + upgrade.stderr
+
+    again = stage(root)
+    assert "safebench-worker" not in again.stdout + again.stderr
 
 
 def test_without_root_and_not_as_root_it_refuses_and_changes_nothing(root):
@@ -225,8 +244,7 @@ def test_the_units_run_the_hub_as_its_own_user_sandboxed_after_the_clock_is_set(
     assert stage(root).returncode == 0
     commands = {
         "safebench-web.service": "/opt/safebench/venv/bin/safebench serve --host 0.0.0.0 --port 80",
-        "safebench-worker.service": "/opt/safebench/venv/bin/safebench worker",
-        "safebench-bridge.service": "/opt/safebench/venv/bin/safebench bridge",
+        "safebench-bridge.service": "/opt/safebench/venv/bin/safebench bridge --with-scheduler",
         "safebench-backup.service": "/opt/safebench/venv/bin/safebench backup",
     }
     for name, command in commands.items():
@@ -257,7 +275,8 @@ def test_the_units_run_the_hub_as_its_own_user_sandboxed_after_the_clock_is_set(
     assert bridge["CapabilityBoundingSet"] == [""] and bridge["SupplementaryGroups"] == ["dialout"]
     # The radio's port must stay reachable, even when it is plugged in later.
     assert "PrivateDevices" not in bridge and "ProtectClock" not in bridge and "DeviceAllow" not in bridge
-    assert unit(root, "etc/systemd/system/safebench-worker.service")["Service"]["CapabilityBoundingSet"] == [""]
+    # Exactly one scheduler: the bridge's, and no unit of its own.
+    assert not (root / "etc/systemd/system/safebench-worker.service").exists()
 
     backup_unit = unit(root, "etc/systemd/system/safebench-backup.service")["Service"]
     assert backup_unit["Type"] == ["oneshot"]

@@ -1,12 +1,15 @@
-"""A newcomer runs the hub: ``safebench up`` brings up the web server and the scheduler together."""
+"""A newcomer runs the hub: ``safebench up`` brings up the web server, the radio bridge and the scheduler together."""
 
 from __future__ import annotations
 
+import fcntl
 import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -16,10 +19,62 @@ from alembic.script import ScriptDirectory
 import server
 from server.extensions import db
 from server.migrating import SCHEMA_HEAD
+from tests.helpers import seat_role
 from tests.processes import SAFEBENCH, env_for, free_port, wait_for_http
 
+# Long before any clock this runs on: a role granted then ran out long ago, whatever today's date.
+LONG_AGO = datetime(2001, 1, 6, 20, 0)
 
-def test_safebench_up_serves_the_bench_page_runs_the_worker_and_the_bridge_then_stops_cleanly(tmp_path):
+
+def hub_with_a_role_run_out(instance: Path, clock) -> None:
+    """An instance at the newest schema whose one steward's role ran out long ago and was never marked lapsed."""
+    from server import create_app
+    from server.domain import people
+    from server.migrating import apply_migrations
+
+    app = create_app({"INSTANCE": instance, "TESTING": True, "CLOCK": clock})
+    apply_migrations(app)
+    with app.app_context():
+        seat_role(db.session, LONG_AGO, people.add_member(db.session, LONG_AGO, "Kestrel"), people.STEWARD)
+        db.session.commit()
+
+
+def role_lapsed(instance: Path) -> bool:
+    with sqlite3.connect(instance / "safebench.db") as conn:
+        return conn.execute("SELECT lapsed_at FROM role_assignment").fetchone()[0] is not None
+
+
+def wait_until(check, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def scheduler_lock_is_held(instance: Path) -> bool:
+    with (instance / "scheduler.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def children_of(pid: int) -> list[list[str]]:
+    """The command lines of a process's children."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((entry / "cmdline").read_text().split("\0")[:-1])
+        except OSError:
+            continue  # it ended while we looked
+    return found
+
+
+def test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_then_stops_cleanly(tmp_path):
     instance = tmp_path / "fresh-instance"
     port = free_port()
     hub = subprocess.Popen(
@@ -46,14 +101,98 @@ def test_safebench_up_serves_the_bench_page_runs_the_worker_and_the_bridge_then_
                 break
             time.sleep(0.3)
         assert row == (1, 1)
+        # Two children: the web server, and the bridge with the scheduler in it (no worker of its own).
+        parts = sorted(argv[3] for argv in children_of(hub.pid))
+        assert parts == ["bridge", "serve"]
+        assert wait_until(lambda: scheduler_lock_is_held(instance))
     finally:
         hub.send_signal(signal.SIGTERM)
         output, _ = hub.communicate(timeout=30)
     assert hub.returncode == 0, output
-    assert "starting web" in output and "starting worker" in output and "starting bridge" in output
+    assert "starting web" in output and "starting bridge" in output and "starting worker" not in output
     assert "SIMULATED RADIO" in output and "radio connected" in output
-    assert "worker running" in output
+    assert output.count("scheduler running") == 1
     assert "Traceback" not in output
+    # Every part stopped, the supervisor truncated the WAL: nothing of what was purged stays beside the database.
+    assert not (instance / "safebench.db-wal").exists() or (instance / "safebench.db-wal").stat().st_size == 0
+
+
+def test_the_scheduler_runs_its_jobs_inside_the_bridge_under_safebench_up_and_a_second_one_waits(tmp_path, clock):
+    """Exactly one scheduler: a host who also starts `safebench worker` (as before this release) gets a
+    scheduler that waits for its turn, and no job runs twice."""
+    instance = tmp_path / "instance"
+    hub_with_a_role_run_out(instance, clock)
+    port = free_port()
+    hub = subprocess.Popen([SAFEBENCH, "up", "--port", str(port)], env=env_for(instance),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = None
+    try:
+        assert wait_until(lambda: role_lapsed(instance)), "the scheduler in the bridge lapses the run-out role"
+        worker = subprocess.Popen([SAFEBENCH, "worker"], env=env_for(instance),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(3)
+        assert worker.poll() is None  # it waits, it does not fail
+    finally:
+        for process in (worker, hub):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+        worker_output = worker.communicate(timeout=30)[0] if worker else ""
+        output, _ = hub.communicate(timeout=30)
+    assert "lapse-roles: 1 role(s) lapsed" in output
+    assert "another process runs the scheduled jobs" in worker_output
+    assert "scheduler running" not in worker_output and "lapse-roles" not in worker_output
+    assert worker.returncode == 0, worker_output
+
+
+def test_safebench_worker_runs_the_jobs_without_flask(tmp_path, clock):
+    """A hub with no radio bridge runs `safebench worker`: the jobs run, and Flask is never loaded."""
+    instance = tmp_path / "instance"
+    hub_with_a_role_run_out(instance, clock)
+    printed = tmp_path / "worker-output.txt"  # a file: thousands of import lines would fill a pipe
+    with printed.open("w") as out:
+        worker = subprocess.Popen([SAFEBENCH, "worker"], env=env_for(instance, PYTHONVERBOSE="1"),
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: role_lapsed(instance))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    output = printed.read_text()
+    assert worker.returncode == 0, output[-3000:]
+    assert "scheduler running" in output and "lapse-roles: 1 role(s) lapsed" in output
+    assert "import 'sqlalchemy'" in output
+    assert "import 'flask'" not in output and "import 'alembic'" not in output
+
+
+SUPERVISOR_PROBE = """
+import os, signal, sys, threading, urllib.request
+port = sys.argv[1]
+def stop_once_up():
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            break
+        except OSError:
+            threading.Event().wait(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=stop_once_up, daemon=True).start()
+sys.argv = ["safebench", "up", "--port", port]
+from server.entry import main
+try:
+    main()
+except SystemExit:
+    pass
+print("LOADED:", sorted(name for name in ("flask", "sqlalchemy", "alembic", "meshtastic") if name in sys.modules))
+"""
+
+
+def test_the_supervisor_loads_neither_flask_nor_sqlalchemy(tmp_path):
+    """`safebench up` itself is only a supervisor: its children load what they run, it loads nothing of theirs."""
+    port = str(free_port())
+    done = subprocess.run([sys.executable, "-c", SUPERVISOR_PROBE, port], env=env_for(tmp_path / "instance"),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert "starting web" in done.stderr and "starting bridge" in done.stderr
+    assert "LOADED: []" in done.stdout, done.stdout + done.stderr[-3000:]
 
 
 def test_the_supervisor_restarts_a_part_that_dies(tmp_path):
@@ -70,10 +209,32 @@ def test_the_supervisor_restarts_a_part_that_dies(tmp_path):
         subprocess.run(["kill", "-9", pid], check=True)
         time.sleep(1)
         assert wait_for_http(f"http://127.0.0.1:{port}/", seconds=30) == 200
+        # The bridge too, and at once: a serial radio's packets are lost while no bridge reads them.
+        assert wait_until(lambda: bridge_status(instance)[0] == 1)
+        _, connected_since = bridge_status(instance)
+        (bridge,) = [argv for argv in children_of(hub.pid) if argv[3:4] == ["bridge"]]
+        bridge_pid = subprocess.run(["pgrep", "-P", str(hub.pid), "-f", "server bridge"], capture_output=True,
+                                    text=True, check=True).stdout.split()
+        assert bridge[4:] == ["--with-scheduler"] and len(bridge_pid) == 1
+        subprocess.run(["kill", "-9", *bridge_pid], check=True)
+        # A new bridge, connected anew (the dead one could not say it was gone: its row said connected).
+        assert wait_until(lambda: bridge_status(instance) not in ((None, None), (1, connected_since))
+                          and bridge_status(instance)[0] == 1)
     finally:
         hub.send_signal(signal.SIGTERM)
         output, _ = hub.communicate(timeout=30)
     assert "web exited with -9; restarting" in output
+    assert "bridge exited with -9; restarting in 0s" in output
+    assert output.count("radio connected") == 2
+
+
+def bridge_status(instance: Path) -> tuple:
+    """(connected, since) from the bridge's status row; (None, None) before there is one."""
+    try:
+        with sqlite3.connect(instance / "safebench.db") as conn:
+            return conn.execute("SELECT connected, since FROM bridge_status").fetchone() or (None, None)
+    except sqlite3.OperationalError:
+        return (None, None)  # not migrated yet
 
 
 def test_the_migrations_build_exactly_the_schema_the_models_describe(app):
