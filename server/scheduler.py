@@ -54,8 +54,39 @@ class Job:
     name: str
     minutes: int
     run: Callable[[Session, datetime, dict], str]
-    # False for work SQLite refuses inside a transaction (a checkpoint).
+    # False for work SQLite refuses inside a transaction (a checkpoint), and for
+    # a job that takes its own transactions (``_in_batches``).
     in_transaction: bool = True
+
+
+# A purge with much to do (years of rows after an upgrade, a retention shortened)
+# works in batches, each its own short transaction, so the radio and the web
+# never wait long for the write lock; after RUN_BUDGET_S it stops, and its
+# next run goes on from there (the jobs after it in the loop wait no longer).
+BATCH = 100  # rows a statement or two can take: about 10 ms of the write lock on this machine
+CASE_BATCH = 20  # arrest cases go one by one, each with its line in the record of power used
+RUN_BUDGET_S = 5.0
+BETWEEN_BATCHES_S = 0.01  # a writer waiting for the lock takes it between two batches
+MORE = "; more next run"
+
+
+def _in_batches(session: Session, batch: Callable[[Session], tuple[int, ...]],
+                full: Callable[[tuple[int, ...]], bool] | None = None) -> tuple[list[int], bool]:
+    """Run ``batch`` (at most BATCH of each thing it does) in transactions until one comes back short.
+
+    ``full``: whether a batch's counts say there may be more (by default: one reached BATCH).
+    Returns the totals of each count, and whether work was left for the next run.
+    """
+    totals: list[int] = []
+    deadline = time.monotonic() + RUN_BUDGET_S
+    while True:
+        counts = run_in_transaction(session, batch)
+        totals = [a + b for a, b in zip(totals, counts)] if totals else list(counts)
+        if not (full(counts) if full else max(counts) >= BATCH):
+            return totals, False
+        if time.monotonic() >= deadline:
+            return totals, True
+        time.sleep(BETWEEN_BATCHES_S)
 
 
 def _lapse_roles(session: Session, now: datetime, _cfg: dict) -> str:
@@ -75,28 +106,39 @@ def _lapse_aid(session: Session, now: datetime, _cfg: dict) -> str:
 
 
 def _purge_mediation(session: Session, now: datetime, cfg: dict) -> str:
-    return f"{mediation.purge_closed(session, now, cfg['MEDIATION_RETENTION_DAYS'])} closed mediation request(s) purged"
+    days = cfg["MEDIATION_RETENTION_DAYS"]
+    (purged,), more = _in_batches(session, lambda s: (mediation.purge_closed(s, now, days, BATCH),))
+    return f"{purged} closed mediation request(s) purged" + (MORE if more else "")
 
 
 def _purge_complaints(session: Session, now: datetime, cfg: dict) -> str:
-    purged = complaints.purge_closed(session, now, int(cfg["COMPLAINT_RETENTION_DAYS"]))
-    return f"{purged} closed complaint(s) purged (their dates kept for the counts)"
+    days = int(cfg["COMPLAINT_RETENTION_DAYS"])
+    (purged,), more = _in_batches(session, lambda s: (complaints.purge_closed(s, now, days, BATCH),))
+    return f"{purged} closed complaint(s) purged (their dates kept for the counts)" + (MORE if more else "")
 
 
 def _purge_aid(session: Session, now: datetime, cfg: dict) -> str:
-    return f"{aid.purge_finished(session, now, cfg['AID_RETENTION_DAYS'])} finished aid post(s) purged"
+    days = cfg["AID_RETENTION_DAYS"]
+    (purged,), more = _in_batches(session, lambda s: (aid.purge_finished(s, now, days, BATCH),))
+    return f"{purged} finished aid post(s) purged" + (MORE if more else "")
 
 
 def _purge_radio(session: Session, now: datetime, cfg: dict) -> str:
-    messages = outbox.purge_finished(session, now, timedelta(days=float(cfg["OUTBOX_RETENTION_DAYS"])))
-    forgotten = radio.forget_old_radio_records(
-        session, now, positions_after=timedelta(hours=float(cfg["POSITION_RETENTION_HOURS"])),
-        strangers_after=timedelta(days=float(cfg["UNKNOWN_SENDER_RETENTION_DAYS"])),
-        heard_after=timedelta(days=float(cfg["HEARD_PACKET_RETENTION_DAYS"])))
-    forgotten["radio trust records"] = radio_trust.forget_events_before(
-        session, now - timedelta(days=float(cfg["RADIO_TRUST_RETENTION_DAYS"])))
-    details = ", ".join(f"{count} {what}" for what, count in forgotten.items())
-    return f"{messages} finished radio message(s) purged; {details} forgotten"
+    keep = timedelta(days=float(cfg["OUTBOX_RETENTION_DAYS"]))
+    (messages, _airtime), more = _in_batches(session, lambda s: outbox.purge_finished(s, now, keep, BATCH))
+
+    def forget(session: Session) -> dict[str, int]:
+        # One statement each, on indexed times: these tables hold days or weeks, never years.
+        forgotten = radio.forget_old_radio_records(
+            session, now, positions_after=timedelta(hours=float(cfg["POSITION_RETENTION_HOURS"])),
+            strangers_after=timedelta(days=float(cfg["UNKNOWN_SENDER_RETENTION_DAYS"])),
+            heard_after=timedelta(days=float(cfg["HEARD_PACKET_RETENTION_DAYS"])))
+        forgotten["radio trust records"] = radio_trust.forget_events_before(
+            session, now - timedelta(days=float(cfg["RADIO_TRUST_RETENTION_DAYS"])))
+        return forgotten
+
+    details = ", ".join(f"{count} {what}" for what, count in run_in_transaction(session, forget).items())
+    return f"{messages} finished radio message(s) purged; {details} forgotten" + (MORE if more else "")
 
 
 def _escalate_alerts(session: Session, now: datetime, cfg: dict) -> str:
@@ -121,15 +163,24 @@ def _case_clock(session: Session, now: datetime, _cfg: dict) -> str:
 
 
 def _purge_cases(session: Session, now: datetime, cfg: dict) -> str:
-    purged = cases.purge_closed(session, now, timedelta(days=float(cfg["CASE_GRACE_DAYS"])))
-    resolved = alerts.purge_resolved(session, now, timedelta(days=float(cfg["ALERT_RETENTION_DAYS"])))
-    return f"{purged} closed arrest case(s) and {resolved} resolved alert(s) purged"
+    grace = timedelta(days=float(cfg["CASE_GRACE_DAYS"]))
+    keep = timedelta(days=float(cfg["ALERT_RETENTION_DAYS"]))
+    (purged, resolved), more = _in_batches(session, lambda s: (
+        cases.purge_closed(s, now, grace, CASE_BATCH), alerts.purge_resolved(s, now, keep, BATCH)),
+        full=lambda counts: counts[0] >= CASE_BATCH or counts[1] >= BATCH)
+    return f"{purged} closed arrest case(s) and {resolved} resolved alert(s) purged" + (MORE if more else "")
 
 
 def _expire_patrol_log(session: Session, now: datetime, cfg: dict) -> str:
-    expired = retention.expire_patrol_log(session, now, retention.retention(cfg["LOG_NOTE_RETENTION_DAYS"]))
-    return (f"{expired.entries} log entr{'y' if expired.entries == 1 else 'ies'} reduced to kind, time and area; "
-            f"{expired.shifts} shift(s) reduced to counts")
+    keep = retention.retention(cfg["LOG_NOTE_RETENTION_DAYS"])
+
+    def batch(session: Session) -> tuple[int, int, int]:
+        expired = retention.expire_patrol_log(session, now, keep, limit=BATCH)
+        return expired.entries, expired.shifts, int(expired.more)
+
+    (entries, shifts, _), more = _in_batches(session, batch, full=lambda counts: bool(counts[2]))
+    return (f"{entries} log entr{'y' if entries == 1 else 'ies'} reduced to kind, time and area; "
+            f"{shifts} shift(s) reduced to counts" + (MORE if more else ""))
 
 
 def _checkpoint(session: Session, _now: datetime, _cfg: dict) -> str:
@@ -139,7 +190,12 @@ def _checkpoint(session: Session, _now: datetime, _cfg: dict) -> str:
 
 
 def _keep_audit(session: Session, now: datetime, _cfg: dict) -> str:
-    frozen = audit.keep_tally(session, now)
+    # Read and encoded outside the write lock (a cycle's thousands of check-ins); written in a short transaction.
+    try:
+        prepared = audit.prepare_keep(session, now)
+    finally:
+        session.rollback()
+    frozen = run_in_transaction(session, lambda s: audit.keep_prepared(s, now, prepared))
     return f"{len(frozen)} lunar audit(s) frozen" + (f": cycle {', '.join(map(str, frozen))}" if frozen else "") + \
         "; this cycle's audit facts kept"
 
@@ -153,13 +209,13 @@ JOBS = (
     Job("seal-keys", 1, _give_keys),
     Job("lapse-aid", 1, _lapse_aid),
     # Before the purges: the audit copies its facts from rows they are about to take.
-    Job("keep-audit", 60, _keep_audit),
-    Job("expire-patrol-log", 60, _expire_patrol_log),
-    Job("purge-mediation", 60, _purge_mediation),
-    Job("purge-aid", 60, _purge_aid),
-    Job("purge-complaints", 60, _purge_complaints),
-    Job("purge-radio", 60, _purge_radio),
-    Job("purge-cases", 60, _purge_cases),
+    Job("keep-audit", 60, _keep_audit, in_transaction=False),
+    Job("expire-patrol-log", 60, _expire_patrol_log, in_transaction=False),
+    Job("purge-mediation", 60, _purge_mediation, in_transaction=False),
+    Job("purge-aid", 60, _purge_aid, in_transaction=False),
+    Job("purge-complaints", 60, _purge_complaints, in_transaction=False),
+    Job("purge-radio", 60, _purge_radio, in_transaction=False),
+    Job("purge-cases", 60, _purge_cases, in_transaction=False),
     # Last: what the purges took away leaves the WAL too, and every few minutes what the day changed.
     Job("checkpoint", 10, _checkpoint, in_transaction=False),
 )

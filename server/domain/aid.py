@@ -381,10 +381,12 @@ def lapse_due(session: Session, now: datetime) -> int:
     return len(due)
 
 
-def purge_finished(session: Session, now: datetime, retention_days: int) -> int:
-    """Delete posts closed more than ``retention_days`` ago, with their messages."""
+def purge_finished(session: Session, now: datetime, retention_days: int, limit: int | None = None) -> int:
+    """Delete posts closed more than ``retention_days`` ago, with their messages (at most ``limit``, oldest first)."""
     cutoff = now - timedelta(days=retention_days)
-    ids = list(session.scalars(select(AidPost.id).where(AidPost.status != OPEN, AidPost.closed_at <= cutoff)))
+    due = (select(AidPost.id).where(AidPost.status != OPEN, AidPost.closed_at <= cutoff)
+           .order_by(AidPost.closed_at).limit(limit))
+    ids = list(session.scalars(due))
     if ids:
         session.execute(delete(AidMessage).where(AidMessage.post_id.in_(ids)))
         session.execute(delete(AidPost).where(AidPost.id.in_(ids)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain import outbox, patrol, people, power_record
@@ -482,10 +482,14 @@ def open_codes_text(session: Session) -> str:
     return "Open: " + ", ".join(f"{a.code} {a.who}" for a in open_[:5])
 
 
-def purge_resolved(session: Session, now: datetime, keep: timedelta) -> int:
-    """Resolved alerts are forgotten after ``keep``: they say who was in danger where."""
-    old = list(session.scalars(select(Alert).where(Alert.status == RESOLVED, Alert.resolved_at <= now - keep)))
-    for alert in old:
-        session.delete(alert)
+def purge_resolved(session: Session, now: datetime, keep: timedelta, limit: int | None = None) -> int:
+    """Resolved alerts are forgotten after ``keep``: they say who was in danger where (at most ``limit``)."""
+    ids = list(session.scalars(select(Alert.id).where(Alert.status == RESOLVED, Alert.resolved_at <= now - keep)
+                               .order_by(Alert.resolved_at).limit(limit)))
+    # In two statements, not an ORM delete each: responses first, so the purge does not depend on the
+    # database enforcing ON DELETE CASCADE; a shift or a drill pointing at one is set NULL by its foreign key.
+    for chunk in (ids[start:start + 500] for start in range(0, len(ids), 500)):
+        session.execute(delete(AlertResponse).where(AlertResponse.alert_id.in_(chunk)))
+        session.execute(delete(Alert).where(Alert.id.in_(chunk)).execution_options(synchronize_session="fetch"))
     session.flush()
-    return len(old)
+    return len(ids)

@@ -678,9 +678,10 @@ def _record_subject(case: ArrestCase) -> str:
     return f"case {case.code}" + (", a drill" if case.drill else "")
 
 
-def purge_closed(session: Session, now: datetime, grace: timedelta) -> int:
-    """Everyone released plus the grace period: the case is deleted, exported or not."""
-    old = list(session.scalars(select(ArrestCase).where(ArrestCase.closed_at <= now - grace)))
+def purge_closed(session: Session, now: datetime, grace: timedelta, limit: int | None = None) -> int:
+    """Everyone released plus the grace period: the case is deleted, exported or not (at most ``limit``)."""
+    old = list(session.scalars(select(ArrestCase).where(ArrestCase.closed_at <= now - grace)
+                               .order_by(ArrestCase.closed_at).limit(limit)))
     for case in old:
         power_record.record(session, now, actor=None, role=power_record.SYSTEM_ROLE, action="case-purged",
                             subject=_record_subject(case),

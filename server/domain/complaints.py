@@ -337,16 +337,17 @@ def close(session: Session, now: datetime, complaint: Complaint, reader: Member,
     session.flush()
 
 
-def purge_closed(session: Session, now: datetime, retention_days: int) -> int:
+def purge_closed(session: Session, now: datetime, retention_days: int, limit: int | None = None) -> int:
     """Forget what complaints closed more than ``retention_days`` ago said; returns how many.
 
     Only the dates stay (received, closed), so the public counts and the
-    lunar audit still count them; the receipt code stops working.
+    lunar audit still count them; the receipt code stops working. At most
+    ``limit`` a call, oldest first.
     """
     cutoff = now - timedelta(days=retention_days)
     due = list(session.scalars(
         select(Complaint).where(Complaint.status == CLOSED, Complaint.closed_at <= cutoff,
-                                Complaint.purged_at.is_(None))
+                                Complaint.purged_at.is_(None)).order_by(Complaint.closed_at).limit(limit)
     ))
     for complaint in due:
         complaint.receipt_code = complaint.what = complaint.outcome = None

@@ -217,14 +217,14 @@ def add_note(session: Session, now: datetime, request: MediationRequest, author:
     return note
 
 
-def purge_closed(session: Session, now: datetime, retention_days: int) -> int:
-    """Delete requests that finished more than ``retention_days`` ago; returns how many."""
+def purge_closed(session: Session, now: datetime, retention_days: int, limit: int | None = None) -> int:
+    """Delete requests that finished more than ``retention_days`` ago (at most ``limit``, oldest first); how many."""
     cutoff = now - timedelta(days=retention_days)
     ids = list(
         session.scalars(
             select(MediationRequest.id).where(
                 MediationRequest.status.in_(FINISHED), MediationRequest.closed_at <= cutoff
-            )
+            ).order_by(MediationRequest.closed_at).limit(limit)
         )
     )
     if ids:

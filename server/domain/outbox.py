@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    delete,
     func,
     select,
 )
@@ -115,7 +116,8 @@ class AirtimeUse(Base):
     at: Mapped[datetime] = mapped_column(index=True)
     seconds: Mapped[float] = mapped_column(Float)
     priority: Mapped[int] = mapped_column(Integer)
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id", ondelete="SET NULL"))
+    # Indexed: purging a message sets this to NULL, and without an index SQLite reads the whole ledger for each.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id", ondelete="SET NULL"), index=True)
 
 
 def _new_packet_id() -> int:
@@ -364,20 +366,26 @@ def recent(session: Session, limit: int | None = 50, *, failed: bool | None = No
     return list(session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
 
 
-def purge_finished(session: Session, now: datetime, keep: timedelta) -> int:
-    """Forget delivered, failed and expired messages after ``keep``; and old airtime records."""
+def purge_finished(session: Session, now: datetime, keep: timedelta, limit: int | None = None) -> tuple[int, int]:
+    """Forget delivered, failed and expired messages after ``keep``; and old airtime records.
+
+    At most ``limit`` of each a call, oldest first; returns how many messages and how many airtime records.
+    """
     cutoff = now - keep
     old = list(
         session.scalars(
-            select(OutboxMessage).where(
+            select(OutboxMessage.id).where(
                 OutboxMessage.state.in_((ACKED, ON_AIR, FAILED, EXPIRED)), OutboxMessage.created_at <= cutoff
-            )
+            ).order_by(OutboxMessage.created_at).limit(limit)
         )
     )
-    for message in old:
-        session.delete(message)
-    for use in session.scalars(select(AirtimeUse).where(AirtimeUse.at <= cutoff)):
-        session.delete(use)
+    uses = list(session.scalars(select(AirtimeUse.id).where(AirtimeUse.at <= cutoff).order_by(AirtimeUse.at)
+                                .limit(limit)))
+    # One statement for many rows, not an ORM delete each; an airtime record's message is set NULL by its key.
+    for model, ids in ((OutboxMessage, old), (AirtimeUse, uses)):
+        for start in range(0, len(ids), 500):
+            session.execute(delete(model).where(model.id.in_(ids[start:start + 500]))
+                            .execution_options(synchronize_session="fetch"))
     session.flush()
-    return len(old)
+    return len(old), len(uses)
 

@@ -29,27 +29,46 @@ class OverdueRules:
     grace: timedelta = timedelta(minutes=5)
 
 
+# Words from a steward that count as hearing from them.
+_WORDS = (patrol.SHIFT_START, patrol.CHECK_IN, patrol.INCIDENT)
+
+
+def last_words(session: Session, shifts: list[Shift]) -> dict[int, datetime]:
+    """When each steward last said anything on their shift (its start counts), by shift id.
+
+    One query for every open shift: only their own entries, found through
+    the index on ``log_entry.shift_id``, so the cost follows the shifts on
+    patrol now and never the years of log behind them.
+    """
+    if not shifts:
+        return {}
+    latest = dict(session.execute(
+        select(LogEntry.shift_id, func.max(LogEntry.at))
+        .join(Shift, Shift.id == LogEntry.shift_id)
+        .where(LogEntry.shift_id.in_([shift.id for shift in shifts]), LogEntry.member_id == Shift.member_id,
+               LogEntry.kind.in_(_WORDS))
+        .group_by(LogEntry.shift_id)
+    ).all())
+    return {shift.id: max(latest.get(shift.id) or shift.started_at, shift.started_at) for shift in shifts}
+
+
 def last_word(session: Session, shift: Shift) -> datetime:
     """When the steward last said anything on this shift (its start counts)."""
-    latest = session.scalar(
-        select(func.max(LogEntry.at)).where(
-            LogEntry.shift_id == shift.id, LogEntry.member_id == shift.member_id,
-            LogEntry.kind.in_((patrol.SHIFT_START, patrol.CHECK_IN, patrol.INCIDENT)),
-        )
-    )
-    return max(latest or shift.started_at, shift.started_at)
+    return last_words(session, [shift])[shift.id]
 
 
 def check(session: Session, now: datetime, rules: OverdueRules) -> list[str]:
     """The scheduled check; returns what it did, one line per steward."""
     done = []
-    for shift in patrol.on_patrol(session):
-        quiet = now - last_word(session, shift)
+    shifts = patrol.on_patrol(session)
+    words = last_words(session, shifts)
+    for shift in shifts:
+        last = words[shift.id]
+        quiet = now - last
         member = shift.member
         if shift.overdue_pinged_at is None and quiet >= rules.interval + rules.grace:
             shift.overdue_pinged_at = now
             if member.node_num is not None:
-                last = last_word(session, shift)
                 outbox.queue_message(
                     session, now, f"Check-in due: last {last:%H:%M}Z. Reply CI if you are OK.",
                     destination=member.node_num, priority=outbox.NORMAL, bell=True,
@@ -58,7 +77,6 @@ def check(session: Session, now: datetime, rules: OverdueRules) -> list[str]:
             done.append(f"{member.handle} pinged")
         elif (shift.overdue_pinged_at is not None and shift.overdue_alert_id is None
               and quiet >= 2 * rules.interval + rules.grace):
-            last = last_word(session, shift)
             area = shift.area.name if shift.area else shift.place
             alert = alerts.raise_alert(session, now, alerts.OVERDUE, member, area, patrol.SOURCE_SYSTEM,
                                        how=f"last check-in {last:%H:%M}Z")

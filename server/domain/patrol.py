@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, func, select
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, func, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from server.domain import power_record
@@ -100,7 +101,8 @@ class Shift(Base):
     # Lone-worker safety (server/domain/overdue.py): when the steward was
     # pinged for a missed check-in, and the alert raised after a second miss.
     overdue_pinged_at: Mapped[datetime | None]
-    overdue_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id", ondelete="SET NULL"))
+    # Indexed: purging an alert sets this to NULL, and without an index SQLite reads every shift to find it.
+    overdue_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id", ondelete="SET NULL"), index=True)
 
     member: Mapped[Member] = relationship()
     area: Mapped[Area | None] = relationship()
@@ -108,12 +110,20 @@ class Shift(Base):
 
 class LogEntry(Base):
     __tablename__ = "log_entry"
+    __table_args__ = (
+        # Only the entries the retention has still to reduce (server/domain/retention.py UNREDUCED, the same
+        # words): after years the index holds the last month or so, and the hourly job never reads the rest.
+        Index("ix_log_entry_unreduced_at", "at",
+              sqlite_where=sql_text("member_id IS NOT NULL OR shift_id IS NOT NULL OR note IS NOT NULL "
+                                    "OR place IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(16))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"), index=True)
-    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shift.id", ondelete="SET NULL"))
+    # Indexed: the overdue check reads the entries of the shifts on patrol, and a shift's deletion sets this NULL.
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shift.id", ondelete="SET NULL"), index=True)
     area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
     # Typed by a steward ("by 6 Cobbold Row"): sealed like the note; the area beside it is what stays readable.
     place: Mapped[str | None] = mapped_column(SealedText(sealing.LOG))

@@ -33,6 +33,17 @@ SETTING = "SAFEBENCH_LOG_NOTE_RETENTION_DAYS"
 class Expired:
     entries: int  # log entries reduced to kind, time and area
     shifts: int  # ended shifts reduced to counts
+    more: bool = False  # a call with a ``limit`` left some for the next
+
+
+# An entry still holding something the retention takes. The same words as the partial index
+# ix_log_entry_unreduced_at's WHERE, so SQLite reads the entries left to reduce (the last month or so),
+# never the years already reduced.
+# A shift brings its entries into the batch: a night's shift has a start, an end and a check-in every 15-30 minutes.
+ENTRIES_PER_SHIFT = 20
+
+UNREDUCED = or_(LogEntry.member_id.is_not(None), LogEntry.shift_id.is_not(None), LogEntry.note.is_not(None),
+                LogEntry.place.is_not(None))
 
 
 def retention(days: object) -> timedelta:
@@ -47,28 +58,42 @@ def retention(days: object) -> timedelta:
     return timedelta(days=value)
 
 
-def expire_patrol_log(session: Session, now: datetime, keep: timedelta) -> Expired:
-    """Reduce what is older than ``keep`` to what the audit counts."""
+def expire_patrol_log(session: Session, now: datetime, keep: timedelta, limit: int | None = None) -> Expired:
+    """Reduce what is older than ``keep`` to what the audit counts.
+
+    ``limit``: about this many entries, oldest first, so a hub with years
+    of log to reduce (after an upgrade, or a retention shortened) does it in
+    short transactions; the next call goes on from there. A shift goes with
+    all its entries in the same call, so no entry is left half-reduced.
+    """
     cutoff = now - keep
-    shifts = list(session.scalars(
-        select(Shift).where(Shift.ended_at.is_not(None), Shift.ended_at < cutoff)
-        .options(joinedload(Shift.area)).order_by(Shift.id)))
+    due = (select(Shift).where(Shift.ended_at.is_not(None), Shift.ended_at < cutoff)
+           .options(joinedload(Shift.area)).order_by(Shift.ended_at, Shift.id))
+    shift_limit = max(1, limit // ENTRIES_PER_SHIFT) if limit else None
+    shifts = list(session.scalars(due.limit(shift_limit)))
     audit.tally_shifts(session, shifts)
+    ids = list(session.scalars(select(LogEntry.id).where(LogEntry.at < cutoff, UNREDUCED)
+                               .order_by(LogEntry.at).limit(limit)))
+    if shifts:
+        ids = sorted(set(ids).union(session.scalars(select(LogEntry.id).where(
+            LogEntry.shift_id.in_([shift.id for shift in shifts]), LogEntry.at < cutoff, UNREDUCED))))
     # The note is only ever assigned None here, never read: it is sealed, and
     # this job holds no key to open it.
-    entries = session.execute(
-        update(LogEntry)
-        .where(LogEntry.at < cutoff,
-               or_(LogEntry.note.is_not(None), LogEntry.member_id.is_not(None), LogEntry.place.is_not(None),
-                   LogEntry.shift_id.is_not(None)))
-        .values(note=None, member_id=None, place=None, shift_id=None)
-        .execution_options(synchronize_session="fetch")
-    ).rowcount or 0
-    if shifts:
-        ids = [shift.id for shift in shifts]
-        # A shift's entries come before its end, so none should be left; one that is loses only its shift.
-        session.execute(update(LogEntry).where(LogEntry.shift_id.in_(ids)).values(shift_id=None)
+    for chunk in _chunks(ids):
+        session.execute(update(LogEntry).where(LogEntry.id.in_(chunk))
+                        .values(note=None, member_id=None, place=None, shift_id=None)
                         .execution_options(synchronize_session="fetch"))
-        session.execute(delete(Shift).where(Shift.id.in_(ids)).execution_options(synchronize_session="fetch"))
+    if shifts:
+        shift_ids = [shift.id for shift in shifts]
+        # A shift's entries come before its end, so none should be left; one that is loses only its shift.
+        session.execute(update(LogEntry).where(LogEntry.shift_id.in_(shift_ids)).values(shift_id=None)
+                        .execution_options(synchronize_session="fetch"))
+        session.execute(delete(Shift).where(Shift.id.in_(shift_ids)).execution_options(synchronize_session="fetch"))
     session.flush()
-    return Expired(entries=entries, shifts=len(shifts))
+    more = limit is not None and (len(ids) >= limit or len(shifts) >= (shift_limit or 0))
+    return Expired(entries=len(ids), shifts=len(shifts), more=more)
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    """Under SQLite's limit on bound values, however many a call without a ``limit`` finds."""
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
