@@ -13,6 +13,17 @@ of waitress's own limits:
 - a request must arrive whole within ``WEB_REQUEST_TIMEOUT_S`` of its first
   byte, however busily it trickles in;
 - an idle connection closes after ``WEB_IDLE_TIMEOUT_S``.
+
+A crowd must not slow the bench page either: requests a watcher makes
+again and again (the live log's stream, asked for twice a second by each
+watcher without a slot) wait behind every other request; once one has
+waited ``BACK_SEAT_MAX_S``, the two kinds take turns, so no watcher starves.
+
+And the journal hears what a host can act on, not every queued request:
+waitress warns "Task queue depth is N" each time a request waits for a
+thread (thousands a minute under load, on a Pi all into journald). That
+says nothing; what does is that requests keep waiting, seconds at a time,
+and that is said once a minute at most, plainly, with a count.
 """
 
 from __future__ import annotations
@@ -20,8 +31,10 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Collection
 from typing import Any
 
 from flask import Flask
@@ -47,6 +60,114 @@ MAX_HEADER_BYTES = 32 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 # A refused connection is logged at most this often: a flood must not flood the journal.
 REFUSAL_LOG_INTERVAL_S = 60
+# Overload, as a host would notice it: requests wait this long for a free
+# thread (a page that should take milliseconds takes seconds) ...
+SLOW_WAIT_S = 1.0
+# ... again and again for this long (a moment's burst is not worth a line),
+# a spell ending once no request has waited that long for SPELL_GAP_S.
+SUSTAINED_S = 10.0
+SPELL_GAP_S = 5.0
+OVERLOAD_LOG_INTERVAL_S = 60
+# The endpoints asked for again and again by every watcher, which go behind
+# everyone else's requests; one waiting this long goes first all the same.
+BACK_SEAT_ENDPOINTS = ("live.events",)
+BACK_SEAT_MAX_S = 1.0
+
+
+class _SaysNothing:
+    """Stands in for waitress's queue logger, whose one line is "Task queue depth is N" per waiting request."""
+
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class OverloadWatch:
+    """Says, at most once a minute, that requests keep waiting for a thread: something a host can act on."""
+
+    def __init__(self, threads: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threads = threads
+        self.clock = clock
+        self._guard = threading.Lock()
+        self.spell_started: float | None = None
+        self.last_slow = 0.0
+        self.counted_since = 0.0
+        self.slow = 0  # requests that waited SLOW_WAIT_S or more since counted_since
+        self.longest = 0.0
+        self.next_report = 0.0
+
+    def waited(self, seconds: float) -> None:
+        """A request waited ``seconds`` in the queue before a thread took it."""
+        if seconds < SLOW_WAIT_S:
+            return
+        now = self.clock()
+        with self._guard:
+            if self.spell_started is None or now - self.last_slow > SPELL_GAP_S:
+                self.spell_started = self.counted_since = now
+                self.slow, self.longest = 0, 0.0
+            self.last_slow = now
+            self.slow += 1
+            self.longest = max(self.longest, seconds)
+            if now - self.spell_started < SUSTAINED_S or now < self.next_report:
+                return
+            log.warning(
+                "overloaded: for %d s requests have waited over %g s for one of the %d web threads "
+                "(%d such requests in the last %d s, the longest %.1f s), so pages are slow for everyone. "
+                "If it goes on, look for what asks so much: many live-log watchers, or a device sending "
+                "request after request.",
+                now - self.spell_started, SLOW_WAIT_S, self.threads, self.slow, now - self.counted_since,
+                self.longest)
+            self.counted_since, self.slow, self.longest = now, 0, 0.0
+            self.next_report = now + OVERLOAD_LOG_INTERVAL_S
+
+
+class TwoLanes:
+    """waitress's task queue (a deque to it) in two lanes: the back seat's requests go after the others'.
+
+    A task is a connection with a request ready (``task.requests[0]``),
+    stamped with ``queued_at`` by HubDispatcher. Only ever used under the
+    dispatcher's lock.
+    """
+
+    def __init__(self, back_seat_paths: Collection[str], max_wait_s: float = BACK_SEAT_MAX_S) -> None:
+        self.back_seat_paths = frozenset(back_seat_paths)
+        self.max_wait_s = max_wait_s
+        self.front: deque = deque()
+        self.back: deque = deque()
+        self._back_owed = False  # a back seat request that waited too long goes next, then one of the others
+
+    def _in_back_seat(self, task: Any) -> bool:
+        requests = getattr(task, "requests", None)
+        return bool(requests) and getattr(requests[0], "path", None) in self.back_seat_paths
+
+    def append(self, task: Any) -> None:
+        (self.back if self._in_back_seat(task) else self.front).append(task)
+
+    def popleft(self) -> Any:
+        if not self.front:
+            return self.back.popleft()
+        if self._back_owed and self.back and self.back[0].queued_at <= time.monotonic() - self.max_wait_s:
+            self._back_owed = False
+            return self.back.popleft()
+        self._back_owed = True
+        return self.front.popleft()
+
+    def __len__(self) -> int:
+        return len(self.front) + len(self.back)
+
+
+class HubDispatcher(ThreadedTaskDispatcher):
+    """waitress's thread pool: the watchers' requests in the back seat, and each request's wait noted, not logged."""
+
+    queue_logger = _SaysNothing()
+
+    def __init__(self, overload: OverloadWatch, back_seat_paths: Collection[str] = ()) -> None:
+        super().__init__()
+        self.overload = overload
+        self.queue = TwoLanes(back_seat_paths)  # type: ignore[assignment]  (what waitress uses of a deque)
+
+    def add_task(self, task: Any) -> None:
+        task.queued_at = time.monotonic()
+        super().add_task(task)
 
 
 class HubChannel(HTTPChannel):
@@ -54,6 +175,7 @@ class HubChannel(HTTPChannel):
 
     request_started: float | None = None
     _timed_request: object = None
+    queued_at: float | None = None  # set by HubDispatcher when the request waits for a thread
 
     def received(self, data: bytes) -> bool:
         result = super().received(data)
@@ -64,6 +186,14 @@ class HubChannel(HTTPChannel):
         elif self.request is not self._timed_request:
             self._timed_request, self.request_started = self.request, time.time()
         return result
+
+    def service(self) -> None:
+        # A thread took this request from the queue: how long it waited is the measure of overload.
+        dispatcher = self.server.task_dispatcher
+        if self.queued_at is not None and isinstance(dispatcher, HubDispatcher):
+            dispatcher.overload.waited(time.monotonic() - self.queued_at)
+            self.queued_at = None
+        super().service()
 
     def del_channel(self, map: dict | None = None) -> None:  # noqa: A002 (waitress's name)
         if self._fileno is not None:  # closing twice must not count twice
@@ -164,7 +294,9 @@ def create_server(app: Flask, host: str, port: int) -> HubServer | MultiSocketSe
         # costs more the more connections are open.
         asyncore_use_poll=True,
     )
-    dispatcher = ThreadedTaskDispatcher()
+    back_seat = {rule.rule for endpoint in BACK_SEAT_ENDPOINTS if endpoint in app.view_functions
+                 for rule in app.url_map.iter_rules(endpoint)}
+    dispatcher = HubDispatcher(OverloadWatch(adj.threads), back_seat)
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict = {}
     held: Counter = Counter()

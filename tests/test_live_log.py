@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from server import config
@@ -31,8 +32,9 @@ from server.clock import utcnow
 from server.db import make_engine
 from server.domain import patrol, people
 from server.extensions import db
-from server.web.live import ENDED_EVENT, FRESH_S, SLOTLESS_RETRY_MS, SLOTS_KEY
-from tests.helpers import PASSWORD, login, make_member, seat_role, text_of
+from server.web.live import ENDED_EVENT, FEED_KEY, FRESH_S, SLOTLESS_RETRY_MS, SLOTS_KEY
+from server.web.live_feed import FeedEvent, LiveFeed, key_signature
+from tests.helpers import PASSWORD, login, make_member, reader_keys, seat_role, text_of
 from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
 
 HOLD_S = 0.5  # short held streams, so a test client's response ends
@@ -335,6 +337,110 @@ def test_a_role_lost_while_another_remains_narrows_the_open_stream_at_once(hub, 
     assert [e["place"] for e in received if e["kind"] == "duress"] == ["the laundrette"]
     assert [e["place"] for e in received if e["kind"] == "incident"] == ["Market"]
     assert ENDED_EVENT not in body and retries_in(body)[-1] < 1000  # held to its end, as any stream
+
+
+# -- a crowd of watchers, one reader -------------------------------------------
+
+
+class LogReads:
+    """Counts the queries that read log rows (a look at the newest id alone is no read of rows)."""
+
+    def __init__(self, app) -> None:
+        with app.app_context():
+            self.engine = db.engine
+        self.rows = 0
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if "FROM log_entry" in statement and "max(log_entry.id)" not in statement:
+            self.rows += 1
+
+    def stop(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def test_a_crowd_of_watchers_gets_every_entry_once_in_order_from_one_read_of_each_batch(hub, clock):
+    """Twenty watchers, three of them logins with different roles, reconnecting after each batch."""
+    hub.config["STREAM_HOLD_S"] = 0  # each response is one reconnection: what is new, then come back
+    make_member(hub, "Osprey", "captain")
+    make_member(hub, "Heron", "dispatch")
+    logins = {}
+    for handle in ("Kestrel", "Osprey", "Heron"):
+        logins[handle] = hub.test_client()
+        login(logins[handle], handle)
+    (start,) = write_entries(hub, check_in("before anyone watched"))
+    watchers = [{"handle": handle, "last_id": start, "got": []}
+                for n in range(20) for handle in [("Kestrel", "Osprey", "Heron")[n % 3]]]
+
+    reads = LogReads(hub)
+    written = []
+    try:
+        for batch in range(3):
+            written += write_entries(hub, check_in(f"batch {batch}, first"), private("duress", f"the stop {batch}"),
+                                     check_in(f"batch {batch}, last"))
+            time.sleep(FRESH_S)  # the batch is in before the shared reader looks again
+            for watcher in watchers:
+                received = events_in(watch(logins[watcher["handle"]], last_id=watcher["last_id"]))
+                watcher["got"] += received
+                if received:
+                    watcher["last_id"] = received[-1]["id"]
+    finally:
+        reads.stop()
+
+    # The log's rows were read once per batch, not once per watcher (a generous bound: 20 watchers would be 60).
+    assert reads.rows <= 2 * 3
+    silent = set(written[1::3])  # each batch's duress alert
+    for watcher in watchers:
+        ids = [e["id"] for e in watcher["got"]]
+        # A captain never sees a silent alert; host and dispatch see everything, and each sees it once, in order.
+        expected = [i for i in written if i not in silent] if watcher["handle"] == "Osprey" else written
+        assert ids == expected, watcher["handle"]
+        places = {e["place"] for e in watcher["got"] if e["kind"] == "duress"}
+        assert places == (set() if watcher["handle"] == "Osprey" else {"the stop 0", "the stop 1", "the stop 2"})
+        assert {e["note"] for e in watcher["got"] if e["kind"] == "check_in"} >= {"batch 0, first", "batch 2, last"}
+
+
+def test_a_watcher_further_behind_than_the_shared_ring_catches_up_from_the_database(hub, client):
+    hub.extensions[FEED_KEY] = LiveFeed(hub, size=5)  # a ring of five, so that twelve entries overflow it
+    hub.config["STREAM_HOLD_S"] = 0
+    (seen,) = write_entries(hub, check_in("the last one seen before the laptop slept"))
+    watch(client, last_id=seen)  # the ring is read, and holds what there was
+    missed = write_entries(hub, *[check_in(f"while asleep {n}") for n in range(12)])
+    time.sleep(FRESH_S)
+
+    # Older than the ring reaches: read from the database, every entry once, in order, in steps if need be.
+    got, last_id = [], seen
+    for _ in range(5):
+        received = events_in(watch(client, last_id=last_id))
+        got += received
+        if not received:
+            break
+        last_id = received[-1]["id"]
+    assert [e["id"] for e in got] == missed
+    assert [e["note"] for e in got] == [f"while asleep {n}" for n in range(12)]
+    # A watcher who is nearly up to date is served from memory: the ring's newest five.
+    assert [e["id"] for e in events_in(watch(client, last_id=missed[-3]))] == missed[-2:]
+
+
+def test_sealed_words_are_opened_for_each_watcher_never_handed_to_one_without_the_key(hub):
+    (entry_id,) = write_entries(hub, private("incident", "behind the laundrette"))
+    keys = {vault: key for vault, key in reader_keys(hub).items() if vault == "log"}
+    assert keys, "the log's vault key, as a host's login holds it"
+    with hub.app_context():
+        entry = patrol.entries_after(db.session, entry_id - 1, 1)[0]
+        shared = FeedEvent.of(entry)
+        db.session.remove()
+
+    def place(text: str) -> str:
+        return json.loads(text.split("data: ", 1)[1])["place"]
+
+    # One event, read once for everyone: opened for the watcher holding the key, and still only
+    # marked for the one without it, whoever asked first; each text is built once and kept.
+    assert place(shared.text({}, key_signature({}))) == "(sealed)"
+    opened = shared.text(keys, key_signature(keys))
+    assert place(opened) == "behind the laundrette"
+    assert place(shared.text({}, key_signature({}))) == "(sealed)"
+    assert shared.text(keys, key_signature(keys)) is opened
 
 
 # -- across processes, for real -----------------------------------------------

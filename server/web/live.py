@@ -41,12 +41,12 @@ from sqlalchemy.orm import Session
 from server.domain import patrol, people, sealing
 from server.domain.people import Member
 from server.extensions import db
-from server.web.access import UNLOCK_KEY, current_roles, open_vaults, requires
+from server.web.access import UNLOCK_KEY, current_roles, now, requires
 from server.web.converters import MAX_ROW_ID
 from server.web.headers import CONTENT_SECURITY_POLICY
 from server.web.host import LOG_ROLES
 from server.web.keyring import EXTENSION_KEY as KEYRING_KEY
-from server.web.keyring import open_new_grants
+from server.web.keyring import keyring, open_new_grants
 from server.web.live_feed import FeedEvent, LiveFeed, key_signature
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ SLOTLESS_RETRY_MS = 500  # no slot free: come back in half a second (still "with
 RECONNECT_MS = 100  # a held stream ended on time: come back at once
 ENDED_EVENT = "ended"  # the last event of a stream whose watcher may no longer watch, with why
 SLOTS_KEY = "live_log_slots"
+# The vaults whose words the stream shows: a log entry's place and note
+# (patrol.LogEntry). Only these are opened for a watcher, so every watcher
+# holding the log's key shares one text per event, whatever else they read.
+LIVE_VAULTS = frozenset({sealing.LOG})
 FEED_KEY = "live_log_feed"
 
 # This page alone runs a script (its own, from the hub) and opens a connection
@@ -217,7 +221,7 @@ class LogReader:
             unlocked = self.app.extensions[KEYRING_KEY].get(watcher.token, moment)
             if unlocked is None or unlocked.member_id != member.id:
                 return "The hub was locked, or your login ended, so the live log has stopped. Log in again to watch it."
-            readable = sealing.vaults_for(roles)
+            readable = sealing.vaults_for(roles) & LIVE_VAULTS
             open_new_grants(session, moment, member, unlocked, readable, self.app.extensions[KEYRING_KEY].opened_vaults())
             self.vaults = {vault: key for vault, key in unlocked.vaults.items() if vault in readable}
             return None
@@ -288,6 +292,17 @@ def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, h
             slots.release()
 
 
+def _live_vaults() -> dict[str, Any]:
+    """The keys this request may open (web/access.py open_vaults), of the vaults the stream shows alone."""
+    unlocked = current_user.unlocked
+    if unlocked is None:
+        return {}
+    readable = sealing.vaults_for(current_roles()) & LIVE_VAULTS
+    open_new_grants(db.session, now(), current_user.member, unlocked, readable, keyring().opened_vaults(),
+                    attempts=current_app.config["DB_RETRY_ATTEMPTS"])
+    return {vault: key for vault, key in unlocked.vaults.items() if vault in readable}
+
+
 @bp.get("/live/events")
 @requires(*LOG_ROLES)
 def events() -> ResponseReturnValue:
@@ -295,7 +310,7 @@ def events() -> ResponseReturnValue:
     # Roles are checked on every (re)connection, and by the open stream before
     # each read (LogReader.why_not_watching). They are read here: the stream
     # runs after the request is over.
-    reader = LogReader(app, patrol.kinds_hidden_from(current_roles()), open_vaults())
+    reader = LogReader(app, patrol.kinds_hidden_from(current_roles()), _live_vaults())
     reader.watcher = Watcher(current_user.member.id, current_user.member.session_epoch, flask_session.get(UNLOCK_KEY))
     body = stream(reader, app.extensions[SLOTS_KEY], _requested_last_id(), float(app.config["STREAM_HOLD_S"]))
     response = Response(body, mimetype="text/event-stream")

@@ -8,14 +8,20 @@ radio bridge commits them (another process, through the domain layer, one
 transaction each); and during the same burst with 20 logged-in watchers on
 ``/host/live/events``. Each watcher reconnects as a browser's EventSource
 does (``retry``, ``Last-Event-ID``) and must receive every check-in of the
-burst exactly once, in order. Run it from the repository root::
+burst exactly once, in order. ``--crowd`` is issue 14's crowd: 100 watchers
+and 100 neighbours, each a phone of its own loading the bench page now and
+then. Run it from the repository root::
 
     .venv/bin/python tests/benchmarks/stream.py [--quick] [--watchers 20] [--checkins 200] [--rate 50]
+    .venv/bin/python tests/benchmarks/stream.py --crowd
 
 Figures: commit-to-event delay at the watchers, p50/p95 (for the watchers
-holding a stream and for those polling every second, and all together), and
-the bench page's latency p50/p95 with and without watchers, and their ratio.
-Everything runs on 127.0.0.1 and stops within a bounded time.
+holding a stream and for those polling every second, and all together), the
+bench page's latency p50/p95 with and without watchers, and their ratio, and
+what the hub wrote to its log meanwhile. Every phone and watcher has its own
+address on the loopback (127.0.1.N, 127.0.2.N), as on the bench WiFi, where
+the hub caps connections per address. Everything runs on 127.0.0.1 and its
+loopback and stops within a bounded time.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import http.client
 import logging
 import os
+import random
 import re
 import shutil
 import sys
@@ -49,7 +56,7 @@ from bench_page import (
     seed,
     start_server,
 )
-from load import hang_up, stream_events
+from load import NEIGHBOUR_NET, WATCHER_NET, address, hang_up, stream_events
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -65,7 +72,8 @@ HOST_PASSWORD = "benchmark host password"
 
 # Aims, printed next to the figures.
 DELAY_AIM_S = 1.0  # the issue: an entry is on the host's screen within a second
-PAGE_RATIO_AIM = 2.0  # the bench page's p95 with 20 watchers at most twice its p95 without
+PAGE_RATIO_AIM = 2.0  # the bench page's p95 with watchers at most twice its p95 without
+CROWD = 100  # --crowd: watchers, and neighbours on the bench page
 WATCHER_DEADLINE_S = 15  # after the burst, every watcher must have everything within this
 
 
@@ -109,6 +117,52 @@ def page_load(port: int, seconds: float, clients: int, start_at: float) -> tuple
     return result.latencies, result.errors
 
 
+def neighbours_load(port: int, seconds: float, neighbours: int, pause_s: float,
+                    start_at: float) -> tuple[list[float], int]:
+    """Latencies of ``/`` from ``neighbours`` phones, each on its own address, each pausing about
+    ``pause_s`` (0.5-1.5 times that, at random) between one load of the page and the next."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def phone(n: int) -> None:
+        nonlocal errors
+        rng = random.Random(n)
+        conn = None
+        deadline = start_at + seconds
+        _sleep_until(start_at + rng.uniform(0, pause_s))  # not all in the same instant
+        while time.time() < deadline:
+            started = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                                      source_address=(address(NEIGHBOUR_NET, n), 0))
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                took = time.perf_counter() - started
+                with lock:
+                    latencies.append(took)
+                    errors += response.status != 200
+                if response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    errors += 1
+                hang_up(conn)
+                conn = None
+            time.sleep(pause_s * rng.uniform(0.5, 1.5))
+        hang_up(conn)
+
+    threads = [threading.Thread(target=phone, args=(n,), daemon=True) for n in range(1, neighbours + 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    return latencies, errors
+
+
 # -- watchers: EventSource, by hand -------------------------------------------
 
 
@@ -119,6 +173,7 @@ class Watcher:
     port: int
     cookie: str
     last_id: int
+    source: str  # the phone's address
     received: list[tuple[int, float, bool]] = field(default_factory=list)  # id, arrival, on a held stream
     duplicates: int = 0
     responses: int = 0
@@ -129,10 +184,13 @@ class Watcher:
 
     def run(self) -> None:
         retry_s = 1.0
+        conn = None
         while not self.stop.is_set():
-            conn = self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            opened = time.time()
+            if conn is None:  # a browser keeps the connection for the next reconnection, as for any request
+                conn = self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30,
+                                                               source_address=(self.source, 0))
             batch: list[tuple[int, float]] = []
+            retries: list[float] = []
             try:
                 conn.request("GET", "/host/live/events", headers={
                     "Cookie": self.cookie, "Accept": "text/event-stream", "Last-Event-ID": str(self.last_id),
@@ -148,22 +206,30 @@ class Watcher:
                 for kind, value in stream_events(response):
                     if kind == "retry":
                         retry_s = value
+                        retries.append(value)
                         continue
                     if kind == "event":
                         if value <= self.last_id:
                             self.duplicates += 1
                         batch.append((value, time.time()))
                     self.last_id = value
+                if response.will_close:
+                    conn.close()
+                    conn = None
             except (OSError, http.client.HTTPException):
                 if not self.stop.is_set():
                     self.errors += 1
-            finally:
                 conn.close()
-                # A slotless answer ends at once; a held stream lasts STREAM_HOLD_S.
-                held = time.time() - opened > 1.5
+                conn = None
+            finally:
+                # A slotless answer has one retry (the half second); a held stream says it again, and
+                # "come back at once" when it ends (or is still open when the run stops).
+                held = len(retries) > 1 or (self.stop.is_set() and bool(retries))
                 self.received.extend((entry_id, at, held) for entry_id, at in batch)
             if not self.stop.is_set():
                 time.sleep(retry_s)
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
         self.stop.set()
@@ -235,15 +301,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--watchers", type=int, help="logged-in watchers on the stream (default 20)")
     parser.add_argument("--checkins", type=int, help="check-ins in the burst (default 200)")
     parser.add_argument("--rate", type=float, default=50.0, help="check-ins per second in the burst (default 50)")
-    parser.add_argument("--page-clients", type=int, default=2, help="keep-alive clients on / (default 2)")
+    parser.add_argument("--page-clients", type=int, default=2,
+                        help="keep-alive clients on /, back to back (default 2; not with --neighbours)")
+    parser.add_argument("--neighbours", type=int, default=0,
+                        help="phones loading / now and then, each on its own address, instead of --page-clients")
+    parser.add_argument("--pause", type=float, default=1.0,
+                        help="a neighbour's mean pause between two loads of /, in seconds (default 1)")
+    parser.add_argument("--crowd", action="store_true",
+                        help=f"issue 14's crowd: {CROWD} watchers and {CROWD} neighbours (unless given otherwise)")
     parser.add_argument("--no-cache", action="store_true",
                         help="render the bench page on every request (SAFEBENCH_CACHE_TYPE=NullCache)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance folder and server log")
     args = parser.parse_args(argv)
+    if args.crowd:
+        args.watchers = args.watchers or CROWD
+        args.neighbours = args.neighbours or CROWD
     args.watchers = args.watchers or (5 if args.quick else 20)
-    args.checkins = args.checkins or (50 if args.quick else 200)
+    args.checkins = args.checkins or (50 if args.quick else 400 if args.crowd else 200)
     if min(args.watchers, args.checkins, args.page_clients) < 1 or not 0 < args.rate <= 500:
         parser.error("--watchers, --checkins and --page-clients must be positive, --rate in (0, 500]")
+    if not 0 <= args.neighbours <= 254 or args.watchers > 254 or args.pause <= 0:
+        parser.error("at most 254 --watchers and --neighbours (one address each), --pause positive")
     args.log_entries, args.aid_posts = (2_000, 200) if args.quick else (20_000, 2_000)
     return args
 
@@ -254,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     burst_s = args.checkins / args.rate
     workdir = Path(tempfile.mkdtemp(prefix="safebench-stream-"))
     hub: Server | None = None
+    hub_log = ""
     watchers: list[Watcher] = []
     threads: list[threading.Thread] = []
     try:
@@ -272,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         hub.wait_until_up()
         cookie = log_in(port)
         database_url = config.default_database_uri(instance)
+        on_page = (f"{args.neighbours} neighbours on / (each every {args.pause:g} s or so)" if args.neighbours
+                   else f"{args.page_clients} clients on / back to back")
         print(f"burst: {args.checkins} check-ins at {args.rate:g}/s ({burst_s:.1f} s), {args.watchers} watchers, "
-              f"{args.page_clients} clients on /; waitress threads {config.DEFAULTS['WEB_THREADS']}, "
+              f"{on_page}; waitress threads {config.DEFAULTS['WEB_THREADS']}, "
               f"stream slots {config.DEFAULTS['STREAM_SLOTS']}, hold {config.DEFAULTS['STREAM_HOLD_S']} s", flush=True)
 
         phases: list[Phase] = []
@@ -284,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
             def measure(name: str, burst: bool) -> list[tuple[int, float]]:
                 start_at = time.time() + 0.5
                 writes = pool.submit(commit_burst, database_url, args.checkins, args.rate, start_at) if burst else None
-                load = pool.submit(page_load, port, burst_s, args.page_clients, start_at)
+                load = (pool.submit(neighbours_load, port, burst_s, args.neighbours, args.pause, start_at)
+                        if args.neighbours else pool.submit(page_load, port, burst_s, args.page_clients, start_at))
                 _sleep_until(start_at)
                 cpu_before = cpu_seconds(hub.process.pid)
                 latencies, errors = load.result(timeout=burst_s + 60)
@@ -294,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             measure("quiet", burst=False)
             newest = max([newest, *(entry_id for entry_id, _ in measure("burst, no watchers", burst=True))])
 
-            watchers = [Watcher(port, cookie, newest) for _ in range(args.watchers)]
+            watchers = [Watcher(port, cookie, newest, address(WATCHER_NET, n + 1)) for n in range(args.watchers)]
             threads = [threading.Thread(target=w.run, daemon=True) for w in watchers]
             for thread in threads:
                 thread.start()
@@ -315,16 +397,17 @@ def main(argv: list[str] | None = None) -> int:
             thread.join(timeout=5)
         if hub is not None:
             hub.stop()
+            hub_log = hub.log_path.read_text(errors="replace")
         if args.keep:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    return report(args, phases, committed, watchers)
+    return report(args, phases, committed, watchers, hub_log)
 
 
 def report(args: argparse.Namespace, phases: list[Phase], committed: list[tuple[int, float]],
-           watchers: list[Watcher]) -> int:
+           watchers: list[Watcher], hub_log: str = "") -> int:
     def verdict(ok: bool) -> str:
         return "ok" if ok else "MISSED"
 
@@ -360,8 +443,17 @@ def report(args: argparse.Namespace, phases: list[Phase], committed: list[tuple[
     ratio95 = percentile(with_watchers.latencies, 0.95) / percentile(without.latencies, 0.95)
     print(f"bench page with/without watchers: p50 x{ratio50:.2f}, p95 x{ratio95:.2f} "
           f"(aim p95 <= x{PAGE_RATIO_AIM:g})  {verdict(ratio95 <= PAGE_RATIO_AIM)}")
+    # The hub's own log (on a Pi, the journal): waitress's "Task queue depth" was a line per waiting request.
+    lines = [line for line in hub_log.splitlines() if " WARNING " in line or " ERROR " in line]
+    print(f"hub log: {len(lines)} warnings or errors during the run, "
+          f"{sum('Task queue depth' in line for line in lines)} of them 'Task queue depth', "
+          f"{sum('overloaded' in line for line in lines)} 'overloaded'")
+    for line in lines[:5]:
+        print(f"  {line[:200]}")
+    page = (f"--neighbours {args.neighbours} --pause {args.pause:g}" if args.neighbours
+            else f"--page-clients {args.page_clients}")
     print(f"reproduce: .venv/bin/python {SCRIPT} --watchers {args.watchers} --checkins {args.checkins} "
-          f"--rate {args.rate:g} --page-clients {args.page_clients}" + (" --quick" if args.quick else "")
+          f"--rate {args.rate:g} {page}" + (" --quick" if args.quick else "")
           + (" --no-cache" if args.no_cache else ""))
     failed = errors or any(phase.errors for phase in phases) or complete < len(watchers)
     if failed:
