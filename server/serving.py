@@ -148,7 +148,7 @@ class TwoLanes:
         if self._back_owed and self.back and self.back[0].queued_at <= time.monotonic() - self.max_wait_s:
             self._back_owed = False
             return self.back.popleft()
-        self._back_owed = True
+        self._back_owed = bool(self.back)
         return self.front.popleft()
 
     def __len__(self) -> int:
