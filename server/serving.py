@@ -60,6 +60,10 @@ MAX_HEADER_BYTES = 32 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 # A refused connection is logged at most this often: a flood must not flood the journal.
 REFUSAL_LOG_INTERVAL_S = 60
+# Callables in app.extensions[SERVER_STOP_HOOKS], called as the server stops:
+# the live log's held streams end then, instead of keeping threads waitress
+# waits for (and warns about) on the way out.
+SERVER_STOP_HOOKS = "safebench.on_server_stop"
 # Overload, as a host would notice it: requests wait this long for a free
 # thread (a page that should take milliseconds takes seconds) ...
 SLOW_WAIT_S = 1.0
@@ -160,14 +164,21 @@ class HubDispatcher(ThreadedTaskDispatcher):
 
     queue_logger = _SaysNothing()
 
-    def __init__(self, overload: OverloadWatch, back_seat_paths: Collection[str] = ()) -> None:
+    def __init__(self, overload: OverloadWatch, back_seat_paths: Collection[str] = (),
+                 on_stop: Collection[Callable[[], None]] = ()) -> None:
         super().__init__()
         self.overload = overload
+        self.on_stop = list(on_stop)
         self.queue = TwoLanes(back_seat_paths)  # type: ignore[assignment]  (what waitress uses of a deque)
 
     def add_task(self, task: Any) -> None:
         task.queued_at = time.monotonic()
         super().add_task(task)
+
+    def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+        for stop in self.on_stop:
+            stop()
+        return super().shutdown(cancel_pending, timeout)
 
 
 class HubChannel(HTTPChannel):
@@ -296,7 +307,7 @@ def create_server(app: Flask, host: str, port: int) -> HubServer | MultiSocketSe
     )
     back_seat = {rule.rule for endpoint in BACK_SEAT_ENDPOINTS if endpoint in app.view_functions
                  for rule in app.url_map.iter_rules(endpoint)}
-    dispatcher = HubDispatcher(OverloadWatch(adj.threads), back_seat)
+    dispatcher = HubDispatcher(OverloadWatch(adj.threads), back_seat, app.extensions.get(SERVER_STOP_HOOKS, ()))
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict = {}
     held: Counter = Counter()

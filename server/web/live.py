@@ -68,6 +68,7 @@ SLOTS_KEY = "live_log_slots"
 # holding the log's key shares one text per event, whatever else they read.
 LIVE_VAULTS = frozenset({sealing.LOG})
 FEED_KEY = "live_log_feed"
+SERVER_STOP_HOOKS = "safebench.on_server_stop"  # server/serving.py's name for it
 
 # This page alone runs a script (its own, from the hub) and opens a connection
 # (back to the hub); every other page keeps refusing both.
@@ -85,7 +86,9 @@ def _make_slots(state: BlueprintSetupState) -> None:
         slots = threads - 1
     app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(max(slots, 0))
     # Reads nothing and starts no thread until a watcher asks.
-    app.extensions[FEED_KEY] = LiveFeed(app)
+    feed = app.extensions[FEED_KEY] = LiveFeed(app)
+    # server/serving.py calls these as it stops: held streams end rather than hold its threads to the end.
+    app.extensions.setdefault(SERVER_STOP_HOOKS, []).append(feed.stop)
 
 
 # -- the page -----------------------------------------------------------------
@@ -274,7 +277,8 @@ def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, h
             if now >= keepalive_at:
                 yield ": keepalive\n\n"
                 keepalive_at = now + KEEPALIVE_S
-            time.sleep(min(POLL_S, deadline - now))
+            if reader.feed.stopping.wait(min(POLL_S, deadline - now)):
+                break  # the server is stopping: the browser comes back to it (or its successor)
             # Checked before every read, so nothing logged after a role lapsed reaches its watcher.
             if why := reader.why_not_watching():
                 # The page closes its stream on this event and says why; were it

@@ -152,6 +152,11 @@ class LiveFeed:
         self._view = _UNREAD
         self._read_once = False
         self._lock = threading.Lock()  # one read at a time
+        # Set as the web server stops: held streams end at once instead of pinning its threads.
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     def view(self, max_age: float) -> FeedView:
         """The entries as read no longer than ``max_age`` seconds before this call; read again if older."""
