@@ -486,3 +486,33 @@ def test_messages_left_before_the_choice_existed_stay_readable_to_their_poster(t
     # The upgrade took the code and the words off the card: the answer is sealed for the poster alone.
     card = (tmp_path / "old-hub" / "safebench.db").read_bytes()
     assert b"H-7K2M-9QXR" not in card and b"0176 555 0123" not in card
+
+
+def test_a_hub_taken_back_a_version_and_upgraded_again_keeps_the_hosts_copy_and_tells_the_poster(tmp_path, clock):
+    """Going back cannot give the codes back: the answers stay sealed, and nothing pretends otherwise."""
+    from flask_migrate import downgrade, upgrade
+
+    from server import create_app
+    from server.domain import sealing
+    from tests.helpers import reader_keys
+
+    app = create_app({"INSTANCE": tmp_path / "hub", "TESTING": True, "CLOCK": clock})
+    with app.app_context():
+        upgrade()
+        posted = aid.post_aid(db.session, clock.now, kind=aid.OFFER, category="food", text="Soup", area_id=None,
+                              days=7, max_days=60, contact="ask at the kiosk")
+        aid.leave_message(db.session, clock.now, posted.post, "Yes please, for two")
+        db.session.commit()
+        downgrade(revision="f13r0000ret")
+        assert db.session.execute(db.text("SELECT text FROM aid_message")).scalar().startswith(sealing.PREFIX)
+        upgrade()
+        db.session.remove()
+    make_member(app, "Heron", "host")
+    with app.app_context():
+        message = db.session.scalar(select(AidMessage))
+        assert sealing.open_text(message.for_host, reader_keys(app)) == "Yes please, for two"
+        # The poster's code is not on the card to be made into a key again: it no longer finds the post.
+        with pytest.raises(aid.NotFound):
+            aid.post_for_receipt(db.session, posted.receipt_code)
+        db.session.remove()
+        db.engine.dispose()

@@ -50,7 +50,7 @@ def _seal_answers(conn):
     from nacl.utils import random as random_bytes
 
     from server.domain import receipt_keys
-    from server.domain.sealing import AID, kdf_cost, seal_with
+    from server.domain.sealing import AID, PREFIX, kdf_cost, seal_with
 
     posts = conn.execute(sa.text("SELECT id, receipt_lookup, contact FROM aid_post")).all()
     if not posts:
@@ -74,12 +74,32 @@ def _seal_answers(conn):
         messages = conn.execute(sa.text("SELECT id, text, contact_choice FROM aid_message WHERE post_id = :id"),
                                 {"id": post_id}).all()
         for message_id, text, choice in messages:
-            for_host = seal_with(aid_vault, AID, text) if choice != "shown" or contact else None
+            if text.startswith(PREFIX):
+                # Sealed already: a hub that went back down past this version (see downgrade).
+                # Only the host's copy, if that is what was kept, can still be opened.
+                for_host = text if text.startswith(f"{PREFIX}{AID}:") else None
+                text = "This answer was sealed when the hub went back to an older version; ask at the bench."
+            else:
+                for_host = seal_with(aid_vault, AID, text) if choice != "shown" or contact else None
             conn.execute(sa.text("UPDATE aid_message SET for_poster = :poster, for_host = :host WHERE id = :id"),
                          {"poster": str(receipt_keys.seal_for(key.public, text)),
                           "host": None if for_host is None else str(for_host), "id": message_id})
 
 
 def downgrade():
-    # The codes and the words are gone from the card: only their holders can open what is sealed.
-    raise NotImplementedError("sealed answers cannot be turned back into plain text without the receipt codes")
+    # The codes are gone from the card and only their holders can open the answers: going back
+    # keeps each answer sealed (the host's copy where there is one) and the lookups in the code's
+    # column. On the older version those posts answer no code; upgraded again, the host still
+    # reads their copies, and a poster is told to ask at the bench.
+    with op.batch_alter_table('aid_message', recreate="never") as batch_op:
+        batch_op.add_column(sa.Column('text', sa.Text(), nullable=False, server_default=""))
+    op.execute("UPDATE aid_message SET text = coalesce(for_host, for_poster)")
+    with op.batch_alter_table('aid_message', recreate="never") as batch_op:
+        batch_op.drop_column('for_host')
+    with op.batch_alter_table('aid_message', recreate="never") as batch_op:
+        batch_op.drop_column('for_poster')
+    with op.batch_alter_table('aid_post', recreate="never") as batch_op:
+        batch_op.alter_column('receipt_lookup', new_column_name='receipt_code')
+    with op.batch_alter_table('aid_post', recreate="never") as batch_op:
+        batch_op.drop_column('poster_key')
+    op.drop_table('receipt_kdf')
