@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from server.domain import audit
@@ -77,19 +77,23 @@ def expire_patrol_log(session: Session, now: datetime, keep: timedelta, limit: i
     if shifts:
         ids = sorted(set(ids).union(session.scalars(select(LogEntry.id).where(
             LogEntry.shift_id.in_([shift.id for shift in shifts]), LogEntry.at < cutoff, UNREDUCED))))
-    # The note is only ever assigned None here, never read: it is sealed, and
-    # this job holds no key to open it.
+    # Plain table statements, not the ORM's bulk update: a batch must hold the write lock for
+    # milliseconds, and the ORM's bookkeeping cost more than SQLite's work. What the session holds
+    # of these rows is expired or let go below. The note is only ever assigned None here, never
+    # read: it is sealed, and this job holds no key to open it.
+    entries, shift_table = LogEntry.__table__, Shift.__table__
     for chunk in _chunks(ids):
-        session.execute(update(LogEntry).where(LogEntry.id.in_(chunk))
-                        .values(note=None, member_id=None, place=None, shift_id=None)
-                        .execution_options(synchronize_session="fetch"))
+        session.execute(entries.update().where(entries.c.id.in_(chunk))
+                        .values(note=None, member_id=None, place=None, shift_id=None))
     if shifts:
         shift_ids = [shift.id for shift in shifts]
         # A shift's entries come before its end, so none should be left; one that is loses only its shift.
-        session.execute(update(LogEntry).where(LogEntry.shift_id.in_(shift_ids)).values(shift_id=None)
-                        .execution_options(synchronize_session="fetch"))
-        session.execute(delete(Shift).where(Shift.id.in_(shift_ids)).execution_options(synchronize_session="fetch"))
-    session.flush()
+        session.execute(entries.update().where(entries.c.shift_id.in_(shift_ids)).values(shift_id=None))
+        session.execute(shift_table.delete().where(shift_table.c.id.in_(shift_ids)))
+        for shift in shifts:
+            session.expunge(shift)
+    for held in [held for held in session.identity_map.values() if isinstance(held, LogEntry)]:
+        session.expire(held)
     more = limit is not None and (len(ids) >= limit or len(shifts) >= (shift_limit or 0))
     return Expired(entries=len(ids), shifts=len(shifts), more=more)
 
