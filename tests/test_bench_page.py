@@ -11,11 +11,14 @@ statements, never in milliseconds (tests/benchmarks/bench_page.py times it).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
+from flask import request, request_started
 from sqlalchemy import event, select
 
 from server.domain import aid, audit, bench_view, cases, compact, complaints, lunar, patrol, people
@@ -186,26 +189,55 @@ def test_an_uncached_bench_page_runs_five_statements_whatever_the_size_of_the_lo
     assert len(sent) == 1, sent
 
 
+@contextmanager
+def flask_requests(app):
+    """How many requests reached Flask itself (not answered in front of it) while the block runs."""
+    seen: list[str] = []
+
+    def started(_sender, **_extra) -> None:
+        seen.append(request.path)
+
+    request_started.connect(started, app)
+    try:
+        yield seen
+    finally:
+        request_started.disconnect(started, app)
+
+
 def test_a_crowd_shares_one_rendering_and_a_cached_answer_runs_no_sql(twenty_thousand):
     app = hub(*twenty_thousand, CACHE_TYPE="SimpleCache", CACHE_DEFAULT_TIMEOUT=600)
     first = app.test_client().get("/")
     assert first.status_code == 200 and "no-store" not in first.headers.get("Cache-Control", "")
+    # A neighbour who filled in a form carries a session cookie (its CSRF secret): still anonymous.
+    returning = app.test_client()
+    returning.get("/mediation/new")
+    assert "session" in {cookie.key for cookie in returning._cookies.values()}
 
-    with statements(app) as sent:
-        crowd = [app.test_client().get("/") for _ in range(30)]  # phones with no cookie: before Flask
-        # A neighbour who filled in a form carries a session cookie: Flask runs, the rendering is still shared.
-        returning = app.test_client()
-        returning.get("/mediation/new")
-        assert "session" in {cookie.key for cookie in returning._cookies.values()}
-        sent.clear()
+    with statements(app) as sent, flask_requests(app) as reached_flask:
+        crowd = [app.test_client().get("/") for _ in range(30)]
         crowd.append(returning.get("/"))
-    assert sent == []
+    assert sent == [] and reached_flask == []
     for answer in crowd:
         assert answer.status_code == 200 and answer.get_data() == first.get_data()
         for header in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy"):
             assert answer.headers[header] == first.headers[header]
         assert "no-store" not in answer.headers.get("Cache-Control", "")
         assert "Set-Cookie" not in answer.headers
+
+
+def test_a_cookie_that_claims_a_login_or_is_not_one_of_ours_goes_to_flask_and_gets_the_public_page(twenty_thousand):
+    app = hub(*twenty_thousand, CACHE_TYPE="SimpleCache", CACHE_DEFAULT_TIMEOUT=600)
+    public = app.test_client().get("/").get_data()
+    forged = base64.urlsafe_b64encode(json.dumps({"_user_id": "1.0", "unlock": "x"}).encode()).decode().rstrip("=")
+    for cookie in (f"session={forged}.AAAA.BBBB", "session=garbage", "session=.eJzz", "remember_token=1|abc"):
+        with flask_requests(app) as reached_flask:
+            answer = app.test_client(use_cookies=False).get("/", headers={"Cookie": cookie})
+        assert reached_flask == ["/"], cookie
+        assert answer.status_code == 200 and answer.get_data() == public, cookie
+    # Someone else's cookie on the same address is none of the hub's business.
+    with flask_requests(app) as reached_flask:
+        assert app.test_client(use_cookies=False).get("/", headers={"Cookie": "theme=dark"}).get_data() == public
+    assert reached_flask == []
 
 
 def story_hub(tmp_path, clock, **config):
@@ -237,9 +269,9 @@ def test_a_logged_in_visitor_and_one_with_a_message_waiting_get_a_fresh_page(tmp
 
     host = app.test_client()
     login(host, "Osprey")
-    with statements(app) as sent:
+    with statements(app) as sent, flask_requests(app) as reached_flask:
         own = host.get("/")
-    assert "2 stewards on patrol" in text_of(own) and sent
+    assert "2 stewards on patrol" in text_of(own) and sent and reached_flask == ["/"]
     assert own.headers["Cache-Control"] == "no-store"
 
     # Logged out, with "You are logged out" waiting: the page that says so is rendered for them.

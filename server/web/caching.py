@@ -11,19 +11,25 @@ Two layers hold the same rendering, in this process's memory:
   visitor who carries a session cookie (say, from a form they filled in)
   and turns out to be anonymous is given.
 - ``SharedAnswers`` sits in front of Flask and keeps the whole answer
-  (status, headers, body) as Flask last sent it to a visitor with no cookie
-  at all. The next such visitor gets it before Flask runs: no session to
-  open, no user to load, no hook, no database. Without a cookie there is no
-  login and no flashed message, so nothing personal can be in or out of the
-  answer, and the headers replayed are the ones Flask set for that visitor.
+  (status, headers, body) as Flask last sent it to a visitor with none of
+  the hub's cookies. The next anonymous visitor gets it before Flask runs:
+  no session to open, no user to load, no hook, no database. Anonymous here
+  is what ``_personal`` says inside Flask: no login (no remember cookie, no
+  user id in the session) and no flashed message waiting. A session cookie
+  is read for those two keys without checking its signature: the answer is
+  for anyone, so a forged cookie can only get its sender the page they would
+  get with no cookie at all; a real login or message always reaches Flask.
   An answer is kept only when a ``public_page`` view said it may be shared,
   and never longer than the HTML it carries: one rendering, one lifetime.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import monotonic
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, request, session
 from flask_login import current_user
+from werkzeug.http import parse_cookie
 
 from server.extensions import limiter
 
@@ -44,6 +51,9 @@ SHAREABLE = "safebench.shareable"
 # Distinct (host, path) answers kept in front of Flask. Any address reaches the hub (the
 # bench WiFi resolves every name to it), so the Host header is bounded here, not by the network.
 MAX_ANSWERS = 64
+# What in a session makes the bench page someone's own (_personal): Flask-Login's user id, a flashed message.
+PERSONAL_KEYS = frozenset({"_user_id", "_flashes"})
+SESSION_COOKIE_MAX = 8192  # browsers keep 4 KB per cookie; anything longer is not one of ours
 
 
 @dataclass(frozen=True)
@@ -144,20 +154,54 @@ def forget_public_pages() -> None:
     public_pages().clear()
 
 
-class SharedAnswers:
-    """WSGI middleware: a cookie-less GET of a shared public page is answered before Flask runs."""
+def session_keys(cookie: str) -> frozenset[str] | None:
+    """The keys in a Flask session cookie, read without checking its signature; None if it is not one.
 
-    def __init__(self, app: WSGIApplication, pages: PublicPages, cookie_names: Iterable[str]) -> None:
+    Flask signs ``payload.timestamp.signature``; the payload is URL-safe
+    base64 of JSON, zlib-compressed when it starts with a dot.
+    """
+    payload = cookie.rsplit(".", 2)[0] if cookie.count(".") >= 2 else ""
+    compressed = payload.startswith(".")
+    payload = payload.lstrip(".")
+    if not payload or len(payload) > SESSION_COOKIE_MAX:
+        return None
+    try:
+        data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        if compressed:
+            inflate = zlib.decompressobj()
+            data = inflate.decompress(data, SESSION_COOKIE_MAX * 4)
+            if inflate.unconsumed_tail:
+                return None
+        loaded = json.loads(data)
+    except (ValueError, zlib.error):
+        return None
+    return frozenset(loaded) if isinstance(loaded, dict) else None
+
+
+class SharedAnswers:
+    """WSGI middleware: an anonymous GET of a shared public page is answered before Flask runs."""
+
+    def __init__(self, app: WSGIApplication, pages: PublicPages, session_cookie: str, remember_cookie: str) -> None:
         self.app = app
         self.pages = pages
-        self.cookie_names = tuple(cookie_names)
+        self.session_cookie = session_cookie
+        self.remember_cookie = remember_cookie
 
     def _anonymous(self, environ: WSGIEnvironment) -> bool:
-        """A GET with no query string from a visitor carrying none of the hub's cookies."""
+        """A GET with no query string from a visitor with no login and no message waiting."""
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
             return False
         cookies = environ.get("HTTP_COOKIE")
-        return not cookies or not any(f"{name}=" in cookies for name in self.cookie_names)
+        if not cookies:
+            return True
+        jar = parse_cookie(cookies)
+        if self.remember_cookie in jar:
+            return False
+        session_cookie = jar.get(self.session_cookie)
+        if session_cookie is None:
+            return True
+        keys = session_keys(session_cookie)
+        return keys is not None and not keys & PERSONAL_KEYS
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self.pages.enabled or not self._anonymous(environ):
@@ -201,8 +245,9 @@ def init_app(app: Flask) -> None:
     cfg = app.config
     pages = PublicPages(float(cfg["CACHE_DEFAULT_TIMEOUT"]), enabled=cfg.get("CACHE_TYPE") != "NullCache")
     app.extensions[EXTENSION_KEY] = pages
-    cookies = (cfg["SESSION_COOKIE_NAME"], cfg.get("REMEMBER_COOKIE_NAME", "remember_token"))
-    app.wsgi_app = SharedAnswers(app.wsgi_app, pages, cookies)  # type: ignore[method-assign]
+    app.wsgi_app = SharedAnswers(  # type: ignore[method-assign]
+        app.wsgi_app, pages, cfg["SESSION_COOKIE_NAME"], cfg.get("REMEMBER_COOKIE_NAME", "remember_token")
+    )
 
 
 @limiter.request_filter  # once per process: the limiter object is shared by every app

@@ -568,7 +568,8 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def run_load(port: int, path: str, total: int, concurrency: int, max_seconds: float) -> LoadResult:
+def run_load(port: int, path: str, total: int, concurrency: int, max_seconds: float,
+             headers: dict[str, str] | None = None) -> LoadResult:
     """``concurrency`` keep-alive clients share ``total`` requests, stopping early at ``max_seconds``."""
     result = LoadResult()
     lock = threading.Lock()
@@ -589,7 +590,7 @@ def run_load(port: int, path: str, total: int, concurrency: int, max_seconds: fl
         while take():
             started = time.perf_counter()
             try:
-                conn.request("GET", path)
+                conn.request("GET", path, headers=headers or {})
                 response = conn.getresponse()
                 response.read()
                 if response.status != 200:
@@ -615,6 +616,21 @@ def run_load(port: int, path: str, total: int, concurrency: int, max_seconds: fl
     result.seconds = time.perf_counter() - began
     result.requests = len(result.latencies)
     return result
+
+
+def anonymous_session_cookie(port: int) -> str:
+    """The session cookie a neighbour's phone keeps after opening a form (it holds the form's CSRF secret)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/mediation/new")
+        response = conn.getresponse()
+        response.read()
+        for name, value in response.getheaders():
+            if name.lower() == "set-cookie" and value.startswith("session="):
+                return value.split(";", 1)[0]
+    finally:
+        conn.close()
+    raise SystemExit("the hub set no session cookie on /mediation/new")
 
 
 def stylesheets(html: str) -> list[str]:
@@ -653,6 +669,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--renders", type=int, help="uncached renders timed in-process for the breakdown "
                         "(default 300, quick 50; 0 skips it)")
+    parser.add_argument("--cookie", action="store_true",
+                        help="every client sends an anonymous session cookie (as after opening a form): "
+                             "the hub reads it for a login or a message before answering in front of Flask")
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance folder and server logs")
     args = parser.parse_args(argv)
     if args.requests is None:
@@ -720,15 +739,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"load: {args.runs} alternating runs (hub, baseline, hub, baseline...) of {args.requests} requests per "
             f"server, {args.concurrency} keep-alive clients, {args.warmup} warm-up requests each first, "
-            f"waitress threads={WAITRESS_THREADS}{', cache off' if args.no_cache else ''}",
+            f"waitress threads={WAITRESS_THREADS}{', cache off' if args.no_cache else ''}"
+            f"{', an anonymous session cookie on every request' if args.cookie else ''}",
             flush=True,
         )
+        headers = {"Cookie": anonymous_session_cookie(hub.port)} if args.cookie else None
         for server in (hub, baseline):
-            run_load(server.port, "/", args.warmup, args.concurrency, args.max_seconds)
+            run_load(server.port, "/", args.warmup, args.concurrency, args.max_seconds, headers)
         runs: list[Run] = []
         for number in range(1, args.runs + 1):
-            hub_run = run_load(hub.port, "/", args.requests, args.concurrency, args.max_seconds)
-            baseline_run = run_load(baseline.port, "/", args.requests, args.concurrency, args.max_seconds)
+            hub_run = run_load(hub.port, "/", args.requests, args.concurrency, args.max_seconds, headers)
+            baseline_run = run_load(baseline.port, "/", args.requests, args.concurrency, args.max_seconds, headers)
             runs.append(Run(hub_run, baseline_run))
             print_run(number, runs[-1])
         hub_memory, baseline_memory = hub.memory_kb(), baseline.memory_kb()
