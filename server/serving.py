@@ -16,8 +16,9 @@ of waitress's own limits:
 
 A crowd must not slow the bench page either: requests a watcher makes
 again and again (the live log's stream, asked for twice a second by each
-watcher without a slot) wait behind every other request; once one has
-waited ``BACK_SEAT_MAX_S``, the two kinds take turns, so no watcher starves.
+watcher without a slot) wait behind every other request, and never hold the
+last thread (a held stream counts); once one has waited ``BACK_SEAT_MAX_S``,
+the two kinds take turns, so no watcher starves.
 
 And the journal hears what a host can act on, not every queued request:
 waitress warns "Task queue depth is N" each time a request waits for a
@@ -129,12 +130,18 @@ class TwoLanes:
 
     A task is a connection with a request ready (``task.requests[0]``),
     stamped with ``queued_at`` by HubDispatcher. Only ever used under the
-    dispatcher's lock.
+    dispatcher's lock. Back seat requests hold at most ``back_threads``
+    threads at once, so one is always free for the others: waitress's
+    threads wait while the queue is false, and HubDispatcher wakes one when
+    a back seat request is done.
     """
 
-    def __init__(self, back_seat_paths: Collection[str], max_wait_s: float = BACK_SEAT_MAX_S) -> None:
+    def __init__(self, back_seat_paths: Collection[str], max_wait_s: float = BACK_SEAT_MAX_S,
+                 back_threads: int | None = None) -> None:
         self.back_seat_paths = frozenset(back_seat_paths)
         self.max_wait_s = max_wait_s
+        self.back_threads = back_threads  # None: no limit
+        self.back_running = 0
         self.front: deque = deque()
         self.back: deque = deque()
         self._back_owed = False  # a back seat request that waited too long goes next, then one of the others
@@ -146,14 +153,23 @@ class TwoLanes:
     def append(self, task: Any) -> None:
         (self.back if self._in_back_seat(task) else self.front).append(task)
 
+    def _back_may_go(self) -> bool:
+        return bool(self.back) and (self.back_threads is None or self.back_running < self.back_threads)
+
     def popleft(self) -> Any:
-        if not self.front:
-            return self.back.popleft()
-        if self._back_owed and self.back and self.back[0].queued_at <= time.monotonic() - self.max_wait_s:
+        if self._back_may_go() and (not self.front or (
+                self._back_owed and self.back[0].queued_at <= time.monotonic() - self.max_wait_s)):
             self._back_owed = False
-            return self.back.popleft()
+            task = self.back.popleft()
+            task.back_seated = True
+            self.back_running += 1
+            return task
         self._back_owed = bool(self.back)
         return self.front.popleft()
+
+    def __bool__(self) -> bool:
+        """Whether a thread has anything it may take now."""
+        return bool(self.front) or self._back_may_go()
 
     def __len__(self) -> int:
         return len(self.front) + len(self.back)
@@ -171,6 +187,16 @@ class HubDispatcher(ThreadedTaskDispatcher):
         self.on_stop = list(on_stop)
         self.queue = TwoLanes(back_seat_paths)  # type: ignore[assignment]  (what waitress uses of a deque)
 
+    def set_thread_count(self, count: int) -> None:
+        # Every thread but one, for the back seat (with one thread, that one).
+        self.queue.back_threads = max(1, count - 1)
+        super().set_thread_count(count)
+
+    def back_seat_done(self) -> None:
+        with self.lock:
+            self.queue.back_running -= 1
+            self.queue_cv.notify()  # a back seat request may have been waiting for this thread
+
     def add_task(self, task: Any) -> None:
         task.queued_at = time.monotonic()
         super().add_task(task)
@@ -178,6 +204,7 @@ class HubDispatcher(ThreadedTaskDispatcher):
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
         for stop in self.on_stop:
             stop()
+        self.queue.back_threads = None  # whatever waits is cancelled alike
         return super().shutdown(cancel_pending, timeout)
 
 
@@ -187,6 +214,7 @@ class HubChannel(HTTPChannel):
     request_started: float | None = None
     _timed_request: object = None
     queued_at: float | None = None  # set by HubDispatcher when the request waits for a thread
+    back_seated = False  # set by TwoLanes when a thread takes it from the back seat
 
     def received(self, data: bytes) -> bool:
         result = super().received(data)
@@ -201,10 +229,18 @@ class HubChannel(HTTPChannel):
     def service(self) -> None:
         # A thread took this request from the queue: how long it waited is the measure of overload.
         dispatcher = self.server.task_dispatcher
-        if self.queued_at is not None and isinstance(dispatcher, HubDispatcher):
+        if not isinstance(dispatcher, HubDispatcher):
+            super().service()
+            return
+        if self.queued_at is not None:
             dispatcher.overload.waited(time.monotonic() - self.queued_at)
             self.queued_at = None
-        super().service()
+        back_seated, self.back_seated = self.back_seated, False
+        try:
+            super().service()
+        finally:
+            if back_seated:
+                dispatcher.back_seat_done()
 
     def del_channel(self, map: dict | None = None) -> None:  # noqa: A002 (waitress's name)
         if self._fileno is not None:  # closing twice must not count twice

@@ -31,6 +31,9 @@ EVENTS = "/host/live/events"
 class Task:
     """A request as waitress queues it: a connection whose next request is for ``path``."""
 
+    back_seated = False
+    dispatcher: HubDispatcher | None = None
+
     def __init__(self, name: str, path: str, done: list[str], hold: threading.Event | None = None) -> None:
         self.name = name
         self.requests = [SimpleNamespace(path=path)]
@@ -43,6 +46,23 @@ class Task:
         if self.hold is not None:
             self.hold.wait(10)
         self.done.append(self.name)
+        if self.back_seated:  # as the hub's connections do (serving.HubChannel.service)
+            self.back_seated = False
+            self.dispatcher.back_seat_done()
+
+
+def queued(dispatcher: ThreadedTaskDispatcher, task: Task) -> Task:
+    task.dispatcher = dispatcher
+    dispatcher.add_task(task)
+    return task
+
+
+def wait_until(done: Callable[[], bool]) -> bool:
+    for _ in range(200):
+        if done():
+            return True
+        threading.Event().wait(0.05)
+    return False
 
 
 def served_in_order(dispatcher: ThreadedTaskDispatcher, queue: Callable[[list[str]], list[Task]]) -> list[str]:
@@ -51,17 +71,11 @@ def served_in_order(dispatcher: ThreadedTaskDispatcher, queue: Callable[[list[st
     busy = threading.Event()
     dispatcher.set_thread_count(1)
     try:
-        first = Task("busy", "/", done, hold=busy)
-        dispatcher.add_task(first)
+        first = queued(dispatcher, Task("busy", "/", done, hold=busy))
         assert first.started.wait(10)  # the one thread is busy: what follows waits in the queue
-        tasks = queue(done)
-        for task in tasks:
-            dispatcher.add_task(task)
+        tasks = [queued(dispatcher, task) for task in queue(done)]
         busy.set()
-        for _ in range(100):
-            if len(done) == len(tasks) + 1:
-                break
-            threading.Event().wait(0.05)
+        wait_until(lambda: len(done) == len(tasks) + 1)
     finally:
         dispatcher.shutdown(timeout=5)
     return done[1:]
@@ -83,6 +97,26 @@ def test_the_bench_page_goes_before_watchers_asking_again_and_a_watcher_kept_wai
         Task("bench page 1", "/", done), Task("bench page 2", "/", done), Task("bench page 3", "/", done),
     ])
     assert order == ["bench page 1", "watcher 1", "bench page 2", "watcher 2", "bench page 3"]
+
+
+def test_watchers_never_hold_the_last_thread_a_held_stream_counts():
+    dispatcher = HubDispatcher(OverloadWatch(threads=2), back_seat_paths={EVENTS})
+    dispatcher.set_thread_count(2)
+    done: list[str] = []
+    ending = threading.Event()
+    try:
+        held = queued(dispatcher, Task("held stream", EVENTS, done, hold=ending))
+        assert held.started.wait(10)
+        watcher = queued(dispatcher, Task("watcher", EVENTS, done))
+        queued(dispatcher, Task("bench page", "/", done))
+        # The watcher came first, but the one thread left is the bench page's; the watcher waits for the stream.
+        assert wait_until(lambda: "bench page" in done)
+        assert not watcher.started.is_set()
+        ending.set()
+        assert wait_until(lambda: done == ["bench page", "held stream", "watcher"])
+    finally:
+        ending.set()
+        dispatcher.shutdown(timeout=5)
 
 
 def test_requests_waiting_for_a_thread_leave_no_line_each_in_the_log(caplog):
