@@ -272,6 +272,8 @@ def test_a_logged_in_visitor_and_one_with_a_message_waiting_get_a_fresh_page(tmp
     with statements(app) as sent, flask_requests(app) as reached_flask:
         own = host.get("/")
     assert "2 stewards on patrol" in text_of(own) and sent and reached_flask == ["/"]
+    login_cookie = next(cookie.value for cookie in host._cookies.values() if cookie.key == "session")
+    assert "_user_id" in caching.session_keys(login_cookie)
     assert own.headers["Cache-Control"] == "no-store"
 
     # Logged out, with "You are logged out" waiting: the page that says so is rendered for them.
@@ -317,3 +319,15 @@ def test_on_the_bench_wifi_a_cached_page_is_never_the_answer_to_another_site(tmp
     for number in range(caching.MAX_ANSWERS * 3):
         assert app.test_client().get("/", headers={"Host": f"phone{number}.local"}).status_code == 200
     assert len(caching.public_pages(app).answers) <= caching.MAX_ANSWERS
+
+
+def test_the_session_cookie_is_read_as_flask_writes_it_compressed_or_not(tmp_path):
+    app = hub(tmp_path / "instance", FakeClock(NIGHT))
+    sign = app.session_interface.get_signing_serializer(app)
+    small = sign.dumps({"csrf_token": "5f1c"})
+    large = sign.dumps({"csrf_token": "a" * 600, "_flashes": [["message", "You are logged out."]]})
+    assert not small.startswith(".") and large.startswith(".")  # Flask compresses what compression shortens
+    assert caching.session_keys(small) == {"csrf_token"}
+    assert caching.session_keys(large) == {"csrf_token", "_flashes"}
+    for broken in ("", "abc", "a.b", "!!!.x.y", ".eJzz.x.y", f"{'A' * 9000}.x.y"):
+        assert caching.session_keys(broken) is None
