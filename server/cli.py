@@ -91,12 +91,15 @@ def _term_days() -> int:
 @with_appcontext
 def serve_command(host: str | None, port: int | None) -> None:
     """Run the web hub with waitress, after applying pending migrations."""
-    from server.migrating import ensure_schema
+    from server.migrating import schema_ready
     from server.serving import create_server
 
     _logging()
     app = current_app._get_current_object()
-    ensure_schema(app)  # one query when current: Alembic (11 MB) stays out of the web server's memory
+    # One query when current; else a short-lived `safebench migrate` child, as the bridge does, so that
+    # Alembic (11 MB) never stays in the web server's memory.
+    if not schema_ready(Path(app.instance_path), app.config):
+        raise click.ClickException("the database could not be brought to the newest schema; see the messages above.")
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
     click.echo(f"Safe Bench hub on http://{host}:{port}/  (instance: {app.instance_path})")

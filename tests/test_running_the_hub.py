@@ -326,3 +326,44 @@ def test_a_restarted_bridge_is_back_on_the_radio_without_loading_the_web_app(tmp
     assert "import 'meshtastic'" in restarted and "radio connected" in restarted
     assert "import 'flask'" not in restarted and "import 'alembic'" not in restarted
     assert "Running upgrade" not in restarted
+
+
+def test_a_job_that_fails_or_finds_the_database_busy_leaves_the_others_running_and_the_loop_going(tmp_path, clock,
+                                                                                                   caplog):
+    """In the bridge, the scheduler shares the process with the radio: nothing a job does may end it."""
+    import threading
+
+    from server import config
+    from server.db import HubBusy
+    from server.scheduler import JOBS, Job, Runtime, Scheduler, SchedulerLock
+
+    instance = tmp_path / "instance"
+    hub_with_a_role_run_out(instance, clock)
+    runtime = Runtime.from_settings(config.load_settings(instance, environ={}, overrides={"CLOCK": clock}))
+
+    def broken(_session, _now, _cfg):
+        raise RuntimeError("a bug in a job")
+
+    def busy(_session, _now, _cfg):
+        raise HubBusy("The hub's database is busy; nothing was saved.")
+
+    lapse_roles = next(job for job in JOBS if job.name == "lapse-roles")
+    stop = threading.Event()
+    scheduler = Scheduler(runtime, stop, (Job("broken", 1, broken), Job("busy", 1, busy), lapse_roles))
+    try:
+        scheduler.run_due()  # raises nothing
+        assert role_lapsed(instance)
+        assert "broken: failed; it runs again at its next turn" in caplog.text
+        assert "busy: database busy, will try again next run" in caplog.text
+        # Each is due again a minute on, the failed ones too.
+        waits = [due - time.monotonic() for due in scheduler.due.values()]
+        assert all(50 < wait <= 60 for wait in waits), waits
+
+        # Exactly one scheduler per instance: while this one holds the lock, a second cannot take it.
+        with SchedulerLock(instance / "scheduler.lock") as first, SchedulerLock(instance / "scheduler.lock") as second:
+            assert first.take()
+            assert not second.take()
+        with SchedulerLock(instance / "scheduler.lock") as after:
+            assert after.take()  # let go when its holder stopped
+    finally:
+        runtime.close()

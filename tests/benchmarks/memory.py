@@ -27,6 +27,7 @@ beside it). The whole run takes two to four minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -96,6 +97,12 @@ def rollup_kb(pid: int) -> tuple[int, int]:
             if key in ("Rss", "Pss"):
                 values[key] = int(rest.split()[0])
     return values["Rss"], values["Pss"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far: unlike its wall time, not stretched by a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_of(pid: int) -> list[int]:
@@ -182,6 +189,7 @@ class Reading:
 
     memory: dict[str, tuple[int, int]] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # the bridge's CPU seconds when it said so
 
 
 def read_memory(pids: Iterable[int]) -> dict[str, tuple[int, int]]:
@@ -220,13 +228,16 @@ def run_up(workdir: Path, settle: float) -> Reading:
         # The bridge child dies: from the kill to the new child's "radio connected".
         killed = time.monotonic()
         os.kill(bridge_pid(pids), signal.SIGKILL)
-        reading.times["up, bridge child killed -> restarted"] = hub.wait_for(CONNECTED, killed) - killed
+        name = "up, bridge child killed -> restarted"
+        reading.times[name] = hub.wait_for(CONNECTED, killed) - killed
+        reading.cpu[name] = cpu_seconds(bridge_pid(children_of(hub.process.pid)))
     finally:
         hub.stop()
 
     hub = Watched("safebench up (current)", argv, clean_env(instance))
     try:
         reading.times["up, current database"] = hub.wait_for(CONNECTED, hub.started) - hub.started
+        reading.cpu["up, current database"] = cpu_seconds(bridge_pid(children_of(hub.process.pid)))
     finally:
         hub.stop()
     return reading
@@ -249,13 +260,13 @@ def installed_units(port: int) -> list[Unit]:
         text = path.read_text()
         if "Type=oneshot" in text:
             continue  # the nightly backup, the bench WiFi's firewall: not resident
-        exec_start = re.search(r"^ExecStart=(.+)$", text, re.M)
+        exec_start = re.search(r"^ExecStart=(.+)$", text, re.MULTILINE)
         if exec_start is None or "@PREFIX@/venv/bin/safebench" not in exec_start.group(1):
             continue
         argv = exec_start.group(1).replace("@PREFIX@/venv/bin/safebench", SAFEBENCH).split()
         # The web server's port 80 on every address, here a free loopback port.
         argv = [{"0.0.0.0": "127.0.0.1", "80": str(port)}.get(word, word) for word in argv]
-        env = dict(line.split("=", 1) for line in re.findall(r"^Environment=(.+)$", text, re.M))
+        env = dict(line.split("=", 1) for line in re.findall(r"^Environment=(.+)$", text, re.MULTILINE))
         units.append(Unit(path.stem, argv, env))
     return units
 
@@ -270,8 +281,9 @@ def run_units(workdir: Path, settle: float) -> Reading:
     running = [Watched(unit.name, unit.argv, clean_env(instance, **unit.env)) for unit in units]
     try:
         bridge = next(w for w in running if "bridge" in w.name)
-        reading.times["units, bridge unit on a current database"] = \
-            bridge.wait_for(CONNECTED, bridge.started) - bridge.started
+        name = "units, bridge unit on a current database"
+        reading.times[name] = bridge.wait_for(CONNECTED, bridge.started) - bridge.started
+        reading.cpu[name] = cpu_seconds(bridge.process.pid)
         if any("serve" in unit.argv for unit in units):
             wait_for_http(f"http://127.0.0.1:{port}/")
         time.sleep(settle)
@@ -281,7 +293,9 @@ def run_units(workdir: Path, settle: float) -> Reading:
         unit = next(u for u in units if u.name == bridge.name)
         again = Watched(unit.name, unit.argv, clean_env(instance, **unit.env))
         running.append(again)
-        reading.times["units, bridge unit restarted"] = again.wait_for(CONNECTED, again.started) - again.started
+        name = "units, bridge unit restarted"
+        reading.times[name] = again.wait_for(CONNECTED, again.started) - again.started
+        reading.cpu[name] = cpu_seconds(again.process.pid)
     finally:
         for watched in running:
             watched.stop()
@@ -297,12 +311,12 @@ def rss():
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 out = [("python", rss())]
 for label, modules, call in json.loads(sys.argv[1]):
+    if call:  # before the imports: e.g. what the process sets up before it imports them
+        exec(call)
     for name in modules:
         importlib.import_module(name)
-    if call:
-        exec(call)
     out.append((label, rss()))
-heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "requests") if name in sys.modules]
+heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "urllib3") if name in sys.modules]
 print(json.dumps({"steps": out, "loaded": heavy}))
 """
 
@@ -318,14 +332,16 @@ LADDERS: dict[str, list[tuple[str, list[str], str]]] = {
         ("Flask", ["flask"], ""),
         ("Flask extensions (+ Alembic)", ["server.extensions"], ""),
         ("the CLI", ["server.cli"], ""),
-        ("the app built", [], "from server import create_app; create_app()"),
+        ("the app built", ["server"], "from server import create_app; create_app()"),
         ("waitress + serving", ["server.serving"], ""),
     ],
     "bridge + scheduler (safebench bridge --with-scheduler)": [
         ("settings", ["server.config"], ""),
         ("SQLAlchemy + ORM", ["sqlalchemy", "sqlalchemy.orm"], ""),
         ("domain layer (models, services)", ["server.domain", "server.db", "server.migrating"], ""),
-        ("meshtastic", ["meshtastic", "meshtastic.serial_interface", "meshtastic.tcp_interface"], ""),
+        # As radio_bridge.main does before it imports meshtastic: requests only if it is ever used.
+        ("meshtastic (without requests)", ["meshtastic", "meshtastic.serial_interface", "meshtastic.tcp_interface"],
+         "import sys, types\nsys.modules['requests'] = types.ModuleType('requests')"),
         ("radio_bridge", ["radio_bridge.main"], ""),
         ("the scheduler's jobs", ["server.scheduler"], ""),
         ("the simulated radio (sim only)", ["radio_bridge.simulator"], ""),
@@ -392,7 +408,9 @@ def print_times(readings: list[Reading]) -> None:
         aimed = "fresh" not in name
         note = f"  aim <= {CONNECTED_AIM_S:g} s: {verdict(statistics.median(values) <= CONNECTED_AIM_S)}" if aimed \
             else "  (a first start migrates: no aim)"
-        print(f"  {name:<46} {spread(values, ' s', 2):>22}{note}")
+        cpu = [r.cpu[name] for r in readings if name in r.cpu]
+        used = f"  bridge CPU {spread(cpu, ' s', 2)}" if cpu else ""
+        print(f"  {name:<46} {spread(values, ' s', 2):>22}{note}{used}")
 
 
 def print_ladders(ladders: dict[str, dict]) -> None:
@@ -403,7 +421,7 @@ def print_ladders(ladders: dict[str, dict]) -> None:
             continue
         steps = result["steps"]
         parts = [f"{steps[0][0]} {steps[0][1]:.1f}"]
-        parts += [f"{label} +{now - before:.1f}" for (_, before), (label, now) in zip(steps, steps[1:], strict=False)]
+        parts += [f"{label} +{now - before:.1f}" for (_, before), (label, now) in itertools.pairwise(steps)]
         print(f"  {process}: total {steps[-1][1]:.1f}")
         print("    " + ", ".join(parts))
         print(f"    heavy modules loaded: {', '.join(result['loaded']) or 'none'}")
