@@ -243,6 +243,7 @@ class SharedAnswers:
 def init_app(app: Flask) -> None:
     """The shared renderings, and the middleware that answers cookie-less visitors from them."""
     cfg = app.config
+    # Of CACHE_TYPE only "NullCache" (off) is read: the one web process keeps the pages in its own memory.
     pages = PublicPages(float(cfg["CACHE_DEFAULT_TIMEOUT"]), enabled=cfg.get("CACHE_TYPE") != "NullCache")
     app.extensions[EXTENSION_KEY] = pages
     app.wsgi_app = SharedAnswers(  # type: ignore[method-assign]
