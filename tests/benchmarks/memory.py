@@ -330,7 +330,7 @@ LADDERS: dict[str, list[tuple[str, list[str], str]]] = {
         ("SQLAlchemy + ORM", ["sqlalchemy", "sqlalchemy.orm"], ""),
         ("domain layer (models, services)", ["server.domain"], ""),
         ("Flask", ["flask"], ""),
-        ("Flask extensions (+ Alembic)", ["server.extensions"], ""),
+        ("Flask extensions (Flask-Migrate and Alembic deferred)", ["server.extensions"], ""),
         ("the CLI", ["server.cli"], ""),
         ("the app built", ["server"], "from server import create_app; create_app()"),
         ("waitress + serving", ["server.serving"], ""),
