@@ -443,6 +443,26 @@ def test_sealed_words_are_opened_for_each_watcher_never_handed_to_one_without_th
     assert shared.text(keys, key_signature(keys)) is opened
 
 
+def test_the_shared_ring_keeps_no_note_past_the_logs_retention(hub, client, clock):
+    """A quiet hub: yesterday's entries are still the newest, but their notes have expired meanwhile."""
+    from server.domain import retention
+
+    hub.config["STREAM_HOLD_S"] = 0
+    (entry_id,) = write_entries(hub, check_in("number plate AB12 CDE by the bins"))
+    assert events_in(watch(client))[-1]["note"] == "number plate AB12 CDE by the bins"  # now in the ring
+
+    clock.advance(days=2)
+    with hub.app_context():
+        retention.expire_patrol_log(db.session, clock(), timedelta(days=1))
+        db.session.commit()
+    time.sleep(FRESH_S)
+    login(client, "Kestrel")  # two days on, a fresh login
+    (shown,) = [e for e in events_in(watch(client)) if e["id"] == entry_id]
+    assert shown["note"] is None and shown["steward"] is None
+    assert [e["id"] for e in events_in(watch(client, last_id=entry_id - 1))] == [entry_id]
+    assert "AB12" not in watch(client, last_id=entry_id - 1)
+
+
 # -- across processes, for real -----------------------------------------------
 
 _TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')

@@ -15,6 +15,9 @@ second. Instead the process keeps the newest entries in a ring in memory:
   or "(sealed)" without the key) and kept with the entry.
 - A watcher whose last id is older than the ring reaches (a browser back
   after a long sleep) reads the database for itself, as every watcher did.
+- The ring holds no entry older than ``RING_MAX_AGE``: the log's retention
+  (a day at the least) takes notes, places and stewards off old entries in
+  the database, and a copy in memory must not outlive them.
 
 Entries are events by id: on SQLite ids follow commit order (see
 ``patrol.entries_after``), so "everything above the newest id read" is
@@ -29,6 +32,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -42,6 +46,7 @@ RING_SIZE = 500  # entries kept: a few minutes of the busiest night, about half 
 FIRST_READ = 200  # what the first watcher of a process finds already read
 READ_CAP = 200  # rows per query, so a burst is read in steps
 TEXTS_PER_EVENT = 8  # texts kept per entry, one per set of keys (host, dispatch, captain, none...)
+RING_MAX_AGE = timedelta(hours=12)  # well within the shortest retention of the log's notes (a day)
 
 KeySignature = tuple[tuple[str, bytes], ...]
 
@@ -65,6 +70,7 @@ class FeedEvent:
 
     id: int
     kind: str
+    at: datetime
     shared: dict[str, Any]  # the payload but for place and note
     place: str | None  # as stored: sealed
     note: str | None
@@ -73,7 +79,7 @@ class FeedEvent:
     @classmethod
     def of(cls, entry: patrol.LogEntry) -> FeedEvent:
         """Needs an app context (the hub's time zone) and the entry's member and area loaded."""
-        return cls(entry.id, entry.kind, {
+        return cls(entry.id, entry.kind, entry.at, {
             "id": entry.id,
             "at": entry.at.isoformat(timespec="seconds") + "Z",
             "shown_at": datetime_filter(entry.at),  # as the hub's pages show times, in its time zone
@@ -180,7 +186,7 @@ class LiveFeed:
                 session = db.session
                 top = session.scalar(select(func.max(patrol.LogEntry.id))) or 0
                 if self._read_once and top == view.newest:
-                    return replace(view, read_at=started)
+                    return self._make(view.floor, view.events, started, newest=view.newest)
                 if not self._read_once or top < view.newest:
                     # The first read, or the log's newest entry is gone: the database was replaced
                     # (a restored backup) or emptied. Start afresh from the newest entries.
@@ -199,9 +205,18 @@ class LiveFeed:
             finally:
                 db.session.remove()
 
-    def _make(self, floor: int, events: tuple[FeedEvent, ...], started: float) -> FeedView:
+    def _make(self, floor: int, events: tuple[FeedEvent, ...], started: float, newest: int | None = None) -> FeedView:
+        if newest is None:
+            newest = events[-1].id if events else floor
         if len(events) > self.size:
             floor = events[-self.size - 1].id  # what drops out of the ring raises the floor
             events = events[-self.size:]
-        newest = events[-1].id if events else floor
+        # Whatever is older than RING_MAX_AGE goes, and everything before it (ids are the order of commits).
+        oldest = self.app.config["CLOCK"]() - RING_MAX_AGE
+        stale = [n for n, event in enumerate(events) if event.at < oldest]
+        if stale:
+            floor = events[stale[-1]].id
+            events = events[stale[-1] + 1:]
+        if len(events) == len(self._view.events) and events == self._view.events:
+            return replace(self._view, floor=floor, newest=newest, read_at=started)  # the same ring, its ids kept
         return FeedView(floor, events, tuple(e.id for e in events), newest, started)
