@@ -9,13 +9,13 @@ reads the shifts on patrol, however long the log behind them.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, select
 
 from server import scheduler
-from server.domain import aid, alerts, audit, cases, overdue, patrol, people, retention
+from server.domain import aid, alerts, audit, cases, lunar, overdue, patrol, people, retention
 from server.extensions import db
 from server.scheduler import JOBS, run_job
 from tests.helpers import add_steward
@@ -224,3 +224,37 @@ def test_the_jobs_reach_the_log_through_its_indexes(app, clock):
     assert any("USING INDEX ix_log_entry_shift_id" in line for line in plans), plans
     assert any("USING INDEX ix_log_entry_unreduced_at" in line for line in plans), plans
     assert not any("SCAN log_entry" in line for line in plans), plans
+
+
+def test_the_audit_kept_outside_the_write_lock_is_the_audit_kept_inside_it_and_never_counts_a_shift_twice(
+        app, clock):
+    from tests.test_audit import NOVEMBER, seed_november
+
+    seed_november(app, clock)
+    clock.now = datetime(2026, 11, 16, 12, 0)
+    with app.app_context():
+        session = db.session
+        # Read with no lock, written in a short transaction: the same facts as the whole keep in one.
+        prepared = audit.prepare_keep(session, clock())
+        session.rollback()
+        assert audit.keep_prepared(session, clock(), prepared) == [NOVEMBER - 1]  # Tern's October, frozen
+        session.commit()
+        kept = audit.find(session, NOVEMBER).facts
+        audit.keep_tally(session, clock())
+        session.commit()
+        assert audit.find(session, NOVEMBER).facts == kept
+        before = audit.report(session, lunar.cycle(NOVEMBER), clock(), 360.0)
+
+        # Between the reading and the writing, the retention turns November's shifts into counts (and
+        # takes their facts out of the kept row): the prepared facts still name them, so the keep is done
+        # again inside the lock, and each shift is counted once.
+        clock.now = datetime(2026, 11, 16, 13, 0)
+        prepared = audit.prepare_keep(session, clock())
+        session.rollback()
+        assert retention.expire_patrol_log(session, clock(), timedelta(days=2)).shifts == 6
+        session.commit()
+        audit.keep_prepared(session, clock(), prepared)
+        session.commit()
+        after = audit.report(session, lunar.cycle(NOVEMBER), clock(), 360.0)
+        assert (after.shifts, after.check_ins, after.areas) == (before.shifts, before.check_ins, before.areas)
+        assert after.shifts == 5
