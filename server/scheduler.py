@@ -64,7 +64,7 @@ class Job:
 # never wait long for the write lock; after RUN_BUDGET_S it stops, and its
 # next run goes on from there (the jobs after it in the loop wait no longer).
 BATCH = 50  # rows a statement or two take: about 7-11 ms of the write lock on this (busy, 2-core) machine
-CASE_BATCH = 3  # arrest cases go one by one, each with its line in the record of power used: ~2.5 ms each
+CASE_BATCH = 5  # arrest cases go one by one, each with its line in the record of power used
 RUN_BUDGET_S = 5.0
 BETWEEN_BATCHES_S = 0.005  # a writer waiting for the lock (it tries every 2 ms) takes it between two batches
 MORE = "; more next run"
