@@ -288,11 +288,13 @@ class Phase:
     errors: int
     hub_cpu_s: float
     seconds: float
+    watchers_cpu_s: float = 0.0  # this process, where the watchers run: a load generator on the same cores
 
     def line(self) -> str:
         return (f"bench page /, {self.name:<22} p50 {percentile(self.latencies, 0.5) * 1000:6.1f} ms, "
                 f"p95 {percentile(self.latencies, 0.95) * 1000:6.1f} ms  ({len(self.latencies)} requests, "
-                f"{self.errors} errors; hub CPU {self.hub_cpu_s / self.seconds:.0%} of a core)")
+                f"{self.errors} errors; hub CPU {self.hub_cpu_s / self.seconds:.0%} of a core, "
+                f"watchers' {self.watchers_cpu_s / self.seconds:.0%})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -368,9 +370,10 @@ def main(argv: list[str] | None = None) -> int:
                 load = (pool.submit(neighbours_load, port, burst_s, args.neighbours, args.pause, start_at)
                         if args.neighbours else pool.submit(page_load, port, burst_s, args.page_clients, start_at))
                 _sleep_until(start_at)
-                cpu_before = cpu_seconds(hub.process.pid)
+                cpu_before, own_before = cpu_seconds(hub.process.pid), cpu_seconds(os.getpid())
                 latencies, errors = load.result(timeout=burst_s + 60)
-                phases.append(Phase(name, latencies, errors, cpu_seconds(hub.process.pid) - cpu_before, burst_s))
+                phases.append(Phase(name, latencies, errors, cpu_seconds(hub.process.pid) - cpu_before, burst_s,
+                                    cpu_seconds(os.getpid()) - own_before))
                 return writes.result(timeout=burst_s + 60) if writes else []
 
             measure("quiet", burst=False)
