@@ -4,21 +4,25 @@ Seeds a real SQLite file per size in bulk (a patrol that writes about 700
 log rows a night, so 1M rows is about four years; 20 stewards on shift now;
 alerts, arrest cases and aid posts in proportion), then on each:
 
-1. **catch-up**: every job in ``server.scheduler.JOBS`` order, run until it
-   has nothing left to do (at most a few runs), as the first runs after an
-   upgrade would: the seed keeps years of notes, shifts, resolved alerts and
-   closed cases that the retention rules have not reached yet;
-2. **steady state**: every job again, ``--runs`` times, the clock moving a
-   minute between runs; and every page, ``--runs`` times, through the Flask
-   test client, as a host who holds the keys to the sealed notes.
+1. **the first run** of every job in ``server.scheduler.JOBS`` order, as
+   the first run after an upgrade: the seed keeps years of notes, shifts,
+   resolved alerts and closed cases that the retention rules have not
+   reached yet (a job with a backlog works in batches for its run's budget);
+   then the log is fast-forwarded to what later runs would leave;
+2. **the steady state**: ``--runs`` rounds (and a first one not counted)
+   that go through every size in turn, so the shared machine's noise falls
+   on all sizes alike: every job once, the clock a minute on, and every page
+   once through the Flask test client, as a host who holds the keys to the
+   sealed notes.
 
 For each job it measures the time it takes and how long it holds SQLite's
 write lock: from its ``BEGIN IMMEDIATE`` (``server.db.begin_writing``) to
 its commit or rollback, each transaction of a job that works in batches on
-its own. It prints the median ms per job and page at each size, the longest
-write-lock hold, and the ratio 1M / 1k. Run it from the repository root::
+its own. It prints the median ms per job and page at each size, the median
+and longest write-lock hold, and the ratio 1M / 1k. Run it from the
+repository root::
 
-    .venv/bin/python tests/benchmarks/growth.py                  # 1k, 20k, 200k, 1M: a few minutes
+    .venv/bin/python tests/benchmarks/growth.py                  # 1k, 20k, 200k, 1M: about 5 minutes
     .venv/bin/python tests/benchmarks/growth.py --sizes 1000,20000 --runs 3   # a smoke check
 
 The seeded databases live in one temporary folder for the run and are
@@ -296,9 +300,11 @@ def run_once(app, job) -> tuple[float, str]:
 class Figures:
     median_ms: dict[str, float] = field(default_factory=dict)
     lock_ms: dict[str, float] = field(default_factory=dict)  # the longest hold in the steady-state runs
+    lock_median_ms: dict[str, float] = field(default_factory=dict)
     first_ms: dict[str, float] = field(default_factory=dict)  # the first run, with the seed's backlog
     first_transactions: dict[str, int] = field(default_factory=dict)
     first_lock_ms: dict[str, float] = field(default_factory=dict)
+    first_lock_median_ms: dict[str, float] = field(default_factory=dict)
     first_left_more: dict[str, bool] = field(default_factory=dict)
     backlog: int = 0  # log entries past the retention the first run of expire-patrol-log did not reach
 
@@ -316,55 +322,82 @@ def fast_forward(path: Path, keep_days: float) -> int:
     return reduced
 
 
-def measure(seed_: Seed, runs: int, skip: frozenset[str] = frozenset()) -> Figures:
+@dataclass
+class Hub:
+    """One seeded size, its app and what is measured on it."""
+
+    seed: Seed
+    app: object
+    clock: FakeClock
+    watch: LockWatch
+    jobs: list
+    pages: list[str]
+    figures: Figures = field(default_factory=Figures)
+    times: dict[str, list[float]] = field(default_factory=dict)
+    holds: dict[str, list[float]] = field(default_factory=dict)
+    client: object = None
+
+
+def first_runs(seed_: Seed, skip: frozenset[str]) -> Hub:
+    """The first run of every job after the upgrade, then the fast-forward to the steady state."""
     from server.scheduler import JOBS
 
-    JOBS = [job for job in JOBS if job.name not in skip]  # noqa: N806
     clock = FakeClock(NOW)
     app = make_hub(seed_.path, clock)
-    figures = Figures()
-    watch = LockWatch()
+    hub = Hub(seed_, app, clock, LockWatch(), [job for job in JOBS if job.name not in skip],
+              [page for page in PAGES if page not in skip])
     with app.app_context():
-        watch.attach(db.engine)
-    # The first run of each job after the upgrade: a job with a backlog works in short batches for its
-    # run's budget (server/scheduler.py RUN_BUDGET_S) and leaves the rest to its next runs.
-    for job in JOBS:
+        hub.watch.attach(db.engine)
+    figures = hub.figures
+    # A job with a backlog works in short batches for its run's budget (server/scheduler.py
+    # RUN_BUDGET_S) and leaves the rest to its next runs.
+    for job in hub.jobs:
         elapsed, outcome = run_once(app, job)
-        holds = watch.take()
+        holds = hub.watch.take()
         figures.first_ms[job.name], figures.first_transactions[job.name] = elapsed, len(holds)
         figures.first_lock_ms[job.name] = max(holds, default=0.0)
+        figures.first_lock_median_ms[job.name] = statistics.median(holds) if holds else 0.0
         figures.first_left_more[job.name] = "more next run" in outcome
     with app.app_context():
         db.engine.dispose()
     figures.backlog = fast_forward(seed_.path / "safebench.db", float(app.config["LOG_NOTE_RETENTION_DAYS"]))
-    steady: dict[str, list[float]] = {job.name: [] for job in JOBS}
-    for _ in range(runs):
-        clock.advance(minutes=1)
-        for job in JOBS:
-            elapsed, _outcome = run_once(app, job)
-            steady[job.name].append(elapsed)
-            figures.lock_ms[job.name] = max([figures.lock_ms.get(job.name, 0.0), *watch.take()])
-    for name, times in steady.items():
-        figures.median_ms[name] = statistics.median(times)
-    previous = lunar.previous(lunar.cycle_at(clock())).number
-    client = app.test_client()
-    response = login(client, "Hostess")
+    hub.client = app.test_client()
+    response = login(hub.client, "Hostess")
     assert response.status_code == 200, response.status_code
-    for page in (page for page in PAGES if page not in skip):
-        url = page.format(previous=previous)
-        times = []
-        for _ in range(runs + 1):
-            started = time.perf_counter()
-            response = client.get(url)
-            times.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200:
-                raise SystemExit(f"{url} answered {response.status_code} at {seed_.log_rows} rows")
-            response.close()
-        figures.median_ms[f"page {page.split('{')[0]}"] = statistics.median(times[1:])  # the first warms up
-    watch.take()
-    with app.app_context():
+    return hub
+
+
+def steady_round(hub: Hub, counted: bool) -> None:
+    """Every job once, the clock a minute on, then every page once; ``counted`` False: a warm-up round."""
+    hub.clock.advance(minutes=1)
+    for job in hub.jobs:
+        elapsed, _outcome = run_once(hub.app, job)
+        holds = hub.watch.take()
+        if counted:
+            hub.times.setdefault(job.name, []).append(elapsed)
+            hub.holds.setdefault(job.name, []).extend(holds)
+    previous = lunar.previous(lunar.cycle_at(hub.clock())).number
+    for page in hub.pages:
+        started = time.perf_counter()
+        response = hub.client.get(page.format(previous=previous))
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise SystemExit(f"{page} answered {response.status_code} at {hub.seed.log_rows} rows")
+        response.close()
+        if counted:
+            hub.times.setdefault(f"page {page.split('{')[0]}", []).append(elapsed)
+    hub.watch.take()
+
+
+def finish(hub: Hub) -> Figures:
+    for name, times in hub.times.items():
+        hub.figures.median_ms[name] = statistics.median(times)
+    for name, holds in hub.holds.items():
+        hub.figures.lock_median_ms[name] = statistics.median(holds) if holds else 0.0
+        hub.figures.lock_ms[name] = max(holds, default=0.0)
+    with hub.app.app_context():
         db.engine.dispose()
-    return figures
+    return hub.figures
 
 
 # -- the table ----------------------------------------------------------------
@@ -383,8 +416,8 @@ def print_tables(sizes: list[int], results: dict[int, Figures], seeds: dict[int,
                                 f"{seeds[s].alerts:,} alerts, {seeds[s].cases:,} cases, "
                                 f"{seeds[s].aid_posts:,} aid posts ({seeds[s].seconds:.0f} s)" for s in sizes))
     print()
-    print(f"Steady state: median ms of {runs} runs (longest write-lock hold, ms)")
-    header = "".join(f"{size_label(s):>18}" for s in sizes)
+    print(f"Steady state: median ms of {runs} runs (write-lock hold, ms: median/longest)")
+    header = "".join(f"{size_label(s):>22}" for s in sizes)
     print(f"{'':<{width}}{header}{'ratio ' + size_label(last) + '/' + size_label(first):>14}")
     missed = []
     for name in names:
@@ -392,22 +425,24 @@ def print_tables(sizes: list[int], results: dict[int, Figures], seeds: dict[int,
         for size in sizes:
             figures = results[size]
             lock = figures.lock_ms.get(name)
-            cells += f"{figures.median_ms[name]:>9.1f}" + (f" ({lock:>5.1f})" if lock is not None else " " * 8)
+            cells += f"{figures.median_ms[name]:>9.1f}" + (
+                f" ({figures.lock_median_ms[name]:>4.1f}/{lock:>5.1f})" if lock is not None else " " * 13)
             if lock is not None and lock > LOCK_AIM_MS:
                 missed.append(f"{name} at {size_label(size)}: {lock:.1f} ms")
         ratio = results[last].median_ms[name] / max(results[first].median_ms[name], 0.01)
         print(f"{name:<{width}}{cells}{ratio:>14.2f}")
     print()
     print("The first run after the upgrade (the seed's years of backlog): ms, write transactions, "
-          "longest write-lock hold ms; + = work left for the next runs")
-    print(f"{'':<{width}}{header}")
+          "median / longest write-lock hold ms; + = work left for the next runs")
+    print(f"{'':<{width}}" + "".join(f"{size_label(s):>24}" for s in sizes))
     for name in results[first].first_ms:
         cells = ""
         for size in sizes:
             figures = results[size]
             lock = figures.first_lock_ms[name]
             cells += (f"{figures.first_ms[name]:>7.0f} {figures.first_transactions[name]:>4}"
-                      f" {lock:>5.1f}{'+' if figures.first_left_more[name] else ' '}")
+                      f" {figures.first_lock_median_ms[name]:>5.1f}/{lock:<5.1f}"
+                      f"{'+' if figures.first_left_more[name] else ' '}")
             if lock > LOCK_AIM_MS:
                 missed.append(f"{name}, first run at {size_label(size)}: {lock:.1f} ms")
         print(f"{name:<{width}}{cells}")
@@ -420,7 +455,7 @@ def print_tables(sizes: list[int], results: dict[int, Figures], seeds: dict[int,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="log rows per seed, comma-separated")
-    parser.add_argument("--runs", type=int, default=5, help="steady-state runs of each job and page per size")
+    parser.add_argument("--runs", type=int, default=7, help="steady-state rounds: runs of each job and page per size")
     parser.add_argument("--keep", action="store_true", help="keep the seeded databases")
     parser.add_argument("--skip", default="", help="jobs or pages to leave out, comma-separated (e.g. checkpoint,/)")
     args = parser.parse_args(argv)
@@ -430,13 +465,21 @@ def main(argv: list[str] | None = None) -> None:
     seeds: dict[int, Seed] = {}
     results: dict[int, Figures] = {}
     skip = frozenset(filter(None, args.skip.split(",")))
+    hubs: dict[int, Hub] = {}
     try:
-        # A first, discarded round on a small seed: imports, first queries and templates are not the 1k figure.
-        measure(seed(folder / "warm-up", 1_000), 1, skip)
+        # A first, discarded hub on a small seed: imports, first queries and templates are not the 1k figure.
+        steady_round(first_runs(seed(folder / "warm-up", 1_000), skip), counted=False)
         for size in sizes:
             seeds[size] = seed(folder, size)
-            print(f"seeded {size_label(size)} in {seeds[size].seconds:.1f} s; measuring", flush=True)
-            results[size] = measure(seeds[size], args.runs, skip)
+            print(f"seeded {size_label(size)} in {seeds[size].seconds:.1f} s; first runs", flush=True)
+            hubs[size] = first_runs(seeds[size], skip)
+        # The steady state in rounds that go through every size in turn: the shared machine's noise
+        # falls on all sizes alike, not on whichever size was measured while a neighbour was busy.
+        print(f"steady state: {args.runs} rounds (and one not counted) through every size", flush=True)
+        for number in range(args.runs + 1):
+            for size in sizes:
+                steady_round(hubs[size], counted=number > 0)
+        results = {size: finish(hub) for size, hub in hubs.items()}
         print_tables(sizes, results, seeds, args.runs)
     finally:
         if args.keep:
