@@ -188,8 +188,9 @@ class HubDispatcher(ThreadedTaskDispatcher):
         self.queue = TwoLanes(back_seat_paths)  # type: ignore[assignment]  (what waitress uses of a deque)
 
     def set_thread_count(self, count: int) -> None:
-        # Every thread but one, for the back seat (with one thread, that one).
-        self.queue.back_threads = max(1, count - 1)
+        if count > 0:  # (0 is waitress stopping: shutdown has lifted the limit)
+            # Every thread but one, for the back seat (with one thread, that one).
+            self.queue.back_threads = max(1, count - 1)
         super().set_thread_count(count)
 
     def back_seat_done(self) -> None:
