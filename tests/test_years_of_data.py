@@ -150,7 +150,7 @@ def test_closed_cases_resolved_alerts_and_finished_aid_posts_are_purged_over_run
 def statements_during(app, work) -> int:
     with app.app_context():
         seen: list[str] = []
-        listener = lambda _c, _cur, statement, *_: seen.append(statement)  # noqa: E731
+        listener = lambda _c, _cur, statement, *_: seen.append(statement)
         event.listen(db.engine, "before_cursor_execute", listener)
         try:
             work(db.session)
@@ -209,7 +209,7 @@ def test_the_jobs_reach_the_log_through_its_indexes(app, clock):
         session = db.session
         shifts = list(session.scalars(select(patrol.Shift)))
         recorded: list[tuple] = []
-        listener = lambda _c, _cur, statement, parameters, *_: recorded.append((statement, parameters))  # noqa: E731
+        listener = lambda _c, _cur, statement, parameters, *_: recorded.append((statement, parameters))
         event.listen(db.engine, "before_cursor_execute", listener)
         try:
             overdue.last_words(session, shifts)

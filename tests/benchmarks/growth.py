@@ -44,19 +44,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests.helpers, when run as a script
 
-from server import create_app  # noqa: E402
-from server.db import run_in_transaction  # noqa: E402
-from server.domain import aid, alerts, cases, lunar, patrol, people, receipt_keys, sealing  # noqa: E402
-from server.domain.codes import ALPHABET  # noqa: E402
-from server.extensions import db  # noqa: E402
-from server.migrating import apply_migrations  # noqa: E402
-from tests.helpers import PASSWORD, FakeClock, login, seat_role  # noqa: E402
+from server import create_app
+from server.db import run_in_transaction
+from server.domain import aid, alerts, cases, lunar, patrol, people, receipt_keys, sealing
+from server.domain.codes import ALPHABET
+from server.extensions import db
+from server.migrating import apply_migrations
+from tests.helpers import PASSWORD, FakeClock, login, seat_role
 
 LOCK_AIM_MS = 20
 SIZES = (1_000, 20_000, 200_000, 1_000_000)
@@ -264,11 +264,11 @@ class LockWatch:
 
     def attach(self, engine) -> None:
         @event.listens_for(engine, "before_cursor_execute")
-        def _begin(conn, _cursor, statement, *_args):  # noqa: ANN001
+        def _begin(conn, _cursor, statement, *_args):
             if statement.lstrip().upper().startswith("BEGIN IMMEDIATE"):
                 conn.info["lock_taken"] = time.perf_counter()
 
-        def _end(conn):  # noqa: ANN001
+        def _end(conn):
             taken = conn.info.pop("lock_taken", None)
             if taken is not None:
                 self.holds.append((time.perf_counter() - taken) * 1000)
