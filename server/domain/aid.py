@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint, delete, func, select
-from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship, selectinload
 
 from server.domain import receipt_keys, sealing
 from server.domain.base import Base
@@ -366,7 +366,8 @@ def mark_passed_on(session: Session, now: datetime, message_id: int) -> AidMessa
 def moderation_queue(session: Session) -> list[AidPost]:
     """Every post still kept, those with unanswered messages first."""
     posts = list(
-        session.scalars(select(AidPost).options(joinedload(AidPost.area)).order_by(AidPost.created_at.desc()))
+        session.scalars(select(AidPost).options(joinedload(AidPost.area), selectinload(AidPost.messages))
+                        .order_by(AidPost.created_at.desc()))
     )
     return sorted(posts, key=lambda p: not any(m.passed_on_at is None for m in p.messages))
 

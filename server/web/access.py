@@ -94,11 +94,15 @@ def open_vaults() -> dict[str, Any]:
     """The vault keys this request may open: those the login opened, narrowed to the roles in force now."""
     if not current_user.is_authenticated or current_user.unlocked is None:
         return {}
-    readable = sealing.vaults_for(current_roles())
-    entry = current_user.unlocked
-    open_new_grants(db.session, now(), current_user.member, entry, readable, keyring().opened_vaults(),
-                    attempts=current_app.config["DB_RETRY_ATTEMPTS"])
-    return {vault: key for vault, key in entry.vaults.items() if vault in readable}
+    if "open_vaults" not in g:
+        # Once a request: a page opens every sealed note with the same keys, and looking for new
+        # grants is a query or two (a vault none of its readers has a key to yet looks every time).
+        readable = sealing.vaults_for(current_roles())
+        entry = current_user.unlocked
+        open_new_grants(db.session, now(), current_user.member, entry, readable, keyring().opened_vaults(),
+                        attempts=current_app.config["DB_RETRY_ATTEMPTS"])
+        g.open_vaults = {vault: key for vault, key in entry.vaults.items() if vault in readable}
+    return g.open_vaults
 
 
 def unsealed(value: str | None) -> str | None:
