@@ -44,13 +44,12 @@ def load_config(app: Flask, instance: Path, test_config: dict[str, Any] | None) 
 
 def register_extensions(app: Flask) -> None:
     from server.db import configure_sqlite
-    from server.extensions import cache, csrf, db, limiter, login_manager, migrate
+    from server.extensions import csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine, app.config["DB_BUSY_TIMEOUT_MS"])
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"), render_as_batch=True)
-    cache.init_app(app)
     from server.web import caching
 
     caching.init_app(app)  # the public pages anonymous visitors share (issue 14: before Flask, for cookie-less ones)

@@ -175,9 +175,14 @@ DEFAULTS: dict[str, Any] = {
     # back over HTTP, so nobody could log in. A hub behind TLS sets
     # SAFEBENCH_SESSION_COOKIE_SECURE=true (the remember cookie follows it).
     "SESSION_COOKIE_SECURE": False,
-    # A login lasts 12 hours after the last page opened (a night's watch), not
+    # A login's cookie lasts 12 hours from the login (a night's watch), not
     # Flask's 31 days: a copied cookie stops working by itself (web/auth.py).
     "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+    # The cookie is sent again only when the session changes, not on every
+    # answer: a live-log watcher asks twice a second, and re-signing a cookie it
+    # already holds was a tenth of each answer. The login's idle and absolute
+    # limits are kept in the web process (LOCK_IDLE_MINUTES, SESSION_MAX_HOURS).
+    "SESSION_REFRESH_EACH_REQUEST": False,
     # Sealed storage (server/domain/sealing.py, web/keyring.py): a login opens the
     # vaults its roles read, in memory only. They close again, and the login ends,
     # after this many minutes without a page opened, and this many hours after the

@@ -4,7 +4,6 @@ from typing import Any
 
 import click
 from flask import Flask
-from flask_caching import Cache
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -57,7 +56,6 @@ class _DbCommandsWhenUsed(click.Command):
 
 db = SQLAlchemy(model_class=Base)
 migrate = MigrateWhenUsed()
-cache = Cache()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 # No default limits: public forms and login name their own.
