@@ -335,7 +335,7 @@ def test_a_job_that_fails_or_finds_the_database_busy_leaves_the_others_running_a
 
     from server import config
     from server.db import HubBusy
-    from server.scheduler import JOBS, Job, Runtime, Scheduler, SchedulerLock
+    from server.scheduler import JOBS, MORE, Job, Runtime, Scheduler, SchedulerLock
 
     instance = tmp_path / "instance"
     hub_with_a_role_run_out(instance, clock)
@@ -347,15 +347,20 @@ def test_a_job_that_fails_or_finds_the_database_busy_leaves_the_others_running_a
     def busy(_session, _now, _cfg):
         raise HubBusy("The hub's database is busy; nothing was saved.")
 
+    def backlog(_session, _now, _cfg):
+        return f"50 old row(s) purged{MORE}"
+
     lapse_roles = next(job for job in JOBS if job.name == "lapse-roles")
     stop = threading.Event()
-    scheduler = Scheduler(runtime, stop, (Job("broken", 1, broken), Job("busy", 1, busy), lapse_roles))
+    scheduler = Scheduler(runtime, stop, (Job("broken", 1, broken), Job("busy", 1, busy), lapse_roles,
+                                          Job("hourly-backlog", 60, backlog)))
     try:
         scheduler.run_due()  # raises nothing
         assert role_lapsed(instance)
         assert "broken: failed; it runs again at its next turn" in caplog.text
         assert "busy: database busy, will try again next run" in caplog.text
-        # Each is due again a minute on, the failed ones too.
+        # Each is due again a minute on, the failed ones too; an hourly job that left work
+        # for its next run goes on within the minute, not the hour.
         waits = [due - time.monotonic() for due in scheduler.due.values()]
         assert all(50 < wait <= 60 for wait in waits), waits
 
