@@ -463,6 +463,27 @@ def test_the_shared_ring_keeps_no_note_past_the_logs_retention(hub, client, cloc
     assert "AB12" not in watch(client, last_id=entry_id - 1)
 
 
+def test_a_lock_leaves_no_opened_word_of_the_live_log_in_the_web_processs_memory(hub, client):
+    """The keys go at a lock; the texts the shared ring built with them go with them."""
+    from tests.helpers import csrf_token
+
+    hub.config["STREAM_HOLD_S"] = 0
+    (entry_id,) = write_entries(hub, check_in("grey van, plate KX70 ABC, parked by the school"))
+    assert events_in(watch(client))[-1]["note"] == "grey van, plate KX70 ABC, parked by the school"
+    ring = hub.extensions[FEED_KEY]
+
+    def kept_texts() -> str:
+        return "".join(text for event in ring._view.events for text in event._texts.values())
+
+    assert "KX70" in kept_texts()  # kept for the next watcher with the same keys
+    locked = client.post("/lock", data={"csrf_token": csrf_token(client, "/host/")})
+    assert locked.status_code in (302, 303)
+    assert "KX70" not in kept_texts()
+    login(client, "Kestrel")  # a reader logs in again: the words are opened anew, for them
+    (shown,) = [e for e in events_in(watch(client, last_id=entry_id - 1)) if e["id"] == entry_id]
+    assert shown["note"] == "grey van, plate KX70 ABC, parked by the school"
+
+
 # -- across processes, for real -----------------------------------------------
 
 _TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,6 +60,14 @@ class Keyring:
         self._entries: dict[str, Unlocked] = {}
         self._guard = threading.Lock()
         self._lock_mark = self._read_lock_mark()
+        # Called when the last login ends (a lock, idle, a logout): what was opened with the
+        # keys and kept for a while (the live log's texts) goes with them.
+        self.on_emptied: list[Callable[[], None]] = []
+
+    def _emptied_if(self, had: bool) -> None:
+        if had and not self._entries:
+            for forget in self.on_emptied:
+                forget()
 
     def _read_lock_mark(self) -> int:
         try:
@@ -70,7 +79,9 @@ class Keyring:
         mark = self._read_lock_mark()
         if mark != self._lock_mark:
             self._lock_mark = mark
+            had = bool(self._entries)
             self._entries.clear()
+            self._emptied_if(had)
 
     def add(self, member_id: int, vaults: dict[str, PrivateKey], now: datetime, *, duress: bool = False,
             member_private: PrivateKey | None = None) -> Unlocked:
@@ -95,25 +106,32 @@ class Keyring:
             return entry
 
     def _forget_stale(self, now: datetime) -> None:
+        had = bool(self._entries)
         for token, entry in list(self._entries.items()):
             if now - entry.last_seen > self.idle or now - entry.started > self.lifetime:
                 del self._entries[token]
+        self._emptied_if(had)
 
     def forget(self, token: str | None) -> None:
         with self._guard:
+            had = bool(self._entries)
             self._entries.pop(token or "", None)
+            self._emptied_if(had)
 
     def forget_member(self, member_id: int) -> None:
         with self._guard:
+            had = bool(self._entries)
             for token, entry in list(self._entries.items()):
                 if entry.member_id == member_id:
                     del self._entries[token]
+            self._emptied_if(had)
 
     def forget_all(self) -> int:
         """Every opened key, at once (the lock). Returns how many logins ended."""
         with self._guard:
             count = len(self._entries)
             self._entries.clear()
+            self._emptied_if(True)  # a lock: whatever was opened goes, even with nobody logged in now
             return count
 
     def opened_vaults(self) -> dict[str, PrivateKey]:

@@ -87,6 +87,7 @@ def _make_slots(state: BlueprintSetupState) -> None:
     app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(max(slots, 0))
     # Reads nothing and starts no thread until a watcher asks.
     feed = app.extensions[FEED_KEY] = LiveFeed(app)
+    app.extensions[KEYRING_KEY].on_emptied.append(feed.forget_texts)
     # server/serving.py calls these as it stops: held streams end rather than hold its threads to the end.
     app.extensions.setdefault(SERVER_STOP_HOOKS, []).append(feed.stop)
 

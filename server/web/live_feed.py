@@ -164,6 +164,11 @@ class LiveFeed:
     def stop(self) -> None:
         self.stopping.set()
 
+    def forget_texts(self) -> None:
+        """The opened words go with the last login's keys (the keyring calls this): a lock leaves none in memory."""
+        for event in self._view.events:
+            event._texts.clear()
+
     def view(self, max_age: float) -> FeedView:
         """The entries as read no longer than ``max_age`` seconds before this call; read again if older."""
         asked = time.monotonic()
