@@ -170,7 +170,7 @@ def test_the_examples_people_write():
     caught = {
         "0176 555 0123": PHONE, "0176.555.0123": PHONE, "+49-176-5550123": PHONE, "(030) 555 01 23": PHONE,
         "01 23 45 67 89": PHONE, "0 1 7 6 5 5 5 0 1 2 3": PHONE, "12 30 15 22 11": PHONE,
-        "21.11.2026 5550123": PHONE, "call 07700 900123": PHONE,
+        "21.11.2026 5550123": PHONE, "call 07700 900123": PHONE, "010 2000": PHONE,
         "signal @name": HANDLE, "telegram: @name": HANDLE, "@name on insta": HANDLE, "wa.me/491765550123": HANDLE,
         "rowan@example.org": EMAIL,
     }

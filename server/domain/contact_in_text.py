@@ -95,12 +95,14 @@ def _is_phone_number(run: str) -> bool:
 def _amounts_around(groups: list[str], between: list[str]) -> list[tuple[int, int]]:
     """How many groups may be set aside at each end as an amount or a house number.
 
-    Before the dates and times, one short number and a space ("Nr. 32 1.1.2027"),
+    Before the dates and times, one short number and a space ("Nr. 32 1.1.2027"; not "010": a 0 first),
     when a date, a time or a range follows (else "555 01 23" would pass); after them, a
     number or a decimal ("21.11.2026 500 g", "18:00 32.5 kg"). Each is shorter
     than a phone number, and something is always left between.
     """
-    heads = [0] + ([1] if len(groups[0]) <= 4 and between and between[0] == "" else [])
+    # An amount or a house number never starts with a 0; an area code does ("010 2000" is no house 10 in 2000).
+    heads = [0] + ([1] if len(groups[0]) <= 4 and not groups[0].startswith("0") and between and between[0] == ""
+                   else [])
     tails = [0, 1] + ([2] if between and between[-1] in (".", ",") else [])
     return [(head, tail) for head in heads for tail in tails
             if head + tail < len(groups) and sum(map(len, groups[len(groups) - tail:])) < MIN_PHONE_DIGITS]
