@@ -101,7 +101,10 @@ def supervise(children: list[Child], stop_after: float | None = None) -> int:
 
 
 def sqlite_path(database_url: str) -> str | None:
-    """The file behind a ``sqlite:///`` URL (None for another database, or SQLite in memory)."""
+    """The file behind a ``sqlite:///`` URL (None for another database, or SQLite in memory).
+
+    Not server/backup.py's ``sqlite_path``: that one parses with SQLAlchemy, which this process never loads.
+    """
     prefix = "sqlite:///"
     if not database_url.startswith(prefix) or database_url[len(prefix):] in ("", ":memory:"):
         return None

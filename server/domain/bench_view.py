@@ -158,37 +158,12 @@ class BenchPage:
 
 def on_patrol(connection: Connection) -> patrol.PublicPatrol:
     """The stewards on patrol now, counted by published area; a handle only for those who opted in."""
-    stewards: dict[int, tuple[str | None, str | None, bool]] = {}
-    for member_id, area, handle, shown in connection.execute(_ON_PATROL):
-        stewards.setdefault(member_id, (area, handle, bool(shown)))  # one steward, one count
-    areas: dict[str, int] = {}
-    for area, _handle, _shown in stewards.values():
-        if area is not None:
-            areas[area] = areas.get(area, 0) + 1
-    return patrol.PublicPatrol(
-        total=len(stewards),
-        by_area=sorted(areas.items(), key=lambda item: item[0].lower()),
-        elsewhere=sum(1 for area, _handle, _shown in stewards.values() if area is None),
-        shown=sorted((handle for _area, handle, shown in stewards.values() if shown and handle), key=str.lower),
-    )
+    return patrol.count_on_patrol(connection.execute(_ON_PATROL))
 
 
 def public_log(connection: Connection, limit: int, rounding_minutes: int) -> list[patrol.PublicLogEntry]:
     """The published log, newest first; a handle read with its steward's choice at every reading."""
-    entries = []
-    for row_id, at, kind, handle, shown, area, public, withdrawn_by, reason in connection.execute(
-        _PUBLIC_LOG, {"limit": limit}
-    ):
-        at = patrol.round_down(at, rounding_minutes)
-        if public:
-            entries.append(patrol.PublicLogEntry(id=row_id, at=at, kind=kind, label=patrol.KIND_LABELS[kind],
-                                                 steward=handle if shown else None, area=area))
-        else:
-            entries.append(patrol.PublicLogEntry(
-                id=row_id, at=at, kind="withdrawn", label="Withdrawn", steward=None, area=None,
-                withdrawal=f"An entry was withdrawn by {withdrawn_by or 'a role-holder'}: {reason}",
-            ))
-    return entries
+    return [patrol.public_log_entry(row, rounding_minutes) for row in connection.execute(_PUBLIC_LOG, {"limit": limit})]
 
 
 def bench_page(connection: Connection, now: datetime, rounding_minutes: int) -> BenchPage:

@@ -9,8 +9,10 @@ when they match a name the host has published. A steward's note may say
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, func, select
 from sqlalchemy import text as sql_text
@@ -440,18 +442,27 @@ class PublicPatrol:
 
 def public_patrol(session: Session) -> PublicPatrol:
     """The stewards on patrol now, counted by published area; a handle only for those who opted in."""
-    members: dict[int, Shift] = {}
-    for shift in on_patrol(session):
-        members.setdefault(shift.member_id, shift)  # one steward, one count, whatever their shifts
+    return count_on_patrol(
+        (shift.member_id, shift.area.name if shift.area else None, shift.member.handle, shift.member.show_handle)
+        for shift in on_patrol(session)
+    )
+
+
+def count_on_patrol(shifts: Iterable[tuple[int, str | None, str | None, bool]]) -> PublicPatrol:
+    """What the public sees of (member id, area, handle, shows handle) per open shift; the bench page's reader
+    (domain/bench_view.py) counts with it too, so the rule is written once."""
+    stewards: dict[int, tuple[str | None, str | None, bool]] = {}
+    for member_id, area, handle, shown in shifts:
+        stewards.setdefault(member_id, (area, handle, bool(shown)))  # one steward, one count, whatever their shifts
     areas: dict[str, int] = {}
-    for shift in members.values():
-        if shift.area is not None:
-            areas[shift.area.name] = areas.get(shift.area.name, 0) + 1
+    for area, _handle, _shown in stewards.values():
+        if area is not None:
+            areas[area] = areas.get(area, 0) + 1
     return PublicPatrol(
-        total=len(members),
+        total=len(stewards),
         by_area=sorted(areas.items(), key=lambda item: item[0].lower()),
-        elsewhere=sum(1 for shift in members.values() if shift.area is None),
-        shown=sorted((shift.member.handle for shift in members.values() if shift.member.show_handle), key=str.lower),
+        elsewhere=sum(1 for area, _handle, _shown in stewards.values() if area is None),
+        shown=sorted((handle for _area, handle, shown in stewards.values() if shown and handle), key=str.lower),
     )
 
 
@@ -490,27 +501,20 @@ def public_log(session: Session, limit: int, rounding_minutes: int) -> list[Publ
         .order_by(LogEntry.id.desc())
         .limit(limit)
     )
-    return [
-        PublicLogEntry(
-            id=row_id,
-            at=round_down(at, rounding_minutes),
-            kind=kind,
-            label=KIND_LABELS[kind],
-            steward=handle if shown else None,
-            area=area,
-        )
-        if public else
-        PublicLogEntry(
-            id=row_id,
-            at=round_down(at, rounding_minutes),
-            kind="withdrawn",
-            label="Withdrawn",
-            steward=None,
-            area=None,
-            withdrawal=f"An entry was withdrawn by {withdrawn_by or 'a role-holder'}: {reason}",
-        )
-        for row_id, at, kind, handle, shown, area, public, withdrawn_by, reason in rows
-    ]
+    return [public_log_entry(row, rounding_minutes) for row in rows]
+
+
+def public_log_entry(row: Sequence[Any], rounding_minutes: int) -> PublicLogEntry:
+    """What the public sees of (id, at, kind, handle, shows handle, area, public, withdrawn by, reason);
+    the bench page's reader (domain/bench_view.py) shows its rows with it too, so the rule is written once."""
+    row_id, at, kind, handle, shown, area, public, withdrawn_by, reason = row
+    if public:
+        return PublicLogEntry(id=row_id, at=round_down(at, rounding_minutes), kind=kind, label=KIND_LABELS[kind],
+                              steward=handle if shown else None, area=area)
+    return PublicLogEntry(
+        id=row_id, at=round_down(at, rounding_minutes), kind="withdrawn", label="Withdrawn", steward=None, area=None,
+        withdrawal=f"An entry was withdrawn by {withdrawn_by or 'a role-holder'}: {reason}",
+    )
 
 
 def entries_after(session: Session, last_id: int, limit: int,
