@@ -72,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
         complaints,
         host,
         keyring,
+        languages,
         live,
         mandates,
         mediation,
@@ -88,6 +89,7 @@ def register_blueprints(app: Flask) -> None:
     # other site is sent to the bench page before anything else looks at it.
     # Its probe addresses exist only there (CAPTIVE_PORTAL).
     captive.init_app(app)
+    languages.init_app(app)  # issue 15: the page in the visitor's language; before anything writes a sentence
     keyring.init_app(app)  # issue 13: the keys of whoever is logged in, in memory only
     access.init_app(app)
     radio.init_app(app)

@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_TIME_ROUNDING_MINUTES": 15,
     "PUBLIC_LOG_LIMIT": 100,
     "BENCH_NAME": "Safe Bench",
+    # The hub's own language (en, es, ar): the radio's words, the pocket card, the posters, and
+    # a page for a phone that asks for none of the shipped languages (issue 15).
+    "LANGUAGE": "en",
     # The bench WiFi as the poster's QR code joins it (safebench poster). An
     # empty password is an open network, which is what lets anyone in range
     # reach the bench page without asking a steward.
@@ -270,4 +273,9 @@ def load_settings(instance: Path, environ: Mapping[str, str] | None = None,
     settings["INSTANCE"] = str(instance)
     settings.setdefault("DATABASE_URL", default_database_uri(instance))
     settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
+    # Every process that loads its settings speaks the hub's language from then on (server/i18n.py):
+    # the bridge's replies, the scheduler's broadcasts, the command line's cards and posters.
+    from server import i18n
+
+    settings["LANGUAGE"] = i18n.use_hub_language(str(settings.get("LANGUAGE") or ""))
     return settings

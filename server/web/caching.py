@@ -39,6 +39,7 @@ from flask import Flask, current_app, request, session
 from flask_login import current_user
 from werkzeug.http import parse_cookie
 
+from server import i18n
 from server.extensions import limiter
 
 if TYPE_CHECKING:
@@ -77,29 +78,30 @@ class PublicPages:
     def __init__(self, timeout: float, enabled: bool) -> None:
         self.timeout = timeout
         self.enabled = enabled and timeout > 0
-        self.pages: dict[str, Page] = {}
-        self.answers: dict[tuple[str, str], Answer] = {}
+        # Keyed by (path, language) and (host, path, language): each language is its own rendering (issue 15).
+        self.pages: dict[tuple[str, str], Page] = {}
+        self.answers: dict[tuple[str, str, str], Answer] = {}
         # Moved on by every clear: a rendering begun before a clear is never kept after it,
         # so a steward who hides their handle is gone from the next reading, whatever was in flight.
         self.generation = 0
         self._guard = threading.Lock()
 
-    def page(self, path: str) -> Page | None:
+    def page(self, path: tuple[str, str]) -> Page | None:
         found = self.pages.get(path)
         return found if found is not None and found.expires > monotonic() else None
 
-    def keep_page(self, path: str, html: str, generation: int) -> Page:
+    def keep_page(self, path: tuple[str, str], html: str, generation: int) -> Page:
         page = Page(monotonic() + self.timeout, generation, html)
         with self._guard:
             if generation == self.generation:
                 self.pages[path] = page
         return page
 
-    def answer(self, key: tuple[str, str]) -> Answer | None:
+    def answer(self, key: tuple[str, str, str]) -> Answer | None:
         found = self.answers.get(key)
         return found if found is not None and found.expires > monotonic() else None
 
-    def keep_answer(self, key: tuple[str, str], answer: Answer, generation: int) -> None:
+    def keep_answer(self, key: tuple[str, str, str], answer: Answer, generation: int) -> None:
         with self._guard:
             if generation != self.generation:
                 return
@@ -131,13 +133,16 @@ def public_page(view: F) -> F:
         pages = public_pages()
         if not pages.enabled or _personal():
             return view(*args, **kwargs)
-        page = pages.page(request.path)
+        from server.web.languages import request_language
+
+        key = (request.path, request_language())
+        page = pages.page(key)
         if page is None:
             generation = pages.generation  # read before the database is
             html = view(*args, **kwargs)
             if not isinstance(html, str):
                 return html  # a redirect or an error page is nobody's to share
-            page = pages.keep_page(request.path, html, generation)
+            page = pages.keep_page(key, html, generation)
         request.environ[SHAREABLE] = (page.expires, page.generation)
         return page.html
 
@@ -181,8 +186,10 @@ def session_keys(cookie: str) -> frozenset[str] | None:
 class SharedAnswers:
     """WSGI middleware: an anonymous GET of a shared public page is answered before Flask runs."""
 
-    def __init__(self, app: WSGIApplication, pages: PublicPages, session_cookie: str, remember_cookie: str) -> None:
+    def __init__(self, app: WSGIApplication, pages: PublicPages, session_cookie: str, remember_cookie: str,
+                 default_language: str) -> None:
         self.app = app
+        self.default_language = default_language
         self.pages = pages
         self.session_cookie = session_cookie
         self.remember_cookie = remember_cookie
@@ -206,14 +213,17 @@ class SharedAnswers:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self.pages.enabled or not self._anonymous(environ):
             return self.app(environ, start_response)
-        key = (environ.get("HTTP_HOST", ""), environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        # The language as languages.request_language chooses it, from the same cookie and header.
+        language = i18n.choose(parse_cookie(environ.get("HTTP_COOKIE", "")).get(i18n.COOKIE),
+                               environ.get("HTTP_ACCEPT_LANGUAGE"), self.default_language)
+        key = (environ.get("HTTP_HOST", ""), environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), language)
         answer = self.pages.answer(key)
         if answer is not None:
             start_response(answer.status, list(answer.headers))
             return [answer.body]
         return self._answer_and_keep(key, environ, start_response)
 
-    def _answer_and_keep(self, key: tuple[str, str], environ: WSGIEnvironment,
+    def _answer_and_keep(self, key: tuple[str, str, str], environ: WSGIEnvironment,
                          start_response: StartResponse) -> Iterable[bytes]:
         sent: list[Any] = []
 
@@ -247,7 +257,8 @@ def init_app(app: Flask) -> None:
     pages = PublicPages(float(cfg["CACHE_DEFAULT_TIMEOUT"]), enabled=cfg.get("CACHE_TYPE") != "NullCache")
     app.extensions[EXTENSION_KEY] = pages
     app.wsgi_app = SharedAnswers(  # type: ignore[method-assign]
-        app.wsgi_app, pages, cfg["SESSION_COOKIE_NAME"], cfg.get("REMEMBER_COOKIE_NAME", "remember_token")
+        app.wsgi_app, pages, cfg["SESSION_COOKIE_NAME"], cfg.get("REMEMBER_COOKIE_NAME", "remember_token"),
+        i18n.hub_language(),
     )
 
 
