@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from server.domain import people, power_record
 from server.domain.errors import Conflict, Invalid
@@ -401,8 +401,20 @@ def set_appearance(session: Session, member: Member, as_role: bool) -> Member:
 def waiting_for_countersign(session: Session, now: datetime, member: Member) -> list[RoleAssignment]:
     """Grants and renewals ``member`` may countersign now: not their own, not asked by them, roles they may sign for."""
     held = people.active_roles(session, member, now)
+    # Only the assignments that can be waiting, with their renewals in one more query: not every
+    # grant the hub ever made, each loading its renewals on its own (issue 14: years of data).
+    renewal_open = select(RoleRenewal.id).where(
+        RoleRenewal.assignment_id == RoleAssignment.id, RoleRenewal.countersigned_at.is_(None),
+        RoleRenewal.withdrawn_at.is_(None), RoleRenewal.new_expires_at > now,
+    ).exists()
+    candidates = select(RoleAssignment).where(
+        RoleAssignment.revoked_at.is_(None),
+        or_(and_(RoleAssignment.countersigned_at.is_(None), RoleAssignment.expires_at > now),
+            and_(RoleAssignment.countersigned_at.is_not(None), RoleAssignment.suspension_asked_at.is_(None),
+                 renewal_open)),
+    ).options(selectinload(RoleAssignment.renewals))
     waiting = []
-    for a in session.scalars(select(RoleAssignment).where(RoleAssignment.revoked_at.is_(None))):
+    for a in session.scalars(candidates):
         renewal = a.pending_renewal if a.countersigned_at is not None else None
         if a.countersigned_at is None and a.expires_at <= now:
             continue  # ran out unsigned: it must be granted again
