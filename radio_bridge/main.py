@@ -17,46 +17,15 @@ logged and tried at its next turn, never taking the radio down.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import signal
 import sys
 import threading
-import types
 from pathlib import Path
-from typing import Any
 
-
-class _LoadedWhenUsed(types.ModuleType):
-    """Stands in for a module until something reads from it; then imports it and passes every read on."""
-
-    def __getattr__(self, attribute: str) -> Any:
-        if attribute.startswith("__"):  # the import system's own questions: not a use
-            raise AttributeError(attribute)
-        real = self.__dict__.get("_real")
-        if real is None:
-            if sys.modules.get(self.__name__) is self:
-                del sys.modules[self.__name__]
-            real = self._real = importlib.import_module(self.__name__)
-        return getattr(real, attribute)
-
-
-def load_when_used(name: str) -> None:
-    """Import module ``name`` only when something first reads from it.
-
-    meshtastic imports ``requests`` at its top for one function the bridge never
-    calls (asking PyPI for a newer meshtastic), and requests with urllib3,
-    charset_normalizer and idna is 5 MB of the bridge's memory. (importlib's
-    LazyLoader does not help here: an ``import`` statement already counts as a use.)
-    """
-    if name not in sys.modules and importlib.util.find_spec(name) is not None:
-        sys.modules[name] = _LoadedWhenUsed(name)
-
-
-load_when_used("requests")
-
-from radio_bridge.bridge import (  # after load_when_used: meshtastic imports requests
+import radio_bridge.loaded_when_used  # noqa: F401  (first: before the libraries that import those modules)
+from radio_bridge.bridge import (
     Bridge,
     register_simulated_stewards,
     remove_simulated_stewards,

@@ -1,6 +1,6 @@
 """The ``safebench`` command's front door (and ``python -m server``'s).
 
-Every command goes through the Flask CLI in server/cli.py except three that
+Every command goes through the Flask CLI in server/cli.py except those that
 run for as long as the hub does and need no Flask:
 - ``bridge`` goes straight to the lean bridge process (radio_bridge/main.py).
   After a crash the bridge is restarted at once, and packets that reach the
@@ -9,6 +9,7 @@ run for as long as the hub does and need no Flask:
   Zero 2 W), and that was a second of lost check-ins.
 - ``up`` goes to the supervisor (server/supervisor.py, standard library only).
 - ``worker`` goes to the Flask-free scheduler (server/scheduler.py).
+- ``board`` goes to the terminal board (server/board_terminal.py), which reads the database directly.
 Their ``--help`` still goes through the Flask CLI, which lists every command.
 """
 
@@ -33,9 +34,15 @@ def main() -> None:
 
         sys.exit(supervise(args[1:], prog="safebench up"))
     if args[:1] == ["worker"] and not {"-h", "--help"} & set(args):
+        import radio_bridge.loaded_when_used  # noqa: F401  (as the bridge does: 5 MB of modules never used)
         from server.scheduler import worker_main
 
         sys.exit(worker_main(args[1:], prog="safebench worker"))
+    if args[:1] == ["board"] and not {"-h", "--help"} & set(args):
+        # The board in a terminal reads the database as the scheduler does: no Flask to load first.
+        from server.board_terminal import main as board
+
+        sys.exit(board(args[1:], prog="safebench board"))
     from server.cli import main as cli
 
     cli()

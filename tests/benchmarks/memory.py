@@ -316,7 +316,8 @@ for label, modules, call in json.loads(sys.argv[1]):
     for name in modules:
         importlib.import_module(name)
     out.append((label, rss()))
-heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "urllib3") if name in sys.modules]
+heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "urllib3", "asyncio", "ssl")
+         if type(sys.modules.get(name)).__name__ == "module"]  # a stand-in is not loaded
 print(json.dumps({"steps": out, "loaded": heavy}))
 """
 
@@ -337,11 +338,12 @@ LADDERS: dict[str, list[tuple[str, list[str], str]]] = {
     ],
     "bridge + scheduler (safebench bridge --with-scheduler)": [
         ("settings", ["server.config"], ""),
+        # What radio_bridge.main imports first: requests, asyncio (and ssl), importlib.metadata
+        # and tabulate stood in for, loaded only if ever used.
+        ("stand-ins for the unused", ["radio_bridge.loaded_when_used"], ""),
         ("SQLAlchemy + ORM", ["sqlalchemy", "sqlalchemy.orm"], ""),
         ("domain layer (models, services)", ["server.domain", "server.db", "server.migrating"], ""),
-        # As radio_bridge.main does before it imports meshtastic: requests only if it is ever used.
-        ("meshtastic (without requests)", ["meshtastic", "meshtastic.serial_interface", "meshtastic.tcp_interface"],
-         "import sys, types\nsys.modules['requests'] = types.ModuleType('requests')"),
+        ("meshtastic", ["meshtastic", "meshtastic.serial_interface", "meshtastic.tcp_interface"], ""),
         ("radio_bridge", ["radio_bridge.main"], ""),
         ("the scheduler's jobs", ["server.scheduler"], ""),
         ("the simulated radio (sim only)", ["radio_bridge.simulator"], ""),

@@ -1,0 +1,77 @@
+"""Modules the bridge's libraries import at their top and the bridge never uses, loaded only when used.
+
+Imported first by radio_bridge/main.py, before those libraries. Each of these
+is megabytes of a process that must fit beside the web server on a Pi Zero 2 W
+(the import ladders of tests/benchmarks/memory.py). Whoever does use one gets
+the real module at that moment, so nothing the bridge does changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
+
+class _LoadedWhenUsed(types.ModuleType):
+    """Stands in for a module until something reads from it; then imports it and passes every read on.
+
+    Names in ``calls`` are functions that some library takes at its import
+    (``from x import f``, ``f = x.f``) and calls only on paths the bridge never
+    takes: they are handed out as stand-ins that import the module when first called.
+    """
+
+    def __init__(self, name: str, calls: tuple[str, ...], search_locations: list[str] | None) -> None:
+        super().__init__(name)
+        self._calls = calls
+        if search_locations is not None:
+            self.__path__ = search_locations  # a package's submodules can still be imported on their own
+
+    def _load(self) -> types.ModuleType:
+        real = self.__dict__.get("_real")
+        if real is None:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = self._real = importlib.import_module(self.__name__)
+        return real
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):  # the import system's own questions: not a use
+            raise AttributeError(attribute)
+        if attribute in self._calls and "_real" not in self.__dict__:
+            def called_when_used(*args: Any, **kwargs: Any) -> Any:
+                return getattr(self._load(), attribute)(*args, **kwargs)
+
+            called_when_used.__name__ = attribute
+            return called_when_used
+        return getattr(self._load(), attribute)
+
+
+def load_when_used(name: str, calls: tuple[str, ...] = ()) -> None:
+    """Import module ``name`` only when something first reads from it (or calls one of ``calls``).
+
+    The bridge's libraries import at their top modules it never uses, and each
+    is megabytes of a process that must fit beside the web server on a Pi
+    Zero 2 W (import ladders in tests/benchmarks/memory.py). (importlib's
+    LazyLoader does not help here: an ``import`` statement already counts as a use.)
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is not None:
+        sys.modules[name] = _LoadedWhenUsed(name, calls, spec.submodule_search_locations)
+
+
+# meshtastic imports requests for one function the bridge never calls (asking
+# PyPI for a newer meshtastic): with urllib3, charset_normalizer and idna, 5 MB.
+load_when_used("requests")
+# SQLAlchemy imports asyncio for its asyncio extension (and takes asyncio.iscoroutine
+# at import for it); asyncio loads ssl and OpenSSL: 4 MB the bridge's plain sqlite3 never uses.
+load_when_used("asyncio", calls=("iscoroutine",))
+# SQLAlchemy reads entry points only for a database or plugin it does not know (the
+# hub's SQLite it knows), meshtastic its own version only for its command line: 1 MB.
+load_when_used("importlib.metadata", calls=("version",))
+# meshtastic's table printing, for its command line's node list: 0.6 MB.
+load_when_used("tabulate", calls=("tabulate",))
