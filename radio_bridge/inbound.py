@@ -36,12 +36,17 @@ from server.domain.errors import DomainError
 from server.domain.people import Member
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
 from server.domain.radio_text import fits_one_packet
+from server.i18n import N_
+from server.i18n import gettext as _
 
 log = logging.getLogger("radio_bridge.inbound")
 
-MISSED_TEXT = "Hub restarted and may have missed your last message. If it mattered, send it again."
-NEEDS_PROOF_TEXT = ("{verb} counts only as a direct message from your own radio to the hub "
-                    "(its key confirmed by a host).")
+# On the air in the hub's language (the bridge speaks nothing else): translated where sent.
+MISSED_TEXT = N_("Hub restarted and may have missed your last message. If it mattered, send it again.")
+NEEDS_PROOF_TEXT = N_("%(verb)s counts only as a direct message from your own radio to the hub "
+                      "(its key confirmed by a host).")
+LAPSED_TEXT = N_("Your role at the bench has lapsed; ask the host to renew it.")
+UNKNOWN_TEXT = N_("Unknown command. Send HELP.")
 # Commands that close, cancel, acknowledge or end something: a verified sender only.
 NEEDS_PROOF = {Verb.ACK, Verb.CLEAR, Verb.OFF}
 # How often one node's unproven attempts are written to the hosts' record (a flood is one line a minute).
@@ -157,7 +162,7 @@ class Inbound:
             member = people.find_member_by_node(session, node)
             if member is None or not people.active_roles(session, member, now) & set(RADIO_ROLES):
                 continue
-            outbox.queue_message(session, now, MISSED_TEXT, destination=node, priority=outbox.URGENT, bell=True,
+            outbox.queue_message(session, now, _(MISSED_TEXT), destination=node, priority=outbox.URGENT, bell=True,
                                  dedupe_key=f"missed:{node}:{now:%Y%m%d%H%M}")
             asked.append(member.handle)
         return asked
@@ -214,7 +219,7 @@ class Inbound:
         if not people.active_roles(session, member, now) & set(RADIO_ROLES):
             radio.note_unknown_sender(session, now, sender)
             log.warning("ignored a message from a member with no active role (the stewards page says who)")
-            self._error_reply(session, now, sender, "Your role at the bench has lapsed; ask the host to renew it.")
+            self._error_reply(session, now, sender, _(LAPSED_TEXT))
             return None
         return member
 
@@ -226,7 +231,7 @@ class Inbound:
             self._record(session, now, radio_trust.REFUSED, member, sender,
                          f"{what} claimed to be from {member.handle}: refused, no proof it came from their radio")
             # The same answer whatever the code: an unproven sender learns nothing about what is open.
-            self._error_reply(session, now, sender, NEEDS_PROOF_TEXT.format(verb=verb.value))
+            self._error_reply(session, now, sender, _(NEEDS_PROOF_TEXT, verb=verb.value))
             return "unverified"
         if verb is Verb.ON:
             patrol.start_shift(session, now, member, command.area or None, patrol.SOURCE_RADIO, proven=verified)
@@ -266,7 +271,7 @@ class Inbound:
         elif verb is Verb.HELP:
             self._reply(session, now, sender, help_text(command.topic), key="help")
         else:
-            self._error_reply(session, now, sender, command.reason or "Unknown command. Send HELP.")
+            self._error_reply(session, now, sender, command.reason or _(UNKNOWN_TEXT))
             return "unknown"
         return verb.name.lower()
 
@@ -279,7 +284,7 @@ class Inbound:
         if last is not None and now - last < self.settings.error_reply_every:
             return
         self._last_error_reply[sender] = now
-        text = reason if fits_one_packet(reason) else "Unknown command. Send HELP."
+        text = reason if fits_one_packet(reason) else _(UNKNOWN_TEXT)
         self._reply(session, now, sender, text, key="error")
 
 
@@ -295,8 +300,13 @@ def counts_text(session: Session) -> str:
     """STATUS for a sender the hub cannot verify: how many, never who or which codes."""
     on_shift = len(patrol.on_patrol(session))
     open_alerts = sum(1 for alert in alerts.open_alerts(session) if not alert.silent)
-    return (f"On shift: {on_shift}. Alerts open: {open_alerts}. "
-            "For names and codes send STATUS as a direct message to the hub.")
+    return counts_line(on_shift, open_alerts)
+
+
+def counts_line(on_shift: int, open_alerts: int) -> str:
+    return _("On shift: %(on_shift)d. Alerts open: %(open_alerts)d. "
+             "For names and codes send STATUS as a direct message to the hub.",
+             on_shift=on_shift, open_alerts=open_alerts)
 
 
 def status_text(session: Session) -> str:
@@ -304,14 +314,14 @@ def status_text(session: Session) -> str:
     shifts = patrol.on_patrol(session)
     open_alerts = alerts.open_codes_text(session)
     if not shifts:
-        text = "No one on shift."
+        text = _("No one on shift.")
     else:
         handles = ", ".join(sorted({shift.member.handle for shift in shifts}, key=str.lower))
-        text = f"On shift {len(shifts)}: {handles}"
+        text = _("On shift %(n)d: %(handles)s", n=len(shifts), handles=handles)
         if not fits_one_packet(text):
-            text = f"On shift: {len(shifts)} stewards."
+            text = _("On shift: %(n)d stewards.", n=len(shifts))
     if open_alerts and fits_one_packet(f"{text} {open_alerts}"):
-        text = f"{text} {open_alerts}"
+        text = f"{text} {open_alerts}"  # two sentences side by side: each is whole in every language
     elif open_alerts:
-        text = f"{text} Alerts open: {open_alerts.count(',') + 1}."
+        text = _("%(status)s Alerts open: %(n)d.", status=text, n=open_alerts.count(",") + 1)
     return text

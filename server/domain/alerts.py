@@ -27,12 +27,15 @@ from server.domain.sealing import SealedText
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
+from server.i18n import N_, speaking
+from server.i18n import gettext as _
 
 SOS = "sos"
 PANIC = "panic"
 DURESS = "duress"
 OVERDUE = "overdue"
-KINDS = {SOS: "SOS", PANIC: "Panic button", DURESS: "Silent alert (duress word)", OVERDUE: "Overdue check-in"}
+KINDS = {SOS: "SOS", PANIC: N_("Panic button"), DURESS: N_("Silent alert (duress word)"),
+         OVERDUE: N_("Overdue check-in")}
 
 OPEN = "open"
 RESPONDING = "responding"
@@ -96,11 +99,11 @@ class Alert(Base):
 
     @property
     def kind_label(self) -> str:
-        return KINDS.get(self.kind, self.kind)
+        return _(KINDS[self.kind]) if self.kind in KINDS else self.kind
 
     @property
     def who(self) -> str:
-        return self.member.handle if self.member else "the hub"
+        return self.member.handle if self.member else _("the hub")
 
 
 class AlertResponse(Base):
@@ -138,7 +141,8 @@ def next_code(session: Session, model: type, prefix: str, still_open) -> str:  #
     for number in range(100, 1000):
         if f"{prefix}{number}" not in taken:
             return f"{prefix}{number}"
-    raise Invalid(f"{len(taken)} are open at once with code {prefix}; close some before opening more.")
+    raise Invalid(_("%(n)d are open at once with code %(prefix)s; close some before opening more.",
+                    n=len(taken), prefix=prefix))
 
 
 def normalize_code(raw: str | None) -> str:
@@ -173,7 +177,7 @@ def raise_alert(session: Session, now: datetime, kind: str, member: Member | Non
     forging their id) is one alert on the air, not a hundred.
     """
     if kind not in KINDS:
-        raise Invalid("Unknown kind of alert.", field="kind")
+        raise Invalid(_("Unknown kind of alert."), field="kind")
     if member is not None and not drill and (open_one := _open_of_kind(session, member, kind)) is not None:
         return add_to(session, now, open_one, where, source, verified=verified, how=how)
     alert = Alert(code=next_code(session, Alert, "A", Alert.status != RESOLVED), kind=kind, status=OPEN, raised_at=now, member=member,
@@ -241,12 +245,9 @@ def add_to(session: Session, now: datetime, alert: Alert, where: str | None, sou
         session.flush()
         return alert
     if confirmed:
-        _queue_update(session, now, alert, f"{_head(alert)}. Confirmed from their own radio. ACK {alert.code}.",
-                      "confirmed")
+        _queue_update(session, now, alert, confirmed_text(alert), "confirmed")
     elif alert.updates < MAX_PLACE_UPDATES:
-        _queue_update(session, now, alert, f"{_head(alert, with_place=False)} also at "
-                                           f"{place_for_air(place, UPDATE_PLACE_LIMIT)}. ACK {alert.code}",
-                      f"place{alert.updates}")
+        _queue_update(session, now, alert, also_at_text(alert, place), f"place{alert.updates}")
     session.flush()
     return alert
 
@@ -312,31 +313,68 @@ def place_for_air(place: str | None, limit: int = 60) -> str | None:
 
 
 def alert_text(alert: Alert, stage: int = 0) -> str:
-    """What goes on the air: code, kind, handle, place; fits one packet with the bell."""
-    drill = DRILL_PREFIX if alert.drill else ""
-    place = place_for_air(alert.place)
-    where = f", {place}" if place else ""
-    if alert.silent:
-        return f"{drill}SILENT {alert.code}: {alert.who} used the duress word{where}. Do not reply on the channel."
-    if alert.kind == OVERDUE:
-        head = f"{drill}OVERDUE {alert.code}: {alert.who}{where}, {alert.detail}"
-    else:
-        head = _head(alert)
-    if stage == 0:
-        tail = f"ACK {alert.code} to respond."
-    elif stage == 1:
-        tail = f"No responder yet. ACK {alert.code}."
-    else:
-        tail = f"ALL STEWARDS, on shift or not: ACK {alert.code}."
-    return f"{head}. {tail}"
+    """What goes on the air: code, kind, handle, place; fits one packet with the bell.
+
+    In the hub's language whoever raised it (a broadcast reaches everyone); the
+    command words (SOS, ACK) and codes stay as typed on a handheld.
+    """
+    with speaking(None):
+        drill = _drill() if alert.drill else ""
+        place = place_for_air(alert.place)
+        if alert.silent:
+            if place:
+                return _("%(drill)sSILENT %(code)s: %(who)s used the duress word, %(place)s. "
+                         "Do not reply on the channel.", drill=drill, code=alert.code, who=alert.who, place=place)
+            return _("%(drill)sSILENT %(code)s: %(who)s used the duress word. Do not reply on the channel.",
+                     drill=drill, code=alert.code, who=alert.who)
+        if alert.kind == OVERDUE:
+            if place:
+                head = _("%(drill)sOVERDUE %(code)s: %(who)s, %(place)s, %(detail)s", drill=drill,
+                         code=alert.code, who=alert.who, place=place, detail=alert.detail)
+            else:
+                head = _("%(drill)sOVERDUE %(code)s: %(who)s, %(detail)s", drill=drill, code=alert.code,
+                         who=alert.who, detail=alert.detail)
+        else:
+            head = _head(alert)
+        if stage == 0:
+            return _("%(head)s. ACK %(code)s to respond.", head=head, code=alert.code)
+        if stage == 1:
+            return _("%(head)s. No responder yet. ACK %(code)s.", head=head, code=alert.code)
+        return _("%(head)s. ALL STEWARDS, on shift or not: ACK %(code)s.", head=head, code=alert.code)
+
+
+def confirmed_text(alert: Alert) -> str:
+    """On the air when an unverified SOS is confirmed from the steward's own radio."""
+    with speaking(None):
+        return _("%(head)s. Confirmed from their own radio. ACK %(code)s.", head=_head(alert), code=alert.code)
+
+
+def also_at_text(alert: Alert, place: str | None) -> str:
+    """On the air when a repeated SOS names a new place (cut short: it may be a stranger's)."""
+    with speaking(None):
+        return _("%(head)s also at %(place)s. ACK %(code)s", head=_head(alert, with_place=False),
+                 place=place_for_air(place, UPDATE_PLACE_LIMIT), code=alert.code)
+
+
+def resolved_text(alert: Alert) -> str:
+    with speaking(None):
+        return _("%(drill)s%(code)s resolved. Thank you.", drill=_drill() if alert.drill else "", code=alert.code)
+
+
+def _drill() -> str:
+    return _("DRILL ")
 
 
 def _head(alert: Alert, *, with_place: bool = True) -> str:
     """``SOS A7 (unverified): Kestrel, Market``: the unverified mark tells responders it may be forged."""
-    drill = DRILL_PREFIX if alert.drill else ""
-    proof = "" if alert.verified else " (unverified)"
+    drill = _drill() if alert.drill else ""
     shown = place_for_air(alert.place) if with_place else None
-    return f"{drill}SOS {alert.code}{proof}: {alert.who}" + (f", {shown}" if shown else "")
+    values = {"drill": drill, "code": alert.code, "who": alert.who, "place": shown}
+    if alert.verified:
+        return _("%(drill)sSOS %(code)s: %(who)s, %(place)s", **values) if shown else \
+            _("%(drill)sSOS %(code)s: %(who)s", **values)
+    return _("%(drill)sSOS %(code)s (unverified): %(who)s, %(place)s", **values) if shown else \
+        _("%(drill)sSOS %(code)s (unverified): %(who)s", **values)
 
 
 # -- responding and resolving ----------------------------------------------------------
@@ -356,14 +394,14 @@ def open_for_radio(session: Session, code: str) -> Alert:
     """
     alert = find_open(session, code)
     if alert is None or alert.silent:
-        raise NotFound(f"No open alert {normalize_code(code) or '?'}. Send STATUS for open ones.")
+        raise NotFound(_("No open alert %(code)s. Send STATUS for open ones.", code=normalize_code(code) or "?"))
     return alert
 
 
 def get_alert(session: Session, alert_id: int) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None:
-        raise NotFound("That alert does not exist.")
+        raise NotFound(_("That alert does not exist."))
     return alert
 
 
@@ -371,7 +409,7 @@ def _open_by_code(session: Session, code: str) -> Alert:
     alert = find_open(session, code)
     if alert is None:
         shown = normalize_code(code) or "?"
-        raise NotFound(f"No open alert {shown}. Send STATUS for open ones.")
+        raise NotFound(_("No open alert %(code)s. Send STATUS for open ones.", code=shown))
     return alert
 
 
@@ -379,7 +417,7 @@ def acknowledge(session: Session, now: datetime, alert: Alert | str, member: Mem
     """``member`` is responding. Saying so twice counts once."""
     alert = _open_by_code(session, alert) if isinstance(alert, str) else alert
     if not alert.is_open:
-        raise Invalid(f"Alert {alert.code} is already resolved.")
+        raise Invalid(_("Alert %(code)s is already resolved.", code=alert.code))
     if not any(r.member_id == member.id for r in alert.responses):
         alert.responses.append(AlertResponse(member=member, at=now, via=via))
         # A silent alert's whole story stays in the kind only host and dispatch see.
@@ -396,7 +434,7 @@ def resolve(session: Session, now: datetime, alert: Alert | str, member: Member 
     """Close the alert with what happened. On the web a note is required; ``CLR A7`` may say nothing more."""
     alert = _open_by_code(session, alert) if isinstance(alert, str) else alert
     if not alert.is_open:
-        raise Invalid(f"Alert {alert.code} is already resolved.")
+        raise Invalid(_("Alert %(code)s is already resolved.", code=alert.code))
     note = clean_text(note, field="note", max_length=MAX_RESOLUTION, required=note_required,
                       multiline=True) or None
     alert.status = RESOLVED
@@ -410,8 +448,7 @@ def resolve(session: Session, now: datetime, alert: Alert | str, member: Member 
                      note=f"{alert.code} resolved: {resolution}", public=False, drill=alert.drill)
     if not alert.silent:
         # Responders on their way need to hear it is over; one normal-priority broadcast.
-        drill = DRILL_PREFIX if alert.drill else ""
-        outbox.queue_message(session, now, f"{drill}{alert.code} resolved. Thank you.", priority=outbox.NORMAL,
+        outbox.queue_message(session, now, resolved_text(alert), priority=outbox.NORMAL,
                              dedupe_key=f"alert:{alert.id}:resolved")
     session.flush()
     return alert
@@ -479,7 +516,8 @@ def open_codes_text(session: Session) -> str:
     open_ = [a for a in open_alerts(session) if not a.silent]
     if not open_:
         return ""
-    return "Open: " + ", ".join(f"{a.code} {a.who}" for a in open_[:5])
+    with speaking(None):
+        return _("Open: %(alerts)s", alerts=", ".join(f"{a.code} {a.who}" for a in open_[:5]))
 
 
 def purge_resolved(session: Session, now: datetime, keep: timedelta, limit: int | None = None) -> int:

@@ -32,13 +32,15 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, object_session, relationship
 
 from server.domain import outbox, patrol, people, power_record
-from server.domain.alerts import DRILL_PREFIX, dispatch_nodes, next_code, normalize_code, place_for_air
+from server.domain.alerts import dispatch_nodes, next_code, normalize_code, place_for_air
 from server.domain import sealing
 from server.domain.base import Base
 from server.domain.sealing import SealedText
 from server.domain.errors import Conflict, DomainError, Invalid, NotFound
 from server.domain.people import CAPTAIN, CARE, DISPATCH, HOST, Member
 from server.domain.text import clean_text
+from server.i18n import N_, speaking
+from server.i18n import gettext as _
 
 SOURCE_NEIGHBOUR = "bench"  # a neighbour's report from the bench page (no account)
 MAX_COUNT = 200
@@ -54,9 +56,10 @@ NEIGHBOUR_MAX_AGE = timedelta(hours=24)
 MAX_AGE = timedelta(days=7)
 CLOCK_SLACK = timedelta(minutes=5)  # phones and the Pi disagree a little about the time
 
-# What the air carries when the text names no listed place.
-PLACE_WITH_DISPATCH = "place with dispatch"
-DETAILS_WITH_DISPATCH = "details with dispatch"
+# What the air carries when the text names no listed place. Stored in English (a repeat is matched
+# on the stored air place), said in the hub's language on the air (``shown_air_place``).
+PLACE_WITH_DISPATCH = N_("place with dispatch")
+DETAILS_WITH_DISPATCH = N_("details with dispatch")
 # The bench itself is public (its poster hangs on it): the air may always name it.
 BENCH_PLACE = "the bench"
 _BENCH_WORDS = ["bench"]
@@ -86,14 +89,14 @@ class Step:
 
 
 # The three rings, in the order the work is done.
-RINGS = {1: "Legal", 2: "Family and funds", 3: "Release and welcome"}
+RINGS = {1: N_("Legal"), 2: N_("Family and funds"), 3: N_("Release and welcome")}
 STEPS = (
-    Step("witness", 1, "Witness details captured"),
-    Step("legal", 1, "Legal contact called"),
-    Step("family", 2, "Family or emergency contact informed (only if the person consented beforehand)"),
-    Step("bail", 2, "Bail fund decision"),
-    Step("station", 3, "Someone at the station"),
-    Step("welcome", 3, "Released and met: ride, food, phone sorted"),
+    Step("witness", 1, N_("Witness details captured")),
+    Step("legal", 1, N_("Legal contact called")),
+    Step("family", 2, N_("Family or emergency contact informed (only if the person consented beforehand)")),
+    Step("bail", 2, N_("Bail fund decision")),
+    Step("station", 3, N_("Someone at the station")),
+    Step("welcome", 3, N_("Released and met: ride, food, phone sorted")),
 )
 STEP_KEYS = {step.key: step for step in STEPS}
 REMINDERS = (24, 48)  # hours after the arrest
@@ -177,7 +180,7 @@ class CaseStep(Base):
 
     @property
     def label(self) -> str:
-        return STEP_KEYS[self.key].label if self.key in STEP_KEYS else self.key
+        return _(STEP_KEYS[self.key].label) if self.key in STEP_KEYS else self.key
 
 
 # -- the place on the air -----------------------------------------------------------
@@ -246,23 +249,25 @@ def _count(value: int | str | None, field: str, minimum: int, maximum: int = MAX
     try:
         number = int(value) if value not in (None, "") else minimum
     except (TypeError, ValueError):
-        raise Invalid("Give the number of people as a number.", field=field) from None
+        raise Invalid(_("Give the number of people as a number."), field=field) from None
     if maximum == NEIGHBOUR_MAX_COUNT and number > maximum:
-        raise Invalid(f"More than {maximum} is more than one witness can count. Write {maximum} and say under "
-                      "“What you saw” how many more you think there were; dispatch counts them in.", field=field)
+        raise Invalid(_("More than %(max)d is more than one witness can count. Write %(max)d and say under "
+                        "“What you saw” how many more you think there were; dispatch counts them in.",
+                        max=maximum), field=field)
     if not minimum <= number <= maximum:
-        raise Invalid(f"The number of people must be between {minimum} and {maximum}.", field=field)
+        raise Invalid(_("The number of people must be between %(min)d and %(max)d.", min=minimum, max=maximum),
+                      field=field)
     return number
 
 
 def _check_when(arrested_at: datetime, now: datetime, max_age: timedelta) -> datetime:
     if arrested_at > now + CLOCK_SLACK:
-        raise Invalid("The time of the arrest is in the future.", field="when")
+        raise Invalid(_("The time of the arrest is in the future."), field="when")
     if arrested_at < now - max_age:
         if max_age == NEIGHBOUR_MAX_AGE:
-            raise Invalid("That is more than 24 hours ago: please tell dispatch in person, at the bench.",
+            raise Invalid(_("That is more than 24 hours ago: please tell dispatch in person, at the bench."),
                           field="when")
-        raise Invalid("That is more than a week ago; tell dispatch in person.", field="when")
+        raise Invalid(_("That is more than a week ago; tell dispatch in person."), field="when")
     return arrested_at
 
 
@@ -293,7 +298,7 @@ def _open(session: Session, now: datetime, *, typed: str | None, air_place: str,
         shift = patrol.current_shift(session, reported_by)
         place = shift.place if shift else None
     if place is None and place_required:
-        raise Invalid("Say where the arrest happened.", field="place")
+        raise Invalid(_("Say where the arrest happened."), field="place")
     # ``ARREST`` alone from a handheld is never refused: the notice goes out, dispatch asks where.
     place = place or "place not given"
     neighbour = source == SOURCE_NEIGHBOUR
@@ -333,13 +338,43 @@ def _broadcast(session: Session, now: datetime, case: ArrestCase, hotline: str) 
                          dedupe_key=f"case:{case.id}", bell=True)
 
 
+def shown_air_place(case: ArrestCase) -> str:
+    """The case's air place in the language being spoken, cut to what the air carries."""
+    place = air_place_of(case)
+    if place == PLACE_WITH_DISPATCH:
+        place = _(PLACE_WITH_DISPATCH)
+    elif place.endswith(f", {DETAILS_WITH_DISPATCH}"):
+        place = _("%(area)s, details with dispatch", area=place[: -len(DETAILS_WITH_DISPATCH) - 2])
+    return place_for_air(place, limit=AIR_PLACE_LIMIT) or ""
+
+
 def case_text(case: ArrestCase, hotline: str = "") -> str:
-    """Code, a listed place, count and time: never a name, a number or a description."""
-    drill = DRILL_PREFIX if case.drill else ""
-    unverified = "" if case.verified else " (unverified)"
-    place = place_for_air(air_place_of(case), limit=AIR_PLACE_LIMIT)
-    legal = f" Legal hotline {hotline}." if hotline else " Dispatch: check the hub."
-    return f"{drill}ARREST {case.code}{unverified}: {case.arrested} at {place}, {case.arrested_at:%H:%M}Z.{legal}"
+    """Code, a listed place, count and time: never a name, a number or a description. In the hub's language."""
+    with speaking(None):
+        values = {"drill": _("DRILL ") if case.drill else "", "code": case.code, "n": case.arrested,
+                  "place": shown_air_place(case), "time": f"{case.arrested_at:%H:%M}Z", "hotline": hotline}
+        if case.verified:
+            if hotline:
+                return _("%(drill)sARREST %(code)s: %(n)d at %(place)s, %(time)s. Legal hotline %(hotline)s.",
+                         **values)
+            return _("%(drill)sARREST %(code)s: %(n)d at %(place)s, %(time)s. Dispatch: check the hub.", **values)
+        if hotline:
+            return _("%(drill)sARREST %(code)s (unverified): %(n)d at %(place)s, %(time)s. "
+                     "Legal hotline %(hotline)s.", **values)
+        return _("%(drill)sARREST %(code)s (unverified): %(n)d at %(place)s, %(time)s. Dispatch: check the hub.",
+                 **values)
+
+
+def held_text(case: ArrestCase, member: Member) -> str:
+    """To dispatch's radios when a radio's ARREST is past the hour's broadcasts."""
+    with speaking(None):
+        values = {"code": case.code, "who": member.handle, "n": case.arrested, "place": shown_air_place(case),
+                  "time": f"{case.arrested_at:%H:%M}Z", "per_hour": BROADCASTS_PER_HOUR}
+        if case.verified:
+            return _("ARREST %(code)s by %(who)s: %(n)d at %(place)s, %(time)s. Not broadcast: "
+                     "%(per_hour)d an hour from one radio. See the hub.", **values)
+        return _("ARREST %(code)s (unverified) by %(who)s: %(n)d at %(place)s, %(time)s. Not broadcast: "
+                 "%(per_hour)d an hour from one radio. See the hub.", **values)
 
 
 # -- ARREST from a handheld ------------------------------------------------------------
@@ -369,9 +404,7 @@ def report_from_radio(session: Session, now: datetime, member: Member, *, where:
                  agency=None, witness_contact=None, hotline=hotline, drill=False, place_required=False,
                  verified=verified, broadcast=broadcast)
     if not broadcast:
-        text = (f"ARREST {case.code}{'' if verified else ' (unverified)'} by {member.handle}: {case.arrested} at "
-                f"{place_for_air(air_place, limit=AIR_PLACE_LIMIT)}, {case.arrested_at:%H:%M}Z. Not broadcast: "
-                f"{BROADCASTS_PER_HOUR} an hour from one radio. See the hub.")
+        text = held_text(case, member)
         for node in who_hears_reports(session, now).nodes:
             outbox.queue_message(session, now, text, destination=node, priority=outbox.URGENT, bell=True,
                                  dedupe_key=f"case:{case.id}:held:{node}")
@@ -457,9 +490,10 @@ def who_hears_reports(session: Session, now: datetime) -> Askers:
 
 def report_notice(case: ArrestCase) -> str:
     """The direct message about a neighbour's report: what the air would hear, and how to put it there."""
-    place = place_for_air(air_place_of(case), limit=AIR_PLACE_LIMIT)
-    return (f"ARREST report {case.code} from the bench, not confirmed: {case.arrested} at {place}, "
-            f"{case.arrested_at:%H:%M}Z. Dispatch: confirm on the hub or ACK {case.code}.")
+    with speaking(None):
+        return _("ARREST report %(code)s from the bench, not confirmed: %(n)d at %(place)s, %(time)s. "
+                 "Dispatch: confirm on the hub or ACK %(code)s.", code=case.code, n=case.arrested,
+                 place=shown_air_place(case), time=f"{case.arrested_at:%H:%M}Z")
 
 
 def ask_about_report(session: Session, now: datetime, case: ArrestCase) -> Askers:
@@ -484,18 +518,20 @@ def confirm_report(session: Session, now: datetime, case_or_code: ArrestCase | s
     """
     # The roles first: someone who may not confirm learns nothing about which codes are open.
     if not may_confirm(session, member, now):
-        raise DomainError("Only dispatch, a patrol captain or a host can confirm an arrest report.")
+        raise DomainError(_("Only dispatch, a patrol captain or a host can confirm an arrest report."))
     if isinstance(case_or_code, ArrestCase):
         case = case_or_code
     else:
         case = find_open_case(session, case_or_code)
         if case is None:
-            raise NotFound(f"No open case {normalize_code(case_or_code) or case_or_code[:8]}.")
+            raise NotFound(_("No open case %(code)s.", code=normalize_code(case_or_code) or case_or_code[:8]))
     if case.confirmed_at is not None:
-        by = f" by {case.confirmed_by.handle}" if case.confirmed_by else ""
-        raise Conflict(f"{case.code} is confirmed already{by}: it is on the air.")
+        if case.confirmed_by:
+            raise Conflict(_("%(code)s is confirmed already by %(who)s: it is on the air.", code=case.code,
+                             who=case.confirmed_by.handle))
+        raise Conflict(_("%(code)s is confirmed already: it is on the air.", code=case.code))
     if not case.is_open:
-        raise Conflict(f"{case.code} is closed: everyone is released, nothing goes on the air.")
+        raise Conflict(_("%(code)s is closed: everyone is released, nothing goes on the air.", code=case.code))
     case.confirmed_at, case.confirmed_by = now, member
     power_record.record(session, now, actor=member, role=power_record.acting_role(session, now, member, CONFIRM_ROLES),
                         action="report-confirmed", subject=_record_subject(case),
@@ -523,7 +559,7 @@ def pending_reports(session: Session) -> list[ArrestCase]:
 def get_case(session: Session, case_id: int) -> ArrestCase:
     case = session.get(ArrestCase, case_id)
     if case is None:
-        raise NotFound("That case does not exist (it may have been purged).")
+        raise NotFound(_("That case does not exist (it may have been purged)."))
     return case
 
 
@@ -542,7 +578,7 @@ def count_in(session: Session, now: datetime, case: ArrestCase, more: int | str,
     """More people were taken than first reported."""
     more = _count(more, "count", 1)
     if case.arrested + more > MAX_COUNT:
-        raise Invalid(f"A case counts at most {MAX_COUNT} people.", field="count")
+        raise Invalid(_("A case counts at most %(max)d people.", max=MAX_COUNT), field="count")
     case.arrested += more
     case.closed_at = None
     _note(session, now, case, member, f"{more} more arrested ({case.arrested} in all)")
@@ -555,7 +591,8 @@ def count_out(session: Session, now: datetime, case: ArrestCase, released: int |
     """People released; when everyone is out the case closes and its grace period starts."""
     released = _count(released, "released", 1)
     if released > case.outstanding:
-        raise Invalid(f"Only {case.outstanding} still held in case {case.code}.", field="released")
+        raise Invalid(_("Only %(n)d still held in case %(code)s.", n=case.outstanding, code=case.code),
+                      field="released")
     case.released += released
     _note(session, now, case, member, f"{released} released ({case.released} of {case.arrested})")
     if case.outstanding == 0:
@@ -568,9 +605,9 @@ def count_out(session: Session, now: datetime, case: ArrestCase, released: int |
 def complete_step(session: Session, now: datetime, case: ArrestCase, key: str, member: Member | None,
                   note: str | None = None) -> CaseStep:
     if key not in STEP_KEYS:
-        raise Invalid("Unknown checklist step.", field="step")
+        raise Invalid(_("Unknown checklist step."), field="step")
     if key == "family" and not case.family_consent:
-        raise Invalid("No consent on record to inform family: record the consent first, or leave this step.",
+        raise Invalid(_("No consent on record to inform family: record the consent first, or leave this step."),
                       field="step")
     done = case.step_done(key)
     if done is not None:
@@ -651,8 +688,9 @@ def remind_due(session: Session, now: datetime) -> list[ArrestCase]:
             continue
         hours = max(due)
         case.reminded_hours = hours
-        drill = DRILL_PREFIX if case.drill else ""
-        text = f"{drill}{case.code}: {hours} h since arrest, {case.outstanding} not released. Check the case."
+        with speaking(None):
+            text = _("%(drill)s%(code)s: %(hours)d h since arrest, %(n)d not released. Check the case.",
+                     drill=_("DRILL ") if case.drill else "", code=case.code, hours=hours, n=case.outstanding)
         for node in dispatch_nodes(session, now):
             outbox.queue_message(session, now, text, destination=node, priority=outbox.URGENT,
                                  dedupe_key=f"case:{case.id}:{hours}h:{node}", bell=True)

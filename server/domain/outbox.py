@@ -42,6 +42,7 @@ from server.domain.radio_text import (
     with_bell,
 )
 from server.domain.text import clean_text
+from server.i18n import gettext as _
 
 URGENT = 0
 NORMAL = 1
@@ -145,7 +146,7 @@ def queue_message(
     control characters, so the bell is never taken from the text itself.)
     """
     if priority not in PRIORITIES:
-        raise Invalid("Unknown priority.", field="priority")
+        raise Invalid(_("Unknown priority."), field="priority")
     text = clean_text(text, field="message", max_length=MAX_TEXT, multiline=True)
     if dedupe_key:
         existing = list(

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from server.domain import alerts, outbox, patrol
 from server.domain.patrol import LogEntry, Shift
+from server.i18n import gettext as _
+from server.i18n import speaking
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def check(session: Session, now: datetime, rules: OverdueRules) -> list[str]:
             shift.overdue_pinged_at = now
             if member.node_num is not None:
                 outbox.queue_message(
-                    session, now, f"Check-in due: last {last:%H:%M}Z. Reply CI if you are OK.",
+                    session, now, overdue_ping_text(last),
                     destination=member.node_num, priority=outbox.NORMAL, bell=True,
                     dedupe_key=f"overdue-ping:{shift.id}:{last:%Y%m%d%H%M}",
                 )
@@ -79,11 +81,23 @@ def check(session: Session, now: datetime, rules: OverdueRules) -> list[str]:
               and quiet >= 2 * rules.interval + rules.grace):
             area = shift.area.name if shift.area else shift.place
             alert = alerts.raise_alert(session, now, alerts.OVERDUE, member, area, patrol.SOURCE_SYSTEM,
-                                       how=f"last check-in {last:%H:%M}Z")
+                                       how=overdue_detail(last))
             shift.overdue_alert_id = alert.id
             done.append(f"{member.handle} overdue: {alert.code}")
     session.flush()
     return done
+
+
+def overdue_ping_text(last: datetime) -> str:
+    """To the quiet steward's radio, in the hub's language."""
+    with speaking(None):
+        return _("Check-in due: last %(time)s. Reply CI if you are OK.", time=f"{last:%H:%M}Z")
+
+
+def overdue_detail(last: datetime) -> str:
+    """The overdue alert's detail, which its broadcast carries: in the hub's language."""
+    with speaking(None):
+        return _("last check-in %(time)s", time=f"{last:%H:%M}Z")
 
 
 def heard_from(session: Session, now: datetime, shift: Shift | None, *, proven: bool = True) -> None:

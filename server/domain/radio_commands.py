@@ -67,6 +67,9 @@ import unicodedata
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from server.i18n import N_
+from server.i18n import gettext as _
+
 # The patrol log keeps places up to 120 characters and the note of a radio
 # command is kept to what one packet could carry.
 MAX_NOTE = 200
@@ -118,22 +121,24 @@ class Command:
         return self.verb is not Verb.UNKNOWN
 
 
+# The command words stay English in every language (the hub reads only them); the words in brackets
+# and the meanings are marked for the catalogs and translated where they are shown (`usage`, `meaning`).
 POCKET_CARD: list[tuple[str, str]] = [
-    ("SOS [where]", "I need help now: alerts everyone on shift"),
-    ("ON [area]", "start my shift"),
-    ("OFF", "end my shift"),
-    ("CI [note]", "check in (also OK, CHECKIN)"),
-    ("INC what, where", "log an incident"),
-    ("ARREST where [n] [note]", "arrest witnessed, n people: opens a case"),
-    ("ACK A7", "I am responding to alert A7"),
-    ("CLR A7", "alert A7 is resolved"),
-    ("STATUS", "who is on shift, open alerts"),
-    ("HELP [command]", "the commands, or how to use one"),
+    (N_("SOS [where]"), N_("I need help now: alerts everyone on shift")),
+    (N_("ON [area]"), N_("start my shift")),
+    ("OFF", N_("end my shift")),
+    (N_("CI [note]"), N_("check in (also OK, CHECKIN)")),
+    (N_("INC what, where"), N_("log an incident")),
+    (N_("ARREST where [n] [note]"), N_("arrest witnessed, n people: opens a case")),
+    ("ACK A7", N_("I am responding to alert A7")),
+    ("CLR A7", N_("alert A7 is resolved")),
+    ("STATUS", N_("who is on shift, open alerts")),
+    (N_("HELP [command]"), N_("the commands, or how to use one")),
 ]
-_USAGE = {Verb(syntax.split()[0]): syntax for syntax, _ in POCKET_CARD}
+_USAGE = {Verb(syntax.split()[0]): syntax for syntax, _meaning in POCKET_CARD}
 _MEANING = {Verb(syntax.split()[0]): meaning for syntax, meaning in POCKET_CARD}
 
-_HELP = (
+_HELP = N_(
     "Danger? Send SOS [where]. "
     "ON [area] / OFF: shift. "
     "CI [note]: check in. "
@@ -188,16 +193,16 @@ def parse_command(text: str | bytes) -> Command:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     if not isinstance(text, str):
-        return _unknown("Not a text message.")
+        return _unknown(_("Not a text message."))
     cleaned = _clean(text[:_MAX_SCAN])
     if not cleaned:
-        return _unknown("Empty message. Send HELP for the commands.")
+        return _unknown(_("Empty message. Send HELP for the commands."))
     # "/sos", "!ci", "'OK'": punctuation around the command word is habit, not meaning.
     if cleaned[0] in _QUOTES:
         cleaned = cleaned.strip(_QUOTES + " ")
     cleaned = cleaned.lstrip(_BEFORE_VERB).lstrip()
     if not cleaned:
-        return _unknown("Not a command. Send HELP for the commands.")
+        return _unknown(_("Not a command. Send HELP for the commands."))
     if cleaned.startswith("?"):
         return Command(Verb.HELP)
     if cleaned.startswith("\U0001f198"):  # 🆘
@@ -231,8 +236,18 @@ def parse_command(text: str | bytes) -> Command:
 def help_text(topic: Verb | None = None) -> str:
     """The answer to HELP: every command in one packet, or how to use one of them."""
     if topic is None or topic not in _USAGE:
-        return _HELP
-    return f"{_USAGE[topic]}: {_MEANING[topic]}"
+        return _(_HELP)
+    return _("%(usage)s: %(meaning)s", usage=usage(topic), meaning=meaning(topic))
+
+
+def usage(verb: Verb) -> str:
+    """How to type ``verb``, its bracketed words in the language being spoken ("SOS [dónde]")."""
+    return _(_USAGE[verb])
+
+
+def meaning(verb: Verb) -> str:
+    """What ``verb`` does, in the language being spoken."""
+    return _(_MEANING[verb])
 
 
 def canned_messages() -> list[str]:
@@ -280,21 +295,34 @@ def _not_a_command(cleaned: str) -> Command:
     words = {word.upper() for word in _WORD.findall(cleaned)}
     if "\U0001f198" in cleaned or words & ({"SOS"} | _SOS_WORDS):
         return _did_you_mean(Verb.SOS)
-    return _unknown("Not a command. Send HELP for the commands.")
+    return _unknown(_("Not a command. Send HELP for the commands."))
 
 
 def _did_you_mean(verb: Verb) -> Command:
     if verb is Verb.SOS:
-        return _unknown("Did you mean SOS? Send SOS [where] to alert everyone on shift.", Verb.SOS)
-    return _unknown(f"Did you mean {verb.value}? Send {_USAGE[verb]}.", verb)
+        return _unknown(_("Did you mean SOS? Send SOS [where] to alert everyone on shift."), Verb.SOS)
+    return _unknown(_("Did you mean %(verb)s? Send %(usage)s.", verb=verb.value, usage=usage(verb)), verb)
 
 
-def _needs(verb: Verb, what: str) -> Command:
-    return _unknown(f"{verb.value} needs {what}: {_USAGE[verb]}.", verb)
+def _needs_what_happened(verb: Verb) -> Command:
+    return _unknown(_("%(verb)s needs what happened: %(usage)s.", verb=verb.value, usage=usage(verb)), verb)
+
+
+def _needs_code(verb: Verb) -> Command:
+    return _unknown(_("%(verb)s needs the alert code: %(usage)s.", verb=verb.value, usage=usage(verb)), verb)
+
+
+# Whole sentences per field, so a language can say "too long" its own way round.
+_TOO_LONG = {
+    "area": N_("%(verb)s area too long: at most %(limit)d characters."),
+    "note": N_("%(verb)s note too long: at most %(limit)d characters."),
+    "text": N_("%(verb)s text too long: at most %(limit)d characters."),
+    "place": N_("%(verb)s place too long: at most %(limit)d characters."),
+}
 
 
 def _too_long(verb: Verb, field: str, limit: int) -> Command:
-    return _unknown(f"{verb.value} {field} too long: at most {limit} characters.", verb)
+    return _unknown(_(_TOO_LONG[field], verb=verb.value, limit=limit), verb)
 
 
 def _looks_like_sos(word: str) -> bool:
@@ -353,7 +381,7 @@ def _read_sos(rest: str) -> Command:
 def _read_on(rest: str) -> Command:
     area = _tidy(rest)
     if _ON_CHAT.match(area):
-        return _unknown("To answer an alert send ACK A7; to start a shift send ON [area].", Verb.ACK)
+        return _unknown(_("To answer an alert send ACK A7; to start a shift send ON [area]."), Verb.ACK)
     if len(area) > MAX_PLACE:
         return _too_long(Verb.ON, "area", MAX_PLACE)
     return Command(Verb.ON, area=area)
@@ -361,7 +389,7 @@ def _read_on(rest: str) -> Command:
 
 def _read_off(rest: str) -> Command:
     if _tidy(rest).upper() not in _OFF_WORDS:
-        return _unknown("To end your shift send OFF on its own.", Verb.OFF)
+        return _unknown(_("To end your shift send OFF on its own."), Verb.OFF)
     return Command(Verb.OFF)
 
 
@@ -376,7 +404,7 @@ def _read_incident(rest: str) -> Command:
     what, *place = re.split(r"[,@]", rest, maxsplit=1)
     what, where = _tidy(what), _tidy(place[0] if place else "")
     if not what:
-        return _needs(Verb.INCIDENT, "what happened")
+        return _needs_what_happened(Verb.INCIDENT)
     if len(what) > MAX_NOTE:
         return _too_long(Verb.INCIDENT, "text", MAX_NOTE)
     if len(where) > MAX_PLACE:
@@ -413,7 +441,7 @@ def _read_alert_reply(verb: Verb, rest: str) -> Command:
     match = _CODE.match(rest)
     code = _code_from(match) if match else ""
     if not code:
-        return _needs(verb, "the alert code")
+        return _needs_code(verb)
     note = _tidy(rest[match.end():].lstrip(_AFTER_VERB))  # type: ignore[union-attr]
     if len(note) > MAX_NOTE:
         return _too_long(verb, "note", MAX_NOTE)
