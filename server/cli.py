@@ -607,6 +607,21 @@ def log_command(as_json: bool, limit: int, follow: bool) -> None:
             _follow(entries[-1].id if entries else 0, as_json, done)
 
 
+@click.command("board")
+@click.option("--once", is_flag=True, help="Print the board once and exit (as in a pipe).")
+@with_schema
+def board_command(once: bool) -> None:
+    """The host's board in the terminal: who is on shift, open alerts and arrest cases, the radio, the latest
+    log entries. Redraws live until q or Ctrl-C; prints once when not on a terminal. No sealed word is shown.
+
+    `safebench board` itself starts without Flask (server/entry.py); this is its --help, and the same board
+    for `flask board`.
+    """
+    from server.board_terminal import show
+
+    sys.exit(show(current_app.config, once=once))
+
+
 # -- the record of power used --------------------------------------------------
 
 
@@ -1047,7 +1062,7 @@ def restore_command(copy: Path, yes: bool) -> None:
 
 COMMANDS = (serve_command, worker_command, up_command, bridge_command, migrate_command, alert_command, run_jobs_command,
             create_host_command, lock_command,
-            steward_group, role_group, log_command, record_command, sos_command, drill_group,
+            steward_group, role_group, log_command, board_command, record_command, sos_command, drill_group,
             radio_profile_command, channel_group, pocket_card_command,
             poster_command, compact_poster_command, audit_command, backup_command, restore_command)
 
