@@ -17,13 +17,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, func, select
+from sqlalchemy import BigInteger, ForeignKey, Select, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from server.domain.base import Base
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.domain.text import clean_text
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 HOST = "host"
 DISPATCH = "dispatch"
@@ -36,26 +39,27 @@ CARE = "care"
 # record of every power used; it is never shown a complaint that names one of its own.
 ACCOUNTABILITY = "accountability"
 ROLES = (HOST, DISPATCH, CARE, MEDIATOR, CAPTAIN, STEWARD, ACCOUNTABILITY)
-ROLE_LABELS = {
-    HOST: "Hub host",
-    DISPATCH: "Dispatch",
-    CARE: "Care ring",
-    MEDIATOR: "Mediator",
-    CAPTAIN: "Patrol captain",
-    STEWARD: "Patrol steward",
-    ACCOUNTABILITY: "Accountability circle",
-}
+# Read out in the reader's language (server.i18n.Labels).
+ROLE_LABELS = Labels({
+    HOST: N_("Hub host"),
+    DISPATCH: N_("Dispatch"),
+    CARE: N_("Care ring"),
+    MEDIATOR: N_("Mediator"),
+    CAPTAIN: N_("Patrol captain"),
+    STEWARD: N_("Patrol steward"),
+    ACCOUNTABILITY: N_("Accountability circle"),
+})
 
 # How one role-holder appears on the public mandates page when they choose not to show their handle.
-ROLE_NOUNS = {
-    HOST: "a host",
-    DISPATCH: "a dispatcher",
-    CARE: "a care ring member",
-    MEDIATOR: "a mediator",
-    CAPTAIN: "a captain",
-    STEWARD: "a steward",
-    ACCOUNTABILITY: "an accountability circle member",
-}
+ROLE_NOUNS = Labels({
+    HOST: N_("a host"),
+    DISPATCH: N_("a dispatcher"),
+    CARE: N_("a care ring member"),
+    MEDIATOR: N_("a mediator"),
+    CAPTAIN: N_("a captain"),
+    STEWARD: N_("a steward"),
+    ACCOUNTABILITY: N_("an accountability circle member"),
+})
 MAX_PLACE = 80  # the meeting or place of an assembly decision
 
 BROADCAST_NODE = 0xFFFFFFFF
@@ -246,10 +250,10 @@ def parse_node_id(raw: str | int) -> int:
             raise ValueError(text)
     except ValueError:
         raise Invalid(
-            "A node id looks like !a1b2c3d4 (as the Meshtastic app shows it) or a node number.", field="node id"
+            _("A node id looks like !a1b2c3d4 (as the Meshtastic app shows it) or a node number."), field="node id"
         ) from None
     if not 0 < value < BROADCAST_NODE:
-        raise Invalid("That node number is reserved and cannot be a steward's radio.", field="node id")
+        raise Invalid(_("That node number is reserved and cannot be a steward's radio."), field="node id")
     return value
 
 
@@ -259,14 +263,14 @@ def parse_node_id(raw: str | int) -> int:
 def clean_handle(raw: str | None) -> str:
     handle = clean_text(raw, field="handle", max_length=24)
     if not _HANDLE_RE.match(handle):
-        raise Invalid("A handle uses letters, digits, spaces, dots, dashes or underscores.", field="handle")
+        raise Invalid(_("A handle uses letters, digits, spaces, dots, dashes or underscores."), field="handle")
     return handle
 
 
 def add_member(session: Session, now: datetime, handle: str, node_num: int | None = None) -> Member:
     handle = clean_handle(handle)
     if find_member(session, handle) is not None:
-        raise Conflict(f"The handle {handle!r} is taken.", field="handle")
+        raise Conflict(_("The handle %(handle)s is taken.", handle=repr(handle)), field="handle")
     if node_num is not None:
         _ensure_node_free(session, node_num)
     member = Member(handle=handle, handle_key=handle.lower(), node_num=node_num, created_at=now)
@@ -278,7 +282,8 @@ def add_member(session: Session, now: datetime, handle: str, node_num: int | Non
 def _ensure_node_free(session: Session, node_num: int, keep: Member | None = None) -> None:
     holder = find_member_by_node(session, node_num)
     if holder is not None and holder is not keep:
-        raise Conflict(f"Node {format_node_id(node_num)} is already registered to {holder.handle}.", field="node id")
+        raise Conflict(_("Node %(node)s is already registered to %(handle)s.",
+                         node=format_node_id(node_num), handle=holder.handle), field="node id")
 
 
 def set_node(session: Session, member: Member, node_num: int | None) -> None:
@@ -303,7 +308,7 @@ def find_member(session: Session, handle: str) -> Member | None:
 def get_member(session: Session, handle: str) -> Member:
     member = find_member(session, handle)
     if member is None:
-        raise NotFound(f"No one here goes by {handle!r}.", field="handle")
+        raise NotFound(_("No one here goes by %(handle)s.", handle=repr(handle)), field="handle")
     return member
 
 
@@ -325,7 +330,7 @@ def set_show_handle(session: Session, member: Member, show: bool, *, by: Member 
     recorded about the change, in public or in the record of power used.
     """
     if show and by is not member:
-        raise Conflict(f"Only {member.handle} can choose to show their handle to the public.", field="show_handle")
+        raise Conflict(_("Only %(handle)s can choose to show their handle to the public.", handle=member.handle), field="show_handle")
     member.show_handle = show
     session.flush()
     return member
@@ -336,9 +341,10 @@ def set_show_handle(session: Session, member: Member, show: bool, *, by: Member 
 
 def check_new_password(password: str, field: str = "password") -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise Invalid(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", field=field)
+        raise Invalid(_("A password needs at least %(MIN_PASSWORD_LENGTH)s characters.",
+                        MIN_PASSWORD_LENGTH=MIN_PASSWORD_LENGTH), field=field)
     if len(password) > 256:
-        raise Invalid("That password is too long (at most 256 characters).", field=field)
+        raise Invalid(_("That password is too long (at most 256 characters)."), field=field)
 
 
 def set_password(member: Member, password: str, now: datetime | None = None) -> None:
@@ -419,16 +425,17 @@ def parse_decision(now: datetime, on: date | str | None, place: str | None, word
         try:
             on = date.fromisoformat(text) if text else None
         except ValueError:
-            raise Invalid("Give the day of the decision as year-month-day, like 2026-11-03.",
+            raise Invalid(_("Give the day of the decision as year-month-day, like 2026-11-03."),
                           field="decision date") from None
     if on is None:
-        raise Invalid("Please give the day the assembly decided it.", field="decision date")
+        raise Invalid(_("Please give the day the assembly decided it."), field="decision date")
     # A day's grace: the assembly's calendar may run ahead of the hub's UTC clock.
     if on > (now + timedelta(days=1)).date():
-        raise Invalid("That day is still to come: the assembly cannot have decided it yet.", field="decision date")
+        raise Invalid(_("That day is still to come: the assembly cannot have decided it yet."), field="decision date")
     if on < (now - timedelta(days=MAX_DECISION_AGE_DAYS)).date():
-        raise Invalid(f"That decision is more than {MAX_DECISION_AGE_DAYS} days old: "
-                      "a term rests on a recent assembly's decision.", field="decision date")
+        raise Invalid(_("That decision is more than %(MAX_DECISION_AGE_DAYS)s days old: a term rests on a recent "
+                        "assembly's decision.",
+                        MAX_DECISION_AGE_DAYS=MAX_DECISION_AGE_DAYS), field="decision date")
     place = clean_text(place, field="decision place", max_length=MAX_PLACE)
     words = clean_text(words, field="assembly decision", max_length=MAX_DECISION_WORDS)
     return Decision(on, place, words)
@@ -441,22 +448,25 @@ def term_cap(setting: object) -> int:
     except ValueError:
         cap = 0
     if not 1 <= cap <= MAX_TERM_CAP_DAYS:
-        raise Invalid(f"The hub's ROLE_TERM_CAP_DAYS setting is {setting!r}: it must be from 1 to "
-                      f"{MAX_TERM_CAP_DAYS} days. Nothing is granted or renewed until it is.", field="term")
+        raise Invalid(_("The hub's ROLE_TERM_CAP_DAYS setting is %(setting)s: it must be from 1 to "
+                        "%(MAX_TERM_CAP_DAYS)s days. Nothing is granted or renewed until it is.",
+                        setting=repr(setting), MAX_TERM_CAP_DAYS=MAX_TERM_CAP_DAYS), field="term")
     return cap
 
 
 def check_term(term_days: int, cap_days: int) -> int:
     """A term from 1 day to the cap: refused (not clamped), so nobody is told one term and given another."""
     if not 1 <= term_days <= cap_days:
-        raise Invalid(f"A term runs from 1 to {cap_days} days: that is the longest the assembly lends any role.",
+        raise Invalid(_("A term runs from 1 to %(cap_days)s days: that is the longest the assembly lends any "
+                        "role.",
+                        cap_days=cap_days),
                       field="term")
     return term_days
 
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise Invalid(f"Unknown role {role!r}: one of {', '.join(ROLES)}.", field="role")
+        raise Invalid(_("Unknown role %(role)s: one of %(join)s.", role=repr(role), join=', '.join(ROLES)), field="role")
     return role
 
 
@@ -487,17 +497,20 @@ def current_assignment(session: Session, member: Member, role: str, now: datetim
 def get_assignment(session: Session, assignment_id: int) -> RoleAssignment:
     assignment = session.get(RoleAssignment, assignment_id)
     if assignment is None:
-        raise NotFound("That role assignment does not exist.")
+        raise NotFound(_("That role assignment does not exist."))
     return assignment
+
+
+def roles_in_force(member_id: Any, now: Any) -> Select[tuple[str]]:
+    """The query for a member's roles in force now: a session runs it (active_roles), and so does a bare
+    connection where the ORM would cost more than the query (the live log's quick answers, web/live_polls.py,
+    which builds it once with ``bindparam`` for both)."""
+    return select(RoleAssignment.role).where(RoleAssignment.member_id == member_id, *_in_force(now))
 
 
 def active_roles(session: Session, member: Member, now: datetime) -> set[str]:
     """The roles that open something now: pending and suspended assignments open nothing."""
-    return set(
-        session.scalars(
-            select(RoleAssignment.role).where(RoleAssignment.member_id == member.id, *_in_force(now))
-        )
-    )
+    return set(session.scalars(roles_in_force(member.id, now)))
 
 
 def has_role(session: Session, member: Member, role: str, now: datetime) -> bool:

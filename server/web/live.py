@@ -90,6 +90,10 @@ def _make_slots(state: BlueprintSetupState) -> None:
     app.extensions[KEYRING_KEY].on_emptied.append(feed.forget_texts)
     # server/serving.py calls these as it stops: held streams end rather than hold its threads to the end.
     app.extensions.setdefault(SERVER_STOP_HOOKS, []).append(feed.stop)
+    # A watcher without a slot is answered before Flask runs: a crowd of them costs the bench page little.
+    from server.web import live_polls
+
+    live_polls.init_app(app)
 
 
 # -- the page -----------------------------------------------------------------
@@ -116,13 +120,17 @@ def page() -> ResponseReturnValue:
 # -- the stream ---------------------------------------------------------------
 
 
-def _requested_last_id() -> int | None:
+def last_id_of(last_event_id: str | None, after: str | None) -> int | None:
     """The browser's ``Last-Event-ID`` on a reconnect, else the page's ``?after=``; None for neither."""
-    for value in (request.headers.get("Last-Event-ID"), request.args.get("after")):
+    for value in (last_event_id, after):
         value = (value or "").strip()
         if value.isascii() and value.isdigit() and int(value) <= MAX_ROW_ID:
             return int(value)
     return None
+
+
+def _requested_last_id() -> int | None:
+    return last_id_of(request.headers.get("Last-Event-ID"), request.args.get("after"))
 
 
 @dataclass(frozen=True)
@@ -237,6 +245,14 @@ class LogReader:
         return self.feed.view(FRESH_S).newest
 
 
+def first_answer(reader: LogReader, last_id: int | None) -> tuple[str, int]:
+    """What every response starts with, its retry included: the whole answer to a watcher without a slot."""
+    first, last_id = _first_events(reader, last_id)
+    # Without a slot the response ends here and the browser is back in half a second; with one,
+    # the retry spaces out reconnects if the connection breaks mid-stream.
+    return first + f"retry: {SLOTLESS_RETRY_MS}\n\n", last_id
+
+
 def _first_events(reader: LogReader, last_id: int | None) -> tuple[str, int]:
     """What a response starts with, and the id the watcher has seen after it."""
     if last_id is not None:
@@ -264,12 +280,8 @@ def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, h
     """
     held = slots.acquire(blocking=False)
     try:
-        first, last_id = _first_events(reader, last_id)
-        # Waitress sends the headers with the first non-empty chunk, so this
-        # goes at once. Without a slot the response ends here and the browser
-        # is back in half a second; with one, the retry spaces out reconnects if
-        # the connection breaks mid-stream.
-        yield first + f"retry: {SLOTLESS_RETRY_MS}\n\n"
+        first, last_id = first_answer(reader, last_id)
+        yield first  # waitress sends the headers with the first non-empty chunk, so this goes at once
         if not held:
             return
         deadline = time.monotonic() + hold_s

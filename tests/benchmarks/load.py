@@ -521,6 +521,9 @@ def stream_events(response: http.client.HTTPResponse) -> Iterator[tuple[str, flo
             if event_id is not None:
                 yield ("event" if has_data else "id"), event_id
             event_id, has_data = None, False
+    # An answer with a Content-Length (a watcher without a slot, server/web/live_polls.py) ends with
+    # readline's b"" but is only finished for http.client once read: then the connection takes the next request.
+    response.read()
 
 
 @dataclass
