@@ -15,6 +15,8 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
@@ -26,7 +28,17 @@ from wtforms.validators import (
     Optional,
 )
 
-from server.domain import aid, complaints, mandates, mediation, patrol, people, power_record, radio_trust, sealing
+from server.domain import (
+    aid,
+    complaints,
+    mandates,
+    mediation,
+    patrol,
+    people,
+    power_record,
+    radio_trust,
+    sealing,
+)
 from server.domain.errors import DomainError
 from server.domain.people import (
     ACCOUNTABILITY,
@@ -44,7 +56,7 @@ from server.web.access import current_roles, holds, now, open_vaults, requires, 
 from server.web.caching import forget_public_pages
 from server.web.converters import MAX_ROW_ID
 from server.web.filters import date_filter, time_filter
-from server.web.forms import attach_error, status_for
+from server.web.forms import attach_error, status_for, validate_all
 
 bp = Blueprint("host", __name__, url_prefix="/host")
 
@@ -65,21 +77,21 @@ PEOPLE_FIELDS = role_pages.DECISION_FIELDS
 
 
 def _at_most(limit: int) -> Length:
-    return Length(max=limit, message="That is too long: at most %(max)d characters.")
+    return Length(max=limit, message=lazy_gettext("That is too long: at most %(max)d characters."))
 
 
 def _required(what: str) -> DataRequired:
-    return DataRequired(message=f"Please fill in the {what}.")
+    return DataRequired(message=lazy_gettext("Please fill in the %(what)s.", what=what))
 
 
 class LogEntryForm(FlaskForm):
     kind = SelectField(
-        "What to log",
-        choices=[SelectChoice(patrol.CHECK_IN, "Check-in"), SelectChoice(patrol.INCIDENT, "Incident")],
+        lazy_gettext("What to log"),
+        choices=[SelectChoice(patrol.CHECK_IN, lazy_gettext("Check-in")), SelectChoice(patrol.INCIDENT, lazy_gettext("Incident"))],
         invalid_choice_message="Please choose a check-in or an incident.",
     )
-    place = StringField("Place", validators=[Optional(), _at_most(patrol.MAX_PLACE)])
-    note = TextAreaField("Note", validators=[_at_most(patrol.MAX_NOTE)])
+    place = StringField(lazy_gettext("Place"), validators=[Optional(), _at_most(patrol.MAX_PLACE)])
+    note = TextAreaField(lazy_gettext("Note"), validators=[_at_most(patrol.MAX_NOTE)])
 
 
 class WithdrawForm(FlaskForm):
@@ -89,20 +101,20 @@ class WithdrawForm(FlaskForm):
         csrf = False
 
     reason = StringField(
-        "Reason for withdrawing it (public)",
+        lazy_gettext("Reason for withdrawing it (public)"),
         validators=[DataRequired(message=patrol.REASON_REQUIRED), _at_most(patrol.MAX_WITHDRAWAL_REASON)],
     )
 
 
 class RegisterStewardForm(FlaskForm):
-    handle = StringField("Handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
-    node_id = StringField("Node id", validators=[_required("node id"), _at_most(MAX_NODE_ID)])
-    radio_key = StringField("Radio key (optional)", validators=[Optional(), _at_most(64)])
+    handle = StringField(lazy_gettext("Handle"), validators=[_required(lazy_gettext("handle")), _at_most(MAX_HANDLE)])
+    node_id = StringField(lazy_gettext("Node id"), validators=[_required(lazy_gettext("node id")), _at_most(MAX_NODE_ID)])
+    radio_key = StringField(lazy_gettext("Radio key (optional)"), validators=[Optional(), _at_most(64)])
     decided_on = role_pages.decided_on_field()
     decision_place = role_pages.place_field()
     decision = role_pages.decision_field()
     # Their consent, given in person: a new steward who never logs in has no other moment to give it.
-    show_handle = BooleanField("The steward asked to show their handle")
+    show_handle = BooleanField(lazy_gettext("The steward asked to show their handle"))
 
 
 class NodeForm(FlaskForm):
@@ -111,15 +123,15 @@ class NodeForm(FlaskForm):
     class Meta:
         csrf = False
 
-    node_id = StringField("Node id", validators=[Optional(), _at_most(MAX_NODE_ID)])
+    node_id = StringField(lazy_gettext("Node id"), validators=[Optional(), _at_most(MAX_NODE_ID)])
 
 
 class AreaForm(FlaskForm):
-    area_name = StringField("Area name", validators=[_required("area name"), _at_most(MAX_AREA)])
+    area_name = StringField(lazy_gettext("Area name"), validators=[_required(lazy_gettext("area name")), _at_most(MAX_AREA)])
 
 
 class LandmarkForm(FlaskForm):
-    landmark_name = StringField("Landmark", validators=[_required("landmark"), _at_most(MAX_AREA)])
+    landmark_name = StringField(lazy_gettext("Landmark"), validators=[_required(lazy_gettext("landmark")), _at_most(MAX_AREA)])
 
 
 def _term_days() -> int:
@@ -210,7 +222,7 @@ def public_handle() -> ResponseReturnValue:
     """The member's own choice: their handle on the bench page and the public log, or only a count."""
     choice = request.form.get("show_handle")
     if choice not in ("0", "1"):
-        flash("Please choose to show or to hide your handle.", "error")
+        flash(_("Please choose to show or to hide your handle."), "error")
         return redirect(url_for("host.dashboard") + "#public-me")
     show = choice == "1"
     save(lambda session: people.set_show_handle(session, session.get(Member, current_user.id), show,
@@ -271,7 +283,7 @@ def add_entry() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields={"description": "note"})
         else:
-            flash("Your entry is in the log.")
+            flash(_("Your entry is in the log."))
             return redirect(url_for("host.log"))
     return _log_page(form)
 
@@ -301,8 +313,8 @@ def withdraw_entry(entry_id: int) -> ResponseReturnValue:
                 return _back_to_entry(entry_id)
             attach_error(form, error)
         else:
-            flash("The entry is withdrawn: the public log shows a gap with your role and the reason; "
-                  "the entry stays in the full log.")
+            flash(_("The entry is withdrawn: the public log shows a gap with your role and the reason; the entry "
+                    "stays in the full log."))
             return _back_to_entry(entry_id)
     return _log_page(LogEntryForm(formdata=None), failed_withdrawal=(entry_id, form),
                      before=_id_from(request.form.get("before")))
@@ -323,7 +335,7 @@ def publish_entry(entry_id: int) -> ResponseReturnValue:
     except DomainError as error:
         flash(error.message, "warning")
     else:
-        flash("The entry is back on the public log; the record of power used keeps both steps.")
+        flash(_("The entry is back on the public log; the record of power used keeps both steps."))
     return _back_to_entry(entry_id)
 
 
@@ -386,7 +398,14 @@ def stewards() -> ResponseReturnValue:
 @requires(*STEWARD_ROLES)
 def register_steward() -> ResponseReturnValue:
     form = RegisterStewardForm()
-    if form.validate_on_submit():
+    # Each part the domain checks, checked on its own: every mistake in one answer, not one per submit.
+    checks = {
+        "handle": lambda: people.clean_handle(form.handle.data),
+        "node_id": lambda: _node_is_free(form.handle.data, form.node_id.data),
+        "radio_key": lambda: form.radio_key.data and radio_trust.parse_key(form.radio_key.data),
+        "decided_on": lambda: role_pages.decision_of(form),
+    }
+    if validate_all(form, checks, PEOPLE_FIELDS):
         moment, term_days = now(), _term_days()
         try:
             member = save(
@@ -401,10 +420,17 @@ def register_steward() -> ResponseReturnValue:
         else:
             if form.show_handle.data:
                 forget_public_pages()
-            flash(f"{member.handle} is registered with node {member.node_id}. A steward role asked for here opens "
-                  "nothing until another host or a captain countersigns it (below, or on the roles page).")
+            flash(_("%(handle)s is registered with node %(node_id)s. A steward role asked for here opens nothing "
+                    "until another host or a captain countersigns it (below, or on the roles page).",
+                    handle=member.handle, node_id=member.node_id))
             return redirect(url_for("host.stewards"))
     return _stewards_page(register=form)
+
+
+def _node_is_free(handle: str | None, raw: str | None) -> None:
+    """Refuse a node id that is no node id, or is another member's radio (register_radio's own checks, up front)."""
+    node_num = people.parse_node_id(raw or "")
+    people._ensure_node_free(db.session, node_num, keep=people.find_member(db.session, handle or ""))
 
 
 def _set_node(session: Session, member: Member, raw: str) -> None:
@@ -438,8 +464,9 @@ def hide_handle(member_id: int) -> ResponseReturnValue:
     save(lambda session: people.set_show_handle(session, session.get(Member, member_id), False,
                                                 by=session.get(Member, current_user.id)))
     forget_public_pages()
-    flash(f"{member.handle}'s handle is hidden from the public: only {member.handle} can show it again, "
-          "on their dashboard.")
+    flash(_("%(handle)s's handle is hidden from the public: only %(handle)s can show it again, on their "
+            "dashboard.",
+            handle=member.handle))
     return redirect(url_for("host.stewards") + f"#member-{member_id}")
 
 
@@ -453,7 +480,8 @@ def add_area() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields={"area name": "area_name"})
         else:
-            flash(f"The area {area.name} is published. Log entries that name it show it on the public log.")
+            flash(_("The area %(name)s is published. Log entries that name it show it on the public log.",
+                    name=area.name))
             return redirect(url_for("host.stewards") + "#areas")
     return _stewards_page(area=form)
 
@@ -462,7 +490,7 @@ def add_area() -> ResponseReturnValue:
 @requires(*STEWARD_ROLES)
 def remove_area(area_id: int) -> ResponseReturnValue:
     save(lambda session: patrol.remove_area(session, area_id))
-    flash("The area is no longer published. Entries that named it keep their private place only.")
+    flash(_("The area is no longer published. Entries that named it keep their private place only."))
     return redirect(url_for("host.stewards") + "#areas")
 
 
@@ -477,7 +505,7 @@ def add_landmark() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields={"landmark name": "landmark_name"})
         else:
-            flash(f"{landmark.name} is listed: an arrest notice that names it carries it on the air.")
+            flash(_("%(name)s is listed: an arrest notice that names it carries it on the air.", name=landmark.name))
             return redirect(url_for("host.stewards") + "#landmarks")
     return _stewards_page(landmark=form)
 
@@ -486,6 +514,6 @@ def add_landmark() -> ResponseReturnValue:
 @requires(HOST)
 def remove_landmark(landmark_id: int) -> ResponseReturnValue:
     save(lambda session: patrol.remove_landmark(session, landmark_id))
-    flash("The landmark is no longer listed: arrest notices that name it carry the shift area or "
-          "“place with dispatch” instead.")
+    flash(_("The landmark is no longer listed: arrest notices that name it carry the shift area or “place with "
+            "dispatch” instead."))
     return redirect(url_for("host.stewards") + "#landmarks")
