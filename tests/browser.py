@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -25,6 +26,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from server.i18n import COOKIE as LANGUAGE_COOKIE
 from tests.processes import SAFEBENCH, env_for, free_port, wait_for_http
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -155,7 +157,8 @@ def console_errors(page: Page) -> list[str]:
 
 
 def fits_and_is_labelled(page: Page, what: str) -> None:
-    """Nothing scrolls sideways, and every visible field has a label."""
+    """The checks every page passes: nothing scrolls sideways, every visible field has a label, and axe-core
+    finds no accessibility problem (see ``accessible``)."""
     scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert scroll_width <= inner_width, (
         f"{what} scrolls sideways at {inner_width} px (content is {scroll_width} px wide); "
@@ -163,3 +166,78 @@ def fits_and_is_labelled(page: Page, what: str) -> None:
     )
     unlabelled = page.evaluate(UNLABELLED)
     assert not unlabelled, f"{what} has fields without a label: {unlabelled}"
+    accessible(page, what)
+
+
+# axe-core, from the axe-playwright-python wheel: injected into the page by the test (the hub's policy does not
+# apply to Playwright's own scripts), never served by the hub. Every rule axe runs by default, `region`
+# (all content inside landmarks) and colour contrast included.
+AXE = Axe()
+AXE_OPTIONS = {"resultTypes": ["violations"]}
+TARGETS_SHOWN = 3
+
+
+def axe_violations(page: Page) -> list[dict]:
+    """What axe-core finds wrong on the page as it stands."""
+    return AXE.run(page, options=AXE_OPTIONS).response["violations"]
+
+
+def describe_violation(violation: dict) -> str:
+    """One violation in a line or two: rule, impact, where (a few selectors) and what would fix it."""
+    nodes = violation["nodes"]
+    targets = ", ".join(" ".join(map(str, node["target"])) for node in nodes[:TARGETS_SHOWN])
+    more = f" and {len(nodes) - TARGETS_SHOWN} more" if len(nodes) > TARGETS_SHOWN else ""
+    first = nodes[0].get("failureSummary", "").replace("\n", " ").strip() if nodes else ""
+    return (f"- {violation['id']} ({violation['impact']}): {violation['help']}\n"
+            f"    at {targets}{more}\n    {first}")
+
+
+def accessible(page: Page, what: str) -> None:
+    """axe-core finds nothing wrong with the page; a failure lists each violation readably."""
+    violations = axe_violations(page)
+    assert not violations, f"axe-core finds {len(violations)} problem(s) on {what}:\n" + "\n".join(
+        describe_violation(v) for v in violations)
+
+
+def last_navigation(page: Page) -> dict[str, str]:
+    """A dict whose "method" is the method of the page's latest navigation (GET, or POST for a form's answer)."""
+    last = {"method": "GET"}
+
+    def note(request) -> None:
+        if request.is_navigation_request() and request.frame == page.main_frame:
+            last["method"] = request.method
+
+    page.on("request", note)
+    return last
+
+
+class InArabic:
+    """Someone's pages opened again in Arabic (right to left), on the same screen, with the same login.
+
+    A second browser with a copy of their cookies and the language switcher's cookie set to Arabic: what they
+    see is re-opened there (only pages reached by GET: a form's answer cannot be fetched again), screenshotted
+    and checked as every page is.
+    """
+
+    def __init__(self, browser: Browser, hub: str, options: dict) -> None:
+        self.hub = hub
+        self.context, self.foreign = offline_but_for(browser, hub, **options)
+        self.page = self.context.new_page()
+        self.problems = console_errors(self.page)
+
+    def look_at(self, page: Page, shot: Path, what: str) -> None:
+        self.context.clear_cookies()
+        self.context.add_cookies(
+            [cookie for cookie in page.context.cookies() if cookie["name"] != LANGUAGE_COOKIE]
+            + [{"name": LANGUAGE_COOKIE, "value": "ar", "url": self.hub}])
+        response = self.page.goto(page.url)
+        assert response is not None and response.ok, f"{what}, opened again in Arabic, answered {response and response.status}"
+        assert self.page.evaluate("[document.documentElement.lang, document.dir]") == ["ar", "rtl"], (
+            f"{what} is not in Arabic, right to left, with the language cookie set")
+        self.page.screenshot(path=shot, full_page=True)
+        fits_and_is_labelled(self.page, f"{what} in Arabic")
+        assert not self.foreign, f"{what} in Arabic: the browser asked other hosts than the hub for {self.foreign}"
+        assert not self.problems, f"{what} in Arabic: the browser's console shows errors: {self.problems}"
+
+    def close(self) -> None:
+        self.context.close()

@@ -10,9 +10,13 @@ browser and on a 1280x800 laptop.
 
 At every step a screenshot lands in ``tests/artifacts/journeys/`` as
 ``<journey>-<device>-<nn>-<who>-<step>.png``, and the page is checked: it
-fits the screen without scrolling sideways, every field has a label, the
-browser asked nothing of any host but the hub (the bench may have no
-internet) and its console shows no error.
+fits the screen without scrolling sideways, every field has a label, axe-core
+finds no accessibility problem (every rule it runs by default, ``region`` and
+colour contrast included), the browser asked nothing of any host but the hub
+(the bench may have no internet) and its console shows no error. Then the same
+page, with the same login, is opened again in Arabic (right to left) in a
+second browser, screenshotted as ``...-<step>-ar.png`` and checked alike.
+A new journey gets all this by calling ``Person.sees`` at each step.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from server.extensions import db
 from server.migrating import apply_migrations
 from tests.browser import (
     ARTIFACTS,
+    InArabic,
     chromium,
     console_errors,
     fits_and_is_labelled,
+    last_navigation,
     offline_but_for,
     running_hub,
 )
@@ -49,6 +55,8 @@ KESTREL = 0xA1B2C3D4  # the steward's handheld, on the emulated radio's mesh
 LIVE_BUDGET_MS = 2_000  # the issue's promise: a check-in is on the host's screen within two seconds
 BRIDGE_START_S = 30
 ON_AIR_WAIT_S = 20  # the bridge's send interval and the radio's ACK, with room for a slow machine
+# (device, address, who) of the pages already seen in Arabic: the bench page of every journey is seen once.
+SEEN_IN_ARABIC: set[tuple[str, str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,7 @@ class Journey:
     def person(self, who: str) -> Person:
         context, foreign = offline_but_for(self.browser, self.hub, **self.device.options)
         page = context.new_page()
-        person = Person(self, who, page, foreign, console_errors(page))
+        person = Person(self, who, page, foreign, console_errors(page), last_navigation(page))
         self.persons.append(person)
         return person
 
@@ -194,6 +202,8 @@ class Person:
     page: Page
     foreign: list[str]  # what their browser tried to fetch from anywhere but the hub
     problems: list[str]  # console errors and uncaught script errors
+    navigation: dict[str, str]  # the method of the page's latest navigation
+    arabic: InArabic | None = None  # their pages again in Arabic, opened at their first step
 
     def open(self, path: str) -> None:
         self.page.goto(self.journey.hub + path)
@@ -206,7 +216,11 @@ class Person:
             target.click()
 
     def sees(self, step: str) -> None:
-        """A screenshot of this step, and the checks every page passes."""
+        """A screenshot of this step, and the checks every page passes, axe-core's included; then the same in Arabic.
+
+        The page is opened again in Arabic only if it was reached by GET (a form's answer cannot be fetched
+        again), and once per address, person and device.
+        """
         journey = self.journey
         journey.steps += 1
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -214,9 +228,16 @@ class Person:
         self.page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
         # The page is laid out at the screen's width (a phone without the viewport tag would take 980 px).
         assert self.page.evaluate("window.innerWidth") == journey.device.options["viewport"]["width"]
-        fits_and_is_labelled(self.page, f"{step} ({self.page.url}, {journey.device.name})")
+        what = f"{step} ({self.page.url}, {journey.device.name})"
+        fits_and_is_labelled(self.page, what)
         assert not self.foreign, f"{step}: the browser asked other hosts than the hub for {self.foreign}"
         assert not self.problems, f"{step}: the browser's console shows errors: {self.problems}"
+        seen = (journey.device.name, self.page.url.removeprefix(journey.hub), self.who)
+        if self.navigation["method"] == "GET" and seen not in SEEN_IN_ARABIC:
+            SEEN_IN_ARABIC.add(seen)
+            if self.arabic is None:
+                self.arabic = InArabic(journey.browser, journey.hub, journey.device.options)
+            self.arabic.look_at(self.page, SHOTS / f"{name}-ar.png", what)
 
     def log_in(self, handle: str) -> None:
         self.open("/login")
@@ -247,6 +268,8 @@ def journey(name: str, device: Device, browser: Browser, hub: str) -> Iterator[J
         for person in trip.persons:
             person.page.context.close()
 
+            if person.arabic is not None:
+                person.arabic.close()
 
 # -- the journeys ---------------------------------------------------------------------
 
