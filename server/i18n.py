@@ -142,3 +142,24 @@ def ngettext(singular: str, plural: str, num: int, **variables: object) -> str:
 def N_(message: str) -> str:  # noqa: N802 - the name gettext's tools look for
     """Mark a text for the catalogs without translating it now: it is translated where it is used."""
     return message
+
+
+class Labels(dict[str, str]):
+    """Labels marked with `N_` that read out in the language being spoken (``labels[key]``, ``get``,
+    ``items``, ``values``), wherever they are shown: a view, a template, the command line."""
+
+    def __getitem__(self, key: str) -> str:
+        return gettext(super().__getitem__(key))
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self[key] if key in self else default
+
+    def values(self) -> list[str]:  # type: ignore[override]
+        return [gettext(value) for value in super().values()]
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return [(key, gettext(value)) for key, value in super().items()]
+
+    def untranslated(self, key: str) -> str:
+        """The label as marked (English): for what is stored or compared, never shown."""
+        return super().__getitem__(key)

@@ -30,34 +30,36 @@ from server.domain.contact_in_text import Found, find_contact
 from server.domain.errors import Invalid, NotFound
 from server.domain.patrol import Area
 from server.domain.text import clean_text
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 OFFER = "offer"
 ASK = "ask"
 KINDS = (OFFER, ASK)
-KIND_LABELS = {OFFER: "Offer", ASK: "Ask"}
+KIND_LABELS = Labels({OFFER: N_("Offer"), ASK: N_("Ask")})
 
 CATEGORIES = ("food", "charging", "repairs", "childcare", "rides", "other")
-CATEGORY_LABELS = {
-    "food": "Food",
-    "charging": "Phone charging",
-    "repairs": "Repairs",
-    "childcare": "Childcare",
-    "rides": "Rides",
-    "other": "Other",
-}
+CATEGORY_LABELS = Labels({
+    "food": N_("Food"),
+    "charging": N_("Phone charging"),
+    "repairs": N_("Repairs"),
+    "childcare": N_("Childcare"),
+    "rides": N_("Rides"),
+    "other": N_("Other"),
+})
 
 OPEN = "open"
 TAKEN = "taken"
 WITHDRAWN = "withdrawn"
 LAPSED = "lapsed"
 HIDDEN = "hidden"
-STATUS_LABELS = {
-    OPEN: "Open",
-    TAKEN: "Taken up",
-    WITHDRAWN: "Withdrawn",
-    LAPSED: "Lapsed",
-    HIDDEN: "Hidden by the host",
-}
+STATUS_LABELS = Labels({
+    OPEN: N_("Open"),
+    TAKEN: N_("Taken up"),
+    WITHDRAWN: N_("Withdrawn"),
+    LAPSED: N_("Lapsed"),
+    HIDDEN: N_("Hidden by the host"),
+})
 # What a poster may do to their own post with the receipt code.
 POSTER_CLOSINGS = (TAKEN, WITHDRAWN)
 
@@ -70,7 +72,7 @@ RECEIPT_PREFIX = "H"
 # A post's text is public, so it must not say how to reach anyone (the private
 # contact field is for that): see server/domain/contact_in_text.py for what is
 # refused and what ordinary text (times, dates, amounts) still passes.
-CONTACT_IN_TEXT = ("Everyone can read the post, so leave phone numbers, email addresses and messenger handles "
+CONTACT_IN_TEXT = N_("Everyone can read the post, so leave phone numbers, email addresses and messenger handles "
                    "out of it: put how to reach you in the private field below, which only the hub host sees.")
 
 # A helper answering a post chooses what the poster may see of how to reach
@@ -81,7 +83,7 @@ CONTACT_IN_TEXT = ("Everyone can read the post, so leave phone numbers, email ad
 SHOWN = "shown"
 KEPT = "kept"
 CONTACT_CHOICES = (KEPT, SHOWN)
-KEPT_BUT_WRITTEN = ("You chose to keep how to reach you to yourself, so take it out of the message, "
+KEPT_BUT_WRITTEN = N_("You chose to keep how to reach you to yourself, so take it out of the message, "
                     "or choose to let the person who posted see it.")
 
 
@@ -91,7 +93,8 @@ def says_how_to_reach_someone(text: str) -> bool:
 
 
 def _refused_contact(found: Found, advice: str) -> str:
-    return f"\u201c{found.shown}\u201d looks like {found.what}. {advice}"
+    return _("\u201c%(shown)s\u201d looks like %(what)s. %(advice)s", shown=found.shown, what=_(found.what),
+             advice=_(advice))
 
 
 class AidPost(Base):
@@ -213,16 +216,16 @@ def post_aid(
     contact: str | None = None,
 ) -> Posted:
     if kind not in KINDS:
-        raise Invalid("Please say whether you offer or ask for help.", field="kind")
+        raise Invalid(_("Please say whether you offer or ask for help."), field="kind")
     if category not in CATEGORIES:
-        raise Invalid("Please choose a kind of help.", field="category")
+        raise Invalid(_("Please choose a kind of help."), field="category")
     if not 1 <= days <= max_days:
-        raise Invalid(f"A post can stay up from 1 to {max_days} days.", field="days")
+        raise Invalid(_("A post can stay up from 1 to %(max_days)s days.", max_days=max_days), field="days")
     area = None
     if area_id is not None:
         area = session.get(Area, area_id)
         if area is None:
-            raise Invalid("Please choose an area from the list.", field="area")
+            raise Invalid(_("Please choose an area from the list."), field="area")
     text = clean_text(text, field="description", max_length=MAX_TEXT)
     if found := find_contact(text):
         raise Invalid(_refused_contact(found, CONTACT_IN_TEXT), field="description")
@@ -273,25 +276,25 @@ def count_open_posts(session: Session, now: datetime) -> int:
 def get_post(session: Session, post_id: int) -> AidPost:
     post = session.get(AidPost, post_id)
     if post is None:
-        raise NotFound("That post does not exist (it may have been removed).")
+        raise NotFound(_("That post does not exist (it may have been removed)."))
     return post
 
 
 def get_open_post(session: Session, now: datetime, post_id: int) -> AidPost:
     post = session.get(AidPost, post_id)
     if post is None or not post.is_open(now):
-        raise NotFound("That post is no longer on the board: it was taken up, withdrawn or has lapsed.")
+        raise NotFound(_("That post is no longer on the board: it was taken up, withdrawn or has lapsed."))
     return post
 
 
 def leave_message(session: Session, now: datetime, post: AidPost, text: str, contact_choice: str = KEPT) -> AidMessage:
     """A helper's answer. Without a choice, the helper's contact is kept: showing it takes their say-so."""
     if contact_choice not in CONTACT_CHOICES:
-        raise Invalid("Please choose whether the person who posted may see how to reach you.", field="contact choice")
+        raise Invalid(_("Please choose whether the person who posted may see how to reach you."), field="contact choice")
     if not post.is_open(now):
-        raise Invalid("That post is no longer open, so the message was not sent.")
+        raise Invalid(_("That post is no longer open, so the message was not sent."))
     if len(post.messages) >= MAX_MESSAGES_PER_POST:
-        raise Invalid("This post has many messages waiting already; please ask at the bench.")
+        raise Invalid(_("This post has many messages waiting already; please ask at the bench."))
     text = clean_text(text, field="message", max_length=MAX_MESSAGE, multiline=True)
     if contact_choice == KEPT and (found := find_contact(text)):
         raise Invalid(_refused_contact(found, KEPT_BUT_WRITTEN), field="message")
@@ -315,7 +318,7 @@ def post_for_receipt(session: Session, raw_code: str) -> PosterView:
                                                 AidPost.poster_key == key.public)) if key else None
     if post is None:
         raise NotFound(
-            "No post has that receipt code. Check the code; finished posts are deleted after some days.",
+            _("No post has that receipt code. Check the code; finished posts are deleted after some days."),
             field="receipt code",
         )
     return PosterView(post, [(message, key.open(message.for_poster) or "") for message in post.messages])
@@ -323,9 +326,9 @@ def post_for_receipt(session: Session, raw_code: str) -> PosterView:
 
 def close_by_poster(session: Session, now: datetime, post: AidPost, status: str) -> None:
     if status not in POSTER_CLOSINGS:
-        raise Invalid("You can mark your post as taken up or withdraw it.", field="status")
+        raise Invalid(_("You can mark your post as taken up or withdraw it."), field="status")
     if post.status != OPEN:
-        raise Invalid(f"This post is already {STATUS_LABELS[post.status].lower()}.")
+        raise Invalid(_("This post is already %(status)s.", status=STATUS_LABELS[post.status].lower()))
     post.status = status
     post.closed_at = now
     session.flush()
@@ -336,7 +339,8 @@ def hide(session: Session, now: datetime, post: AidPost) -> None:
     if post.status != OPEN:
         # A taken or withdrawn post is already off the board; hiding it would
         # let "restore" put it back and would push back its purge.
-        raise Invalid(f"This post is {STATUS_LABELS[post.status].lower()}, so it is not on the board.")
+        raise Invalid(_("This post is %(status)s, so it is not on the board.",
+                        status=STATUS_LABELS[post.status].lower()))
     post.status = HIDDEN
     post.closed_at = now
     session.flush()
@@ -344,7 +348,7 @@ def hide(session: Session, now: datetime, post: AidPost) -> None:
 
 def restore(session: Session, now: datetime, post: AidPost) -> None:
     if post.status != HIDDEN:
-        raise Invalid("Only a hidden post can be restored.")
+        raise Invalid(_("Only a hidden post can be restored."))
     post.status = OPEN if post.available_until > now else LAPSED
     post.closed_at = None if post.status == OPEN else now
     session.flush()
@@ -353,11 +357,11 @@ def restore(session: Session, now: datetime, post: AidPost) -> None:
 def mark_passed_on(session: Session, now: datetime, message_id: int) -> AidMessage:
     message = session.get(AidMessage, message_id)
     if message is None:
-        raise NotFound("That message does not exist.")
+        raise NotFound(_("That message does not exist."))
     if not message.post.contact:
         # Nothing to pass on: the poster reads their messages with the receipt code.
-        raise Invalid("The poster left no way to reach them, so there is nothing to pass on: "
-                      "they read their messages with their receipt code.")
+        raise Invalid(_("The poster left no way to reach them, so there is nothing to pass on: they read their "
+                        "messages with their receipt code."))
     message.passed_on_at = message.passed_on_at or now
     session.flush()
     return message

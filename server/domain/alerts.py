@@ -27,15 +27,15 @@ from server.domain.sealing import SealedText
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
-from server.i18n import N_, speaking
+from server.i18n import N_, Labels, speaking
 from server.i18n import gettext as _
 
 SOS = "sos"
 PANIC = "panic"
 DURESS = "duress"
 OVERDUE = "overdue"
-KINDS = {SOS: "SOS", PANIC: N_("Panic button"), DURESS: N_("Silent alert (duress word)"),
-         OVERDUE: N_("Overdue check-in")}
+KINDS = Labels({SOS: "SOS", PANIC: N_("Panic button"), DURESS: N_("Silent alert (duress word)"),
+                OVERDUE: N_("Overdue check-in")})
 
 OPEN = "open"
 RESPONDING = "responding"
@@ -99,7 +99,7 @@ class Alert(Base):
 
     @property
     def kind_label(self) -> str:
-        return _(KINDS[self.kind]) if self.kind in KINDS else self.kind
+        return KINDS.get(self.kind, self.kind)
 
     @property
     def who(self) -> str:

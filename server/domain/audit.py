@@ -54,6 +54,7 @@ from server.domain.errors import Invalid, NotFound
 from server.domain.lunar import Cycle
 from server.domain.people import HOST, Member, RoleAssignment
 from server.domain.text import clean_text
+from server.i18n import gettext as _
 
 SMALL = 3  # counts below this (but above 0) are shown as "fewer than 3"
 FEWER = f"fewer than {SMALL}"
@@ -352,7 +353,7 @@ def tally_shifts(session: Session, shifts: list[patrol.Shift]) -> int:
     replaced: dict[int, set[str]] = defaultdict(set)
     for shift in shifts:
         if shift.ended_at is None:
-            raise Invalid("A shift still on patrol cannot be reduced to a count.")
+            raise Invalid(_("A shift still on patrol cannot be reduced to a count."))
         cycle = next((known for known in cycles if known.contains(shift.started_at)), None)
         if cycle is None:
             cycle = lunar.cycle_at(shift.started_at)
@@ -502,7 +503,7 @@ class Report:
 def report(session: Session, cycle: Cycle, now: datetime, airtime_budget_per_hour_s: float) -> Report:
     """The audit of ``cycle``: frozen facts once it is frozen, else what was kept plus what the hub reads now."""
     if cycle.starts_at > now:
-        raise NotFound("That cycle has not begun yet.")
+        raise NotFound(_("That cycle has not begun yet."))
     audit = find(session, cycle.number)
     if audit is not None and audit.frozen_at is not None:
         facts = json.loads(audit.facts)
@@ -581,13 +582,13 @@ def revise(session: Session, now: datetime, number: int, host: Member, text: str
     """A host writes down (again) what the assembly decided to revise after this cycle's audit."""
     cycle = cycle_for_page(now, number)
     if not cycle.has_ended(now):
-        raise Invalid("This cycle is still running: what the patrol will revise is written after its assembly.",
+        raise Invalid(_("This cycle is still running: what the patrol will revise is written after its assembly."),
                       field="text")
     text = clean_text(text, field="what we will revise", max_length=MAX_REVISION, multiline=True)
     decision = clean_text(decision, field="assembly decision", max_length=MAX_DECISION)
     audit = _keep(session, now, cycle)  # frozen now if the job has not run since the new moon
     if audit.revisions and audit.revisions[-1].text == text:
-        raise Invalid("That is the text already kept: change it to make a new version.", field="text")
+        raise Invalid(_("That is the text already kept: change it to make a new version."), field="text")
     revision = AuditRevision(audit=audit, version=len(audit.revisions) + 1, text=text, decision=decision,
                              written_at=now, written_by=host.handle[:24])
     session.add(revision)

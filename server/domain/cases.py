@@ -39,7 +39,7 @@ from server.domain.sealing import SealedText
 from server.domain.errors import Conflict, DomainError, Invalid, NotFound
 from server.domain.people import CAPTAIN, CARE, DISPATCH, HOST, Member
 from server.domain.text import clean_text
-from server.i18n import N_, speaking
+from server.i18n import N_, Labels, speaking
 from server.i18n import gettext as _
 
 SOURCE_NEIGHBOUR = "bench"  # a neighbour's report from the bench page (no account)
@@ -89,7 +89,7 @@ class Step:
 
 
 # The three rings, in the order the work is done.
-RINGS = {1: N_("Legal"), 2: N_("Family and funds"), 3: N_("Release and welcome")}
+RINGS = Labels({1: N_("Legal"), 2: N_("Family and funds"), 3: N_("Release and welcome")})
 STEPS = (
     Step("witness", 1, N_("Witness details captured")),
     Step("legal", 1, N_("Legal contact called")),

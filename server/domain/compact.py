@@ -27,6 +27,8 @@ from server.domain.sealing import SealedText
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.domain.people import HOST, Member
 from server.domain.text import clean_text
+from server.i18n import N_
+from server.i18n import gettext as _
 
 MAX_TEXT = 20_000
 MAX_MARK = 60
@@ -45,8 +47,8 @@ DEFAULT_TEXT = """We, the neighbours who keep this bench, agree:
 # The text the hub comes with is version 1, kept as a row from its first signature or edit.
 FIRST_NUMBER = 1
 FIRST_DECISION = "The text the hub comes with, before any assembly changed it."
-CHANGED_WHILE_READING = ("The compact changed while you were reading it: this is now version {number}, shown above. "
-                         "Read it, and sign again if you agree.")
+CHANGED_WHILE_READING = N_("The compact changed while you were reading it: this is now version %(number)d, shown "
+                           "above. Read it, and sign again if you agree.")
 
 
 class CompactVersion(Base):
@@ -109,7 +111,7 @@ def _first_version(session: Session, now: datetime) -> CompactVersion:
 
 def _check_still_current(session: Session, read_number: int | None, message: str, field: str) -> None:
     if read_number != current_number(session):
-        raise Conflict(message.format(number=current_number(session)), field=field)
+        raise Conflict(_(message, number=current_number(session)), field=field)
 
 
 def edit_text(session: Session, now: datetime, editor: Member, text: str, decision: str,
@@ -122,14 +124,15 @@ def edit_text(session: Session, now: datetime, editor: Member, text: str, decisi
     text = clean_text(text, field="compact text", max_length=MAX_TEXT, multiline=True)
     decision = clean_text(decision, field="decision", max_length=MAX_DECISION)
     if len(decision) < MIN_DECISION:
-        raise Invalid("Name the assembly decision behind this text: its date, the meeting, and what it decided "
-                      "(for example “assembly 3 Dec, item 4: adopt the new clause 7”).", field="decision")
+        raise Invalid(_("Name the assembly decision behind this text: its date, the meeting, and what it decided "
+                        "(for example “assembly 3 Dec, item 4: adopt the new clause 7”)."), field="decision")
     if based_on is not None:
-        _check_still_current(session, based_on, "Another host published version {number} of the compact while you "
-                             "were editing. Read it, then make your change to it.", "text")
+        _check_still_current(session, based_on, N_("Another host published version %(number)d of the compact "
+                                                   "while you were editing. Read it, then make your change to it."),
+                             "text")
     previous = current_version(session) or _first_version(session, now)
     if text == previous.text.strip("\n"):
-        raise Invalid("This is the text already published: change it, or leave the page.", field="text")
+        raise Invalid(_("This is the text already published: change it, or leave the page."), field="text")
     version = CompactVersion(number=previous.number + 1, text=text, decision=decision, edited_at=now, editor=editor)
     session.add(version)
     session.flush()
@@ -178,7 +181,7 @@ def remove_signature(session: Session, now: datetime, host: Member, signature_id
     """Take a prank signature out (or one its signer took back); it lowers a public count, so it is recorded."""
     signature = session.get(CompactSignature, signature_id)
     if signature is None:
-        raise NotFound("That signature does not exist (another host may have removed it already).")
+        raise NotFound(_("That signature does not exist (another host may have removed it already)."))
     reason = clean_text(reason, field="reason", max_length=power_record.MAX_REASON)
     # The record names the version, never the mark: a mark may be someone's name.
     power_record.record(session, now, actor=host, role=HOST, action="signature-removed",

@@ -40,16 +40,18 @@ from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import ACCOUNTABILITY, ROLE_LABELS, ROLES, Member, RoleAssignment, has_role
 from server.domain.text import clean_text
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 RECEIVED = "received"
 LOOKING = "looking"
 CLOSED = "closed"
 STATUSES = (RECEIVED, LOOKING, CLOSED)
-STATUS_LABELS = {
-    RECEIVED: "Received, waiting for the accountability circle",
-    LOOKING: "Being looked into by the accountability circle",
-    CLOSED: "Closed",
-}
+STATUS_LABELS = Labels({
+    RECEIVED: N_("Received, waiting for the accountability circle"),
+    LOOKING: N_("Being looked into by the accountability circle"),
+    CLOSED: N_("Closed"),
+})
 
 # What a complaint is about.
 ABOUT_HANDLING = "handling"
@@ -65,7 +67,7 @@ LUNAR_CYCLE = timedelta(days=29.53)
 MAX_WHAT = 3000
 MAX_OUTCOME = 3000
 RECEIPT_PREFIX = "P"  # for the patrol; C is taken by arrest cases' codes
-NOT_FOUND = "That complaint does not exist (it may have been purged)."
+NOT_FOUND = N_("That complaint does not exist (it may have been purged).")
 
 
 class Complaint(Base):
@@ -202,7 +204,7 @@ def _handles_written(session: Session, now: datetime, text: str) -> set[int]:
 
 
 def _parse_about(session: Session, now: datetime, raw: str | None) -> tuple[str, str | None, Member | None]:
-    kind, _, value = (raw or ABOUT_HANDLING).partition(":")
+    kind, _sep, value = (raw or ABOUT_HANDLING).partition(":")
     if kind == ABOUT_HANDLING and not value:
         return ABOUT_HANDLING, None, None
     if kind == ABOUT_ROLE and value in NAMEABLE_ROLES:
@@ -211,7 +213,7 @@ def _parse_about(session: Session, now: datetime, raw: str | None) -> tuple[str,
         member = session.get(Member, int(value))
         if member is not None and member in _nameable_members(session, now):
             return ABOUT_MEMBER, None, member
-    raise Invalid("Please choose from the list who or what your concern is about.", field="about")
+    raise Invalid(_("Please choose from the list who or what your concern is about."), field="about")
 
 
 def is_kept_from(session: Session, now: datetime, complaint: Complaint, member: Member) -> bool:
@@ -262,8 +264,8 @@ def status_for_receipt(session: Session, raw_code: str) -> PublicStatus:
     complaint = session.scalar(select(Complaint).where(Complaint.receipt_code == code)) if code else None
     if complaint is None:
         raise NotFound(
-            "No complaint has that receipt code. Check the code on your receipt; "
-            "complaints are deleted some days after they close.",
+            _("No complaint has that receipt code. Check the code on your receipt; complaints are deleted some "
+              "days after they close."),
             field="receipt code",
         )
     return PublicStatus(
@@ -293,7 +295,7 @@ def get_for(session: Session, now: datetime, complaint_id: int, reader: Member) 
     """The complaint, if ``reader`` may read it; otherwise exactly as if it did not exist."""
     complaint = session.get(Complaint, complaint_id)
     if complaint is None or complaint.purged_at is not None or is_kept_from(session, now, complaint, reader):
-        raise NotFound(NOT_FOUND)
+        raise NotFound(_(NOT_FOUND))
     return complaint
 
 
@@ -315,7 +317,7 @@ def waiting_for(session: Session, now: datetime, reader: Member) -> int:
 def take(session: Session, now: datetime, complaint: Complaint, reader: Member) -> None:
     """A circle member starts looking into it."""
     if complaint.status == CLOSED:
-        raise Invalid("This complaint is closed.")
+        raise Invalid(_("This complaint is closed."))
     complaint.status = LOOKING
     complaint.taken_by = reader
     complaint.updated_at = now
@@ -325,7 +327,7 @@ def take(session: Session, now: datetime, complaint: Complaint, reader: Member) 
 def close(session: Session, now: datetime, complaint: Complaint, reader: Member, outcome: str) -> None:
     """Close it with an outcome note kept inside the circle; the record of power used says who and when."""
     if complaint.status == CLOSED:
-        raise Invalid("This complaint is already closed.")
+        raise Invalid(_("This complaint is already closed."))
     complaint.outcome = clean_text(outcome, field="outcome", max_length=MAX_OUTCOME, multiline=True)
     complaint.status = CLOSED
     complaint.taken_by = complaint.taken_by or reader

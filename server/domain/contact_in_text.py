@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from server.i18n import N_
 
-PHONE = "a phone number"
-EMAIL = "an email address"
-HANDLE = "a messenger name or handle"
+# What a refusal calls the contact it found: marked for the catalogs, translated where the refusal is written.
+PHONE = N_("a phone number")
+EMAIL = N_("an email address")
+HANDLE = N_("a messenger name or handle")
 
 MIN_PHONE_DIGITS = 7
 MAX_EXCERPT = 40

@@ -19,10 +19,12 @@ from server.domain.base import Base
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 SOS = "sos"
 ARREST = "arrest"
-KINDS = {SOS: "Mock SOS", ARREST: "Mock arrest"}
+KINDS = Labels({SOS: N_("Mock SOS"), ARREST: N_("Mock arrest")})
 
 
 class Drill(Base):
@@ -44,7 +46,7 @@ class Drill(Base):
 def start(session: Session, now: datetime, kind: str, member: Member | None, place: str | None,
           hotline: str = "") -> Drill:
     if kind not in KINDS:
-        raise Invalid("Choose a mock SOS or a mock arrest.", field="kind")
+        raise Invalid(_("Choose a mock SOS or a mock arrest."), field="kind")
     place = clean_text(place, field="place", max_length=patrol.MAX_PLACE, required=False) or "the bench"
     drill = Drill(kind=kind, started_at=now, started_by=member)
     if kind == SOS:
@@ -63,7 +65,7 @@ def start(session: Session, now: datetime, kind: str, member: Member | None, pla
 def get_drill(session: Session, drill_id: int) -> Drill:
     drill = session.get(Drill, drill_id)
     if drill is None:
-        raise NotFound("That drill does not exist.")
+        raise NotFound(_("That drill does not exist."))
     return drill
 
 

@@ -43,6 +43,8 @@ from server.domain.people import (
     RoleRenewal,
 )
 from server.domain.text import clean_text
+from server.i18n import N_
+from server.i18n import gettext as _
 
 # The roles a member may hold on the web alone, without a steward's radio.
 WEB_ONLY_ROLES = (MEDIATOR, CARE, DISPATCH, ACCOUNTABILITY)
@@ -61,19 +63,39 @@ def _signers_for(role: str) -> tuple[str, ...]:
     return (HOST, CAPTAIN) if role == STEWARD else (HOST,)
 
 
+# Whole sentences for each act, so each language words them its own way.
+_ONLY_SIGNERS = {
+    ("grant", True): N_("Only a host or a captain in office can grant a %(role)s role."),
+    ("grant", False): N_("Only a host in office can grant a %(role)s role."),
+    ("renew", True): N_("Only a host or a captain in office can renew a %(role)s role."),
+    ("renew", False): N_("Only a host in office can renew a %(role)s role."),
+    ("countersign", True): N_("Only a host or a captain in office can countersign a %(role)s role."),
+    ("countersign", False): N_("Only a host in office can countersign a %(role)s role."),
+}
+_NOT_FOR_THEMSELVES = {
+    "grants": N_("Nobody grants a role for themselves: another role-holder must, on the assembly's decision."),
+    "renews": N_("Nobody renews a role for themselves: another role-holder must, on the assembly's decision."),
+    "countersigns": N_("Nobody countersigns a role for themselves: another role-holder must, on the assembly's "
+                       "decision."),
+}
+_ONLY_ROLE_HOLDERS = {
+    "ask for a suspension": N_("Only a member holding a role in force can ask for a suspension."),
+    "confirm a suspension": N_("Only a member holding a role in force can confirm a suspension."),
+}
+
+
 def _check_signer(session: Session, now: datetime, by: Member, role: str, what: str) -> str:
     held = people.active_roles(session, by, now)
     allowed = _signers_for(role)
     if not held & set(allowed):
-        who = "a host or a captain" if role == STEWARD else "a host"
-        raise Invalid(f"Only {who} in office can {what} a {people.ROLE_LABELS[role].lower()} role.", field="role")
+        message = _ONLY_SIGNERS[(what, role == STEWARD)]
+        raise Invalid(_(message, role=people.ROLE_LABELS[role].lower()), field="role")
     return power_record.acting_role(session, now, by, allowed)
 
 
 def _refuse_self(by: Member | None, member: Member, what: str) -> None:
     if by is not None and by.id == member.id:
-        raise Invalid(f"Nobody {what} a role for themselves: another role-holder must, on the assembly's decision.",
-                      field="handle")
+        raise Invalid(_(_NOT_FOR_THEMSELVES[what]), field="handle")
 
 
 def grant(session: Session, now: datetime, member: Member, role: str, *, decision: Decision, term_days: int,
@@ -90,8 +112,10 @@ def grant(session: Session, now: datetime, member: Member, role: str, *, decisio
     existing = people.current_assignment(session, member, role, now)
     if existing is not None:
         if existing.pending:
-            raise Conflict(f"{member.handle}'s {role} role already waits for a countersign.", field="role")
-        raise Conflict(f"{member.handle} already holds the {role} role; renew it instead.", field="role")
+            raise Conflict(_("%(handle)s's %(role)s role already waits for a countersign.",
+                             handle=member.handle, role=role), field="role")
+        raise Conflict(_("%(handle)s already holds the %(role)s role; renew it instead.",
+                         handle=member.handle, role=role), field="role")
     assignment = RoleAssignment(
         member=member, role=role, granted_at=now, expires_at=now + timedelta(days=term_days),
         decision=decision.words, decided_on=decision.on, decision_place=decision.place, granted_by=by,
@@ -109,7 +133,7 @@ def seat(session: Session, now: datetime, member: Member, role: str, *, decision
     role = people.check_role(role)
     term_days = people.check_term(term_days, cap_days)
     if people.current_assignment(session, member, role, now) is not None:
-        raise Conflict(f"{member.handle} already holds the {role} role.", field="role")
+        raise Conflict(_("%(handle)s already holds the %(role)s role.", handle=member.handle, role=role), field="role")
     assignment = RoleAssignment(
         member=member, role=role, granted_at=now, expires_at=now + timedelta(days=term_days),
         decision=decision.words, decided_on=decision.on, decision_place=decision.place, countersigned_at=now,
@@ -132,13 +156,13 @@ def renew(session: Session, now: datetime, assignment: RoleAssignment, *, decisi
     _refuse_self(by, assignment.member, "renews")
     acting = _check_signer(session, now, by, assignment.role, "renew") if by is not None else power_record.SYSTEM_ROLE
     if assignment.revoked_at is not None:
-        raise Invalid("An ended role cannot be renewed; grant it again.", field="role")
+        raise Invalid(_("An ended role cannot be renewed; grant it again."), field="role")
     if assignment.countersigned_at is None:
-        raise Conflict("That grant still waits for its countersign: countersign it first.", field="role")
+        raise Conflict(_("That grant still waits for its countersign: countersign it first."), field="role")
     if assignment.suspended_at is not None:
-        raise Conflict("That role is suspended: the assembly ends or restores it before any renewal.", field="role")
+        raise Conflict(_("That role is suspended: the assembly ends or restores it before any renewal."), field="role")
     if assignment.pending_renewal is not None:
-        raise Conflict("A renewal of that role already waits for a countersign.", field="role")
+        raise Conflict(_("A renewal of that role already waits for a countersign."), field="role")
     renewal = RoleRenewal(
         assignment=assignment, renewed_at=now, decision=decision.words, decided_on=decision.on,
         decision_place=decision.place, previous_expires_at=assignment.expires_at,
@@ -156,25 +180,26 @@ def countersign(session: Session, now: datetime, assignment: RoleAssignment, *, 
     _refuse_self(by, assignment.member, "countersigns")
     acting = _check_signer(session, now, by, assignment.role, "countersign")
     if assignment.revoked_at is not None:
-        raise Conflict("That role has ended: there is nothing to countersign.", field="role")
+        raise Conflict(_("That role has ended: there is nothing to countersign."), field="role")
     if assignment.countersigned_at is None:
         if assignment.granted_by_id == by.id:
-            raise Invalid("You asked for this grant: a second role-holder must countersign it.", field="role")
+            raise Invalid(_("You asked for this grant: a second role-holder must countersign it."), field="role")
         if assignment.expires_at <= now:
-            raise Conflict("That grant's term ran out before anyone countersigned it: grant it again.", field="role")
+            raise Conflict(_("That grant's term ran out before anyone countersigned it: grant it again."), field="role")
         assignment.countersigned_at, assignment.countersigned_by = now, by
         what, decision = "grant", assignment.decision_reference
     else:
         renewal = assignment.pending_renewal
         if renewal is None:
-            raise Conflict("Nothing about that role waits for a countersign.", field="role")
+            raise Conflict(_("Nothing about that role waits for a countersign."), field="role")
         if assignment.suspension_asked_at is not None:
-            raise Conflict("A suspension of that role is asked or in force: the assembly decides before any renewal.",
+            raise Conflict(_("A suspension of that role is asked or in force: the assembly decides before any "
+                             "renewal."),
                            field="role")
         if renewal.requested_by_id == by.id:
-            raise Invalid("You asked for this renewal: a second role-holder must countersign it.", field="role")
+            raise Invalid(_("You asked for this renewal: a second role-holder must countersign it."), field="role")
         if renewal.new_expires_at <= now:
-            raise Conflict("That renewal's term ran out before anyone countersigned it: renew it again.", field="role")
+            raise Conflict(_("That renewal's term ran out before anyone countersigned it: renew it again."), field="role")
         renewal.countersigned_at, renewal.countersigned_by = now, by
         renewal.previous_expires_at = assignment.expires_at
         assignment.expires_at = renewal.new_expires_at
@@ -189,7 +214,7 @@ def countersign(session: Session, now: datetime, assignment: RoleAssignment, *, 
 
 def _role_holder(session: Session, now: datetime, by: Member, what: str) -> str:
     if not people.active_roles(session, by, now):
-        raise Invalid(f"Only a member holding a role in force can {what}.", field="reason")
+        raise Invalid(_(_ONLY_ROLE_HOLDERS[what]), field="reason")
     return power_record.acting_role(session, now, by, people.ROLES)
 
 
@@ -198,13 +223,13 @@ def ask_suspension(session: Session, now: datetime, assignment: RoleAssignment, 
     """The first of two role-holders asks to suspend a role until the next assembly (a recall)."""
     acting = _role_holder(session, now, by, "ask for a suspension")
     if by.id == assignment.member_id:
-        raise Invalid("You cannot ask to suspend your own role: ask the assembly, or another role-holder.",
+        raise Invalid(_("You cannot ask to suspend your own role: ask the assembly, or another role-holder."),
                       field="reason")
     reason = clean_text(reason, field="reason", max_length=MAX_SUSPENSION_REASON, multiline=True)
     if not assignment.is_active(now):
-        raise Conflict("Only a role in force can be suspended.", field="reason")
+        raise Conflict(_("Only a role in force can be suspended."), field="reason")
     if assignment.suspension_asked_at is not None:
-        raise Conflict("A suspension of that role is already asked: a second role-holder confirms it.",
+        raise Conflict(_("A suspension of that role is already asked: a second role-holder confirms it."),
                        field="reason")
     assignment.suspension_asked_at, assignment.suspension_asked_by = now, by
     assignment.suspension_reason = reason
@@ -218,13 +243,13 @@ def confirm_suspension(session: Session, now: datetime, assignment: RoleAssignme
     """The second role-holder confirms: the role opens nothing from this minute until the assembly decides."""
     acting = _role_holder(session, now, by, "confirm a suspension")
     if by.id == assignment.member_id:
-        raise Invalid("You cannot confirm the suspension of your own role.", field="reason")
+        raise Invalid(_("You cannot confirm the suspension of your own role."), field="reason")
     if assignment.suspension_asked_at is None or assignment.suspended_at is not None:
-        raise Conflict("No suspension of that role waits for confirmation.", field="reason")
+        raise Conflict(_("No suspension of that role waits for confirmation."), field="reason")
     if assignment.suspension_asked_by_id == by.id:
-        raise Invalid("You asked for this suspension: a second role-holder must confirm it.", field="reason")
+        raise Invalid(_("You asked for this suspension: a second role-holder must confirm it."), field="reason")
     if assignment.revoked_at is not None or assignment.expires_at <= now:
-        raise Conflict("That role is no longer in force.", field="reason")
+        raise Conflict(_("That role is no longer in force."), field="reason")
     assignment.suspended_at, assignment.suspended_by = now, by
     asker = assignment.suspension_asked_by
     session.flush()
@@ -238,15 +263,15 @@ def decide(session: Session, now: datetime, assignment: RoleAssignment, *, outco
            by: Member) -> RoleAssignment:
     """A host records the assembly's decision: ``end`` the role (or a pending grant), or ``restore`` a suspended one."""
     if by.id == assignment.member_id:
-        raise Invalid("The assembly's decision about your own role is recorded by another host.", field="outcome")
+        raise Invalid(_("The assembly's decision about your own role is recorded by another host."), field="outcome")
     if not people.has_role(session, by, HOST, now):
-        raise Invalid("Only a host in office records the assembly's decision on a role.", field="outcome")
+        raise Invalid(_("Only a host in office records the assembly's decision on a role."), field="outcome")
     acting = HOST
     if assignment.revoked_at is not None:
-        raise Conflict("That role has already ended.", field="outcome")
+        raise Conflict(_("That role has already ended."), field="outcome")
     if outcome == RESTORED:
         if assignment.suspension_asked_at is None:
-            raise Conflict("That role is not suspended: there is nothing to restore.", field="outcome")
+            raise Conflict(_("That role is not suspended: there is nothing to restore."), field="outcome")
         assignment.suspension_asked_at = assignment.suspension_asked_by = assignment.suspension_reason = None
         assignment.suspended_at = assignment.suspended_by = None
         action = "role-restored"
@@ -257,7 +282,7 @@ def decide(session: Session, now: datetime, assignment: RoleAssignment, *, outco
                 renewal.withdrawn_at = now
         action = "role-ended"
     else:
-        raise Invalid("Please choose whether the assembly ended the role or restored it.", field="outcome")
+        raise Invalid(_("Please choose whether the assembly ended the role or restored it."), field="outcome")
     session.flush()
     power_record.record(session, now, actor=by, role=acting, action=action, subject=_subject(assignment),
                         reason=f"the decision of {decision.reference}")
@@ -271,8 +296,9 @@ def set_password_for(session: Session, now: datetime, member: Member, password: 
     another role-holder could countersign their own grants.
     """
     if by is not None and by.id != member.id and people.active_roles(session, member, now):
-        raise Invalid(f"{member.handle} holds a role in force, so only they change their password. A lost one: "
-                      "two role-holders suspend the role, and the assembly restores it with a new password.",
+        raise Invalid(_("%(handle)s holds a role in force, so only they change their password. A lost one: two "
+                        "role-holders suspend the role, and the assembly restores it with a new password.",
+                        handle=member.handle),
                       field="handle")
     people.set_password(member, password, now)
     if by is None or by.id != member.id:
@@ -286,8 +312,8 @@ def add_member_without_radio(session: Session, now: datetime, handle: str, role:
                              decision: Decision, term_days: int, cap_days: int, by: Member) -> RoleAssignment:
     """A mediator, care ring member, dispatcher or accountability circle member with a web login and no radio."""
     if role not in WEB_ONLY_ROLES:
-        raise Invalid("A member without a radio holds a mediator, care ring, dispatch or accountability role; "
-                      "stewards are registered with their radio.", field="role")
+        raise Invalid(_("A member without a radio holds a mediator, care ring, dispatch or accountability role; "
+                        "stewards are registered with their radio."), field="role")
     member = people.add_member(session, now, handle)
     set_password_for(session, now, member, password, by=by)
     return grant(session, now, member, role, decision=decision, term_days=term_days, cap_days=cap_days, by=by)
@@ -302,10 +328,12 @@ def create_host(session: Session, now: datetime, handle: str, password: str, *, 
     """``safebench create-host``: a host in force only while the hub has no active host; otherwise a pending one."""
     if people.find_member(session, handle) is not None:
         if has_active_host(session, now):
-            raise Conflict(f"{handle!r} exists already; use 'safebench role renew {handle} host' to renew their "
-                           "role (a host countersigns it).", field="handle")
-        raise Conflict(f"{handle!r} exists already, and no host is in office to countersign a renewal: create a "
-                       f"host under a new handle, who then countersigns 'safebench role renew {handle} host'.",
+            raise Conflict(_("%(handle)s exists already; use 'safebench role renew %(name)s host' to renew "
+                             "their role (a host countersigns it).",
+                             handle=repr(handle), name=handle), field="handle")
+        raise Conflict(_("%(handle)s exists already, and no host is in office to countersign a renewal: create a "
+                         "host under a new handle, who then countersigns 'safebench role renew %(name)s host'.",
+                         handle=repr(handle), name=handle),
                        field="handle")
     member = people.add_member(session, now, handle)
     people.set_password(member, password, now)

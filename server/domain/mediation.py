@@ -21,6 +21,8 @@ from server.domain.codes import normalize_receipt_code, unused_receipt_code
 from server.domain.errors import Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 NEW = "new"
 ASSIGNED = "assigned"
@@ -29,13 +31,13 @@ RESOLVED = "resolved"
 CLOSED = "closed"
 STATUSES = (NEW, ASSIGNED, IN_PROGRESS, RESOLVED, CLOSED)
 FINISHED = (RESOLVED, CLOSED)
-STATUS_LABELS = {
-    NEW: "Received, waiting for a mediator",
-    ASSIGNED: "A mediator has taken it",
-    IN_PROGRESS: "Mediation in progress",
-    RESOLVED: "Resolved",
-    CLOSED: "Closed",
-}
+STATUS_LABELS = Labels({
+    NEW: N_("Received, waiting for a mediator"),
+    ASSIGNED: N_("A mediator has taken it"),
+    IN_PROGRESS: N_("Mediation in progress"),
+    RESOLVED: N_("Resolved"),
+    CLOSED: N_("Closed"),
+})
 # Which way a request may move; reopening a resolved one is allowed because
 # conflicts come back.
 TRANSITIONS = {
@@ -47,7 +49,7 @@ TRANSITIONS = {
 }
 
 URGENCIES = ("low", "soon", "urgent")
-URGENCY_LABELS = {"low": "When someone can", "soon": "In the next few days", "urgent": "Today — it may escalate"}
+URGENCY_LABELS = Labels({"low": N_("When someone can"), "soon": N_("In the next few days"), "urgent": N_("Today — it may escalate")})
 
 MAX_WHAT = 2000
 MAX_WHERE = 120
@@ -122,7 +124,7 @@ def submit_request(
     contact: str | None = None,
 ) -> MediationRequest:
     if urgency not in URGENCIES:
-        raise Invalid("Please choose how soon this needs attention.", field="urgency")
+        raise Invalid(_("Please choose how soon this needs attention."), field="urgency")
     request = MediationRequest(
         receipt_code=unused_receipt_code(session, MediationRequest.receipt_code, RECEIPT_PREFIX),
         what=clean_text(what, field="description", max_length=MAX_WHAT, multiline=True),
@@ -144,8 +146,8 @@ def status_for_receipt(session: Session, raw_code: str) -> PublicStatus:
     request = session.scalar(select(MediationRequest).where(MediationRequest.receipt_code == code)) if code else None
     if request is None:
         raise NotFound(
-            "No request has that receipt code. Check the code on your receipt; "
-            "requests are deleted some days after they close.",
+            _("No request has that receipt code. Check the code on your receipt; requests are deleted some days "
+              "after they close."),
             field="receipt code",
         )
     return PublicStatus(
@@ -161,7 +163,7 @@ def status_for_receipt(session: Session, raw_code: str) -> PublicStatus:
 def get_request(session: Session, request_id: int) -> MediationRequest:
     request = session.get(MediationRequest, request_id)
     if request is None:
-        raise NotFound("That mediation request does not exist (it may have been purged).")
+        raise NotFound(_("That mediation request does not exist (it may have been purged)."))
     return request
 
 
@@ -177,7 +179,7 @@ def queue(session: Session, include_finished: bool = False) -> list[MediationReq
 
 def assign(session: Session, now: datetime, request: MediationRequest, mediator: Member) -> None:
     if request.status in FINISHED:
-        raise Invalid("This request is finished; reopen it before assigning it.")
+        raise Invalid(_("This request is finished; reopen it before assigning it."))
     request.mediator = mediator
     request.taken_at = request.taken_at or now
     if request.status == NEW:
@@ -188,12 +190,13 @@ def assign(session: Session, now: datetime, request: MediationRequest, mediator:
 
 def change_status(session: Session, now: datetime, request: MediationRequest, status: str) -> None:
     if status not in STATUSES:
-        raise Invalid(f"Unknown status {status!r}.", field="status")
+        raise Invalid(_("Unknown status %(status)s.", status=repr(status)), field="status")
     if status == request.status:
         return
     if status not in TRANSITIONS[request.status]:
         raise Invalid(
-            f"A request that is {STATUS_LABELS[request.status].lower()} cannot become {STATUS_LABELS[status].lower()}.",
+            _("A request that is %(current)s cannot become %(wanted)s.",
+              current=STATUS_LABELS[request.status].lower(), wanted=STATUS_LABELS[status].lower()),
             field="status",
         )
     request.status = status

@@ -25,29 +25,31 @@ from server.domain.sealing import SealedText
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.domain.people import Member
 from server.domain.text import clean_text
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 SHIFT_START = "shift_start"
 SHIFT_END = "shift_end"
 CHECK_IN = "check_in"
 INCIDENT = "incident"
-KIND_LABELS = {
-    SHIFT_START: "Shift started",
-    SHIFT_END: "Shift ended",
-    CHECK_IN: "Check-in",
-    INCIDENT: "Incident logged",
-}
+KIND_LABELS = Labels({
+    SHIFT_START: N_("Shift started"),
+    SHIFT_END: N_("Shift ended"),
+    CHECK_IN: N_("Check-in"),
+    INCIDENT: N_("Incident logged"),
+})
 
 # Kinds the hub keeps but never publishes: the public log lists only KIND_LABELS.
-PRIVATE_KIND_LABELS = {
+PRIVATE_KIND_LABELS = Labels({
     "sos": "SOS",
-    "arrest": "Arrest reported",
-    "alert_ack": "Responding",
-    "alert_clear": "Alert resolved",
-    "overdue": "Overdue check-in",
-    "duress": "Silent alert",
-    "case": "Arrest case",
-    "arrest_confirm": "Arrest report confirmed",
-}
+    "arrest": N_("Arrest reported"),
+    "alert_ack": N_("Responding"),
+    "alert_clear": N_("Alert resolved"),
+    "overdue": N_("Overdue check-in"),
+    "duress": N_("Silent alert"),
+    "case": N_("Arrest case"),
+    "arrest_confirm": N_("Arrest report confirmed"),
+})
 # The ones a host watching the live log must not miss.
 URGENT_KINDS = frozenset({"sos", "arrest", "overdue", "duress"})
 # Kinds that even the hub's own log shows only to some roles: a silent alert
@@ -178,7 +180,7 @@ class PublicLogEntry:
 def add_area(session: Session, name: str) -> Area:
     name = clean_text(name, field="area name", max_length=40)
     if session.scalar(select(Area).where(func.lower(Area.name) == name.lower())) is not None:
-        raise Conflict(f"The area {name!r} exists already.", field="area name")
+        raise Conflict(_("The area %(name)s exists already.", name=repr(name)), field="area name")
     area = Area(name=name)
     session.add(area)
     session.flush()
@@ -188,7 +190,7 @@ def add_area(session: Session, name: str) -> Area:
 def remove_area(session: Session, area_id: int) -> None:
     area = session.get(Area, area_id)
     if area is None:
-        raise NotFound("That area does not exist.")
+        raise NotFound(_("That area does not exist."))
     session.delete(area)
     session.flush()
 
@@ -231,10 +233,10 @@ def add_landmark(session: Session, name: str) -> Landmark:
     """List a place the hosts agree may be named on the air (a corner, a shop, a stop)."""
     name = clean_text(name, field="landmark name", max_length=40)
     if looks_like_contact(name):
-        raise Invalid("A landmark goes on the air: leave phone numbers, email addresses and house numbers "
-                      "of five digits or more out of it.", field="landmark name")
+        raise Invalid(_("A landmark goes on the air: leave phone numbers, email addresses and house numbers of "
+                        "five digits or more out of it."), field="landmark name")
     if session.scalar(select(Landmark).where(func.lower(Landmark.name) == name.lower())) is not None:
-        raise Conflict(f"The landmark {name!r} is listed already.", field="landmark name")
+        raise Conflict(_("The landmark %(name)s is listed already.", name=repr(name)), field="landmark name")
     landmark = Landmark(name=name)
     session.add(landmark)
     session.flush()
@@ -244,7 +246,7 @@ def add_landmark(session: Session, name: str) -> Landmark:
 def remove_landmark(session: Session, landmark_id: int) -> None:
     landmark = session.get(Landmark, landmark_id)
     if landmark is None:
-        raise NotFound("That landmark does not exist.")
+        raise NotFound(_("That landmark does not exist."))
     session.delete(landmark)
     session.flush()
 
@@ -262,7 +264,7 @@ def _clean_place(place: str | None) -> str | None:
 
 def _check_source(source: str) -> str:
     if source not in SOURCES:
-        raise Invalid(f"Unknown source {source!r}.")
+        raise Invalid(_("Unknown source %(source)s.", source=repr(source)))
     return source
 
 
@@ -332,7 +334,7 @@ def start_shift(session: Session, now: datetime, member: Member, place: str | No
 def end_shift(session: Session, now: datetime, member: Member, source: str) -> Shift:
     shift = current_shift(session, member)
     if shift is None:
-        raise Invalid(f"{member.handle} is not on shift.")
+        raise Invalid(_("%(handle)s is not on shift.", handle=member.handle))
     _heard_from(session, now, shift)  # signing off is a word from them too
     shift.ended_at = now
     log_entry(session, now, SHIFT_END, member, source, shift=shift, place=shift.place, area=shift.area)
@@ -369,15 +371,15 @@ def record_incident(
 MAX_WITHDRAWAL_REASON = 200
 REASON_REQUIRED = "Please say why: a withdrawal needs a reason, and the public log shows it in the entry's place."
 # How the gap on the public log names the role that withdrew an entry (never the member).
-WITHDRAWN_BY = {"host": "a hub host", "dispatch": "a dispatcher", "captain": "a patrol captain"}
+WITHDRAWN_BY = Labels({"host": N_("a hub host"), "dispatch": N_("a dispatcher"), "captain": N_("a patrol captain")})
 
 
 def _publishable_entry(session: Session, entry_id: int) -> LogEntry:
     entry = session.get(LogEntry, entry_id)
     if entry is None:
-        raise NotFound("That log entry does not exist.")
+        raise NotFound(_("That log entry does not exist."))
     if not entry.publishable:
-        raise Invalid("That entry is never on the public log: there is nothing to withdraw or put back.")
+        raise Invalid(_("That entry is never on the public log: there is nothing to withdraw or put back."))
     return entry
 
 
@@ -386,13 +388,13 @@ def withdraw_entry(session: Session, now: datetime, entry_id: int, member: Membe
     """Take an entry off the public log. It leaves a gap there saying by which role and why; the record keeps who."""
     entry = _publishable_entry(session, entry_id)
     if not entry.public:
-        raise Conflict("That entry is withdrawn already.")
+        raise Conflict(_("That entry is withdrawn already."))
     reason = clean_text(reason, field="reason", max_length=MAX_WITHDRAWAL_REASON, required=False)
     if not reason:
         raise Invalid(REASON_REQUIRED, field="reason")
     if looks_like_contact(reason):
-        raise Invalid("The reason is shown on the public log: leave phone numbers, email addresses and "
-                      "long numbers out of it.", field="reason")
+        raise Invalid(_("The reason is shown on the public log: leave phone numbers, email addresses and long "
+                        "numbers out of it."), field="reason")
     entry.public = False
     entry.withdrawn_at = now
     entry.withdrawn_by = WITHDRAWN_BY.get(role, "a role-holder")
@@ -407,7 +409,7 @@ def republish_entry(session: Session, now: datetime, entry_id: int, member: Memb
     """Put a withdrawn entry back on the public log: the gap closes, the record keeps both steps."""
     entry = _publishable_entry(session, entry_id)
     if entry.public:
-        raise Conflict("That entry is on the public log already.")
+        raise Conflict(_("That entry is on the public log already."))
     entry.public = True
     entry.withdrawn_at = entry.withdrawn_by = entry.withdrawal_reason = None
     power_record.record(session, now, actor=member, role=role, action="log-republished",

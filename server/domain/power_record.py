@@ -29,37 +29,39 @@ from server.domain.base import Base
 from server.domain.errors import Invalid
 from server.domain.people import Member
 from server.domain.text import clean_text
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 GENESIS = "0" * 64
 MAX_REASON = 500
 
 # What a power use is (``action``); the labels are what the assembly reads.
-ACTIONS = {
-    "role-granted": "Role granted",
-    "role-renewed": "Role renewed",
-    "role-countersigned": "Role countersigned",
-    "suspension-asked": "Suspension of a role asked",
-    "role-suspended": "Role suspended",
-    "role-restored": "Role restored",
-    "role-ended": "Role ended",
-    "password-reset": "Password set for another member",
-    "log-withdrawn": "Entry withdrawn from the public log",
-    "log-republished": "Entry put back on the public log",
-    "compact-edited": "Compact edited",
-    "audit-revised": "What we will revise written down after an audit",
-    "signature-removed": "Compact signature removed",
-    "case-exported": "Arrest case exported",
-    "case-purged": "Arrest case purged",
-    "alert-resolved": "Alert resolved",
-    "report-confirmed": "Arrest report confirmed",
-    "node-changed": "Radio node id changed",
-    "key-pinned": "Radio key pinned",
-    "key-refused": "Radio key refused",
-    "host-created": "Host created at the Pi",
-    "complaint-closed": "Complaint about the patrol closed",
+ACTIONS = Labels({
+    "role-granted": N_("Role granted"),
+    "role-renewed": N_("Role renewed"),
+    "role-countersigned": N_("Role countersigned"),
+    "suspension-asked": N_("Suspension of a role asked"),
+    "role-suspended": N_("Role suspended"),
+    "role-restored": N_("Role restored"),
+    "role-ended": N_("Role ended"),
+    "password-reset": N_("Password set for another member"),
+    "log-withdrawn": N_("Entry withdrawn from the public log"),
+    "log-republished": N_("Entry put back on the public log"),
+    "compact-edited": N_("Compact edited"),
+    "audit-revised": N_("What we will revise written down after an audit"),
+    "signature-removed": N_("Compact signature removed"),
+    "case-exported": N_("Arrest case exported"),
+    "case-purged": N_("Arrest case purged"),
+    "alert-resolved": N_("Alert resolved"),
+    "report-confirmed": N_("Arrest report confirmed"),
+    "node-changed": N_("Radio node id changed"),
+    "key-pinned": N_("Radio key pinned"),
+    "key-refused": N_("Radio key refused"),
+    "host-created": N_("Host created at the Pi"),
+    "complaint-closed": N_("Complaint about the patrol closed"),
     # Ends every login at once, colleagues' too: a lock pressed again and again would keep dispatch out.
-    "hub-locked": "Hub locked: every login ended",
-}
+    "hub-locked": N_("Hub locked: every login ended"),
+})
 SYSTEM = "the hub"  # the actor of what the scheduler or the Pi's terminal did
 SYSTEM_ROLE = "system"  # its role: no member's power, the hub's own rules or its terminal
 
@@ -104,7 +106,7 @@ def record(session: Session, now: datetime, *, actor: Member | str | None, role:
            reason: str | None) -> PowerUse:
     """Append one use of power. ``reason`` is required for every action but the system's own."""
     if action not in ACTIONS:
-        raise Invalid(f"Unknown power use {action!r}.")
+        raise Invalid(_("Unknown power use %(action)s.", action=repr(action)))
     handle = actor.handle if isinstance(actor, Member) else (actor or SYSTEM)
     reason = clean_text(reason, field="reason", max_length=MAX_REASON, required=handle != SYSTEM,
                         multiline=True) or ""

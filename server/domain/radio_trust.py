@@ -34,6 +34,8 @@ from server.domain import power_record
 from server.domain.base import Base
 from server.domain.errors import Conflict, Invalid
 from server.domain.people import Member, format_node_id
+from server.i18n import N_, Labels
+from server.i18n import gettext as _
 
 KEY_BYTES = 32  # X25519
 
@@ -45,15 +47,15 @@ KEY_HEARD = "key-heard"  # a node announced a key that is not pinned
 KEY_PINNED = "key-pinned"
 KEY_REFUSED = "key-refused"
 NODE_CHANGED = "node-changed"
-KIND_LABELS = {
-    REFUSED: "Refused: no proof it came from the steward's radio",
-    UNVERIFIED_ALARM: "Acted on, unverified",
-    FOREIGN: "Ignored: not patrol-channel traffic for the hub",
-    KEY_HEARD: "Radio key heard, waiting for a host",
-    KEY_PINNED: "Radio key pinned",
-    KEY_REFUSED: "Radio key refused",
-    NODE_CHANGED: "Node id changed",
-}
+KIND_LABELS = Labels({
+    REFUSED: N_("Refused: no proof it came from the steward's radio"),
+    UNVERIFIED_ALARM: N_("Acted on, unverified"),
+    FOREIGN: N_("Ignored: not patrol-channel traffic for the hub"),
+    KEY_HEARD: N_("Radio key heard, waiting for a host"),
+    KEY_PINNED: N_("Radio key pinned"),
+    KEY_REFUSED: N_("Radio key refused"),
+    NODE_CHANGED: N_("Node id changed"),
+})
 MAX_DETAIL = 200
 
 
@@ -106,8 +108,8 @@ def parse_key(raw: str | bytes | None) -> str:
         except (binascii.Error, ValueError):
             key = b""
     if len(key) != KEY_BYTES or key == bytes(KEY_BYTES):
-        raise Invalid("A radio key is 32 bytes in base64, as the Meshtastic app shows it "
-                      "(Settings, Security, Public key).", field="key")
+        raise Invalid(_("A radio key is 32 bytes in base64, as the Meshtastic app shows it (Settings, Security, "
+                        "Public key)."), field="key")
     return base64.b64encode(key).decode("ascii")
 
 
@@ -156,7 +158,7 @@ def pin_key(session: Session, now: datetime, member: Member, key: str | bytes, *
 def confirm_heard_key(session: Session, now: datetime, member: Member, *, by: Member) -> Member:
     """A host read the heard key's fingerprint with the steward and confirms it."""
     if not member.radio_key_heard:
-        raise Invalid(f"No radio key is waiting for {member.handle}.")
+        raise Invalid(_("No radio key is waiting for %(handle)s.", handle=member.handle))
     return pin_key(session, now, member, member.radio_key_heard, by=by,
                    how="the key the radio announced, confirmed with the steward")
 
@@ -164,7 +166,7 @@ def confirm_heard_key(session: Session, now: datetime, member: Member, *, by: Me
 def refuse_heard_key(session: Session, now: datetime, member: Member, *, by: Member) -> Member:
     """A host refuses a heard key (not the steward's radio); the pin, if any, stays."""
     if not member.radio_key_heard:
-        raise Invalid(f"No radio key is waiting for {member.handle}.")
+        raise Invalid(_("No radio key is waiting for %(handle)s.", handle=member.handle))
     record(session, now, KEY_REFUSED, node_num=member.node_num, member=member, actor=by,
            detail=f"key {fingerprint(member.radio_key_heard)} refused")
     _record_power(session, now, by, "key-refused", f"{member.handle}'s radio key",
@@ -214,8 +216,9 @@ def register_radio(session: Session, now: datetime, handle: str, node_id: str | 
     key = parse_key(key) if key else None  # refuse a bad key before anything changes
     member = people.find_member(session, handle)
     if show_handle and member is not None and member is not by and not member.show_handle:
-        raise Conflict(f"{member.handle} is already a member: only they can choose to show their handle, "
-                       "logged in on their dashboard.", field="show_handle")
+        raise Conflict(_("%(handle)s is already a member: only they can choose to show their handle, logged in "
+                         "on their dashboard.",
+                         handle=member.handle), field="show_handle")
     if member is not None and member.node_num != node_num:
         people._ensure_node_free(session, node_num, keep=member)
         change_node(session, now, member, node_num, by=by)

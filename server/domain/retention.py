@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, joinedload
 from server.domain import audit
 from server.domain.errors import Invalid
 from server.domain.patrol import LogEntry, Shift
+from server.i18n import gettext as _
 
 SETTING = "SAFEBENCH_LOG_NOTE_RETENTION_DAYS"
 
@@ -53,8 +54,9 @@ def retention(days: object) -> timedelta:
     except (TypeError, ValueError):
         value = math.nan
     if not value >= 1 or math.isinf(value):
-        raise Invalid(f"{SETTING} must be a number of days, at least 1 (it is {days!r}); "
-                      "log notes are kept 30 days unless it says otherwise.")
+        raise Invalid(_("%(SETTING)s must be a number of days, at least 1 (it is %(days)s); log notes are kept "
+                        "30 days unless it says otherwise.",
+                        SETTING=SETTING, days=repr(days)))
     return timedelta(days=value)
 
 

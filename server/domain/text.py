@@ -3,6 +3,17 @@
 import unicodedata
 
 from server.domain.errors import Invalid
+from server.i18n import N_
+from server.i18n import gettext as _
+
+# The names "Please fill in the place." says, marked for the catalogs: a message names the field in the
+# reader's language (an unlisted name is shown as it is).
+FIELD_NAMES = (
+    N_("agency"), N_("area name"), N_("assembly decision"), N_("compact text"), N_("concern"), N_("contact"),
+    N_("decision place"), N_("decision"), N_("description"), N_("handle"), N_("landmark name"), N_("message"),
+    N_("name or mark"), N_("note"), N_("outcome"), N_("people involved"), N_("place"), N_("reason"),
+    N_("way to reach you"), N_("what we will revise"),
+)
 
 
 def clean_text(value: str | None, *, field: str, max_length: int, required: bool = True, multiline: bool = False) -> str:
@@ -26,7 +37,8 @@ def clean_text(value: str | None, *, field: str, max_length: int, required: bool
         lines = [line.rstrip() for line in cleaned.split("\n")]
         cleaned = "\n".join(lines)
     if required and not cleaned:
-        raise Invalid(f"Please fill in the {field}.", field=field)
+        raise Invalid(_("Please fill in the %(field)s.", field=_(field)), field=field)
     if len(cleaned) > max_length:
-        raise Invalid(f"The {field} is too long: {len(cleaned)} characters, at most {max_length}.", field=field)
+        raise Invalid(_("The %(field)s is too long: %(n)d characters, at most %(max_length)d.",
+                        field=_(field), n=len(cleaned), max_length=max_length), field=field)
     return cleaned

@@ -48,6 +48,8 @@ from server.web.forms import (
     status_for,
 )
 from server.web.receipts import forget_code
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 bp = Blueprint("aid", __name__)
 
@@ -58,8 +60,10 @@ SENT_KEY = "aid_message_sent_for"
 SENT_CHOICE_KEY = "aid_message_contact_choice"
 
 NOT_SAID = ""
-KIND_CHOICES = [SelectChoice(aid.OFFER, "I can offer help"), SelectChoice(aid.ASK, "I am asking for help")]
-CATEGORY_CHOICES = [SelectChoice(category, aid.CATEGORY_LABELS[category]) for category in aid.CATEGORIES]
+KIND_CHOICES = [SelectChoice(aid.OFFER, lazy_gettext("I can offer help")), SelectChoice(aid.ASK, lazy_gettext("I am asking for help"))]
+# Lazy: built once at import, read out in each visitor's language.
+CATEGORY_CHOICES = [SelectChoice(category, lazy_gettext(aid.CATEGORY_LABELS.untranslated(category)))
+                    for category in aid.CATEGORIES]
 # A receipt code is 11 characters; people add spaces, so allow some slack.
 MAX_TYPED_CODE = 40
 # The domain names fields as a neighbour would; these are the form's names.
@@ -67,9 +71,9 @@ POST_FIELDS = {"description": "text", "way to reach you": "contact"}
 MESSAGE_FIELDS = {"message": "text", "contact choice": "contact_choice"}
 # Keeping it comes first: showing how to reach you is the choice that takes a say-so.
 CONTACT_CHOICE_LABELS = [
-    SelectChoice(aid.KEPT, "No, I keep it to myself: my message says where to find me (say, the bench on "
-                           "Saturday mornings), or I come by"),
-    SelectChoice(aid.SHOWN, "Yes, they may see it: I write my number, email or handle in the message"),
+    SelectChoice(aid.KEPT, lazy_gettext("No, I keep it to myself: my message says where to find me (say, the bench on "
+                                        "Saturday mornings), or I come by")),
+    SelectChoice(aid.SHOWN, lazy_gettext("Yes, they may see it: I write my number, email or handle in the message")),
 ]
 
 _TOO_LONG = "This is too long: %(length)d characters, at most %(max)d."
@@ -80,38 +84,38 @@ class PostForm(FlaskForm):
     """A neighbour's offer or ask, as they put it on the board."""
 
     kind = RadioField(
-        "Do you offer help, or ask for it?",
+        lazy_gettext("Do you offer help, or ask for it?"),
         choices=KIND_CHOICES,
         invalid_choice_message="Please say whether you offer or ask for help.",
     )
     category = SelectField(
-        "What kind of help",
-        choices=[SelectChoice(NOT_SAID, "Choose one"), *CATEGORY_CHOICES],
+        lazy_gettext("What kind of help"),
+        choices=[SelectChoice(NOT_SAID, lazy_gettext("Choose one")), *CATEGORY_CHOICES],
         invalid_choice_message=_CHOOSE_CATEGORY,
         validators=[DataRequired(_CHOOSE_CATEGORY)],
     )
     text = TextAreaField(
-        "In a few words",
-        validators=[DataRequired("Please fill in the description."), Length(max=aid.MAX_TEXT, message=_TOO_LONG)],
+        lazy_gettext("In a few words"),
+        validators=[DataRequired(lazy_gettext("Please fill in the description.")), Length(max=aid.MAX_TEXT, message=_TOO_LONG)],
     )
     # Choices are the host's published areas, filled in per request.
-    area = SelectField("Roughly where", invalid_choice_message="Please choose an area from the list.")
+    area = SelectField(lazy_gettext("Roughly where"), invalid_choice_message="Please choose an area from the list.")
     days = IntegerField(
-        "How many days should it stay up?",
+        lazy_gettext("How many days should it stay up?"),
         invalid_value_message="Please give the number of days as a whole number, like 7.",
         # A number input would silently drop "abc" in the browser; a text input shows it back.
         widget=TextInput(),
         render_kw={"inputmode": "numeric"},
     )
     contact = StringField(
-        "A private way to reach you (optional)", validators=[Length(max=aid.MAX_CONTACT, message=_TOO_LONG)]
+        lazy_gettext("A private way to reach you (optional)"), validators=[Length(max=aid.MAX_CONTACT, message=_TOO_LONG)]
     )
 
     def validate_days(self, field: IntegerField) -> None:
         most = current_app.config["AID_MAX_DAYS"]
         # ``None`` means it was not a number, and the field already says so.
         if field.data is not None and not 1 <= field.data <= most:
-            raise ValidationError(f"A post can stay up from 1 to {most} days.")
+            raise ValidationError(_("A post can stay up from 1 to %(most)s days.", most=most))
 
 
 class MessageForm(FlaskForm):
@@ -119,13 +123,13 @@ class MessageForm(FlaskForm):
 
     # No choice is made for the helper: the form asks until they choose.
     contact_choice = RadioField(
-        "May the person who posted this see how to reach you?",
+        lazy_gettext("May the person who posted this see how to reach you?"),
         choices=CONTACT_CHOICE_LABELS,
         invalid_choice_message="Please choose whether the person who posted may see how to reach you.",
     )
     text = TextAreaField(
-        "Your message",
-        validators=[DataRequired("Please write a message."), Length(max=aid.MAX_MESSAGE, message=_TOO_LONG)],
+        lazy_gettext("Your message"),
+        validators=[DataRequired(lazy_gettext("Please write a message.")), Length(max=aid.MAX_MESSAGE, message=_TOO_LONG)],
     )
 
 
@@ -133,10 +137,10 @@ class ReceiptForm(FlaskForm):
     """The receipt code, typed in or carried by a button, and what to do with the post."""
 
     code = StringField(
-        "Your receipt code",
+        lazy_gettext("Your receipt code"),
         validators=[
-            DataRequired("Please type the receipt code you were given."),
-            Length(max=MAX_TYPED_CODE, message="That is too long for a receipt code."),
+            DataRequired(lazy_gettext("Please type the receipt code you were given.")),
+            Length(max=MAX_TYPED_CODE, message=lazy_gettext("That is too long for a receipt code.")),
         ],
     )
     # Empty to look at the post; "taken" or "withdrawn" to close it.
@@ -147,19 +151,19 @@ class BoardFilter(Form):
     """Filters from the query string; a value that is not on the list means no filter."""
 
     kind = SelectField(
-        "Show",
+        lazy_gettext("Show"),
         choices=[
-            SelectChoice(NOT_SAID, "Offers and asks"),
-            SelectChoice(aid.OFFER, "Offers"),
-            SelectChoice(aid.ASK, "Asks"),
+            SelectChoice(NOT_SAID, lazy_gettext("Offers and asks")),
+            SelectChoice(aid.OFFER, lazy_gettext("Offers")),
+            SelectChoice(aid.ASK, lazy_gettext("Asks")),
         ],
     )
-    category = SelectField("Kind of help", choices=[SelectChoice(NOT_SAID, "Any kind of help"), *CATEGORY_CHOICES])
+    category = SelectField(lazy_gettext("Kind of help"), choices=[SelectChoice(NOT_SAID, lazy_gettext("Any kind of help")), *CATEGORY_CHOICES])
 
 
 def _area_choices() -> list[SelectChoice]:
     areas = patrol.list_areas(db.session)
-    return [SelectChoice(NOT_SAID, "Not said"), *(SelectChoice(str(area.id), area.name) for area in areas)]
+    return [SelectChoice(NOT_SAID, lazy_gettext("Not said")), *(SelectChoice(str(area.id), area.name) for area in areas)]
 
 
 def _area_id(value: str) -> int | None:

@@ -40,6 +40,8 @@ from server.domain.people import CAPTAIN, DISPATCH, HOST, Member
 from server.extensions import db
 from server.web.access import holds, now, requires, save
 from server.web.forms import attach_error, status_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 bp = Blueprint("alerts", __name__, url_prefix="/host")
 
@@ -51,19 +53,19 @@ NOBODY = ""
 
 
 def _at_most(limit: int) -> Length:
-    return Length(max=limit, message="That is too long: at most %(max)d characters.")
+    return Length(max=limit, message=lazy_gettext("That is too long: at most %(max)d characters."))
 
 
 class RaiseSosForm(FlaskForm):
     # The choices are the hub's members, filled in per request.
     who = SelectField(
-        "Who is in danger",
+        lazy_gettext("Who is in danger"),
         choices=[],
         invalid_choice_message="Please choose someone from the list, or nobody.",
     )
     where = StringField(
-        "Where",
-        validators=[DataRequired(message="Please say where help is needed."), _at_most(patrol.MAX_PLACE)],
+        lazy_gettext("Where"),
+        validators=[DataRequired(message=lazy_gettext("Please say where help is needed.")), _at_most(patrol.MAX_PLACE)],
     )
 
 
@@ -74,9 +76,9 @@ class ResolveForm(FlaskForm):
         csrf = False
 
     note = TextAreaField(
-        "What happened",
+        lazy_gettext("What happened"),
         validators=[
-            DataRequired(message="Please say what happened before resolving: the note is what stays on record."),
+            DataRequired(message=lazy_gettext("Please say what happened before resolving: the note is what stays on record.")),
             _at_most(alerts.MAX_RESOLUTION),
         ],
     )
@@ -84,11 +86,11 @@ class ResolveForm(FlaskForm):
 
 class DrillForm(FlaskForm):
     kind = RadioField(
-        "What to rehearse",
+        lazy_gettext("What to rehearse"),
         choices=[SelectChoice(kind, label) for kind, label in drills.KINDS.items()],
         invalid_choice_message="Please choose a mock SOS or a mock arrest.",
     )
-    place = StringField("Where (pretend)", validators=[Optional(), _at_most(patrol.MAX_PLACE)])
+    place = StringField(lazy_gettext("Where (pretend)"), validators=[Optional(), _at_most(patrol.MAX_PLACE)])
 
 
 # -- what the viewer may see, once per request ---------------------------------
@@ -147,7 +149,7 @@ def alert_banner() -> list[BannerAlert]:
 
 def _member_choices() -> list[SelectChoice]:
     members = people.list_members(db.session)
-    return [SelectChoice(NOBODY, "Nobody named: the hub raises it")] + [
+    return [SelectChoice(NOBODY, lazy_gettext("Nobody named: the hub raises it"))] + [
         SelectChoice(str(m.id), m.handle) for m in members
     ]
 
@@ -209,8 +211,9 @@ def raise_sos() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields={"place": "where"})
         else:
-            flash(f"SOS {alert.code} is raised: an urgent broadcast with the bell goes to every handheld. "
-                  f"Stewards answer ACK {alert.code}.")
+            flash(_("SOS %(code)s is raised: an urgent broadcast with the bell goes to every handheld. Stewards "
+                    "answer ACK %(code)s.",
+                    code=alert.code))
             return redirect(url_for("alerts.page") + f"#alert-{alert.id}")
     return _page(sos=form)
 
@@ -237,7 +240,8 @@ def acknowledge(alert_id: int) -> ResponseReturnValue:
     except DomainError as error:
         flash(error.message, "warning")
     else:
-        flash(f"You are down as responding to {alert.code}. Resolve it here, or send CLR {alert.code}, when it is over.")
+        flash(_("You are down as responding to %(code)s. Resolve it here, or send CLR %(code)s, when it is over.",
+                code=alert.code))
     return redirect(url_for("alerts.page") + f"#alert-{alert_id}")
 
 
@@ -251,7 +255,7 @@ def _resolve(session: Session, alert_id: int, member_id: int, note: str) -> Aler
 def resolve(alert_id: int) -> ResponseReturnValue:
     alert = _open_alert_for_viewer(alert_id)
     if not alert.is_open:
-        flash(f"Alert {alert.code} is already resolved.", "warning")
+        flash(_("Alert %(code)s is already resolved.", code=alert.code), "warning")
         return redirect(url_for("alerts.page") + f"#alert-{alert_id}")
     form = _resolve_form(alert_id, formdata=request.form)
     if form.validate():
@@ -310,9 +314,12 @@ def start_drill() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error)
         else:
-            what = "a mock SOS alert" if drill.kind == drills.SOS else "a mock arrest case"
-            flash(f"Drill {drill.id} started: {what} is on its way to every handheld, marked DRILL. "
-                  "Work it as on a real night, then end the drill here for its report.")
+            if drill.kind == drills.SOS:
+                flash(_("Drill %(id)s started: a mock SOS alert is on its way to every handheld, marked DRILL. "
+                        "Work it as on a real night, then end the drill here for its report.", id=drill.id))
+            else:
+                flash(_("Drill %(id)s started: a mock arrest case is on its way to every handheld, marked DRILL. "
+                        "Work it as on a real night, then end the drill here for its report.", id=drill.id))
             return redirect(url_for("alerts.drills_page") + f"#drill-{drill.id}")
     return _drills_page(form)
 
@@ -325,7 +332,7 @@ def _end(session: Session, drill_id: int, member_id: int) -> Drill:
 @requires(*DISPATCH_ROLES)
 def end_drill(drill_id: int) -> ResponseReturnValue:
     drill = save(lambda session: _end(session, drill_id, current_user.id))
-    flash(f"Drill {drill.id} has ended. Its report is below, for the assembly.")
+    flash(_("Drill %(id)s has ended. Its report is below, for the assembly.", id=drill.id))
     return redirect(url_for("alerts.drill_report", drill_id=drill_id))
 
 

@@ -26,6 +26,8 @@ from server.extensions import db
 from server.web.access import now, public, requires, save
 from server.web.caching import public_page
 from server.web.forms import attach_error, status_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 bp = Blueprint("audit", __name__)
 bp.add_app_template_filter(audit.shown, "shown")
@@ -34,18 +36,18 @@ bp.add_app_template_filter(audit.minutes, "minutes")
 
 class RevisionForm(FlaskForm):
     text = TextAreaField(
-        "What we will revise",
+        lazy_gettext("What we will revise"),
         validators=[
-            DataRequired(message="Write what the assembly decided to revise."),
-            Length(max=audit.MAX_REVISION, message="At most %(max)d characters."),
+            DataRequired(message=lazy_gettext("Write what the assembly decided to revise.")),
+            Length(max=audit.MAX_REVISION, message=lazy_gettext("At most %(max)d characters.")),
         ],
         render_kw={"rows": 10},
     )
     decision = StringField(
-        "The assembly decision",
+        lazy_gettext("The assembly decision"),
         validators=[
-            DataRequired(message="Name the assembly that decided it: its date and item."),
-            Length(max=audit.MAX_DECISION, message="At most %(max)d characters."),
+            DataRequired(message=lazy_gettext("Name the assembly that decided it: its date and item.")),
+            Length(max=audit.MAX_DECISION, message=lazy_gettext("At most %(max)d characters.")),
         ],
     )
 
@@ -124,6 +126,7 @@ def save_revision(cycle: int) -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields={"what we will revise": "text", "assembly decision": "decision"})
         else:
-            flash(f"Version {revision.version} of what we will revise is published with the audit.")
+            flash(_("Version %(version)s of what we will revise is published with the audit.",
+                    version=revision.version))
             return redirect(url_for("audit.show", cycle=cycle) + "#revise")
     return _revise_page(cycle, form)

@@ -35,35 +35,37 @@ from server.web.access import UNLOCK_KEY, SignedIn, now, public, requires, save
 from server.web.forms import attach_error
 from server.web.keyring import keyring, lock_from_outside
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
 
 
 class LoginForm(FlaskForm):
     # The hub's own words rather than WTForms' "This field is required."
-    handle = StringField("Handle", validators=[
-        DataRequired("Please type your handle."),
-        Length(max=24, message="A handle has at most 24 characters. Please check what you typed."),
+    handle = StringField(lazy_gettext("Handle"), validators=[
+        DataRequired(lazy_gettext("Please type your handle.")),
+        Length(max=24, message=lazy_gettext("A handle has at most 24 characters. Please check what you typed.")),
     ])
-    password = PasswordField("Password", validators=[
-        DataRequired("Please type your password."),
-        Length(max=256, message="A password has at most 256 characters. Please check what you typed."),
+    password = PasswordField(lazy_gettext("Password"), validators=[
+        DataRequired(lazy_gettext("Please type your password.")),
+        Length(max=256, message=lazy_gettext("A password has at most 256 characters. Please check what you typed.")),
     ])
 
 
 class DuressForm(FlaskForm):
-    password = PasswordField("Your password", validators=[
-        DataRequired("Please type your password."), Length(max=256, message="At most 256 characters.")])
-    duress_password = PasswordField("Duress password", validators=[
-        DataRequired("Please type the duress password."), Length(max=256, message="At most 256 characters.")])
-    repeat = PasswordField("The duress password again", validators=[
-        DataRequired("Please type the duress password again."),
-        EqualTo("duress_password", message="The two duress passwords differ. Please type them again.")])
+    password = PasswordField(lazy_gettext("Your password"), validators=[
+        DataRequired(lazy_gettext("Please type your password.")), Length(max=256, message=lazy_gettext("At most 256 characters."))])
+    duress_password = PasswordField(lazy_gettext("Duress password"), validators=[
+        DataRequired(lazy_gettext("Please type the duress password.")), Length(max=256, message=lazy_gettext("At most 256 characters."))])
+    repeat = PasswordField(lazy_gettext("The duress password again"), validators=[
+        DataRequired(lazy_gettext("Please type the duress password again.")),
+        EqualTo("duress_password", message=lazy_gettext("The two duress passwords differ. Please type them again."))])
 
 
 class RemoveDuressForm(FlaskForm):
-    password = PasswordField("Your password", validators=[
-        DataRequired("Please type your password."), Length(max=256, message="At most 256 characters.")])
+    password = PasswordField(lazy_gettext("Your password"), validators=[
+        DataRequired(lazy_gettext("Please type your password.")), Length(max=256, message=lazy_gettext("At most 256 characters."))])
 
 
 def _safe_next(target: str | None) -> str:
@@ -232,12 +234,12 @@ def lock() -> object:
     logout_user()
     session.clear()
     log.warning("hub locked from the web: %d login(s) ended", ended)
-    flash("The hub is locked: every login has ended and every sealed record is closed. "
-          "Readers open them again by logging in.")
+    flash(_("The hub is locked: every login has ended and every sealed record is closed. Readers open them again "
+            "by logging in."))
     try:
         save(lambda s: _record_lock(s, s.get(Member, member_id)))
     except HubBusy:
-        flash("The hub was too busy to write this lock into the record of power used; the lock itself holds.")
+        flash(_("The hub was too busy to write this lock into the record of power used; the lock itself holds."))
     return redirect(url_for("bench.index"))
 
 
@@ -270,7 +272,7 @@ def duress() -> object:
             except sealing.SealingError:
                 form.form_errors.append("Log out and in again with your own password first, then set it.")
             else:
-                flash("Your duress password is set. Keep it as well as your own.")
+                flash(_("Your duress password is set. Keep it as well as your own."))
                 return redirect(url_for("host.dashboard"))
     return _duress_page(form, RemoveDuressForm(formdata=None))
 
@@ -285,7 +287,7 @@ def remove_duress() -> object:
         else:
             member_id = current_user.member.id
             save(lambda s: sealing.set_duress_password(s, s.get(Member, member_id), None))
-            flash("Your duress password is removed.")
+            flash(_("Your duress password is removed."))
             return redirect(url_for("host.dashboard"))
     return _duress_page(DuressForm(formdata=None), form)
 
@@ -299,7 +301,7 @@ def logout() -> object:
     # Everything goes, CSRF secret and receipt codes too: the next person at this browser starts afresh.
     session.clear()
     if member_id is None:
-        flash("You are logged out.")
+        flash(_("You are logged out."))
         return redirect(url_for("bench.index"))
     # And everywhere else: the session cookie is signed, not stored, so a copy
     # (taken off the open WiFi, or left on a phone that was taken) would keep
@@ -307,8 +309,8 @@ def logout() -> object:
     try:
         save(lambda s: people.end_sessions(s.get(Member, member_id)))
     except HubBusy:
-        flash("You are logged out here, but the hub was too busy to end your other sessions. "
-              "Log in and out again in a moment.")
+        flash(_("You are logged out here, but the hub was too busy to end your other sessions. Log in and out "
+                "again in a moment."))
     else:
-        flash("You are logged out, on every device.")
+        flash(_("You are logged out, on every device."))
     return redirect(url_for("bench.index"))

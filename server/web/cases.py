@@ -28,6 +28,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
@@ -52,6 +53,8 @@ from server.web.access import holds, now, public, requires, save, unsealed
 from server.web.filters import date_filter, from_local, to_local
 from server.web.forms import attach_error, public_form_limit, status_for
 from server.web.receipts import forget_code
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 bp = Blueprint("cases", __name__)
 
@@ -86,32 +89,32 @@ class ReportForm(FlaskForm):
     """What a neighbour who saw an arrest can tell; only the place is required."""
 
     where = StringField(
-        "Where did it happen?",
-        validators=[DataRequired("Please say where the arrest happened."), _too_long(patrol.MAX_PLACE)],
+        lazy_gettext("Where did it happen?"),
+        validators=[DataRequired(lazy_gettext("Please say where the arrest happened.")), _too_long(patrol.MAX_PLACE)],
     )
     when = StringField("When (leave empty for just now)", widget=DateTimeLocalInput(),
                        validators=[Optional(), Length(max=40, message="Please give a date and time, like 21:40.")])
     # Text, not an IntegerField: the domain's words explain a wrong number better than WTForms'.
-    count = StringField("How many people were taken?", widget=_count_widget(NEIGHBOUR_MAX_COUNT), default="1",
-                        validators=[Length(max=10, message="Give the number of people as a number.")])
-    description = TextAreaField("What you saw (optional)", filters=[unix_newlines],
+    count = StringField(lazy_gettext("How many people were taken?"), widget=_count_widget(NEIGHBOUR_MAX_COUNT), default="1",
+                        validators=[Length(max=10, message=lazy_gettext("Give the number of people as a number."))])
+    description = TextAreaField(lazy_gettext("What you saw (optional)"), filters=[unix_newlines],
                                 validators=[Optional(), _too_long(MAX_DESCRIPTION)])
-    agency = StringField("Which police or agency, if you know (optional)",
+    agency = StringField(lazy_gettext("Which police or agency, if you know (optional)"),
                          validators=[Optional(), _too_long(MAX_AGENCY)])
-    contact = StringField("A way to reach you (optional)", validators=[Optional(), _too_long(MAX_CONTACT)])
+    contact = StringField(lazy_gettext("A way to reach you (optional)"), validators=[Optional(), _too_long(MAX_CONTACT)])
 
 
 class CaseForm(ReportForm):
     """Dispatch opens a case: the same questions, about a witness rather than to one."""
 
-    contact = StringField("Witness contact (optional)", validators=[Optional(), _too_long(MAX_CONTACT)])
-    count = StringField("How many people were taken?", widget=_count_widget(), default="1",
-                        validators=[Length(max=10, message="Give the number of people as a number.")])
+    contact = StringField(lazy_gettext("Witness contact (optional)"), validators=[Optional(), _too_long(MAX_CONTACT)])
+    count = StringField(lazy_gettext("How many people were taken?"), widget=_count_widget(), default="1",
+                        validators=[Length(max=10, message=lazy_gettext("Give the number of people as a number."))])
 
 
 class StepForm(FlaskForm):
     step = HiddenField()
-    note = TextAreaField("Note (optional)", filters=[unix_newlines],
+    note = TextAreaField(lazy_gettext("Note (optional)"), filters=[unix_newlines],
                          validators=[Optional(), _too_long(MAX_STEP_NOTE)])
 
 
@@ -124,19 +127,19 @@ class ConfirmForm(FlaskForm):
 
 
 class CountInForm(FlaskForm):
-    more = StringField("More people taken", widget=_count_widget(), default="1",
-                       validators=[Length(max=10, message="Give the number of people as a number.")])
+    more = StringField(lazy_gettext("More people taken"), widget=_count_widget(), default="1",
+                       validators=[Length(max=10, message=lazy_gettext("Give the number of people as a number."))])
 
 
 class CountOutForm(FlaskForm):
-    released = StringField("People released", widget=_count_widget(), default="1",
-                           validators=[Length(max=10, message="Give the number of people as a number.")])
+    released = StringField(lazy_gettext("People released"), widget=_count_widget(), default="1",
+                           validators=[Length(max=10, message=lazy_gettext("Give the number of people as a number."))])
 
 
 class DetailsForm(FlaskForm):
-    description = TextAreaField("Description (no legal names unless the person asked)", filters=[unix_newlines],
+    description = TextAreaField(lazy_gettext("Description (no legal names unless the person asked)"), filters=[unix_newlines],
                                 validators=[Optional(), _too_long(MAX_DESCRIPTION)])
-    agency = StringField("Agency", validators=[Optional(), _too_long(MAX_AGENCY)])
+    agency = StringField(lazy_gettext("Agency"), validators=[Optional(), _too_long(MAX_AGENCY)])
 
 
 # -- reading a time typed at the bench ------------------------------------------------
@@ -287,8 +290,9 @@ def new() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=CASE_FIELDS)
         else:
-            flash(f"Case {case.code} is open. Code, count, time and, as the place, “{case.on_air_as}” are queued "
-                  "for the patrol channel, urgent, with the bell.")
+            flash(_("Case %(code)s is open. Code, count, time and, as the place, “%(on_air_as)s” are queued for "
+                    "the patrol channel, urgent, with the bell.",
+                    code=case.code, on_air_as=case.on_air_as))
             return redirect(url_for(".detail", case_id=case.id))
     return render_template("cases/new.html", form=form), status_for(form)
 
@@ -334,8 +338,9 @@ def confirm(case_id: int) -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error)
         else:
-            flash(f"{case.code} is confirmed: code, place, count and time are queued for every handheld, "
-                  "urgent, with the bell. The log says you confirmed it.")
+            flash(_("%(code)s is confirmed: code, place, count and time are queued for every handheld, urgent, "
+                    "with the bell. The log says you confirmed it.",
+                    code=case.code))
             if holds(*CASE_ROLES):
                 return redirect(url_for(".detail", case_id=case_id))
             return redirect(url_for(".pending"))

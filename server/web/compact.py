@@ -16,6 +16,8 @@ from server.domain.people import HOST, Member
 from server.extensions import db, limiter
 from server.web.access import now, public, requires, save
 from server.web.forms import attach_error, public_form_limit, status_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 bp = Blueprint("compact", __name__)
 
@@ -27,12 +29,12 @@ def _number(value: str | None) -> int | None:
 
 class SignForm(FlaskForm):
     mark = StringField(
-        "Your name or a mark",
+        lazy_gettext("Your name or a mark"),
         validators=[
-            DataRequired(message="Please write your name or a mark to sign."),
+            DataRequired(message=lazy_gettext("Please write your name or a mark to sign.")),
             Length(
                 max=compact.MAX_MARK,
-                message="A name or mark is at most %(max)d characters. Please shorten it and sign again.",
+                message=lazy_gettext("A name or mark is at most %(max)d characters. Please shorten it and sign again."),
             ),
         ],
     )
@@ -42,19 +44,19 @@ class SignForm(FlaskForm):
 
 class TextForm(FlaskForm):
     text = TextAreaField(
-        "Text of the compact",
+        lazy_gettext("Text of the compact"),
         validators=[
-            DataRequired(message="The compact cannot be empty."),
-            Length(max=compact.MAX_TEXT, message="The compact is at most %(max)d characters."),
+            DataRequired(message=lazy_gettext("The compact cannot be empty.")),
+            Length(max=compact.MAX_TEXT, message=lazy_gettext("The compact is at most %(max)d characters.")),
         ],
         render_kw={"rows": 18},
     )
     decision = StringField(
-        "The assembly decision behind this text",
+        lazy_gettext("The assembly decision behind this text"),
         validators=[
-            DataRequired(message="Name the assembly decision behind this text: its date, the meeting, and what it "
-                                 "decided."),
-            Length(max=compact.MAX_DECISION, message="The decision is at most %(max)d characters."),
+            DataRequired(message=lazy_gettext("Name the assembly decision behind this text: its date, the meeting, and what "
+                                              "it decided.")),
+            Length(max=compact.MAX_DECISION, message=lazy_gettext("The decision is at most %(max)d characters.")),
         ],
     )
     # The version the host started editing from, so an edit published meanwhile is not overwritten unseen.
@@ -63,11 +65,11 @@ class TextForm(FlaskForm):
 
 class RemoveForm(FlaskForm):
     reason = StringField(
-        "Why",
+        lazy_gettext("Why"),
         validators=[
-            DataRequired(message="Say why this signature goes (a prank, or its signer asked): it goes into the "
-                                 "record of power used."),
-            Length(max=compact.MAX_DECISION, message="The reason is at most %(max)d characters."),
+            DataRequired(message=lazy_gettext("Say why this signature goes (a prank, or its signer asked): it goes into the "
+                                              "record of power used.")),
+            Length(max=compact.MAX_DECISION, message=lazy_gettext("The reason is at most %(max)d characters.")),
         ],
     )
 
@@ -114,10 +116,10 @@ def sign() -> ResponseReturnValue:
         else:
             # The thank-you does not repeat the mark: the next person at the
             # bench may be looking at the same phone.
-            flash("Thank you for signing the compact. Your signature is counted.")
+            flash(_("Thank you for signing the compact. Your signature is counted."))
             return redirect(url_for("compact.show"))
     elif read != compact.current_number(db.session):
-        form.form_errors.append(compact.CHANGED_WHILE_READING.format(number=compact.current_number(db.session)))
+        form.form_errors.append(_(compact.CHANGED_WHILE_READING, number=compact.current_number(db.session)))
     return _show_page(form)
 
 
@@ -164,8 +166,9 @@ def save_text() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields={"compact text": "text"})
         else:
-            flash(f"Version {number} of the compact is published. Signatures of earlier versions stay "
-                  "with the text their signers read; the count starts again for this one.")
+            flash(_("Version %(number)s of the compact is published. Signatures of earlier versions stay with "
+                    "the text their signers read; the count starts again for this one.",
+                    number=number))
             return redirect(url_for("compact.edit"))
     return _edit_page(form)
 
@@ -184,7 +187,7 @@ def remove_signature(signature_id: int) -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error)
         else:
-            flash("The signature is removed, and the removal is in the record of power used.")
+            flash(_("The signature is removed, and the removal is in the record of power used."))
             return redirect(url_for("compact.edit") + "#signatures")
     page = _edit_page(TextForm(formdata=None, text=compact.current_text(db.session)), form, signature_id)
     return page[0], 400

@@ -36,6 +36,7 @@ from server.web.forms import (
 )
 from server.web.mediation import TOO_LONG, unix_newlines
 from server.web.receipts import forget_code
+from flask_babel import lazy_gettext
 
 bp = Blueprint("complaints", __name__)
 
@@ -46,12 +47,12 @@ ABOUT_INVALID = "Please choose from the list who or what your concern is about."
 
 
 class ComplaintForm(FlaskForm):
-    about = SelectField("Who or what is it about?", invalid_choice_message=ABOUT_INVALID)
+    about = SelectField(lazy_gettext("Who or what is it about?"), invalid_choice_message=ABOUT_INVALID)
     what = TextAreaField(
-        "What happened, and what worries you?",
+        lazy_gettext("What happened, and what worries you?"),
         filters=[unix_newlines],
         validators=[
-            DataRequired("Please say what happened, in a few words or many."),
+            DataRequired(lazy_gettext("Please say what happened, in a few words or many.")),
             Length(max=MAX_WHAT, message=TOO_LONG),
         ],
     )
@@ -67,9 +68,9 @@ class TakeForm(FlaskForm):
 
 class CloseForm(FlaskForm):
     outcome = TextAreaField(
-        "Outcome (kept inside the circle)",
+        lazy_gettext("Outcome (kept inside the circle)"),
         filters=[unix_newlines],
-        validators=[DataRequired("Please write the outcome first."), Length(max=MAX_OUTCOME, message=TOO_LONG)],
+        validators=[DataRequired(lazy_gettext("Please write the outcome first.")), Length(max=MAX_OUTCOME, message=TOO_LONG)],
     )
 
 

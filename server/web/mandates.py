@@ -21,6 +21,8 @@ from server.domain.people import Member
 from server.extensions import db
 from server.web.access import holds, now, public, requires, save
 from server.web.forms import attach_error, status_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 bp = Blueprint("mandates", __name__)
 
@@ -31,9 +33,9 @@ class SuspendForm(FlaskForm):
     class Meta:
         csrf = False
 
-    reason = TextAreaField("Why suspend it until the assembly", validators=[
-        DataRequired(message="Please say why: the second role-holder and the assembly read it."),
-        Length(max=mandates.MAX_SUSPENSION_REASON, message="That is too long: at most %(max)d characters."),
+    reason = TextAreaField(lazy_gettext("Why suspend it until the assembly"), validators=[
+        DataRequired(message=lazy_gettext("Please say why: the second role-holder and the assembly read it.")),
+        Length(max=mandates.MAX_SUSPENSION_REASON, message=lazy_gettext("That is too long: at most %(max)d characters.")),
     ])
 
 
@@ -86,8 +88,9 @@ def ask_suspension(assignment_id: int) -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error)
         else:
-            flash(f"You asked to suspend {assignment.member.handle}'s {people.ROLE_LABELS[assignment.role]} role. "
-                  "It is suspended when a second role-holder confirms it.")
+            flash(_("You asked to suspend %(handle)s's %(role)s role. It is suspended when a second "
+                    "role-holder confirms it.",
+                    handle=assignment.member.handle, role=people.ROLE_LABELS[assignment.role]))
             return redirect(url_for("mandates.page") + f"#mandate-{assignment_id}")
     return _page(failed=(assignment_id, form))
 
@@ -102,8 +105,8 @@ def confirm_suspension(assignment_id: int) -> ResponseReturnValue:
     except DomainError as error:
         flash(error.message, "error")
     else:
-        flash(f"{assignment.member.handle}'s {people.ROLE_LABELS[assignment.role]} role is suspended from now "
-              "until the assembly ends or restores it.")
+        flash(_("%(handle)s's %(role)s role is suspended from now until the assembly ends or restores it.",
+                handle=assignment.member.handle, role=people.ROLE_LABELS[assignment.role]))
     return redirect(url_for("mandates.page") + f"#mandate-{assignment_id}")
 
 

@@ -59,6 +59,7 @@ from server.web.forms import (
     status_for,
 )
 from server.web.receipts import forget_code
+from flask_babel import lazy_gettext
 
 bp = Blueprint("mediation", __name__)
 
@@ -88,23 +89,23 @@ def unix_newlines(value: str | None) -> str | None:
 
 class RequestForm(FlaskForm):
     what = TextAreaField(
-        "What happened?",
+        lazy_gettext("What happened?"),
         filters=[unix_newlines],
         validators=[
-            DataRequired("Please describe what happened, in a few words or many."),
+            DataRequired(lazy_gettext("Please describe what happened, in a few words or many.")),
             Length(max=MAX_WHAT, message=TOO_LONG),
         ],
     )
     where = StringField(
-        "Roughly where (optional)", validators=[Optional(), Length(max=MAX_WHERE, message=TOO_LONG)]
+        lazy_gettext("Roughly where (optional)"), validators=[Optional(), Length(max=MAX_WHERE, message=TOO_LONG)]
     )
     who = TextAreaField(
-        "Who is involved (optional)",
+        lazy_gettext("Who is involved (optional)"),
         filters=[unix_newlines],
         validators=[Optional(), Length(max=MAX_WHO, message=TOO_LONG)],
     )
     urgency = RadioField(
-        "How soon does this need attention?",
+        lazy_gettext("How soon does this need attention?"),
         # Plain values: the template shows URGENCY_LABELS, and no WTForms
         # version disagrees about what a list of strings means.
         choices=list(URGENCIES),
@@ -113,7 +114,7 @@ class RequestForm(FlaskForm):
         invalid_choice_message="Please choose how soon this needs attention.",
     )
     contact = StringField(
-        "A way to reach you (optional)", validators=[Optional(), Length(max=MAX_CONTACT, message=TOO_LONG)]
+        lazy_gettext("A way to reach you (optional)"), validators=[Optional(), Length(max=MAX_CONTACT, message=TOO_LONG)]
     )
 
 
@@ -128,14 +129,14 @@ class TakeForm(FlaskForm):
 class StatusForm(FlaskForm):
     # Every status is a valid choice here; which moves are allowed is the
     # domain's rule, so a refused one comes back with the domain's words.
-    status = SelectField("New status", choices=list(STATUSES))
+    status = SelectField(lazy_gettext("New status"), choices=list(STATUSES))
 
 
 class NoteForm(FlaskForm):
     text = TextAreaField(
-        "Private note",
+        lazy_gettext("Private note"),
         filters=[unix_newlines],
-        validators=[DataRequired("Please write the note first."), Length(max=MAX_NOTE, message=TOO_LONG)],
+        validators=[DataRequired(lazy_gettext("Please write the note first.")), Length(max=MAX_NOTE, message=TOO_LONG)],
     )
 
 

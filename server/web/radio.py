@@ -39,6 +39,9 @@ from server.domain.radio_text import (
 from server.extensions import db
 from server.web.access import holds, now, requires, save
 from server.web.forms import attach_error, status_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
+from flask_babel import ngettext
 
 bp = Blueprint("radio", __name__, url_prefix="/host")
 
@@ -53,13 +56,13 @@ BROADCAST_FIELDS = {"message": "text", "priority": "urgent"}
 
 class BroadcastForm(FlaskForm):
     text = TextAreaField(
-        "Message",
+        lazy_gettext("Message"),
         validators=[
-            DataRequired(message="Please fill in the message."),
-            Length(max=MAX_BROADCAST, message="That is too long: at most %(max)d characters."),
+            DataRequired(message=lazy_gettext("Please fill in the message.")),
+            Length(max=MAX_BROADCAST, message=lazy_gettext("That is too long: at most %(max)d characters.")),
         ],
     )
-    urgent = BooleanField("Urgent: goes before everything else, may use the urgent reserve, and handhelds buzz")
+    urgent = BooleanField(lazy_gettext("Urgent: goes before everything else, may use the urgent reserve, and handhelds buzz"))
 
 
 # -- the bridge's status, once per request ------------------------------------
@@ -225,11 +228,18 @@ def broadcast() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=BROADCAST_FIELDS)
         else:
-            how = "urgent, with the bell" if urgent else "normal"
-            parts = f" in {len(messages)} numbered parts" if len(messages) > 1 else ""
-            flash(f"Queued for everyone on the patrol channel as {how}{parts}. The bridge sends it in its next free slot.")
+            if urgent:
+                flash(ngettext("Queued for everyone on the patrol channel as urgent, with the bell. The bridge "
+                               "sends it in its next free slot.",
+                               "Queued for everyone on the patrol channel as urgent, with the bell in %(num)d "
+                               "numbered parts. The bridge sends it in its next free slot.", len(messages)))
+            else:
+                flash(ngettext("Queued for everyone on the patrol channel as normal. The bridge sends it in its "
+                               "next free slot.",
+                               "Queued for everyone on the patrol channel as normal in %(num)d numbered parts. "
+                               "The bridge sends it in its next free slot.", len(messages)))
             if radio.bridge_is_silent(_bridge_status(), moment):
-                flash("The radio bridge is silent: the message waits in the outbox until it runs.", "warning")
+                flash(_("The radio bridge is silent: the message waits in the outbox until it runs."), "warning")
             return redirect(url_for("radio.status"))
     return _radio_page(form)
 

@@ -24,13 +24,14 @@ from server.domain.errors import DomainError
 from server.domain.people import HOST, Member
 from server.extensions import db
 from server.web.access import holds, now, requires, save
+from flask_babel import lazy_gettext
 
 bp = Blueprint("radio_keys", __name__, url_prefix="/host/stewards")
 
 
 class PinKeyForm(FlaskForm):
-    key = StringField("Radio key", validators=[DataRequired("Paste the key from the steward's app."),
-                                               Length(max=64, message="A radio key is 44 characters.")])
+    key = StringField(lazy_gettext("Radio key"), validators=[DataRequired(lazy_gettext("Paste the key from the steward's app.")),
+                                               Length(max=64, message=lazy_gettext("A radio key is 44 characters."))])
 
 
 def _back(member: Member) -> ResponseReturnValue:

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from server.domain import power_record
 from server.domain.people import ACCOUNTABILITY, HOST, ROLE_LABELS
+from server.i18n import N_, Labels
 from server.extensions import db
 from server.web.access import requires
 from server.web.converters import MAX_ROW_ID
@@ -18,7 +19,8 @@ bp = Blueprint("record", __name__, url_prefix="/host/record")
 
 PAGE_SIZE = 50
 READERS = (HOST, ACCOUNTABILITY)
-ROLE_NAMES = {**ROLE_LABELS, power_record.SYSTEM_ROLE: "The hub itself"}
+ROLE_NAMES = Labels({**{role: ROLE_LABELS.untranslated(role) for role in ROLE_LABELS},
+                     power_record.SYSTEM_ROLE: N_("The hub itself")})
 
 
 def _before() -> int | None:

@@ -42,6 +42,8 @@ from server.extensions import db
 from server.web.access import now, requires, save
 from server.web.filters import date_filter, time_filter
 from server.web.forms import attach_error, status_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 bp = Blueprint("roles", __name__, url_prefix="/host")
 
@@ -63,40 +65,40 @@ STATE_LABELS = {
     "lapsed": "Lapsed",
     "revoked": "Ended",
 }
-OUTCOMES = [SelectChoice(mandates.ENDED, "The assembly ended it (or withdrew the grant)"),
-            SelectChoice(mandates.RESTORED, "The assembly restored it (ends a suspension)")]
+OUTCOMES = [SelectChoice(mandates.ENDED, lazy_gettext("The assembly ended it (or withdrew the grant)")),
+            SelectChoice(mandates.RESTORED, lazy_gettext("The assembly restored it (ends a suspension)"))]
 
 
 def _at_most(limit: int) -> Length:
-    return Length(max=limit, message="That is too long: at most %(max)d characters.")
+    return Length(max=limit, message=lazy_gettext("That is too long: at most %(max)d characters."))
 
 
 def _required(what: str) -> DataRequired:
-    return DataRequired(message=f"Please fill in the {what}.")
+    return DataRequired(message=lazy_gettext("Please fill in the %(what)s.", what=what))
 
 
 def term_field() -> IntegerField:
     return IntegerField(
-        "Term in days",
+        lazy_gettext("Term in days"),
         validators=[
-            InputRequired(message="Please give the term in days."),
-            NumberRange(min=1, max=MAX_TERM_DAYS, message="A term runs from %(min)s to %(max)s days."),
+            InputRequired(message=lazy_gettext("Please give the term in days.")),
+            NumberRange(min=1, max=MAX_TERM_DAYS, message=lazy_gettext("A term runs from %(min)s to %(max)s days.")),
         ],
     )
 
 
 def decided_on_field() -> StringField:
-    return StringField("Day of the decision", validators=[_required("day of the decision"), _at_most(10)],
+    return StringField(lazy_gettext("Day of the decision"), validators=[_required(lazy_gettext("day of the decision")), _at_most(10)],
                        render_kw={"type": "date"})
 
 
 def place_field() -> StringField:
-    return StringField("Meeting or place", validators=[_required("meeting or place"), _at_most(people.MAX_PLACE)])
+    return StringField(lazy_gettext("Meeting or place"), validators=[_required(lazy_gettext("meeting or place")), _at_most(people.MAX_PLACE)])
 
 
 def decision_field() -> StringField:
-    return StringField("Words of the decision",
-                       validators=[_required("words of the decision"), _at_most(people.MAX_DECISION_WORDS)])
+    return StringField(lazy_gettext("Words of the decision"),
+                       validators=[_required(lazy_gettext("words of the decision")), _at_most(people.MAX_DECISION_WORDS)])
 
 
 def decision_of(form: FlaskForm) -> people.Decision:
@@ -123,10 +125,10 @@ def today() -> str:
 
 
 class GrantRoleForm(FlaskForm):
-    handle = StringField("Member's handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
+    handle = StringField(lazy_gettext("Member's handle"), validators=[_required(lazy_gettext("handle")), _at_most(MAX_HANDLE)])
     role = SelectField(
-        "Role",
-        choices=[SelectChoice(role, ROLE_LABELS[role]) for role in ROLES],
+        lazy_gettext("Role"),
+        choices=[SelectChoice(role, lazy_gettext(ROLE_LABELS.untranslated(role))) for role in ROLES],
         invalid_choice_message="Please choose a role from the list.",
     )
     term_days = term_field()
@@ -138,18 +140,18 @@ class GrantRoleForm(FlaskForm):
 class AddMemberForm(FlaskForm):
     """A member without a steward's radio: a handle, a first password, and a role asked for."""
 
-    handle = StringField("Handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
+    handle = StringField(lazy_gettext("Handle"), validators=[_required(lazy_gettext("handle")), _at_most(MAX_HANDLE)])
     role = SelectField(
-        "Role",
-        choices=[SelectChoice(role, ROLE_LABELS[role]) for role in mandates.WEB_ONLY_ROLES],
+        lazy_gettext("Role"),
+        choices=[SelectChoice(role, lazy_gettext(ROLE_LABELS.untranslated(role))) for role in mandates.WEB_ONLY_ROLES],
         invalid_choice_message="Please choose a role from the list.",
     )
     new_password = PasswordField(
-        "First password",
+        lazy_gettext("First password"),
         validators=[
-            _required("first password"),
+            _required(lazy_gettext("first password")),
             Length(min=people.MIN_PASSWORD_LENGTH, max=MAX_PASSWORD,
-                   message="A password has from %(min)d to %(max)d characters."),
+                   message=lazy_gettext("A password has from %(min)d to %(max)d characters.")),
         ],
     )
     term_days = term_field()
@@ -176,7 +178,7 @@ class DecideForm(FlaskForm):
     class Meta:
         csrf = False
 
-    outcome = SelectField("What the assembly decided", choices=OUTCOMES,
+    outcome = SelectField(lazy_gettext("What the assembly decided"), choices=OUTCOMES,
                           invalid_choice_message="Please choose ended or restored.")
     decided_on = decided_on_field()
     decision_place = place_field()
@@ -185,13 +187,13 @@ class DecideForm(FlaskForm):
 
 class PasswordForm(FlaskForm):
     # "new_password" is a name the error pages never echo back.
-    holder = StringField("Member's handle", validators=[_required("handle"), _at_most(MAX_HANDLE)])
+    holder = StringField(lazy_gettext("Member's handle"), validators=[_required(lazy_gettext("handle")), _at_most(MAX_HANDLE)])
     new_password = PasswordField(
-        "New password",
+        lazy_gettext("New password"),
         validators=[
-            _required("new password"),
+            _required(lazy_gettext("new password")),
             Length(min=people.MIN_PASSWORD_LENGTH, max=MAX_PASSWORD,
-                   message="A password has from %(min)d to %(max)d characters."),
+                   message=lazy_gettext("A password has from %(min)d to %(max)d characters.")),
         ],
     )
 
@@ -293,9 +295,9 @@ def grant() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=DECISION_FIELDS)
         else:
-            flash(f"{assignment.member.handle}'s {ROLE_LABELS[assignment.role]} role until "
-                  f"{_until(assignment.expires_at)} is asked for. It opens nothing until another host "
-                  f"countersigns it.")
+            flash(_("%(handle)s's %(role)s role until %(until)s is asked for. It opens nothing until "
+                    "another host countersigns it.",
+                    handle=assignment.member.handle, role=ROLE_LABELS[assignment.role], until=_until(assignment.expires_at)))
             return redirect(url_for("roles.page") + f"#role-{assignment.id}")
     return _roles_page(grant=form)
 
@@ -316,8 +318,9 @@ def add_member() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=MEMBER_FIELDS)
         else:
-            flash(f"{assignment.member.handle} can log in once another host countersigns their "
-                  f"{ROLE_LABELS[assignment.role]} role. Tell them their first password in person.")
+            flash(_("%(handle)s can log in once another host countersigns their %(role)s role. Tell them "
+                    "their first password in person.",
+                    handle=assignment.member.handle, role=ROLE_LABELS[assignment.role]))
             return redirect(url_for("roles.page") + f"#role-{assignment.id}")
     return _roles_page(member=form)
 
@@ -341,8 +344,9 @@ def renew(assignment_id: int) -> ResponseReturnValue:
             attach_error(form, error, fields=DECISION_FIELDS)
         else:
             assignment = renewal.assignment
-            flash(f"A renewal of {assignment.member.handle}'s {ROLE_LABELS[assignment.role]} role until "
-                  f"{_until(renewal.new_expires_at)} is asked for. It takes effect when another host countersigns it.")
+            flash(_("A renewal of %(handle)s's %(role)s role until %(until)s is asked for. It takes "
+                    "effect when another host countersigns it.",
+                    handle=assignment.member.handle, role=ROLE_LABELS[assignment.role], until=_until(renewal.new_expires_at)))
             return redirect(url_for("roles.page") + f"#role-{assignment_id}")
     return _roles_page(failed=(assignment_id, form))
 
@@ -363,8 +367,8 @@ def countersign(assignment_id: int) -> ResponseReturnValue:
     except DomainError as error:
         flash(error.message, "error")
     else:
-        flash(f"Countersigned: {assignment.member.handle} is {ROLE_LABELS[assignment.role]} "
-              f"until {_until(assignment.expires_at)}.")
+        flash(_("Countersigned: %(handle)s is %(role)s until %(until)s.",
+                handle=assignment.member.handle, role=ROLE_LABELS[assignment.role], until=_until(assignment.expires_at)))
     return _back(assignment_id)
 
 
@@ -380,9 +384,12 @@ def decide(assignment_id: int) -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=DECISION_FIELDS)
         else:
-            done = "ended" if assignment.revoked_at is not None else "restored"
-            flash(f"{assignment.member.handle}'s {ROLE_LABELS[assignment.role]} role is {done}, "
-                  "as the assembly decided. It stays in the history below.")
+            if assignment.revoked_at is not None:
+                flash(_("%(handle)s's %(role)s role is ended, as the assembly decided. It stays in the history "
+                        "below.", handle=assignment.member.handle, role=ROLE_LABELS[assignment.role]))
+            else:
+                flash(_("%(handle)s's %(role)s role is restored, as the assembly decided. It stays in the history "
+                        "below.", handle=assignment.member.handle, role=ROLE_LABELS[assignment.role]))
             return redirect(url_for("roles.page") + f"#role-{assignment_id}")
     return _roles_page(failed=(assignment_id, form))
 
@@ -402,7 +409,8 @@ def set_password() -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=PASSWORD_FIELDS)
         else:
-            flash(f"{member.handle} can log in with the new password once a role of theirs is in force. "
-                  "Tell it to them in person.")
+            flash(_("%(handle)s can log in with the new password once a role of theirs is in force. Tell it to "
+                    "them in person.",
+                    handle=member.handle))
             return redirect(url_for("roles.page"))
     return _roles_page(password=form)
