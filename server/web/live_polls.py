@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 ENDPOINT = "live.events"
+EXTENSION_KEY = live.POLLS_KEY  # also read by an open stream's checks (live.LogReader.why_not_watching)
 SESSIONS_KEPT = 512  # verified cookies remembered; beyond, forgotten at once (a few hosts hold one each)
 # What Flask sends with a slotless answer (live.events, web/headers.py, web/languages.py);
 # tests/test_crowd.py compares the two.
@@ -85,6 +86,27 @@ _KEY_TO_OPEN = (
 )
 
 
+
+class _Compiled:
+    """A statement compiled once for the engine's dialect, run on a DB-API cursor with SQLAlchemy's own
+    conversion of each parameter (a datetime as the DateTime column stores it)."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.names = list(compiled.positiontup or ())
+        self.convert = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                        for name, bind in compiled.binds.items()}
+
+    def run(self, cursor: Any, params: dict[str, Any]) -> Any:
+        values = []
+        for name in self.names:
+            convert = self.convert.get(name)
+            values.append(convert(params[name]) if convert else params[name])
+        cursor.execute(self.sql, values)
+        return cursor
+
+
 class QuickPolls:
     """WSGI middleware: a slotless poll of the live log by a login that may watch, answered before Flask."""
 
@@ -93,6 +115,8 @@ class QuickPolls:
         self.app = app
         self.path: str | None = None  # the stream's address, from the URL map once routes are in
         self._engine: Engine | None = None
+        self._member: _Compiled | None = None
+        self._roles: _Compiled | None = None
         # cookie -> (session data, when its signature expires): HMAC once per cookie, not per poll.
         self._sessions: dict[str, tuple[dict[str, Any], float]] = {}
         self._guard = threading.Lock()
@@ -136,7 +160,7 @@ class QuickPolls:
         unlocked = app.extensions[KEYRING_KEY].get(session.get(UNLOCK_KEY), moment)
         if unlocked is None or unlocked.member_id != int(member_id) or unlocked.duress:
             return None
-        vaults = self._standing(int(member_id), epoch, moment, unlocked)
+        vaults = self.standing(int(member_id), epoch, moment, unlocked)
         if vaults is None:
             return None
         roles, opened = vaults
@@ -175,28 +199,42 @@ class QuickPolls:
             self._sessions[cookie] = (data, signed.timestamp() + max_age)
         return data
 
-    def _standing(self, member_id: int, epoch: str, moment: Any, unlocked: Any) -> tuple[set[str], dict] | None:
-        """The member's roles in force and the log key they may open now, or None if Flask must answer."""
+    def standing(self, member_id: int, epoch: str, moment: Any, unlocked: Any) -> tuple[set[str], dict] | None:
+        """The member's roles in force and the log key they may open now; None if they may not watch, or
+        a key could be opened for them: then the full check (Flask's, or the held stream's) answers."""
         if self._engine is None:
             with self.app.app_context():
-                self._engine = db.engine
-        with self._engine.connect() as connection:
-            member = connection.execute(_MEMBER, {"member": member_id}).first()
-            if member is None or not member[1] or str(member[0]) != epoch:
-                return None  # gone, no password, or logged out everywhere: Flask sends them to log in
-            roles = set(connection.scalars(_ROLES, {"member": member_id, "now": moment}))
-            if not roles & set(LOG_ROLES):
-                return None
-            readable = sealing.vaults_for(roles) & live.LIVE_VAULTS
-            missing = readable - unlocked.vaults.keys()
-            if missing and unlocked.member_private is not None and connection.execute(
-                    _KEY_TO_OPEN, {"member": member_id, "vaults": list(missing)}).first():
-                return None  # a key this login can open now: Flask opens it (live._live_vaults)
+                engine = db.engine
+            self._member, self._roles = _Compiled(_MEMBER, engine.dialect), _Compiled(_ROLES, engine.dialect)
+            self._engine = engine  # last: another thread seeing it finds the statements ready
+        params = {"member": member_id, "now": moment}
+        # The DB-API connection itself (from the same pool, with its pragmas): on these two statements,
+        # run 200 times a second by a crowd, SQLAlchemy's own work cost more than SQLite's.
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                member = self._member.run(cursor, params).fetchone()
+                if member is None or not member[1] or str(member[0]) != epoch:
+                    return None  # gone, no password, or logged out everywhere: Flask sends them to log in
+                roles = {role for (role,) in self._roles.run(cursor, params).fetchall()}
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
+        if not roles & set(LOG_ROLES):
+            return None
+        readable = sealing.vaults_for(roles) & live.LIVE_VAULTS
+        missing = readable - unlocked.vaults.keys()
+        if missing and unlocked.member_private is not None:
+            with self._engine.connect() as connection:
+                if connection.execute(_KEY_TO_OPEN, {"member": member_id, "vaults": list(missing)}).first():
+                    return None  # a key this login can open now: Flask opens it (live._live_vaults)
         return roles, {vault: key for vault, key in unlocked.vaults.items() if vault in readable}
 
 
 def init_app(app: Flask) -> None:
     """In front of everything (caching's shared answers included): a poll never reaches them."""
-    polls = QuickPolls(app.wsgi_app, app)
+    polls = app.extensions[EXTENSION_KEY] = QuickPolls(app.wsgi_app, app)
     app.wsgi_app = polls  # type: ignore[method-assign]
     app.extensions[KEYRING_KEY].on_emptied.append(polls.forget_sessions)
