@@ -80,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
         radio_keys,
         record,
         roles,
+        waiting,
     )
     from server.web.converters import RowIdConverter
 
@@ -95,6 +96,7 @@ def register_blueprints(app: Flask) -> None:
     radio.init_app(app)
     alerts.init_app(app)
     cases.init_app(app)
+    waiting.init_app(app)  # issue 15: where each role lands, what waits on whom, what nobody may read
     radio_keys.init_app(app)
     for module in (bench, auth, mediation, complaints, aid, compact, host, radio, radio_keys, live, alerts, cases, record):
         app.register_blueprint(module.bp)

@@ -25,7 +25,7 @@ def logged_in(app, handle: str, *roles: str, node: str | None = None):
     """A fresh browser for a new member holding ``roles``, logged in."""
     make_member(app, handle, *roles, node=node)
     client = app.test_client()
-    assert login(client, handle).request.path == "/host/"
+    assert login(client, handle).request.path != "/login"
     return client
 
 

@@ -58,7 +58,7 @@ def queued(app) -> list[outbox.OutboxMessage]:
 def browser_of(app, handle: str, *roles: str, node: str | None = None):
     make_member(app, handle, *roles, node=node)
     browser = app.test_client()
-    assert login(browser, handle).request.path == "/host/"
+    assert login(browser, handle).request.path != "/login"
     return browser
 
 
@@ -165,7 +165,7 @@ def test_an_anonymous_report_reaches_dispatch_radios_at_once_and_handhelds_only_
         assert "STEWARDS" not in asked.text and "stand down" not in asked.text
 
         # On the case page, Wren confirms it: now every handheld hears code, the listed place, count and time.
-        assert login(wren_browser := web.test_client(), "Wren").request.path == "/host/"
+        assert login(wren_browser := web.test_client(), "Wren").request.path != "/login"
         (case,) = all_cases()
         page = text_of(wren_browser.get(f"/cases/{case.id}"))
         assert "A neighbour's report: not on the air yet" in page
@@ -256,14 +256,15 @@ def test_only_dispatch_a_captain_or_a_host_may_confirm(app, client, clock):
 
 def test_with_nobody_holding_dispatch_or_care_the_hosts_are_asked_and_the_neighbour_is_told_so(app, client):
     first = submit(client, "/arrest", {"where": "Market", "count": "1"})
-    assert "nobody at the bench could be reached yet" in text_of(first)
+    assert "Nobody holds the dispatch or care ring role right now, so nobody can read this yet." in text_of(first)
+    assert "Nobody holds the host role either, so nobody at the bench was told." in text_of(first)
     assert "dispatch was told" not in text_of(first)
     assert queued(app) == []
 
     osprey = browser_of(app, "Osprey", "host", node="!0000b001")
     second = submit(app.test_client(), "/arrest", {"where": "by the library", "count": "2"})
     told = text_of(second)
-    assert "the bench's hosts were asked" in told and "dispatch was told" not in told
+    assert "The bench's hosts were told that an arrest was reported" in told and "dispatch was told" not in told
     (asked,) = queued(app)
     assert asked.destination == parse_node_id("!0000b001") and asked.priority == outbox.URGENT
     assert asked.text.startswith("ARREST report C2 from the bench, not confirmed: 2 at place with dispatch")

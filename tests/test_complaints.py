@@ -59,7 +59,7 @@ def only_complaint_id(app) -> int:
 
 def browser_for(app, handle: str):
     browser = app.test_client()
-    assert login(browser, handle).request.path == "/host/"
+    assert login(browser, handle).request.path != "/login"
     return browser
 
 

@@ -244,7 +244,8 @@ class Person:
         self.page.get_by_label("Handle").fill(handle)
         self.page.get_by_label("Password").fill(PASSWORD)
         self.press(self.page.get_by_role("button", name="Log in"))
-        self.page.wait_for_url("**/host/")
+        # Each role lands where its work is (dispatch on the cases, a host on the board): anywhere but the login.
+        self.page.wait_for_url(lambda url: "/login" not in url)
 
     def open_the_live_log(self) -> None:
         self.press(self.page.get_by_role("navigation", name="Hub").get_by_role("link", name="Live log"))
@@ -384,7 +385,7 @@ def test_a_neighbour_reports_an_arrest_and_dispatch_sees_the_case_appear_and_wor
 
         # Dispatch keeps the live log open, where arrests are marked urgent.
         dispatch.log_in("Heron")
-        dispatch.sees("dashboard")
+        dispatch.sees("landing")
         dispatch.open_the_live_log()
         dispatch.sees("live-log")
         live = dispatch.page.locator("#live-entries > li")
@@ -393,15 +394,17 @@ def test_a_neighbour_reports_an_arrest_and_dispatch_sees_the_case_appear_and_wor
         page = neighbour.page
         neighbour.open("/")
         neighbour.sees("bench")
-        neighbour.press(page.get_by_role("link", name="Tell dispatch: I saw an arrest"))
-        page.wait_for_url("**/arrest")
+        neighbour.press(page.get_by_role("navigation", name="What you can do here")
+                        .get_by_role("link", name="I saw an arrest"))
+        page.wait_for_url("**/arrest#main")
         neighbour.sees("form")
         page.get_by_label("Where did it happen?").fill(place)
+        page.get_by_label("When?").fill("9.40pm")
         page.get_by_label("How many people were taken?").fill("2")
         page.get_by_label("What you saw (optional)").fill("Two people in green rain jackets, pushed into a van.")
         page.get_by_label("A way to reach you (optional)").fill("ask for Robin at the bench")
         neighbour.press(page.get_by_role("button", name="Tell dispatch"))
-        page.wait_for_url("**/arrest/thanks")
+        page.wait_for_url(THANKS)  # the form opened at #main, which a redirect keeps
         assert "dispatch was told" in neighbour.main_text()
         neighbour.sees("thanks")
 
@@ -451,6 +454,70 @@ def test_a_neighbour_reports_an_arrest_and_dispatch_sees_the_case_appear_and_wor
     on_air = heard_on_air(radio, f"ARREST {code}:")
     assert "2 at place with dispatch" in on_air
     assert "Larch" not in on_air and "green" not in on_air and "Robin" not in on_air
+
+
+THANKS = re.compile(r"/arrest/thanks(#main)?$")
+TAB_BUDGET = 6  # issue 15: a frightened neighbour reaches the arrest form's first field in under 6 Tab stops
+
+
+def test_a_frightened_neighbour_reports_an_arrest_on_a_phone_with_the_keyboard_alone(browser, hub):
+    with journey("arrest-keyboard", PHONE, browser, hub) as trip:
+        neighbour = trip.person("neighbour")
+        page = neighbour.page
+        place = "Elm Street by the laundrette, keyboard"
+        neighbour.open("/")
+        neighbour.sees("bench")
+
+        def focused() -> dict:
+            return page.evaluate("""() => { const el = document.activeElement;
+                return {tag: el.tagName.toLowerCase(), id: el.id, text: (el.textContent || "").trim(),
+                        href: el.getAttribute("href") || ""}; }""")
+
+        tabs = 0
+        while focused()["text"] != "I saw an arrest":
+            page.keyboard.press("Tab")
+            tabs += 1
+            assert tabs < TAB_BUDGET, f"Tab {tabs} is on {focused()}"
+        assert focused()["href"] == "/arrest#main"
+        neighbour.sees("arrest-link-focused")
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/arrest#main")
+        while focused()["id"] != "where":
+            page.keyboard.press("Tab")
+            tabs += 1
+            assert tabs < TAB_BUDGET, f"Tab {tabs} is on {focused()}"
+        assert tabs < TAB_BUDGET
+        # Where is asked first, and shows on the 640 px high screen without scrolling.
+        box = page.locator("#where").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= PHONE.options["viewport"]["height"], box
+        neighbour.sees("first-field-focused")
+
+        page.keyboard.type(place)
+        page.keyboard.press("Tab")
+        assert focused()["id"] == "when"
+        page.keyboard.type("2140")
+        page.keyboard.press("Enter")  # a text field's Enter sends the form
+        page.wait_for_url(THANKS)  # the form opened at #main, which a redirect keeps
+        assert "dispatch was told" in neighbour.main_text()
+        neighbour.sees("thanks")
+
+        # Opened afresh (no fragment, at the top), the form's first field is above the fold too.
+        neighbour.open("/arrest")
+        box = page.locator("#where").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= PHONE.options["viewport"]["height"], box
+
+
+def test_dispatch_lands_on_the_open_cases_after_logging_in(browser, hub, device):
+    with journey("dispatch-landing", device, browser, hub) as trip:
+        dispatch = trip.person("dispatch")
+        dispatch.log_in("Heron")
+        assert dispatch.page.url.endswith("/cases")
+        assert dispatch.page.get_by_role("heading", level=1).inner_text().strip() != ""
+        dispatch.sees("landing")
+        dispatch.open("/host/")
+        shown = dispatch.main_text()
+        assert "Waiting at the bench" in shown and "Open arrest cases" in shown
+        dispatch.sees("dashboard")
 
 
 def test_the_host_watches_the_live_log_and_a_check_in_from_a_handheld_appears_within_two_seconds(

@@ -268,7 +268,7 @@ def test_the_record_command_prints_the_record(app, runner, clock):
 def _signed_in(app, handle: str, *roles: str, node: str | None = None):
     make_member(app, handle, *roles, node=node)
     browser = app.test_client()
-    assert login(browser, handle).request.path == "/host/"
+    assert login(browser, handle).request.path != "/login"
     return browser
 
 

