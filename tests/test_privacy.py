@@ -520,6 +520,8 @@ ID_MODELS = {
     "complaint_id": complaints.Complaint,
     "cycle": audit.LunarAudit,  # a lunar audit's id is its cycle's number
 }
+# Route arguments that name no row: the values the crawl visits ("en" keeps each browser reading English).
+NOT_IDS = {"code": ["en"]}
 # Beyond the URL map: the finished mediation requests and closed complaints, and the whole live stream from its first entry.
 EXTRA = [("/host/mediation?finished=1", {}), ("/host/complaints?closed=1", {}),
          ("/host/live/events", {"Last-Event-ID": "0"})]
@@ -535,9 +537,10 @@ def get_urls(app) -> list[tuple[str, dict]]:
         if rule.endpoint == "static":
             urls += [(f"/static/{path.name}", {}) for path in sorted(static.iterdir())]
             continue
-        unknown = [arg for arg in rule.arguments if arg not in ID_MODELS]
+        unknown = [arg for arg in rule.arguments if arg not in ID_MODELS and arg not in NOT_IDS]
         assert not unknown, f"{rule.rule}: say in ID_MODELS which rows {unknown} name, so the crawl visits them"
-        choices = [[(arg, row_id) for row_id in all_ids(app, ID_MODELS[arg])] for arg in sorted(rule.arguments)]
+        choices = [[(arg, value) for value in (NOT_IDS[arg] if arg in NOT_IDS else all_ids(app, ID_MODELS[arg]))]
+                   for arg in sorted(rule.arguments)]
         for combination in itertools.product(*choices):
             urls.append((rule.build(dict(combination), append_unknown=False)[1], {}))
     return sorted(urls) + EXTRA
