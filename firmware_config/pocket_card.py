@@ -18,6 +18,7 @@ from firmware_config.channel import channel_url
 from firmware_config.network import PatrolNetwork
 from firmware_config.profiles import URGENT_PRESETS
 from firmware_config.qr import qr_svg_inline
+from server import i18n
 from server.domain.radio_commands import POCKET_CARD, canned_messages
 
 TEMPLATE = "pocket_card.html"
@@ -32,8 +33,14 @@ class CardCommand:
 
 def pocket_card_html(net: PatrolNetwork) -> str:
     """The pocket card as a complete HTML document."""
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html"]))
-    commands = [CardCommand(syntax, meaning, syntax.split()[0] in URGENT_PRESETS) for syntax, meaning in POCKET_CARD]
+    with i18n.speaking(None):  # the card is in the hub's language, as is everything on the air
+        return _card(net)
+
+
+def _card(net: PatrolNetwork) -> str:
+    env = i18n.teach(Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html"])))
+    commands = [CardCommand(i18n.gettext(syntax), i18n.gettext(meaning), syntax.split()[0] in URGENT_PRESETS)
+                for syntax, meaning in POCKET_CARD]
     canned = canned_messages()
     return env.get_template(TEMPLATE).render(
         bench_name=net.bench_name,
@@ -45,5 +52,6 @@ def pocket_card_html(net: PatrolNetwork) -> str:
         region=net.region,
         preset=net.preset,
         # qr_svg_inline builds the element itself and escapes its one attribute.
-        qr_svg=Markup(qr_svg_inline(channel_url(net), f"QR code: join the patrol channel {net.channel_name}")),
+        qr_svg=Markup(qr_svg_inline(channel_url(net), i18n.gettext("QR code: join the patrol channel %(name)s",
+                                                                   name=net.channel_name))),
     )

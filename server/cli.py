@@ -27,6 +27,7 @@ from server.db import HubBusy, run_in_transaction
 from server.domain import mandates, patrol, people, radio_trust
 from server.domain.errors import DomainError
 from server.extensions import db
+from server.i18n import gettext as _
 
 
 def _create_app() -> Flask:
@@ -497,7 +498,8 @@ def _latest_assignment(session, handle: str, role: str):  # noqa: ANN001, ANN202
     member = people.get_member(session, handle)
     latest = next((a for a in reversed(member.roles) if a.role == role and a.revoked_at is None), None)
     if latest is None:
-        raise DomainError(f"{handle} has never held the {role} role; grant it instead.")
+        raise DomainError(_("%(handle)s has never held the %(role)s role; grant it instead.",
+                            handle=handle, role=role))
     return latest
 
 
@@ -516,7 +518,9 @@ def role_countersign(handle: str, role: str, signer: str) -> None:
     def work(session):  # noqa: ANN001, ANN202
         by = people.find_member(session, signer)
         if not people.check_password(by, password):
-            raise DomainError(f"That handle and password do not match: only {signer} can countersign as {signer}.")
+            raise DomainError(_("That handle and password do not match: only %(signer)s can countersign as "
+                                "%(signer)s.",
+                                signer=signer))
         return mandates.countersign(session, _now(), _latest_assignment(session, handle, role), by=by)
 
     assignment = _save(work)

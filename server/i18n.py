@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 # Each shipped language, named in its own words (the switcher shows these).
 LANGUAGES: dict[str, str] = {"en": "English", "es": "Español", "ar": "العربية"}
@@ -137,6 +138,35 @@ def ngettext(singular: str, plural: str, num: int, **variables: object) -> str:
     """The singular or plural form for ``num`` (Arabic has six); ``%(num)d`` is always available."""
     variables.setdefault("num", num)
     return catalog(active()).ngettext(singular, plural, num) % variables
+
+
+def teach(environment: Any) -> Any:
+    """Give a Jinja environment without Flask (posters, the pocket card) ``_()`` and ``{% trans %}``
+    over these catalogs, in the language being spoken when it renders."""
+    environment.add_extension("jinja2.ext.i18n")
+    # Jinja fills the placeholders itself (newstyle): it gets the bare translated texts.
+    environment.install_gettext_callables(
+        lambda message: catalog(active()).gettext(message),
+        lambda singular, plural, num: catalog(active()).ngettext(singular, plural, num),
+        newstyle=True)
+    environment.globals["page_language"] = page_language
+    environment.globals["format_day"] = format_day
+    return environment
+
+
+def format_day(day: Any) -> str:
+    """A printed date as the language says it: "6 December 2026", "6 de diciembre de 2026", "6 ديسمبر 2026"."""
+    from babel.dates import format_date  # Babel only where a page is printed: the bridge never loads it
+
+    code = active()
+    # English as the bench has always printed it ("6 December 2026"); other languages their long form.
+    return format_date(day, "d MMMM yyyy" if code == "en" else "long", locale=code)
+
+
+def page_language() -> dict[str, str]:
+    """``lang`` and ``dir`` for a printed page's ``<html>``: the language being spoken."""
+    code = active()
+    return {"lang": code, "dir": "rtl" if is_rtl(code) else "ltr"}
 
 
 def N_(message: str) -> str:  # noqa: N802 - the name gettext's tools look for

@@ -517,7 +517,7 @@ def report(session: Session, cycle: Cycle, now: datetime, airtime_budget_per_hou
              for name in sorted(set(shifts) | set(check_ins), key=lambda name: (name == NO_AREA, name.lower()))]
 
     alert_rows = []
-    for group, label in (("sos", "SOS and panic calls"), ("other", "Other alerts (missed check-ins, silent alerts)")):
+    for group, label in (("sos", _("SOS and panic calls")), ("other", _("Other alerts (missed check-ins, silent alerts)"))):
         waits = [fact[1] for fact in facts["alert"].values() if fact[0] == group]
         answered = [wait for wait in waits if wait is not None]
         alert_rows.append(AlertRow(label, len(waits), len(answered), Timed.of(answered)))
@@ -570,8 +570,8 @@ def cycle_for_page(now: datetime, number: int | None) -> Cycle:
     if number is None or number == current.number:
         return current
     if not 0 <= number < current.number:
-        raise NotFound("That lunar cycle has not begun yet." if number > current.number
-                       else "There is no lunar cycle with that number.")
+        raise NotFound(_("That lunar cycle has not begun yet.") if number > current.number
+                       else _("There is no lunar cycle with that number."))
     return lunar.cycle(number)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from server import i18n
 from markupsafe import Markup
 
 from firmware_config.qr import qr_png, qr_svg_inline
@@ -77,15 +79,24 @@ def page_url(bench_url: str, path: str) -> str:
 
 
 def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    # Printed in the hub's language (a poster speaks to the whole street): the caller renders inside
+    # i18n.speaking(None), see bench_poster and compact_poster.
+    return i18n.teach(Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"])))
 
 
 def bench_poster(*, bench_name: str, wifi: BenchWifi, bench_url: str, legal_hotline: str,
                  printed_on: date) -> Poster:
     """The poster on the bench: join the WiFi, open the bench page, and the address in plain text."""
-    join = QrCode("wifi-qr", wifi.payload, f"join the WiFi {wifi.ssid}")
-    open_page = QrCode("bench-page-qr", bench_url, f"open the bench page {bench_url}")
-    html = _environment().get_template("printing/bench_poster.html").render(
+    with i18n.speaking(None):
+        join = QrCode("wifi-qr", wifi.payload, i18n.gettext("join the WiFi %(ssid)s", ssid=wifi.ssid))
+        open_page = QrCode("bench-page-qr", bench_url, i18n.gettext("open the bench page %(url)s", url=bench_url))
+        html = _bench_poster_html(bench_name, wifi, bench_url, legal_hotline, printed_on, join, open_page)
+    return Poster("poster", html, (join, open_page))
+
+
+def _bench_poster_html(bench_name: str, wifi: BenchWifi, bench_url: str, legal_hotline: str, printed_on: date,
+                       join: QrCode, open_page: QrCode) -> str:
+    return _environment().get_template("printing/bench_poster.html").render(
         bench_name=bench_name,
         wifi=wifi,
         bench_url=bench_url,
@@ -94,22 +105,22 @@ def bench_poster(*, bench_name: str, wifi: BenchWifi, bench_url: str, legal_hotl
         join=join,
         open_page=open_page,
     )
-    return Poster("poster", html, (join, open_page))
 
 
 def compact_poster(*, bench_name: str, text: str, compact_url: str, wifi: BenchWifi,
                    version_date: date | None, version_number: int, signatures: int, printed_on: date) -> Poster:
     """The compact as a poster, with a QR code to its page on the hub, where neighbours sign it."""
-    sign = QrCode("qr", compact_url, f"read and sign the compact at {compact_url}")
-    html = _environment().get_template("printing/compact_poster.html").render(
-        bench_name=bench_name,
-        text=text,
-        compact_url=compact_url,
-        wifi=wifi,
-        version_date=version_date,
-        version_number=version_number,
-        signatures=signatures,
-        printed_on=printed_on,
-        sign=sign,
-    )
+    with i18n.speaking(None):
+        sign = QrCode("qr", compact_url, i18n.gettext("read and sign the compact at %(url)s", url=compact_url))
+        html = _environment().get_template("printing/compact_poster.html").render(
+            bench_name=bench_name,
+            text=text,
+            compact_url=compact_url,
+            wifi=wifi,
+            version_date=version_date,
+            version_number=version_number,
+            signatures=signatures,
+            printed_on=printed_on,
+            sign=sign,
+        )
     return Poster("compact-poster", html, (sign,))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.dates import format_datetime
 from flask import Flask, current_app
 from markupsafe import Markup
+
+from server import i18n
 
 
 def _zone():  # noqa: ANN202
@@ -38,13 +41,14 @@ def time_filter(moment: datetime | None) -> str:
 
 
 def datetime_filter(moment: datetime | None) -> str:
+    """"Sun 06 Dec, 21:40", with the day and month named in the language being spoken ("dom 06 dic")."""
     local = to_local(moment)
-    return local.strftime("%a %d %b, %H:%M") if local else ""
+    return format_datetime(local, "EEE dd MMM, HH:mm", locale=i18n.active()) if local else ""
 
 
 def date_filter(moment: datetime | None) -> str:
     local = to_local(moment)
-    return local.strftime("%a %d %b %Y") if local else ""
+    return format_datetime(local, "EEE dd MMM yyyy", locale=i18n.active()) if local else ""
 
 
 def iso_filter(moment: datetime | None) -> str:
@@ -60,8 +64,8 @@ def unseal_filter(value: str | None) -> str | Markup:
         return ""
     words = unsealed(value)
     if words is None:
-        return Markup('<span class="sealed" title="Sealed: only the roles that read this open it, while logged in.">'
-                      "sealed</span>")
+        return Markup('<span class="sealed" title="%s">%s</span>') % (
+            i18n.gettext("Sealed: only the roles that read this open it, while logged in."), i18n.gettext("sealed"))
     return words
 
 

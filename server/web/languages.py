@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, g, redirect, request, url_for
+from flask import Blueprint, Flask, Response, g, has_request_context, redirect, request, url_for
 from flask_babel import Babel
 
 from server import i18n
@@ -22,6 +22,9 @@ bp = Blueprint("languages", __name__)
 
 def request_language() -> str:
     """The switcher's choice, else the phone's language, else the hub's: what caching.py keys pages by, too."""
+    if not has_request_context():
+        # A page rendered by the command line (the audit's printout): the hub's language, or `speaking`'s.
+        return i18n.active()
     cached = g.get("language")
     if cached is None:
         cached = g.language = i18n.choose(
