@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from radio_bridge.airtime import AirtimeLedger
 from radio_bridge.inbound import Inbound, InboundSettings
-from radio_bridge.journal import Journal
+from radio_bridge.journal import JOURNAL_FILE, Journal
+from radio_bridge.listening import Listening
 from radio_bridge.mesh import (
     RadioBusy,
-    RadioLink,
     RadioSpec,
     RadioUnavailable,
     decode_packet,
@@ -49,8 +49,6 @@ log = logging.getLogger("radio_bridge")
 SIM_DECISION = "simulated radio, for trying the hub out"
 SIM_PLACE = "the simulated radio"
 QUEUE_FULL = "the radio's transmit queue is full: messages wait in the outbox"
-JOURNAL_FILE = "radio-journal.sqlite"
-WAKE = object()  # on the events queue: the journal has something new
 BATCH = 20  # journal entries acted on per turn, so a burst never holds back an urgent send for long
 # The journal's WAL is truncated once it is empty and no packet was acted on
 # for JOURNAL_QUIET_S (a burst costs one truncation, not one per packet), or
@@ -99,22 +97,24 @@ class Bridge:
     """The bridge's state and its loop. Needs a database and a clock, not the web app."""
 
     def __init__(self, sessions: Callable[[], Session], clock: Callable[[], datetime], spec: RadioSpec,
-                 settings: BridgeSettings, journal: Journal, sim_path: str | None = None) -> None:
+                 settings: BridgeSettings, listening: Listening, sim_path: str | None = None) -> None:
         self.session = sessions()  # this thread's only session: every write the bridge makes goes through it
         self._engine = None  # disposed on close when the bridge made it
         self.clock = clock
         self.spec = spec
         self.settings = settings
         self.sim_path = sim_path
-        self.journal = journal
-        self.events: queue.Queue[Event | object] = queue.Queue()
-        self.link = RadioLink(self.events, connect_timeout=settings.connect_timeout, on_packet=self._take_packet)
+        # The radio's link, the journal and the events queue: made (and the radio perhaps opened)
+        # before this bridge, while the domain layer loaded (radio_bridge/listening.py).
+        self.listening = listening
+        self.journal = listening.journal
+        self.events: queue.Queue[Event | object] = listening.events
+        self.link = listening.link
         self.ledger = AirtimeLedger()
         self.sender = Sender(self.link, self.ledger, settings.sender)
         self.node_num: int | None = None
         self.inbound = Inbound(radio_node=lambda: self.node_num, settings=settings.inbound)
-        # Packets the journal could not take (its disk failed): the only copy, so they go first.
-        self._unjournaled: deque[tuple[bytes, datetime]] = deque()
+        self._unjournaled = listening.unjournaled  # what the journal could not take goes first
         self._recheck: deque[int] = deque()  # outbox ids to ask the radio about after a (re)connect
         self._backoff = 1.0
         self._next_connect = 0.0
@@ -130,12 +130,18 @@ class Bridge:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], spec: RadioSpec, sim_path: str | None = None,
-                    settings: BridgeSettings | None = None) -> Bridge:
-        """A bridge on the hub's database, from the hub's settings (see server.config.load_settings)."""
+                    settings: BridgeSettings | None = None, listening: Listening | None = None) -> Bridge:
+        """A bridge on the hub's database, from the hub's settings (see server.config.load_settings).
+
+        ``listening``: the radio's link and journal if the process made them
+        first (radio_bridge/main.py), on the same settings.
+        """
         engine = make_engine(config["DATABASE_URL"], int(config["DB_BUSY_TIMEOUT_MS"]))
-        journal = Journal(Path(config["INSTANCE"]) / JOURNAL_FILE)
-        bridge = cls(sessionmaker(engine), config.get("CLOCK", utcnow), spec,
-                     settings or BridgeSettings.from_config(config), journal, sim_path=sim_path)
+        settings = settings or BridgeSettings.from_config(config)
+        clock = config.get("CLOCK", utcnow)
+        if listening is None:
+            listening = Listening(Journal(Path(config["INSTANCE"]) / JOURNAL_FILE), clock, settings.connect_timeout)
+        bridge = cls(sessionmaker(engine), clock, spec, settings, listening, sim_path=sim_path)
         bridge._engine = engine
         return bridge
 
@@ -147,9 +153,8 @@ class Bridge:
         if self._closed:
             return
         self._closed = True
-        self.link.close()
         self.session.close()
-        self.journal.close()
+        self.listening.close()  # the radio (once an opening under way has finished), then the journal
         if self._engine is not None:
             try:
                 checkpoint(self._engine)
@@ -175,7 +180,7 @@ class Bridge:
 
     def run_once(self, wait: float = 0.1) -> None:
         """One turn: connect if due, act on what was heard, send if a slot is free."""
-        if not self.link.is_open and time.monotonic() >= self._next_connect:
+        if self.listening.opened_early or (not self.link.is_open and time.monotonic() >= self._next_connect):
             self._connect()
         self._handle_events(wait if self.link.is_open else min(wait, 0.05))
         self._truncate_journal()
@@ -191,10 +196,9 @@ class Bridge:
     # -- connection -------------------------------------------------------------------
 
     def _connect(self) -> None:
-        # Read before opening: the packets that come with the handshake move it on.
-        last_read = self.journal.recall("read_at")
         try:
-            self.info = self.link.open(self.spec, device_path=self.sim_path)
+            # With when the line was last read, from before opening: the handshake's packets move it on.
+            last_read, self.info = self.listening.open(self.spec, device_path=self.sim_path)
         except RadioUnavailable as error:
             self._status["last_error"] = str(error)
             self._next_connect = time.monotonic() + self._backoff
@@ -283,16 +287,6 @@ class Bridge:
         self._write_status()
 
     # -- inbound ------------------------------------------------------------------------
-
-    def _take_packet(self, raw: bytes) -> None:
-        """On the library's reader thread: the packet is on disk before the next one is read."""
-        heard_at = self.now()
-        try:
-            self.journal.append(raw, heard_at, time.time())
-        except Exception:  # noqa: BLE001  (a full or failing disk must not stop the reader)
-            log.exception("could not write a packet to the journal; holding it in memory")
-            self._unjournaled.append((raw, heard_at))
-        self.events.put(WAKE)
 
     def _handle_events(self, wait: float) -> None:
         deadline = time.monotonic() + wait

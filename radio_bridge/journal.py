@@ -26,6 +26,8 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
+JOURNAL_FILE = "radio-journal.sqlite"  # in the instance folder, next to the hub's database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS heard (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

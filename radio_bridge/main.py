@@ -23,18 +23,19 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import radio_bridge.loaded_when_used  # noqa: F401  (first: before the libraries that import those modules)
-from radio_bridge.bridge import (
-    Bridge,
-    register_simulated_stewards,
-    remove_simulated_stewards,
-)
+from radio_bridge.journal import JOURNAL_FILE, Journal
+from radio_bridge.listening import Listening
 from radio_bridge.mesh import RadioSpec
 from server import config
-from server.db import HubBusy, run_in_transaction
-from server.migrating import schema_ready
+from server.clock import utcnow
 from server.private_files import keep_private
+
+# SQLAlchemy, the domain layer and the bridge itself are imported in run(), once the radio is opening.
+if TYPE_CHECKING:
+    from radio_bridge.simulator import SimulatedRadio
 
 log = logging.getLogger("radio_bridge")
 SCHEDULER_START_AFTER_S = 3.0
@@ -59,11 +60,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
     except ValueError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
-    if not schema_ready(instance, settings):
-        print("Error: the database could not be brought to the newest schema; see the messages above.",
-              file=sys.stderr)
-        return 1
-
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -88,7 +84,35 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
         from radio_bridge.simulator import SimulatedRadio
 
         sim = SimulatedRadio(link_path=instance / "sim-radio").start()
-    bridge = Bridge.from_config(settings, spec, sim_path=sim.path if sim else None)
+    # The radio first: its handshake (mostly waiting on the line) runs while the domain layer
+    # loads and the schema is checked, and what it hears meanwhile is journaled (radio_bridge/listening.py).
+    listening = Listening(Journal(instance / JOURNAL_FILE), settings.get("CLOCK", utcnow),
+                          float(settings["RADIO_CONNECT_TIMEOUT_S"]))
+    listening.open_soon(spec, sim.path if sim else None)
+    try:
+        return run(args, settings, instance, spec, sim, listening, stop)
+    finally:
+        listening.close()  # the bridge closed it already, unless it never started
+        if sim is not None:
+            sim.stop()
+
+
+def run(args: argparse.Namespace, settings: dict[str, Any], instance: Path, spec: RadioSpec,
+        sim: SimulatedRadio | None, listening: Listening, stop: threading.Event) -> int:
+    """The bridge on an opening radio, once the database is at the newest schema."""
+    from radio_bridge.bridge import (
+        Bridge,
+        register_simulated_stewards,
+        remove_simulated_stewards,
+    )
+    from server.db import HubBusy, run_in_transaction
+    from server.migrating import schema_ready
+
+    if not schema_ready(instance, settings):
+        print("Error: the database could not be brought to the newest schema; see the messages above.",
+              file=sys.stderr)
+        return 1
+    bridge = Bridge.from_config(settings, spec, sim_path=sim.path if sim else None, listening=listening)
     jobs = None
     try:
         if sim is not None:
@@ -122,8 +146,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m radio_bridge") ->
         bridge.close()
         if jobs is not None:
             jobs.join(timeout=15)  # a job in its transaction finishes it
-        if sim is not None:
-            sim.stop()
     return 0
 
 

@@ -14,12 +14,15 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from radio_bridge.bridge import Bridge, BridgeSettings
 from radio_bridge.inbound import InboundSettings
+from radio_bridge.journal import JOURNAL_FILE, Journal
+from radio_bridge.listening import Listening
 from radio_bridge.mesh import RadioSpec
 from radio_bridge.sender import SenderSettings
 from radio_bridge.simulator import SimNode, SimulatedRadio
@@ -332,6 +335,62 @@ print(loaded, used, sorted(name for name in ("asyncio", "importlib.metadata", "t
 """
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[] [False, True, True, 'ran'] ['asyncio', 'importlib.metadata', 'tabulate']"
+
+
+def test_check_ins_heard_while_the_bridge_is_still_loading_are_journaled_then_logged(app, sim):
+    # The bridge process opens the radio first and loads the hub's domain layer while the handshake
+    # waits on the line: what stewards send meanwhile is on disk before any bridge exists to act on it.
+    with app.app_context():
+        add_steward(db.session, app.config["CLOCK"](), "Kestrel", KESTREL)
+        patrol.add_area(db.session, "Market")
+        db.session.commit()
+        spec = RadioSpec.parse(f"serial:{sim.path}")
+        listening = Listening(Journal(Path(app.config["INSTANCE"]) / JOURNAL_FILE), app.config["CLOCK"], 10)
+        listening.open_soon(spec)
+        deadline = time.monotonic() + 8
+        while not listening.link.is_open:
+            assert time.monotonic() < deadline, "the radio did not open"
+            time.sleep(0.02)
+        sim.deliver_text(KESTREL, "ON Market")
+        sim.deliver_text(KESTREL, "CI all quiet by the fountain")
+        while listening.journal.depth() < 2:
+            assert time.monotonic() < deadline, "the check-ins did not reach the journal"
+            time.sleep(0.02)
+        assert log_entries() == []
+
+        bridge = Bridge.from_config(app.config, spec, settings=fast_settings(), listening=listening)
+        try:
+            turn_until(bridge, lambda: len(log_entries()) == 2)
+            assert [entry.kind for entry in log_entries()] == ["shift_start", "check_in"]
+            assert listening.journal.depth() == 0
+            # The bridge took over the radio the thread opened, as if it had opened it itself.
+            assert bridge.node_num == sim.node_num and bridge.link is listening.link
+            db.session.expire_all()
+            status = radio.bridge_status(db.session)
+            assert status.connected and status.node_num == sim.node_num
+        finally:
+            bridge.close()
+        assert not listening.link.is_open
+
+
+def test_a_radio_missing_when_the_bridge_starts_is_tried_again_until_it_is_there(app, tmp_path):
+    with app.app_context():
+        spec = RadioSpec.parse(f"serial:{tmp_path / 'not-yet'}")
+        listening = Listening(Journal(Path(app.config["INSTANCE"]) / JOURNAL_FILE), app.config["CLOCK"], 5)
+        listening.open_soon(spec)
+        bridge = Bridge.from_config(app.config, spec, settings=fast_settings(), listening=listening)
+        try:
+            turn_until(bridge, lambda: bridge._status["last_error"] is not None)
+            assert "No radio at" in bridge._status["last_error"] and not bridge.link.is_open
+            sim = SimulatedRadio(link_path=tmp_path / "not-yet", rate_limit=False).start()
+            try:
+                turn_until(bridge, lambda: bridge.link.is_open, seconds=10)
+                assert bridge.node_num == sim.node_num
+            finally:
+                bridge.close()
+                sim.stop()
+        finally:
+            bridge.close()
 
 
 def test_a_radio_on_the_network_works_like_one_on_usb(app, sim):
