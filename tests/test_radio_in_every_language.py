@@ -90,12 +90,19 @@ def everything_on_the_air() -> list[str]:
 
 
 @pytest.mark.parametrize("language", sorted(i18n.LANGUAGES))
-def test_every_radio_text_fits_one_packet_with_the_bell_at_its_longest(language):
+def test_every_radio_text_fits_one_packet_with_the_bell_at_its_longest(language, monkeypatch):
+    monkeypatch.setattr(i18n, "_hub", [language])  # SAFEBENCH_LANGUAGE, as the bridge reads it at start
     with i18n.speaking(language):
         texts = everything_on_the_air()
     too_long = [(utf8_len(text), text) for text in texts if utf8_len(text) > WITH_BELL]
     assert not too_long, f"{language}: over {WITH_BELL} bytes: {too_long[:3]}"
     assert all(texts), "every message says something"
+    if language != "en":
+        monkeypatch.setattr(i18n, "_hub", ["en"])
+        with i18n.speaking("en"):
+            english = everything_on_the_air()
+        untranslated = [text for text, same in zip(texts, english, strict=True) if text == same and " " in text]
+        assert len(untranslated) < len(texts) / 10, f"{language}: the air still speaks English: {untranslated[:3]}"
 
 
 def test_the_air_speaks_the_hubs_language_whatever_page_raised_the_alarm(monkeypatch):
@@ -106,3 +113,4 @@ def test_the_air_speaks_the_hubs_language_whatever_page_raised_the_alarm(monkeyp
         assert i18n.active() == "ar", "the page goes on in its visitor's language"
     with i18n.speaking("es"):
         assert text == alerts.alert_text(alert)
+    assert "ACK A999" in text and "ACK A999 to respond" not in text, "Spanish on the air, the command word kept"
