@@ -21,11 +21,19 @@ class _LoadedWhenUsed(types.ModuleType):
     Names in ``calls`` are functions that some library takes at its import
     (``from x import f``, ``f = x.f``) and calls only on paths the bridge never
     takes: they are handed out as stand-ins that import the module when first called.
+    Names in ``parts`` are read from a private copy of the small submodule
+    that defines them (its own imports only the standard library's): until
+    the real package is loaded, none of its objects exist for them to be
+    compared with, and once it is, every read goes to the real package.
+    (Not the submodule itself: the package's own import would then fail to
+    bind it.)
     """
 
-    def __init__(self, name: str, calls: tuple[str, ...], search_locations: list[str] | None) -> None:
+    def __init__(self, name: str, calls: tuple[str, ...], parts: dict[str, str],
+                 search_locations: list[str] | None) -> None:
         super().__init__(name)
         self._calls = calls
+        self._parts = parts
         if search_locations is not None:
             self.__path__ = search_locations  # a package's submodules can still be imported on their own
 
@@ -37,9 +45,21 @@ class _LoadedWhenUsed(types.ModuleType):
             real = self._real = importlib.import_module(self.__name__)
         return real
 
+    def _part(self, name: str) -> types.ModuleType:
+        copies = self.__dict__.setdefault("_copies", {})
+        if name not in copies:
+            found = importlib.util.find_spec(name)  # found on this stand-in's __path__, nothing run
+            spec = importlib.util.spec_from_file_location(f"{__name__}:{name}", found.origin)
+            copy = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(copy)
+            copies[name] = copy
+        return copies[name]
+
     def __getattr__(self, attribute: str) -> Any:
         if attribute.startswith("__"):  # the import system's own questions: not a use
             raise AttributeError(attribute)
+        if attribute in self._parts and "_real" not in self.__dict__:
+            return getattr(self._part(self._parts[attribute]), attribute)
         if attribute in self._calls and "_real" not in self.__dict__:
             def called_when_used(*args: Any, **kwargs: Any) -> Any:
                 return getattr(self._load(), attribute)(*args, **kwargs)
@@ -49,7 +69,7 @@ class _LoadedWhenUsed(types.ModuleType):
         return getattr(self._load(), attribute)
 
 
-def load_when_used(name: str, calls: tuple[str, ...] = ()) -> None:
+def load_when_used(name: str, calls: tuple[str, ...] = (), parts: dict[str, str] | None = None) -> None:
     """Import module ``name`` only when something first reads from it (or calls one of ``calls``).
 
     The bridge's libraries import at their top modules it never uses, and each
@@ -61,15 +81,18 @@ def load_when_used(name: str, calls: tuple[str, ...] = ()) -> None:
         return
     spec = importlib.util.find_spec(name)
     if spec is not None:
-        sys.modules[name] = _LoadedWhenUsed(name, calls, spec.submodule_search_locations)
+        sys.modules[name] = _LoadedWhenUsed(name, calls, parts or {}, spec.submodule_search_locations)
 
 
 # meshtastic imports requests for one function the bridge never calls (asking
 # PyPI for a newer meshtastic): with urllib3, charset_normalizer and idna, 5 MB.
 load_when_used("requests")
-# SQLAlchemy imports asyncio for its asyncio extension (and takes asyncio.iscoroutine
-# at import for it); asyncio loads ssl and OpenSSL: 4 MB the bridge's plain sqlite3 never uses.
-load_when_used("asyncio", calls=("iscoroutine",))
+# SQLAlchemy imports asyncio for its asyncio extension; asyncio loads ssl and OpenSSL:
+# 4 MB the bridge's plain sqlite3 never uses. SQLAlchemy does read three of its names:
+# iscoroutine at import, and the two exceptions whenever a statement fails (a locked
+# database, say); they come from asyncio's own small modules that define them.
+load_when_used("asyncio", parts={"iscoroutine": "asyncio.coroutines", "CancelledError": "asyncio.exceptions",
+                                 "TimeoutError": "asyncio.exceptions"})
 # SQLAlchemy reads entry points only for a database or plugin it does not know (the
 # hub's SQLite it knows), meshtastic its own version only for its command line: 1 MB.
 load_when_used("importlib.metadata", calls=("version",))

@@ -325,6 +325,11 @@ def test_what_the_bridges_libraries_import_and_never_use_loads_only_when_used():
 import sys, radio_bridge.main, server.scheduler, radio_bridge.simulator
 def real(name):
     return type(sys.modules.get(name)).__name__ == "module"
+from sqlalchemy import create_engine, exc, text
+try:  # SQLAlchemy asks asyncio about every statement that fails (a locked database, say)
+    create_engine("sqlite://").connect().execute(text("SELECT * FROM nothing"))
+except exc.OperationalError:
+    pass
 loaded = sorted(name for name in ("requests", "asyncio", "ssl", "importlib.metadata", "tabulate") if real(name))
 from sqlalchemy.util import concurrency
 import meshtastic.version, tabulate
