@@ -229,12 +229,6 @@ def _alerts(session: Session, now: datetime, show_silent: bool) -> list[OpenAler
     ]
 
 
-def case_clock(hours: float) -> str:
-    """The 48-hour clock's mark: "" under the first reminder (24 h), "warn" past it, "urgent" from the second (48 h)."""
-    first, last = cases.REMINDERS
-    return "urgent" if hours >= last else "warn" if hours >= first else ""
-
-
 def _cases(session: Session, now: datetime) -> list[OpenCase]:
     found = []
     for case in cases.open_cases(session):
@@ -244,7 +238,7 @@ def _cases(session: Session, now: datetime) -> list[OpenCase]:
             outstanding=case.outstanding, arrested_at=case.arrested_at, hours_held=int(held),
             hours_to_48=math.ceil(cases.REMINDERS[-1] - held) if held < cases.REMINDERS[-1] else -int(
                 held - cases.REMINDERS[-1]),
-            mark=case_clock(held), confirmed=case.is_confirmed, verified=case.verified, drill=case.drill,
+            mark=cases.clock_mark(held), confirmed=case.is_confirmed, verified=case.verified, drill=case.drill,
         ))
     return found
 

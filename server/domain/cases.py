@@ -679,6 +679,13 @@ def hours_held(case: ArrestCase, now: datetime) -> float:
     return (now - case.arrested_at).total_seconds() / 3600
 
 
+def clock_mark(hours: float) -> str:
+    """The 48-hour clock as pages and the board show it: "" under the first reminder (24 h), "warn" past it,
+    "urgent" from the second (48 h)."""
+    first, last = REMINDERS
+    return "urgent" if hours >= last else "warn" if hours >= first else ""
+
+
 def remind_due(session: Session, now: datetime) -> list[ArrestCase]:
     """The 48-hour clock: at 24 h and 48 h, anyone not yet released is raised with dispatch, by radio too."""
     reminded = []

@@ -239,16 +239,11 @@ def ring_progress(case: ArrestCase) -> list[RingProgress]:
     ]
 
 
-def clock_mark(hours: float) -> str:
-    """The 48-hour clock on a page: "" under 24 h, then "warn", then "urgent" from 48 h."""
-    return "urgent" if hours >= cases.REMINDERS[1] else "warn" if hours >= cases.REMINDERS[0] else ""
-
-
 def _page_helpers(moment: datetime) -> dict[str, Any]:
     return {
         "now": moment,
         "hours_held": lambda case: int(cases.hours_held(case, moment)),
-        "clock_mark": lambda case: clock_mark(cases.hours_held(case, moment)),
+        "clock_mark": lambda case: cases.clock_mark(cases.hours_held(case, moment)),
         "ring_progress": ring_progress,
         "purge_on": lambda case: cases.purge_due_on(case, _grace()),
         "grace_days": current_app.config["CASE_GRACE_DAYS"],
@@ -371,6 +366,7 @@ def complete_step(case_id: int) -> ResponseReturnValue:
         return cases.complete_step(db_session, now(), case, form.step.data or "", db_session.get(Member, member_id),
                                    form.note.data)
 
+    form.note.id = f"note-{form.step.data}"  # the id its textarea has on the page, for the error summary's link
     return _act(case_id, form, "step_form", work, lambda step: f"Done: {step.label}.")
 
 
@@ -519,7 +515,7 @@ def overdue_case_banner() -> list[OverdueCase]:
         moment = now()
         g.overdue_cases = [
             OverdueCase(case.id, case.code, int(cases.hours_held(case, moment)), case.outstanding, case.drill,
-                        clock_mark(cases.hours_held(case, moment)))
+                        cases.clock_mark(cases.hours_held(case, moment)))
             for case in cases.overdue_cases(db.session, moment)
         ]
     return g.overdue_cases
