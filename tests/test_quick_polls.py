@@ -15,14 +15,28 @@ from flask import request_started
 from sqlalchemy import event
 from werkzeug.test import Client
 
-from server.domain import people
+from server.domain import patrol, people
 from server.extensions import db
 from server.web.live import SLOTLESS_RETRY_MS, SLOTS_KEY
 from server.web.live_polls import QuickPolls
 from tests.helpers import csrf_token, login, make_member, submit
-from tests.test_live_log import check_in, events_in, hub, private, write_entries  # noqa: F401 (hub: a fixture)
+from tests.test_live_log import HOLD_S, check_in, events_in, private, write_entries
 
 EVENTS = "/host/live/events"
+
+
+@pytest.fixture
+def hub(app, client):
+    """As in tests/test_live_log.py: a host logged in, a steward on shift in an area, short held streams."""
+    app.config["STREAM_HOLD_S"] = HOLD_S
+    make_member(app, "Kestrel", "host")
+    make_member(app, "Wren", "steward", node="!a1b2c3d4")
+    with app.app_context():
+        patrol.add_area(db.session, "Market")
+        db.session.commit()
+    write_entries(app, lambda session, now, steward: patrol.start_shift(session, now, steward, "Market", "radio"))
+    login(client, "Kestrel")
+    return app
 
 
 class FlaskRequests:
