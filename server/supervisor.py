@@ -50,8 +50,18 @@ class Child:
         # so the bridge here can never take the radio's tty and be sent SIGHUP when
         # the cable is pulled (see radio_bridge/main.py). A child that dies anyway,
         # by any signal, is started again below.
-        self.process = subprocess.Popen([sys.executable, "-m", "server", *self.argv])
+        self.process = subprocess.Popen([sys.executable, "-m", "server", *self.argv], env=child_environment())
         self.started = time.monotonic()
+
+
+def child_environment() -> dict[str, str]:
+    """The supervisor's environment, with two malloc arenas unless the caller chose otherwise.
+
+    glibc gives a threaded process up to eight arenas a core, each keeping its own
+    freed memory; the hub's threads take turns under Python's lock anyway. As the
+    systemd units set it (1 to 2 MB a process here: tests/benchmarks/memory.py).
+    """
+    return {"MALLOC_ARENA_MAX": "2", **os.environ}
 
 
 def restart_delay(failures: int) -> int:

@@ -266,6 +266,8 @@ def test_the_units_run_the_hub_as_its_own_user_sandboxed_after_the_clock_is_set(
             assert sections["Install"]["WantedBy"] == ["safebench.target"], name
             assert writable == ["/var/lib/safebench"], name
 
+    for name in SERVICES:  # two malloc arenas, not eight a core: megabytes on a 512 MB Pi
+        assert "MALLOC_ARENA_MAX=2" in unit(root, f"etc/systemd/system/{name}")["Service"]["Environment"], name
     web = unit(root, "etc/systemd/system/safebench-web.service")["Service"]
     # Port 80 as an unprivileged user, with that one capability and no other.
     assert web["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]

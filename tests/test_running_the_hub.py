@@ -74,6 +74,11 @@ def children_of(pid: int) -> list[list[str]]:
     return found
 
 
+def children_pids(pid: int) -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid]
+
+
 def test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_then_stops_cleanly(tmp_path):
     instance = tmp_path / "fresh-instance"
     port = free_port()
@@ -105,6 +110,10 @@ def test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_th
         parts = sorted(argv[3] for argv in children_of(hub.pid))
         assert parts == ["bridge", "serve"]
         assert wait_until(lambda: scheduler_lock_is_held(instance))
+        # Each with two malloc arenas (as the systemd units set it), unless whoever started the hub chose.
+        arenas = env_for(instance).get("MALLOC_ARENA_MAX", "2")
+        for child in children_pids(hub.pid):
+            assert f"MALLOC_ARENA_MAX={arenas}" in Path(f"/proc/{child}/environ").read_text().split("\0")
     finally:
         hub.send_signal(signal.SIGTERM)
         output, _ = hub.communicate(timeout=30)
