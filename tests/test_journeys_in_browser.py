@@ -306,6 +306,17 @@ def test_a_neighbour_asks_for_mediation_and_checks_its_status_with_the_receipt_c
         status = page.get_by_role("status")
         status.wait_for()
         shown = " ".join(status.inner_text().split())
+        # Another day: the status page opened afresh, the code typed as a person would copy it from a note
+        # ("small letters and missing dashes are fine").
+        neighbour.open("/mediation/status")
+        neighbour.sees("status-form")
+        page.get_by_label("Receipt code").fill(code.lower().replace("-", ""))
+        neighbour.press(page.get_by_role("button", name="Check", exact=True))
+        status.wait_for()
+        shown = " ".join(status.inner_text().split())
+        assert f"Request {code}" in shown and "Received, waiting for a mediator" in shown
+        neighbour.sees("status-typed")
+
         assert f"Request {code}" in shown and "Received, waiting for a mediator" in shown
         assert "music" not in neighbour.main_text(), "the status page shows only the status, never what was written"
         neighbour.sees("status")
