@@ -179,7 +179,10 @@ TARGETS_SHOWN = 3
 
 def axe_violations(page: Page) -> list[dict]:
     """What axe-core finds wrong on the page as it stands."""
-    return AXE.run(page, options=AXE_OPTIONS).response["violations"]
+    results = AXE.run(page, options=AXE_OPTIONS).response
+    # No rule passed means axe checked nothing (an empty page, a failed injection): never a silent pass.
+    assert results["passes"], f"axe-core checked nothing on {page.url}"
+    return results["violations"]
 
 
 def describe_violation(violation: dict) -> str:
