@@ -69,7 +69,7 @@ def _save(work):  # noqa: ANN001, ANN202
     except DomainError as error:
         raise click.ClickException(error.message) from None
     except HubBusy as error:
-        raise click.ClickException(f"{error} Try again in a moment.") from None
+        raise click.ClickException(_("%(error)s Try again in a moment.", error=error)) from None
 
 
 def _logging() -> None:
@@ -100,10 +100,12 @@ def serve_command(host: str | None, port: int | None) -> None:
     # One query when current; else a short-lived `safebench migrate` child, as the bridge does, so that
     # Alembic (11 MB) never stays in the web server's memory.
     if not schema_ready(Path(app.instance_path), app.config):
-        raise click.ClickException("the database could not be brought to the newest schema; see the messages above.")
+        raise click.ClickException(_("the database could not be brought to the newest schema; see the messages "
+                                     "above."))
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
-    click.echo(f"Safe Bench hub on http://{host}:{port}/  (instance: {app.instance_path})")
+    click.echo(_("Safe Bench hub on http://%(host)s:%(port)s/  (instance: %(instance_path)s)",
+                 host=host, port=port, instance_path=app.instance_path))
     # waitress with a cap per address and a deadline per request: see server/serving.py.
     server = create_server(app, host, port)
     # SIGTERM (systemd, safebench up) as an exit, which waitress stops on: the WAL is truncated on the way out.
@@ -187,7 +189,7 @@ def migrate_command() -> None:
 
     _logging()
     apply_migrations(current_app._get_current_object())
-    click.echo("The database schema is up to date.")
+    click.echo(_("The database schema is up to date."))
 
 
 @click.command("alert")
@@ -200,8 +202,12 @@ def alert_command(text: str, urgent: bool) -> None:
 
     priority = outbox.URGENT if urgent else outbox.NORMAL
     messages = _save(lambda s: outbox.queue_message(s, _now(), text, priority=priority, bell=urgent))
-    parts = f" in {len(messages)} parts" if len(messages) > 1 else ""
-    click.echo(f"Queued{parts} as {outbox.PRIORITIES[priority]}; the bridge sends it in its next free slot.")
+    if len(messages) > 1:
+        click.echo(_("Queued in %(n)d parts as %(priority)s; the bridge sends it in its next free slot.",
+                     n=len(messages), priority=outbox.PRIORITIES[priority]))
+    else:
+        click.echo(_("Queued as %(priority)s; the bridge sends it in its next free slot.",
+                     priority=outbox.PRIORITIES[priority]))
 
 
 @click.command("run-jobs")
@@ -211,7 +217,7 @@ def run_jobs_command() -> None:
     from server.scheduler import JOBS, run_all_once
 
     for job, outcome in zip(JOBS, run_all_once(current_app._get_current_object()), strict=True):
-        click.echo(f"{job.name}: {outcome or 'database busy, not run'}")
+        click.echo(f"{job.name}: {outcome or _('database busy, not run')}")
 
 
 # -- rapid response -----------------------------------------------------------
@@ -230,9 +236,13 @@ def sos_command(where: tuple[str, ...], who: str | None) -> None:
         return alerts.raise_sos(session, _now(), member, " ".join(where), patrol.SOURCE_CLI)
 
     alert = _save(work)
-    where_said = f" at {alert.place}" if alert.place else ""
-    click.echo(f"SOS {alert.code} raised for {alert.who}{where_said}: queued as urgent, with the bell. "
-               f"Stewards answer ACK {alert.code}; follow it on /host/alerts.")
+    if alert.place:
+        click.echo(_("SOS %(code)s raised for %(who)s at %(place)s: queued as urgent, with the bell. Stewards "
+                     "answer ACK %(code)s; follow it on /host/alerts.", code=alert.code, who=alert.who,
+                     place=alert.place))
+    else:
+        click.echo(_("SOS %(code)s raised for %(who)s: queued as urgent, with the bell. Stewards answer "
+                     "ACK %(code)s; follow it on /host/alerts.", code=alert.code, who=alert.who))
 
 
 @click.group("drill")
@@ -246,11 +256,12 @@ def _start_drill(kind: str, where: str | None) -> None:
     hotline = current_app.config["LEGAL_HOTLINE"]
     drill = _save(lambda s: drills.start(s, _now(), kind, None, where, hotline=hotline))
     if drill.alert_id is not None:
-        what = f"alert {db.session.get(alerts.Alert, drill.alert_id).code}"
+        click.echo(_("Drill %(id)s started: %(kind)s, alert %(code)s, marked DRILL on the air.", id=drill.id,
+                     kind=drills.KINDS[kind], code=db.session.get(alerts.Alert, drill.alert_id).code))
     else:
-        what = f"case {db.session.get(cases.ArrestCase, drill.case_id).code}"
-    click.echo(f"Drill {drill.id} started: {drills.KINDS[kind]}, {what}, marked DRILL on the air.")
-    click.echo(f"End it with: safebench drill end {drill.id}; read it with: safebench drill report {drill.id}")
+        click.echo(_("Drill %(id)s started: %(kind)s, case %(code)s, marked DRILL on the air.", id=drill.id,
+                     kind=drills.KINDS[kind], code=db.session.get(cases.ArrestCase, drill.case_id).code))
+    click.echo(_("End it with: safebench drill end %(id)s; read it with: safebench drill report %(id)s", id=drill.id))
 
 
 @drill_group.command("sos")
@@ -313,10 +324,10 @@ def _term_cap() -> int:
 def _decision(decided_on: str | None, place: str | None, words: str | None) -> people.Decision:
     """The assembly decision named by --decided-on, --at and --decision, checked against the clock."""
     if not decided_on:
-        raise click.ClickException("Name the day of the assembly's decision with --decided-on YYYY-MM-DD.")
+        raise click.ClickException(_("Name the day of the assembly's decision with --decided-on YYYY-MM-DD."))
     if not place:
-        raise click.ClickException("Name the meeting or place of the decision with --at, e.g. --at 'assembly at "
-                                   "the library'.")
+        raise click.ClickException(_("Name the meeting or place of the decision with --at, e.g. --at 'assembly "
+                                     "at the library'."))
     try:
         return people.parse_decision(_now(), decided_on, place, words)
     except DomainError as error:
@@ -350,7 +361,7 @@ def create_host_command(name: str, decision: str, decided_on: str | None, place:
     assignment = _save(lambda s: mandates.create_host(s, _now(), name, password, decision=ruling, term_days=term,
                                                       cap_days=cap))
     if assignment.countersigned_at is not None:
-        click.echo(f"Host {name} created; the role runs for {term} days unless renewed.")
+        click.echo(_("Host %(name)s created; the role runs for %(term)s days unless renewed.", name=name, term=term))
     else:
         click.echo(f"Host {name} created, pending: this hub has an active host, so a second host must agree. "
                    + _countersign_hint(name, people.HOST))
@@ -382,16 +393,18 @@ def steward_add(handle: str, node_id: str, decision: str, decided_on: str | None
     cap = _term_cap()
     member = _save(lambda s: radio_trust.register_radio(s, _now(), handle, node_id, ruling, min(_term_days(), cap),
                                                         cap, key=radio_key, show_handle=show_handle))
-    click.echo(f"Steward {member.handle} registered with node {member.node_id}.")
+    click.echo(_("Steward %(handle)s registered with node %(node_id)s.", handle=member.handle, node_id=member.node_id))
     click.echo("The public sees their handle, as they asked." if member.show_handle
                else "The public sees them only as a count, without their handle.")
     if not people.has_role(db.session, people.get_member(db.session, handle), people.STEWARD, _now()):
         click.echo("Their steward role waits for a countersign. " + _countersign_hint(member.handle, people.STEWARD))
     if member.radio_key:
-        click.echo(f"Radio key pinned: {radio_trust.fingerprint(member.radio_key)} (check it with the steward's app).")
+        click.echo(_("Radio key pinned: %(fingerprint)s (check it with the steward's app).",
+                     fingerprint=radio_trust.fingerprint(member.radio_key)))
     else:
-        click.echo("No radio key pinned yet: the first key the hub's radio hears for this node waits on the "
-                   "stewards page for a host to confirm. Until then ACK, CLR and OFF from this radio are refused.")
+        click.echo(_("No radio key pinned yet: the first key the hub's radio hears for this node waits on the "
+                     "stewards page for a host to confirm. Until then ACK, CLR and OFF from this radio are "
+                     "refused."))
 
 
 @steward_group.command("hide-handle")
@@ -401,8 +414,9 @@ def steward_hide_handle(handle: str) -> None:
     """At HANDLE's asking, hide their handle from the bench page and the public log (only they can show it again)."""
     member = _save(lambda s: people.set_show_handle(s, people.get_member(s, handle), False, by=None))
     # The web server caches public pages for CACHE_DEFAULT_TIMEOUT seconds in its own process.
-    click.echo(f"{member.handle}'s handle is hidden from the public (the bench page and the public log, within "
-               f"{current_app.config['CACHE_DEFAULT_TIMEOUT']} seconds).")
+    click.echo(_("%(handle)s's handle is hidden from the public (the bench page and the public log, within "
+                 "%(seconds)s seconds).",
+                 handle=member.handle, seconds=current_app.config['CACHE_DEFAULT_TIMEOUT']))
 
 
 @steward_group.command("list")
@@ -424,7 +438,7 @@ def steward_list() -> None:
         rows.append((member.handle, member.node_id or "-", ",".join(sorted(roles)) or standing,
                      "on shift" if shift else "", key if member.node_num is not None else ""))
     if not rows:
-        click.echo("No stewards registered yet: safebench steward add HANDLE !NODEID")
+        click.echo(_("No stewards registered yet: safebench steward add HANDLE !NODEID"))
         return
     width = max(len(row[0]) for row in rows)
     for handle, node, roles, state, key in rows:
@@ -443,8 +457,8 @@ def role_list() -> None:
     for summary in people.role_overview(db.session, _now()):
         a = summary.assignment
         renewal = " (a renewal waits for a countersign)" if a.pending_renewal and a.revoked_at is None else ""
-        click.echo(f"{a.member.handle:<24} {a.role:<14} {summary.state:<9} until {a.expires_at:%Y-%m-%d %H:%M} UTC"
-                   f"{renewal}")
+        click.echo(f"{a.member.handle:<24} {a.role:<14} {summary.state:<9} "
+                   + _("until %(expires_at)s UTC", expires_at=f"{a.expires_at:%Y-%m-%d %H:%M}") + renewal)
 
 
 # At the terminal the hub is not a role-holder: a grant or renewal typed here is
@@ -524,7 +538,8 @@ def role_countersign(handle: str, role: str, signer: str) -> None:
         return mandates.countersign(session, _now(), _latest_assignment(session, handle, role), by=by)
 
     assignment = _save(work)
-    click.echo(f"Countersigned by {signer}: {handle} is {role} until {assignment.expires_at:%Y-%m-%d %H:%M} UTC.")
+    click.echo(_("Countersigned by %(signer)s: %(handle)s is %(role)s until %(expires_at)s UTC.",
+                 signer=signer, handle=handle, role=role, expires_at=format(assignment.expires_at, '%Y-%m-%d %H:%M')))
 
 
 # -- the log ------------------------------------------------------------------
@@ -653,13 +668,14 @@ def record_command(limit: int, verify: bool) -> None:
     total, broken = power_record.count(db.session), power_record.broken_links(db.session)
     newest = next(iter(power_record.entries(db.session, limit=1)), None)
     if newest is not None:
-        click.echo(f"Newest entry: {newest.id}, fingerprint {newest.fingerprint} (note it at the assembly).")
+        click.echo(_("Newest entry: %(id)s, fingerprint %(fingerprint)s (note it at the assembly).",
+                     id=newest.id, fingerprint=newest.fingerprint))
     if not broken:
-        click.echo(f"The record is whole: {total} entries, each linked to the one before.")
+        click.echo(_("The record is whole: %(total)s entries, each linked to the one before.", total=total))
         return
-    click.echo(f"The record is broken: {len(broken)} problem(s) in {total} entries.")
+    click.echo(_("The record is broken: %(n)s problem(s) in %(total)s entries.", n=len(broken), total=total))
     for link in broken:
-        click.echo(f"  entry {link.id}: {link.why}")
+        click.echo(_("  entry %(id)s: %(why)s", id=link.id, why=link.why))
     sys.exit(1)
 
 
@@ -677,24 +693,27 @@ def lock_command() -> None:
     try:
         lock_from_outside(Path(current_app.config["INSTANCE"]))
     except OSError as error:
-        raise click.ClickException(f"Could not lock the hub: the lock file could not be written ({error.strerror}). "
-                                   "Stop the web server instead (on the Pi: sudo systemctl stop safebench-web).") \
+        raise click.ClickException(_("Could not lock the hub: the lock file could not be written (%(strerror)s). "
+                                     "Stop the web server instead (on the Pi: sudo systemctl stop safebench-web).",
+                                     strerror=error.strerror)) \
             from None
-    click.echo("The hub is locked: every login has ended and every sealed record is closed.")
+    click.echo(_("The hub is locked: every login has ended and every sealed record is closed."))
     try:
         _save(lambda session: power_record.record(session, _now(), actor=None, role=power_record.SYSTEM_ROLE,
                                                   action="hub-locked", subject="every login",
                                                   reason="safebench lock, at the Pi"))
     except click.ClickException:
-        click.echo("The hub was too busy to write the lock into the record of power used; the lock itself holds.")
+        click.echo(_("The hub was too busy to write the lock into the record of power used; the lock itself holds."))
     holders = sealing.vault_holders(db.session)
     for vault in sealing.waiting_vaults(db.session):
-        click.echo(f"Still waiting on the card in the clear: the {vault} vault's key, until a member who reads "
-                   f"{sealing.VAULT_LABELS[vault]} logs in once.")
+        click.echo(_("Still waiting on the card in the clear: the %(vault)s vault's key, until a member who "
+                     "reads %(label)s logs in once.",
+                     vault=vault, label=sealing.VAULT_LABELS[vault]))
     for vault, count in holders.items():
         if count == 0:
             continue
-        click.echo(f"{sealing.VAULT_LABELS[vault].capitalize()}: sealed to {count} reader(s).")
+        click.echo(_("%(label)s: sealed to %(count)s reader(s).",
+                     label=sealing.VAULT_LABELS[vault].capitalize(), count=count))
 
 
 # -- radio profiles, the patrol channel, the pocket card ----------------------
@@ -747,16 +766,18 @@ def radio_profile_command(kind: str, name: str | None, short_name: str | None, o
     except NetworkError as error:
         raise click.ClickException(error.message) from None
     if kind == "relay":
-        click.echo(f"WARNING: {RELAY_WARNING}", err=True)
+        click.echo(_("WARNING: %(warning)s", warning=RELAY_WARNING), err=True)
     text = profile_yaml(kind, profile, out.name if out else None)
     if out is None:
         click.echo(text, nl=False)
     else:
         _write_private(out, text)
-        click.echo(f"Wrote {out}: {kind} ({ROLES[kind]}) for {profile['owner']}. Apply it with the radio on USB:\n"
-                   f"  meshtastic --port /dev/ttyUSB0 --configure {out}")
+        click.echo(_("Wrote %(out)s: %(kind)s (%(role)s) for %(owner)s. Apply it with the radio on USB:\n  "
+                     "meshtastic --port /dev/ttyUSB0 --configure %(out)s",
+                     out=out, kind=kind, role=ROLES[kind], owner=profile['owner']))
     if kind != "hub":
-        click.echo(f"Bluetooth PIN for pairing a phone with this radio: {net.bluetooth_pin}", err=True)
+        click.echo(_("Bluetooth PIN for pairing a phone with this radio: %(bluetooth_pin)s",
+                     bluetooth_pin=net.bluetooth_pin), err=True)
 
 
 @click.group("channel")
@@ -787,11 +808,12 @@ def channel_show(out_dir: Path | None) -> None:
     else:
         positions = f"positions cut to {net.position_precision} bits"
     uplink = "MQTT uplink ON" if net.mqtt_uplink else "MQTT off"
-    click.echo(f"Patrol channel {net.channel_name}: {net.region}, {net.preset}, {positions}, {uplink}.")
+    click.echo(_("Patrol channel %(channel_name)s: %(region)s, %(preset)s, %(positions)s, %(uplink)s.",
+                 channel_name=net.channel_name, region=net.region, preset=net.preset, positions=positions, uplink=uplink))
     click.echo(url)
-    click.echo(f"QR code: {png}")
-    click.echo(f"QR code: {svg}")
-    click.echo("The URL and the QR codes hold the channel key: whoever has them hears the patrol.", err=True)
+    click.echo(_("QR code: %(png)s", png=png))
+    click.echo(_("QR code: %(svg)s", svg=svg))
+    click.echo(_("The URL and the QR codes hold the channel key: whoever has them hears the patrol."), err=True)
 
 
 @channel_group.command("rotate")
@@ -811,18 +833,15 @@ def channel_rotate(yes: bool) -> None:
     rotate_channel_key(instance)
     for name in (*QR_FILES, POCKET_CARD_FILE):
         (instance / name).unlink(missing_ok=True)  # they show the old key
-    click.echo(f"New channel key in {instance / 'channel.key'}. The old one is gone: until each radio gets a "
-               "fresh profile it hears nothing from the patrol, and the patrol nothing from it.")
-    click.echo("Now, in this order:\n"
-               "  1. the hub's radio: stop the bridge, then\n"
-               "       safebench radio-profile hub --out hub.yaml\n"
-               "       meshtastic --port /dev/ttyUSB0 --configure hub.yaml\n"
-               "     and start the bridge again;\n"
-               "  2. every handheld and relay: safebench radio-profile steward|relay --name NAME --out FILE, "
-               "applied the same way;\n"
-               "  3. new pocket cards (safebench pocket-card) and QR codes (safebench channel show); "
-               "destroy the old ones.")
-    click.echo(f"New channel URL: {channel_url(_patrol_network())}")
+    click.echo(_("New channel key in %(path)s. The old one is gone: until each radio gets a fresh profile it "
+                 "hears nothing from the patrol, and the patrol nothing from it.",
+                 path=instance / 'channel.key'))
+    click.echo(_("Now, in this order:\n  1. the hub's radio: stop the bridge, then\n       safebench "
+                 "radio-profile hub --out hub.yaml\n       meshtastic --port /dev/ttyUSB0 --configure hub.yaml\n "
+                 "    and start the bridge again;\n  2. every handheld and relay: safebench radio-profile "
+                 "steward|relay --name NAME --out FILE, applied the same way;\n  3. new pocket cards (safebench "
+                 "pocket-card) and QR codes (safebench channel show); destroy the old ones."))
+    click.echo(_("New channel URL: %(channel_url)s", channel_url=channel_url(_patrol_network())))
 
 
 @click.command("pocket-card")
@@ -836,10 +855,10 @@ def pocket_card_command(out: Path | None) -> None:
     net = _patrol_network()
     path = out or Path(current_app.instance_path) / POCKET_CARD_FILE
     _write_private(path, pocket_card_html(net))
-    click.echo(f"Wrote {path}: open it in a browser and print it on A6, at 100 %.")
+    click.echo(_("Wrote %(path)s: open it in a browser and print it on A6, at 100 %%.", path=path))
     if not net.legal_hotline:
-        click.echo("No legal hotline on the card: set LEGAL_HOTLINE to print one.", err=True)
-    click.echo("The card's QR code is the channel key: hand cards to stewards only.", err=True)
+        click.echo(_("No legal hotline on the card: set LEGAL_HOTLINE to print one."), err=True)
+    click.echo(_("The card's QR code is the channel key: hand cards to stewards only."), err=True)
 
 
 # -- printed material: the bench poster and the compact poster ----------------
@@ -852,8 +871,9 @@ def _text_setting(name: str) -> str:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # all digits, e.g. a numeric WiFi password: the same text
-    raise click.ClickException(f"{name} must be text, but {value!r} was read as JSON: put it in quotes "
-                               f"(SAFEBENCH_{name}='\"...\"') or in settings.toml.")
+    raise click.ClickException(_("%(name)s must be text, but %(value)s was read as JSON: put it in quotes "
+                                 "(SAFEBENCH_%(name)s='\"...\"') or in settings.toml.",
+                                 name=name, value=repr(value)))
 
 
 def _bench_wifi():  # noqa: ANN202
@@ -861,11 +881,12 @@ def _bench_wifi():  # noqa: ANN202
 
     wifi = BenchWifi(_text_setting("BENCH_WIFI_SSID"), _text_setting("BENCH_WIFI_PASSWORD"))
     if not wifi.ssid:
-        raise click.ClickException("BENCH_WIFI_SSID is empty: the poster needs the bench WiFi's name.")
+        raise click.ClickException(_("BENCH_WIFI_SSID is empty: the poster needs the bench WiFi's name."))
     if wifi.password and not 8 <= len(wifi.password) <= 63:
         # WPA's own limits: the hotspot would refuse it, and the QR code would join nothing.
-        click.echo(f"Warning: a WPA password has 8 to 63 characters, BENCH_WIFI_PASSWORD has "
-                   f"{len(wifi.password)}: phones will not join with it.", err=True)
+        click.echo(_("Warning: a WPA password has 8 to 63 characters, BENCH_WIFI_PASSWORD has %(n)s: phones will "
+                     "not join with it.",
+                     n=len(wifi.password)), err=True)
     return wifi
 
 
@@ -873,7 +894,7 @@ def _bench_url() -> str:
     url = _text_setting("BENCH_URL").strip()
     if not url.startswith(("http://", "https://")):
         # A phone's camera opens only a full address; "10.42.0.1" alone is just text to it.
-        raise click.ClickException(f"BENCH_URL {url!r}: a full address, e.g. http://10.42.0.1/")
+        raise click.ClickException(_("BENCH_URL %(url)s: a full address, e.g. http://10.42.0.1/", url=repr(url)))
     return url
 
 
@@ -889,21 +910,22 @@ def _print_poster(poster, out: Path | None) -> None:  # noqa: ANN001
 
     folder = out or Path(current_app.instance_path)
     page, pngs = poster.write(folder)
-    click.echo(f"Wrote {page}: opens in any browser, prints on A4 at 100 %.")
+    click.echo(_("Wrote %(page)s: opens in any browser, prints on A4 at 100 %%.", page=page))
     for path, code in zip(pngs, poster.codes, strict=True):
-        click.echo(f"Wrote {path}: QR code to {code.label}.")
+        click.echo(_("Wrote %(path)s: QR code to %(label)s.", path=path, label=code.label))
     chromium = find_chromium()
     if chromium is None:
-        click.echo(f"No chromium here: {poster.name}.pdf and {poster.name}.png need it ({INSTALL_HINT}). "
-                   f"{page.name} prints from any browser as it is.", err=True)
+        click.echo(_("No chromium here: %(name)s.pdf and %(name)s.png need it (%(hint)s). %(name2)s "
+                     "prints from any browser as it is.",
+                     name=poster.name, hint=INSTALL_HINT, name2=page.name), err=True)
         return
     pdf, png = folder / f"{poster.name}.pdf", folder / f"{poster.name}.png"
     try:
         render(chromium, page, pdf, png)
     except RenderError as error:
-        raise click.ClickException(f"{page.name} is written, but {error}") from None
-    click.echo(f"Wrote {pdf}: A4, ready to print.")
-    click.echo(f"Wrote {png}: a picture of its first page.")
+        raise click.ClickException(_("%(name)s is written, but %(error)s", name=page.name, error=error)) from None
+    click.echo(_("Wrote %(pdf)s: A4, ready to print.", pdf=pdf))
+    click.echo(_("Wrote %(png)s: a picture of its first page.", png=png))
 
 
 @click.command("poster")
@@ -977,19 +999,20 @@ def audit_command(number: int | None, out: Path | None) -> None:
     page = folder / f"{name}.html"
     page.write_text(render_template("printing/audit.html", report=report, bench_name=_text_setting("BENCH_NAME"),
                                     printed_at=_now()), encoding="utf-8")
-    click.echo(f"Wrote {page}: opens in any browser, prints on A4.")
+    click.echo(_("Wrote %(page)s: opens in any browser, prints on A4.", page=page))
     chromium = find_chromium()
     if chromium is None:
-        click.echo(f"No chromium here: {name}.pdf needs it ({INSTALL_HINT}). {page.name} prints from any browser "
-                   "as it is.", err=True)
+        click.echo(_("No chromium here: %(name)s.pdf needs it (%(hint)s). %(name2)s prints from any "
+                     "browser as it is.",
+                     name=name, hint=INSTALL_HINT, name2=page.name), err=True)
         return
     pdf, picture = folder / f"{name}.pdf", folder / f"{name}.png"
     try:
         render(chromium, page, pdf, picture)
     except RenderError as error:
-        raise click.ClickException(f"{page.name} is written, but {error}") from None
+        raise click.ClickException(_("%(name)s is written, but %(error)s", name=page.name, error=error)) from None
     picture.unlink(missing_ok=True)  # chromium draws one with the PDF; the audit needs only the PDF
-    click.echo(f"Wrote {pdf}: A4, ready to print.")
+    click.echo(_("Wrote %(pdf)s: A4, ready to print.", pdf=pdf))
 
 # -- backups ------------------------------------------------------------------
 
@@ -1024,12 +1047,12 @@ def backup_command(folder: Path | None, keep: int | None) -> None:
         done = back_up(_database_file(), _backup_folder(folder), keep or int(current_app.config["BACKUP_KEEP"]), _now())
     except BackupError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Backed up to {done.path}")
+    click.echo(_("Backed up to %(path)s", path=done.path))
     # What the copy holds is what the database holds: sealed words, and no key that opens them.
-    click.echo("What people wrote about people is sealed in it: only a reader's password opens it, "
-               "after `safebench restore`, by logging in.")
+    click.echo(_("What people wrote about people is sealed in it: only a reader's password opens it, after "
+                 "`safebench restore`, by logging in."))
     for old in done.removed:
-        click.echo(f"Removed {old}")
+        click.echo(_("Removed %(old)s", old=old))
 
 
 @click.command("restore")
@@ -1056,11 +1079,11 @@ def restore_command(copy: Path, yes: bool) -> None:
         raise click.ClickException(str(error)) from None
     # A copy from before an upgrade gets the schema this version needs.
     apply_migrations(current_app._get_current_object())
-    click.echo(f"Restored {database} from {copy}.")
+    click.echo(_("Restored %(database)s from %(copy)s.", database=database, copy=copy))
     if safety is not None:
-        click.echo(f"What it held before is in {safety.path}: restore that to undo.")
+        click.echo(_("What it held before is in %(path)s: restore that to undo.", path=safety.path))
     else:
-        click.echo("There was no readable database before, so nothing was kept of it.")
+        click.echo(_("There was no readable database before, so nothing was kept of it."))
 
 
 

@@ -383,7 +383,7 @@ def tally_shifts(session: Session, shifts: list[patrol.Shift]) -> int:
 
 def shown(count: int) -> str:
     """A count as the public reads it: 1 or 2 could point to a person."""
-    return FEWER if 0 < count < SMALL else str(count)
+    return _("fewer than %(small)d", small=SMALL) if 0 < count < SMALL else str(count)
 
 
 def minutes(seconds: float | None) -> str:
@@ -419,7 +419,9 @@ class Timed:
         return minutes(self.worst_s) if self.worst_s is not None else self._why()
 
     def _why(self) -> str:
-        return "nothing to measure" if self.measured == 0 else f"{FEWER} to measure"
+        if self.measured == 0:
+            return _("nothing to measure")
+        return _("fewer than %(small)d to measure", small=SMALL)
 
 
 @dataclass(frozen=True)

@@ -338,14 +338,14 @@ def _broadcast(session: Session, now: datetime, case: ArrestCase, hotline: str) 
                          dedupe_key=f"case:{case.id}", bell=True)
 
 
-def shown_air_place(case: ArrestCase) -> str:
-    """The case's air place in the language being spoken, cut to what the air carries."""
+def shown_air_place(case: ArrestCase, limit: int | None = AIR_PLACE_LIMIT) -> str:
+    """The case's air place in the language being spoken, cut to what the air carries (``limit=None``: whole)."""
     place = air_place_of(case)
     if place == PLACE_WITH_DISPATCH:
         place = _(PLACE_WITH_DISPATCH)
     elif place.endswith(f", {DETAILS_WITH_DISPATCH}"):
         place = _("%(area)s, details with dispatch", area=place[: -len(DETAILS_WITH_DISPATCH) - 2])
-    return place_for_air(place, limit=AIR_PLACE_LIMIT) or ""
+    return (place_for_air(place, limit=limit) if limit else place) or ""
 
 
 def case_text(case: ArrestCase, hotline: str = "") -> str:
@@ -753,31 +753,44 @@ def export_text(session: Session, now: datetime, case: ArrestCase, *, by: Member
                         action="case-exported", subject=_record_subject(case),
                         reason="downloaded as a text file for the legal coordinator")
     session.flush()
+    # In the reader's language (the page they downloaded it from): whole lines, each with its own placeholders.
+    utc = "%Y-%m-%d %H:%M"
+    if case.confirmed_at is None:
+        confirmed = _("Confirmed: not yet (not on the air)")
+    elif case.confirmed_by:
+        confirmed = _("Confirmed: %(at)s UTC by %(handle)s", at=f"{case.confirmed_at:{utc}}",
+                      handle=case.confirmed_by.handle)
+    else:
+        confirmed = _("Confirmed: %(at)s UTC", at=f"{case.confirmed_at:{utc}}")
     lines = [
-        f"Arrest case {case.code}" + (" (DRILL)" if case.drill else ""),
-        f"Exported: {now:%Y-%m-%d %H:%M} UTC",
-        f"Arrested at: {case.arrested_at:%Y-%m-%d %H:%M} UTC",
-        f"Place: {unseal(case.place)}",
-        f"On the air as: {air_place_of(case)}",
-        f"Count: arrested {case.arrested}, released {case.released}",
-        f"Agency: {case.agency or 'not known'}",
-        f"Reported via: {case.source}" + ("" if case.verified else " (unverified: channel traffic)"),
-        "Confirmed: " + (f"{case.confirmed_at:%Y-%m-%d %H:%M} UTC" + (f" by {case.confirmed_by.handle}"
-                                                                       if case.confirmed_by else "")
-                         if case.confirmed_at else "not yet (not on the air)"),
-        f"Witness contact: {unseal(case.witness_contact) or 'none given'}",
-        f"Prior consent to inform family: {'yes' if case.family_consent else 'no'}",
+        _("Arrest case %(code)s (DRILL)", code=case.code) if case.drill else _("Arrest case %(code)s", code=case.code),
+        _("Exported: %(at)s UTC", at=f"{now:{utc}}"),
+        _("Arrested at: %(at)s UTC", at=f"{case.arrested_at:{utc}}"),
+        _("Place: %(place)s", place=unseal(case.place)),
+        _("On the air as: %(place)s", place=shown_air_place(case, limit=None)),
+        _("Count: arrested %(arrested)d, released %(released)d", arrested=case.arrested, released=case.released),
+        _("Agency: %(agency)s", agency=case.agency or _("not known")),
+        _("Reported via: %(source)s", source=case.source) if case.verified
+        else _("Reported via: %(source)s (unverified: channel traffic)", source=case.source),
+        confirmed,
+        _("Witness contact: %(contact)s", contact=unseal(case.witness_contact) or _("none given")),
+        _("Prior consent to inform family: yes") if case.family_consent else _("Prior consent to inform family: no"),
         "",
-        "Description:",
-        unseal(case.description) or "(none)",
+        _("Description:"),
+        unseal(case.description) or _("(none)"),
         "",
-        "Checklist:",
+        _("Checklist:"),
     ]
     for step in STEPS:
         done = case.step_done(step.key)
-        when = f"{done.done_at:%Y-%m-%d %H:%M} UTC" + (f" by {done.done_by.handle}" if done.done_by else "") \
-            if done else "not done"
-        lines.append(f"- [{RINGS[step.ring]}] {step.label}: {when}" + (f" ({unseal(done.note)})" if done and done.note else ""))
+        if done is None:
+            when = _("not done")
+        elif done.done_by:
+            when = _("%(at)s UTC by %(handle)s", at=f"{done.done_at:{utc}}", handle=done.done_by.handle)
+        else:
+            when = _("%(at)s UTC", at=f"{done.done_at:{utc}}")
+        note = f" ({unseal(done.note)})" if done and done.note else ""
+        lines.append(f"- [{RINGS[step.ring]}] {_(step.label)}: {when}{note}")
     if case.closed_at:
-        lines += ["", f"Everyone released: {case.closed_at:%Y-%m-%d %H:%M} UTC"]
+        lines += ["", _("Everyone released: %(at)s UTC", at=f"{case.closed_at:{utc}}")]
     return "\n".join(lines) + "\n"

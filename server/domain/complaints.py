@@ -106,10 +106,10 @@ class Complaint(Base):
     @property
     def about_label(self) -> str:
         if self.about == ABOUT_MEMBER:
-            return self.about_member.handle if self.about_member else "a former member"
+            return self.about_member.handle if self.about_member else _("a former member")
         if self.about == ABOUT_ROLE:
-            return f"the {ROLE_LABELS.get(self.about_role or '', self.about_role)} role"
-        return "how something was handled"
+            return _("the %(role)s role", role=ROLE_LABELS.get(self.about_role or "", self.about_role))
+        return _("how something was handled")
 
 
 class ComplaintExclusion(Base):
@@ -183,8 +183,9 @@ def _nameable_members(session: Session, now: datetime) -> list[Member]:
 
 def about_choices(session: Session, now: datetime) -> list[Choice]:
     """What the form offers: nobody in particular, a role, or a current role-holder by handle."""
-    choices = [Choice(ABOUT_HANDLING, "How something was handled (no one in particular)")]
-    choices += [Choice(f"{ABOUT_ROLE}:{role}", f"Whoever holds the role: {ROLE_LABELS[role]}") for role in NAMEABLE_ROLES]
+    choices = [Choice(ABOUT_HANDLING, _("How something was handled (no one in particular)"))]
+    choices += [Choice(f"{ABOUT_ROLE}:{role}", _("Whoever holds the role: %(role)s", role=ROLE_LABELS[role]))
+                for role in NAMEABLE_ROLES]
     choices += [Choice(f"{ABOUT_MEMBER}:{member.id}", member.handle) for member in _nameable_members(session, now)]
     return choices
 

@@ -110,18 +110,18 @@ def init_app(app: Flask) -> None:
     def csrf_failed(_error: CSRFError):
         return _page(
             400,
-            "This form had expired",
-            "For your safety the hub only accepts a form it sent recently. "
-            "Nothing was saved. Open the page again and send it once more; what you wrote is below.",
+            _("This form had expired"),
+            _("For your safety the hub only accepts a form it sent recently. Nothing was saved. Open the page "
+              "again and send it once more; what you wrote is below."),
         )
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error: RequestEntityTooLarge):
         return _page(
             413,
-            "That was too much to send",
-            "The hub takes short texts only, and nothing was saved. "
-            "Go back, shorten what you wrote, and send it again.",
+            _("That was too much to send"),
+            _("The hub takes short texts only, and nothing was saved. Go back, shorten what you wrote, and send "
+              "it again."),
         )
 
     @app.errorhandler(RateLimitExceeded)
@@ -150,33 +150,34 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         return _page(
             503,
-            "The hub is busy",
-            "The hub could not save this just now, so nothing was saved. "
-            "Please send it again in a moment; what you wrote is below.",
+            _("The hub is busy"),
+            _("The hub could not save this just now, so nothing was saved. Please send it again in a moment; "
+              "what you wrote is below."),
         )
 
     @app.errorhandler(NotFound)
     def domain_not_found(error: NotFound):
-        return _page(404, "Not found", error.message)
+        return _page(404, _("Not found"), error.message)
 
     @app.errorhandler(DomainError)
     def domain_refused(error: DomainError):
         db.session.rollback()
-        return _page(400, "That could not be done", error.message)
+        return _page(400, _("That could not be done"), error.message)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         if error.code == 404:
-            return _page(404, "Page not found", "There is no page at this address. The bench page has everything.")
+            return _page(404, _("Page not found"), _("There is no page at this address. The bench page has everything."))
         if error.code == 403:
             wanted = sorted(getattr(g, "denied_roles", set()))
             needed = ", ".join(ROLE_LABELS.get(role, role) for role in wanted)
-            message = "This page is for people holding a role at the bench."
+            message = _("This page is for people holding a role at the bench.")
             if needed:
-                message = f"This page is for: {needed}. Roles lapse unless the assembly renews them."
-            return _page(403, "Not for this account", message)
+                message = _("This page is for: %(needed)s. Roles lapse unless the assembly renews them.", needed=needed)
+            return _page(403, _("Not for this account"), message)
         if error.code == 405:
-            return _page(405, "Not like that", "This page cannot be used that way. Start again from the bench page.")
+            return _page(405, _("Not like that"), _("This page cannot be used that way. Start again from the bench "
+                                                 "page."))
         return _page(error.code or 500, error.name, error.description or "")
 
     @app.errorhandler(Exception)
@@ -185,7 +186,7 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         return _page(
             500,
-            "Something went wrong at the hub",
-            "This was the hub's fault, not yours, and it has been noted in the hub's log. "
-            "Whatever you sent may not have been saved; it is shown below so you can send it again.",
+            _("Something went wrong at the hub"),
+            _("This was the hub's fault, not yours, and it has been noted in the hub's log. Whatever you sent "
+              "may not have been saved; it is shown below so you can send it again."),
         )
