@@ -130,3 +130,20 @@ def test_a_page_and_a_radio_reply_read_in_spanish_and_arabic():
         finally:
             i18n.use_hub_language("en")
     assert "Danger? Send SOS [where]." in help_text()
+
+
+def test_a_page_names_days_and_months_in_its_own_language(app):
+    from datetime import date, datetime
+
+    from server.web.filters import date_filter, datetime_filter
+
+    moment = datetime(2026, 12, 6, 21, 40)  # a Sunday
+    with app.app_context():
+        app.config["TIMEZONE"] = "UTC"
+        shown = {}
+        for code in ("en", "es", "ar"):
+            with i18n.speaking(code):
+                shown[code] = (datetime_filter(moment), date_filter(moment), i18n.format_day(date(2026, 12, 6)))
+    assert shown["en"] == ("Sun 06 Dec, 21:40", "Sun 06 Dec 2026", "6 December 2026"), "English as the bench always had it"
+    assert shown["es"][0].startswith("dom 06 dic") and "diciembre" in shown["es"][2]
+    assert "ديسمبر" in shown["ar"][1] and "21:40" in shown["ar"][0]
