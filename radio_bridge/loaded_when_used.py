@@ -81,7 +81,12 @@ def load_when_used(name: str, calls: tuple[str, ...] = (), parts: dict[str, str]
         return
     spec = importlib.util.find_spec(name)
     if spec is not None:
-        sys.modules[name] = _LoadedWhenUsed(name, calls, parts or {}, spec.submodule_search_locations)
+        stand_in = sys.modules[name] = _LoadedWhenUsed(name, calls, parts or {}, spec.submodule_search_locations)
+        parent, _, child = name.rpartition(".")
+        if parent:
+            # `import importlib.metadata` then `importlib.metadata.version(...)` reads the parent's attribute,
+            # which the import system sets only when it loads the submodule itself.
+            setattr(importlib.import_module(parent), child, stand_in)
 
 
 # meshtastic imports requests for one function the bridge never calls (asking

@@ -43,6 +43,9 @@ def main() -> None:
         from server.board_terminal import main as board
 
         sys.exit(board(args[1:], prog="safebench board"))
+    if args[:1] == ["serve"] and not {"-h", "--help"} & set(args):
+        # The web server as the bridge: asyncio (through SQLAlchemy) and importlib.metadata wait until used.
+        import radio_bridge.loaded_when_used  # noqa: F401
     from server.cli import main as cli
 
     cli()

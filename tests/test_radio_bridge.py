@@ -336,10 +336,12 @@ import meshtastic.version, tabulate
 used = [concurrency.iscoroutine(None), meshtastic.version.get_active_version() != "", tabulate.tabulate([[1]]) == "-\\n1\\n-"]
 import asyncio
 used.append(asyncio.run(asyncio.sleep(0, result="ran")))
+import importlib.metadata  # the attribute way too, as flask.testing reads it
+used.append(importlib.metadata.version("meshtastic") != "")
 print(loaded, used, sorted(name for name in ("asyncio", "importlib.metadata", "tabulate") if real(name)))
 """
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == "[] [False, True, True, 'ran'] ['asyncio', 'importlib.metadata', 'tabulate']"
+    assert done.stdout.strip() == "[] [False, True, True, 'ran', True] ['asyncio', 'importlib.metadata', 'tabulate']"
 
 
 def test_check_ins_heard_while_the_bridge_is_still_loading_are_journaled_then_logged(app, sim):

@@ -114,6 +114,8 @@ def test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_th
         arenas = env_for(instance).get("MALLOC_ARENA_MAX", "2")
         for child in children_pids(hub.pid):
             assert f"MALLOC_ARENA_MAX={arenas}" in Path(f"/proc/{child}/environ").read_text().split("\0")
+            # Neither loads asyncio (SQLAlchemy imports it for an extension the hub never uses): megabytes each.
+            assert "_asyncio" not in Path(f"/proc/{child}/maps").read_text()
     finally:
         hub.send_signal(signal.SIGTERM)
         output, _ = hub.communicate(timeout=30)
