@@ -241,6 +241,8 @@ class InArabic:
         fits_and_is_labelled(self.page, f"{what} in Arabic")
         assert not self.foreign, f"{what} in Arabic: the browser asked other hosts than the hub for {self.foreign}"
         assert not self.problems, f"{what} in Arabic: the browser's console shows errors: {self.problems}"
+        # An onlooker leaves nothing open: a live page's stream would make it one more watcher of the hub.
+        self.page.goto("about:blank")
 
     def close(self) -> None:
         self.context.close()
