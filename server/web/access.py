@@ -20,6 +20,7 @@ from server.domain import people, sealing
 from server.domain.people import Member
 from server.extensions import db, login_manager
 from server.web.keyring import Unlocked, keyring, open_new_grants
+from flask_babel import lazy_gettext
 
 F = TypeVar("F", bound=Callable[..., Any])
 ANY_ROLE = "any role"
@@ -140,7 +141,7 @@ def _check_access() -> Any:
 
 def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to see that page."
+    login_manager.login_message = lazy_gettext("Please log in to see that page.")
 
     @login_manager.user_loader
     def load_user(user_id: str) -> SignedIn | None:

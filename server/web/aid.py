@@ -76,8 +76,9 @@ CONTACT_CHOICE_LABELS = [
     SelectChoice(aid.SHOWN, lazy_gettext("Yes, they may see it: I write my number, email or handle in the message")),
 ]
 
-_TOO_LONG = "This is too long: %(length)d characters, at most %(max)d."
-_CHOOSE_CATEGORY = "Please choose a kind of help from the list."
+# Lazy: defined once, read out in each visitor's language.
+_TOO_LONG = lazy_gettext("This is too long: %(length)d characters, at most %(max)d.")
+_CHOOSE_CATEGORY = lazy_gettext("Please choose a kind of help from the list.")
 
 
 class PostForm(FlaskForm):
@@ -86,7 +87,7 @@ class PostForm(FlaskForm):
     kind = RadioField(
         lazy_gettext("Do you offer help, or ask for it?"),
         choices=KIND_CHOICES,
-        invalid_choice_message="Please say whether you offer or ask for help.",
+        invalid_choice_message=lazy_gettext("Please say whether you offer or ask for help."),
     )
     category = SelectField(
         lazy_gettext("What kind of help"),
@@ -99,10 +100,10 @@ class PostForm(FlaskForm):
         validators=[DataRequired(lazy_gettext("Please fill in the description.")), Length(max=aid.MAX_TEXT, message=_TOO_LONG)],
     )
     # Choices are the host's published areas, filled in per request.
-    area = SelectField(lazy_gettext("Roughly where"), invalid_choice_message="Please choose an area from the list.")
+    area = SelectField(lazy_gettext("Roughly where"), invalid_choice_message=lazy_gettext("Please choose an area from the list."))
     days = IntegerField(
         lazy_gettext("How many days should it stay up?"),
-        invalid_value_message="Please give the number of days as a whole number, like 7.",
+        invalid_value_message=lazy_gettext("Please give the number of days as a whole number, like 7."),
         # A number input would silently drop "abc" in the browser; a text input shows it back.
         widget=TextInput(),
         render_kw={"inputmode": "numeric"},
@@ -125,7 +126,7 @@ class MessageForm(FlaskForm):
     contact_choice = RadioField(
         lazy_gettext("May the person who posted this see how to reach you?"),
         choices=CONTACT_CHOICE_LABELS,
-        invalid_choice_message="Please choose whether the person who posted may see how to reach you.",
+        invalid_choice_message=lazy_gettext("Please choose whether the person who posted may see how to reach you."),
     )
     text = TextAreaField(
         lazy_gettext("Your message"),
@@ -281,7 +282,7 @@ def mine() -> ResponseReturnValue:
         return render_template("aid/mine.html", form=form, post=None), status_for(form)
     code = normalize_receipt_code(form.code.data)
     if not code:
-        form.code.errors.append("That does not look like a receipt code. Aid codes look like H-7K2M-9QXR.")
+        form.code.errors.append(_("That does not look like a receipt code. Aid codes look like H-7K2M-9QXR."))
         return render_template("aid/mine.html", form=form, post=None), 400
     try:
         # The code is checked on every request: a button carries it, but anyone can forge a button.
@@ -323,7 +324,7 @@ def hide(post_id: int) -> ResponseReturnValue:
     def work(s: Session) -> None:
         aid.hide(s, now(), aid.get_post(s, post_id))
 
-    return _moderate(work, "The post is hidden from the board.", anchor=f"post-{post_id}")
+    return _moderate(work, _("The post is hidden from the board."), anchor=f"post-{post_id}")
 
 
 @bp.post("/host/aid/<int:post_id>/restore")
@@ -331,7 +332,7 @@ def hide(post_id: int) -> ResponseReturnValue:
 def restore(post_id: int) -> ResponseReturnValue:
     return _moderate(
         lambda s: aid.restore(s, now(), aid.get_post(s, post_id)),
-        "The post is restored (back on the board if its days have not run out).",
+        _("The post is restored (back on the board if its days have not run out)."),
         anchor=f"post-{post_id}",
     )
 
@@ -341,7 +342,7 @@ def restore(post_id: int) -> ResponseReturnValue:
 def passed_on(message_id: int) -> ResponseReturnValue:
     return _moderate(
         lambda s: aid.mark_passed_on(s, now(), message_id),
-        "The message is marked as passed on.",
+        _("The message is marked as passed on."),
         anchor=f"message-{message_id}",
     )
 

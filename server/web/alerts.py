@@ -61,7 +61,7 @@ class RaiseSosForm(FlaskForm):
     who = SelectField(
         lazy_gettext("Who is in danger"),
         choices=[],
-        invalid_choice_message="Please choose someone from the list, or nobody.",
+        invalid_choice_message=lazy_gettext("Please choose someone from the list, or nobody."),
     )
     where = StringField(
         lazy_gettext("Where"),
@@ -88,7 +88,7 @@ class DrillForm(FlaskForm):
     kind = RadioField(
         lazy_gettext("What to rehearse"),
         choices=[SelectChoice(kind, label) for kind, label in drills.KINDS.items()],
-        invalid_choice_message="Please choose a mock SOS or a mock arrest.",
+        invalid_choice_message=lazy_gettext("Please choose a mock SOS or a mock arrest."),
     )
     place = StringField(lazy_gettext("Where (pretend)"), validators=[Optional(), _at_most(patrol.MAX_PLACE)])
 

@@ -135,7 +135,7 @@ def login() -> object:
             else:
                 people.check_password(None, password)  # the stand-in hash, as long as a duress check
         if not (right or duress):
-            form.form_errors.append("That handle and password do not match.")
+            form.form_errors.append(_("That handle and password do not match."))
         elif not people.active_roles(db.session, member, now()):
             form.form_errors.append(people.why_nothing_opens(db.session, member, now()))
         else:
@@ -149,7 +149,7 @@ def login() -> object:
                 try:
                     vaults, private = _open_keys_for(member, password, private)
                 except HubBusy:
-                    form.form_errors.append("The hub is very busy right now; please try again in a moment.")
+                    form.form_errors.append(_("The hub is very busy right now; please try again in a moment."))
                     return render_template("auth/login.html", form=form), 503
                 unlocked = keyring().add(member.id, vaults, now(), member_private=private)
             # A new session at login: whatever was in the old one (a cookie or a
@@ -266,7 +266,7 @@ def duress() -> object:
     form = DuressForm()
     if form.validate_on_submit():
         if not people.check_password(current_user.member, form.password.data):
-            form.password.errors.append("That is not your password.")
+            form.password.errors.append(_("That is not your password."))
         else:
             member_id = current_user.member.id
             try:
@@ -274,7 +274,7 @@ def duress() -> object:
             except DomainError as error:
                 attach_error(form, error)
             except sealing.SealingError:
-                form.form_errors.append("Log out and in again with your own password first, then set it.")
+                form.form_errors.append(_("Log out and in again with your own password first, then set it."))
             else:
                 flash(_("Your duress password is set. Keep it as well as your own."))
                 return redirect(url_for("host.dashboard"))
@@ -287,7 +287,7 @@ def remove_duress() -> object:
     form = RemoveDuressForm()
     if form.validate_on_submit():
         if not people.check_password(current_user.member, form.password.data):
-            form.password.errors.append("That is not your password.")
+            form.password.errors.append(_("That is not your password."))
         else:
             member_id = current_user.member.id
             save(lambda s: sealing.set_duress_password(s, s.get(Member, member_id), None))

@@ -61,9 +61,9 @@ bp = Blueprint("cases", __name__)
 # "Only dispatch and care roles see a case": a host without one of them does not.
 CASE_ROLES = (DISPATCH, CARE)
 REPORTED_KEY = "arrest_reported"
-REPORT_FORGOTTEN = ("This phone no longer shows that a report was sent from it: going back, or opening the page from "
+REPORT_FORGOTTEN = lazy_gettext("This phone no longer shows that a report was sent from it: going back, or opening the page from "
                     "the history, no longer shows the thank-you page. Your report stays with the hub as it was.")
-TOO_LONG = "That is %(length)d characters; at most %(max)d fit here. Please shorten it."
+TOO_LONG = lazy_gettext("That is %(length)d characters; at most %(max)d fit here. Please shorten it.")
 MAX_AGENCY = 120
 MAX_CONTACT = 200
 MAX_STEP_NOTE = 500
@@ -214,7 +214,7 @@ def thanks() -> ResponseReturnValue:
 @public
 def forget_report() -> ResponseReturnValue:
     """On a borrowed phone, the next person must not learn from the history that this phone reported an arrest."""
-    return forget_code(REPORTED_KEY, then="bench.index", said=REPORT_FORGOTTEN)
+    return forget_code(REPORTED_KEY, then="bench.index", said=str(REPORT_FORGOTTEN))
 
 
 # --- dispatch and the care ring ---------------------------------------------

@@ -43,7 +43,7 @@ bp = Blueprint("complaints", __name__)
 RECEIPT_KEY = "complaint_receipt"
 # Whether the circle can read it right now (see the receipt page); kept with the code.
 NO_READER_KEY = "complaint_no_reader"
-ABOUT_INVALID = "Please choose from the list who or what your concern is about."
+ABOUT_INVALID = lazy_gettext("Please choose from the list who or what your concern is about.")
 
 
 class ComplaintForm(FlaskForm):

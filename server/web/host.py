@@ -88,7 +88,7 @@ class LogEntryForm(FlaskForm):
     kind = SelectField(
         lazy_gettext("What to log"),
         choices=[SelectChoice(patrol.CHECK_IN, lazy_gettext("Check-in")), SelectChoice(patrol.INCIDENT, lazy_gettext("Incident"))],
-        invalid_choice_message="Please choose a check-in or an incident.",
+        invalid_choice_message=lazy_gettext("Please choose a check-in or an incident."),
     )
     place = StringField(lazy_gettext("Place"), validators=[Optional(), _at_most(patrol.MAX_PLACE)])
     note = TextAreaField(lazy_gettext("Note"), validators=[_at_most(patrol.MAX_NOTE)])
@@ -172,19 +172,19 @@ def _tallies() -> list[Tally]:
     tallies = []
     if holds(MEDIATOR):
         new = sum(1 for req in mediation.queue(db.session) if req.status == mediation.NEW)
-        tallies.append(Tally("New mediation requests", new, url_for("mediation.queue")))
+        tallies.append(Tally(_("New mediation requests"), new, url_for("mediation.queue")))
     if holds(HOST):
         posts = aid.moderation_queue(db.session)
         waiting = sum(1 for post in posts for message in post.messages if message.waits_for_the_host)
         hidden = sum(1 for post in posts if post.status == aid.HIDDEN)
-        tallies.append(Tally("Aid messages waiting to be passed on", waiting, url_for("aid.moderation")))
-        tallies.append(Tally("Aid posts hidden", hidden, url_for("aid.moderation")))
+        tallies.append(Tally(_("Aid messages waiting to be passed on"), waiting, url_for("aid.moderation")))
+        tallies.append(Tally(_("Aid posts hidden"), hidden, url_for("aid.moderation")))
         signable = len(mandates.waiting_for_countersign(db.session, now(), current_user.member))
-        tallies.append(Tally("Roles waiting for your countersign", signable, url_for("roles.page")))
+        tallies.append(Tally(_("Roles waiting for your countersign"), signable, url_for("roles.page")))
     if holds(ACCOUNTABILITY):
         # Counted over what this member may read: a complaint naming them is not in it.
         waiting = complaints.waiting_for(db.session, now(), current_user.member)
-        tallies.append(Tally("Complaints waiting for the circle", waiting, url_for("complaints.queue")))
+        tallies.append(Tally(_("Complaints waiting for the circle"), waiting, url_for("complaints.queue")))
     return tallies
 
 

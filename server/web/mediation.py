@@ -64,7 +64,7 @@ from flask_babel import lazy_gettext
 bp = Blueprint("mediation", __name__)
 
 RECEIPT_KEY = "mediation_receipt"
-TOO_LONG = "That is %(length)d characters; at most %(max)d fit here. Please shorten it."
+TOO_LONG = lazy_gettext("That is %(length)d characters; at most %(max)d fit here. Please shorten it.")
 # Buttons say what pressing them does; the status names say where a request is.
 MOVE_LABELS = {
     NEW: "Back to waiting",
@@ -111,7 +111,7 @@ class RequestForm(FlaskForm):
         choices=list(URGENCIES),
         default="soon",
         # WTForms would say "Not a valid choice." (only a tampered form gets here).
-        invalid_choice_message="Please choose how soon this needs attention.",
+        invalid_choice_message=lazy_gettext("Please choose how soon this needs attention."),
     )
     contact = StringField(
         lazy_gettext("A way to reach you (optional)"), validators=[Optional(), Length(max=MAX_CONTACT, message=TOO_LONG)]

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from flask import flash, redirect, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from server.i18n import N_
 
-CODE_FORGOTTEN = ("This phone no longer keeps your receipt code: going back, or opening the page from the history, "
+CODE_FORGOTTEN = N_("This phone no longer keeps your receipt code: going back, or opening the page from the history, "
                   "no longer shows it. The code itself still works: type it here whenever you want to look.")
 
 
@@ -22,5 +24,5 @@ def forget_code(*keys: str, then: str, said: str = CODE_FORGOTTEN) -> ResponseRe
     """Drop ``keys`` from the session, and go to ``then`` (an endpoint) saying so."""
     for key in keys:
         session.pop(key, None)
-    flash(said)
+    flash(_(said))  # a text marked N_ is translated here; one already translated passes through
     return redirect(url_for(then))

@@ -129,7 +129,7 @@ class GrantRoleForm(FlaskForm):
     role = SelectField(
         lazy_gettext("Role"),
         choices=[SelectChoice(role, lazy_gettext(ROLE_LABELS.untranslated(role))) for role in ROLES],
-        invalid_choice_message="Please choose a role from the list.",
+        invalid_choice_message=lazy_gettext("Please choose a role from the list."),
     )
     term_days = term_field()
     decided_on = decided_on_field()
@@ -144,7 +144,7 @@ class AddMemberForm(FlaskForm):
     role = SelectField(
         lazy_gettext("Role"),
         choices=[SelectChoice(role, lazy_gettext(ROLE_LABELS.untranslated(role))) for role in mandates.WEB_ONLY_ROLES],
-        invalid_choice_message="Please choose a role from the list.",
+        invalid_choice_message=lazy_gettext("Please choose a role from the list."),
     )
     new_password = PasswordField(
         lazy_gettext("First password"),
@@ -179,7 +179,7 @@ class DecideForm(FlaskForm):
         csrf = False
 
     outcome = SelectField(lazy_gettext("What the assembly decided"), choices=OUTCOMES,
-                          invalid_choice_message="Please choose ended or restored.")
+                          invalid_choice_message=lazy_gettext("Please choose ended or restored."))
     decided_on = decided_on_field()
     decision_place = place_field()
     decision = decision_field()
