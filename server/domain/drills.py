@@ -104,37 +104,40 @@ def timings(session: Session, drill: Drill) -> list[Timing]:
             return []
         first_response = min((r.at for r in alert.responses), default=None)
         return [
-            Timing("notice on the air", since(_sent_at(session, f"alert:{alert.id}:0"))),
-            Timing("first responder acknowledged", since(first_response)),
-            Timing("resolved", since(alert.resolved_at)),
+            Timing(_("notice on the air"), since(_sent_at(session, f"alert:{alert.id}:0"))),
+            Timing(_("first responder acknowledged"), since(first_response)),
+            Timing(_("resolved"), since(alert.resolved_at)),
         ]
     case = session.get(cases.ArrestCase, drill.case_id) if drill.case_id is not None else None
     if case is None:
         return []
-    rows = [Timing("notice on the air", since(_sent_at(session, f"case:{case.id}")))]
+    rows = [Timing(_("notice on the air"), since(_sent_at(session, f"case:{case.id}")))]
     for ring, name in cases.RINGS.items():
         firsts = [s.done_at for s in case.steps if cases.STEP_KEYS.get(s.key) and cases.STEP_KEYS[s.key].ring == ring]
-        rows.append(Timing(f"ring {ring} ({name}): first action", since(min(firsts, default=None))))
-    rows.append(Timing("everyone accounted for (released)", since(case.closed_at)))
+        rows.append(Timing(_("ring %(ring)d (%(name)s): first action", ring=ring, name=name),
+                           since(min(firsts, default=None))))
+    rows.append(Timing(_("everyone accounted for (released)"), since(case.closed_at)))
     return rows
 
 
 def _format(delta: timedelta | None) -> str:
     if delta is None:
-        return "did not happen"
+        return _("did not happen")
     seconds = int(delta.total_seconds())
-    return f"{seconds // 60} min {seconds % 60:02d} s"
+    return _("%(min)d min %(sec)02d s", min=seconds // 60, sec=seconds % 60)
 
 
 def report_text(session: Session, drill: Drill) -> str:
     if drill.report:
         return drill.report
-    lines = [f"Drill {drill.id}: {KINDS[drill.kind]}, started {drill.started_at:%Y-%m-%d %H:%M} UTC"]
+    lines = [_("Drill %(id)s: %(kind)s, started %(at)s UTC", id=drill.id, kind=KINDS[drill.kind],
+               at=f"{drill.started_at:%Y-%m-%d %H:%M}")]
     lines += [f"- {t.what}: {_format(t.after)}" for t in timings(session, drill)]
     if drill.ended_at:
-        lines.append(f"Ended {drill.ended_at:%H:%M} UTC, after {_format(drill.ended_at - drill.started_at)}.")
+        lines.append(_("Ended %(at)s UTC, after %(lasted)s.", at=f"{drill.ended_at:%H:%M}",
+                       lasted=_format(drill.ended_at - drill.started_at)))
     else:
-        lines.append("Still running.")
+        lines.append(_("Still running."))
     return "\n".join(lines) + "\n"
 
 

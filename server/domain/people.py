@@ -215,7 +215,7 @@ def decision_reference(on: date | None, place: str | None) -> str:
     words may name people (who proposed it), and stay on the roles page.
     """
     if on is None:
-        return "an assembly before mandates were countersigned"
+        return _("an assembly before mandates were countersigned")
     return f"{place}, {on.day} {on:%b %Y}" if place else f"{on.day} {on:%b %Y}"
 
 
