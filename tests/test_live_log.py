@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from server import config
+from server import config, i18n
 from server.clock import utcnow
 from server.db import make_engine
 from server.domain import patrol, people
@@ -441,6 +441,22 @@ def test_sealed_words_are_opened_for_each_watcher_never_handed_to_one_without_th
     assert place(opened) == "behind the laundrette"
     assert place(shared.text({}, key_signature({}))) == "(sealed)"
     assert shared.text(keys, key_signature(keys)) is opened
+
+
+def test_two_hosts_watching_in_two_languages_each_read_new_entries_in_their_own(hub, client):
+    # The shared ring reads each entry once; its words are written per watcher's language (issue 15).
+    make_member(hub, "Heron", "host")
+    spanish = hub.test_client()
+    login(spanish, "Heron")
+    spanish.get("/language/es?next=/host/")
+    before = events_in(watch(client))[-1]["id"]
+    write_entries(hub, check_in("all quiet"), private("sos", "by the market"))
+    for watcher, code in ((client, "en"), (spanish, "es"), (client, "en")):
+        labels = [event["label"] for event in events_in(watch(watcher, before))]
+        with i18n.speaking(code):
+            assert labels == [patrol.kind_label("check_in"), patrol.kind_label("sos")]
+    with i18n.speaking("es"):
+        assert patrol.kind_label("check_in") != "Check-in", "the Spanish catalog has the log's kinds"
 
 
 def test_the_shared_ring_keeps_no_note_past_the_logs_retention(hub, client, clock):

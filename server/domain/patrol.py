@@ -50,6 +50,13 @@ PRIVATE_KIND_LABELS = Labels({
     "case": N_("Arrest case"),
     "arrest_confirm": N_("Arrest report confirmed"),
 })
+
+
+def kind_label(kind: str) -> str:
+    """A log entry's kind in words, in the language being spoken."""
+    return KIND_LABELS.get(kind) or PRIVATE_KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
+
+
 # The ones a host watching the live log must not miss.
 URGENT_KINDS = frozenset({"sos", "arrest", "overdue", "duress"})
 # Kinds that even the hub's own log shows only to some roles: a silent alert
@@ -148,7 +155,7 @@ class LogEntry(Base):
 
     @property
     def kind_label(self) -> str:
-        return KIND_LABELS.get(self.kind) or PRIVATE_KIND_LABELS.get(self.kind, self.kind.replace("_", " ").capitalize())
+        return kind_label(self.kind)
 
     @property
     def publishable(self) -> bool:

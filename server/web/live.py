@@ -38,6 +38,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
+from server import i18n
 from server.domain import patrol, people, sealing
 from server.domain.people import Member
 from server.extensions import db
@@ -166,6 +167,9 @@ class LogReader:
         self.vaults = vaults or {}
         # As on the full log: a silent alert only for host and dispatch, and so on.
         self.hidden_kinds = hidden_kinds
+        # The watcher's language, as the request that opened the stream spoke it: the stream goes on
+        # writing after the request's own hooks have run (web/languages.py).
+        self.language = i18n.active()
 
     @property
     def vaults(self) -> Mapping[str, Any]:
@@ -177,8 +181,9 @@ class LogReader:
         self._signature = key_signature(vaults)
 
     def text(self, events: list[FeedEvent]) -> str:
-        """The events as server-sent text for this watcher."""
-        return "".join(event.text(self._vaults, self._signature) for event in events)
+        """The events as server-sent text for this watcher, in their language."""
+        with i18n.speaking(self.language):
+            return "".join(event.text(self._vaults, self._signature) for event in events)
 
     def _read(self, work: Callable[[Session], T]) -> T:
         with self.app.app_context():
@@ -207,6 +212,11 @@ class LogReader:
         ])
 
     def why_not_watching(self) -> str | None:
+        """Why the watcher may no longer watch (in their language), or None while they may."""
+        with i18n.speaking(self.language):
+            return self._why_not_watching()
+
+    def _why_not_watching(self) -> str | None:
         """Why the watcher may no longer watch, or None while they may.
 
         Roles are read against the hub's clock, as on every request

@@ -38,6 +38,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
+from server import i18n
 from server.domain import patrol, sealing
 from server.extensions import db
 from server.web.filters import datetime_filter
@@ -45,7 +46,7 @@ from server.web.filters import datetime_filter
 RING_SIZE = 500  # entries kept: a few minutes of the busiest night, about half a megabyte
 FIRST_READ = 200  # what the first watcher of a process finds already read
 READ_CAP = 200  # rows per query, so a burst is read in steps
-TEXTS_PER_EVENT = 8  # texts kept per entry, one per set of keys (host, dispatch, captain, none...)
+TEXTS_PER_EVENT = 16  # texts kept per entry: per language and set of keys (host, dispatch, captain, none...)
 RING_MAX_AGE = timedelta(hours=12)  # well within the shortest retention of the log's notes (a day)
 
 KeySignature = tuple[tuple[str, bytes], ...]
@@ -74,7 +75,8 @@ class FeedEvent:
     shared: dict[str, Any]  # the payload but for place and note
     place: str | None  # as stored: sealed
     note: str | None
-    _texts: dict[KeySignature, str] = field(default_factory=dict)
+    # Per language and set of keys: watchers share a text only when they read the same words in the same language.
+    _texts: dict[tuple[str, KeySignature], str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, entry: patrol.LogEntry) -> FeedEvent:
@@ -84,7 +86,7 @@ class FeedEvent:
             "at": entry.at.isoformat(timespec="seconds") + "Z",
             "shown_at": datetime_filter(entry.at),  # as the hub's pages show times, in its time zone
             "kind": entry.kind,
-            "label": entry.kind_label,
+            "label": None,  # in each watcher's language (payload)
             "steward": entry.member.handle if entry.member else None,
             "area": entry.area.name if entry.area else None,
             "place": None,
@@ -95,12 +97,14 @@ class FeedEvent:
         }, entry.place, entry.note)
 
     def payload(self, vaults: Mapping[str, Any]) -> dict[str, Any]:
-        return self.shared | {"place": opened(self.place, vaults), "note": opened(self.note, vaults)}
+        """For a watcher holding ``vaults``, in the language being spoken (server/i18n.py: the watcher's)."""
+        return self.shared | {"label": patrol.kind_label(self.kind),
+                              "place": opened(self.place, vaults), "note": opened(self.note, vaults)}
 
     def text(self, vaults: Mapping[str, Any], signature: KeySignature) -> str:
         """The event as server-sent text for a watcher holding ``vaults`` (whose signature is given)."""
-        # Nothing sealed: one text for everyone.
-        key = signature if self.place is not None or self.note is not None else ()
+        # Nothing sealed: one text for everyone who reads this language.
+        key = (i18n.active(), signature if self.place is not None or self.note is not None else ())
         text = self._texts.get(key)
         if text is None:
             # The event id is the entry's id, so the browser's Last-Event-ID is exactly where its
