@@ -264,8 +264,8 @@ def resolve(alert_id: int) -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error)
         else:
-            flash(f"Alert {alert.code} is resolved; handhelds are told it is over."
-                  if not alert.silent else f"Alert {alert.code} is resolved.")
+            flash(_("Alert %(code)s is resolved; handhelds are told it is over.", code=alert.code)
+                  if not alert.silent else _("Alert %(code)s is resolved.", code=alert.code))
             return redirect(url_for("alerts.page"))
     return _page(failed=(alert_id, form))
 

@@ -228,9 +228,9 @@ def public_handle() -> ResponseReturnValue:
     save(lambda session: people.set_show_handle(session, session.get(Member, current_user.id), show,
                                                 by=session.get(Member, current_user.id)))
     forget_public_pages()
-    flash("The bench page and the public log now show your handle." if show
-          else "Your handle is hidden: the public sees you only as a count, and the public log shows no handle on "
-               "your entries.")
+    flash(_("The bench page and the public log now show your handle.") if show
+          else _("Your handle is hidden: the public sees you only as a count, and the public log shows no handle on "
+                 "your entries."))
     return redirect(url_for("host.dashboard") + "#public-me")
 
 
@@ -451,7 +451,8 @@ def change_node(member_id: int) -> ResponseReturnValue:
         except DomainError as error:
             attach_error(form, error, fields=PEOPLE_FIELDS)
         else:
-            flash(f"{member.handle}'s radio is now {member.node_id}." if raw else f"{member.handle} has no radio now.")
+            flash(_("%(handle)s's radio is now %(node_id)s.", handle=member.handle, node_id=member.node_id) if raw
+                  else _("%(handle)s has no radio now.", handle=member.handle))
             return redirect(url_for("host.stewards") + f"#member-{member_id}")
     return _stewards_page(failed_node=(member_id, form))
 

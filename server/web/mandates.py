@@ -115,6 +115,6 @@ def confirm_suspension(assignment_id: int) -> ResponseReturnValue:
 def appearance() -> ResponseReturnValue:
     as_role = request.form.get("appears_as_role") == "1"
     save(lambda session: mandates.set_appearance(session, _me(session), as_role))
-    flash("The mandates page now shows your role instead of your handle." if as_role
-          else "The mandates page now shows your handle.")
+    flash(_("The mandates page now shows your role instead of your handle.") if as_role
+          else _("The mandates page now shows your handle."))
     return redirect(url_for("mandates.page"))
