@@ -103,6 +103,9 @@ def register_blueprints(app: Flask) -> None:
     for module in (roles, mandates):  # issue 12: mandates the assembly controls
         app.register_blueprint(module.bp)
     app.register_blueprint(audit.bp)  # issue 12: the public audit of each lunar cycle
+    from server.web import board
+
+    app.register_blueprint(board.bp)  # issue 15: the host's board, across the room
 
 
 def register_errorhandlers(app: Flask) -> None:

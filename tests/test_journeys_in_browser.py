@@ -270,9 +270,9 @@ def journey(name: str, device: Device, browser: Browser, hub: str) -> Iterator[J
     finally:
         for person in trip.persons:
             person.page.context.close()
-
             if person.arabic is not None:
                 person.arabic.close()
+
 
 # -- the journeys ---------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from server.db import make_engine
 from server.domain import patrol, people
 from server.extensions import db
 from server.web.live import ENDED_EVENT, FEED_KEY, FRESH_S, SLOTLESS_RETRY_MS, SLOTS_KEY
+from server.web.filters import datetime_filter
 from server.web.live_feed import FeedEvent, LiveFeed, key_signature
 from tests.helpers import PASSWORD, login, make_member, reader_keys, seat_role, text_of
 from tests.processes import SAFEBENCH, env_for, free_port, safebench, wait_for_http
@@ -452,9 +453,11 @@ def test_two_hosts_watching_in_two_languages_each_read_new_entries_in_their_own(
     before = events_in(watch(client))[-1]["id"]
     write_entries(hub, check_in("all quiet"), private("sos", "by the market"))
     for watcher, code in ((client, "en"), (spanish, "es"), (client, "en")):
-        labels = [event["label"] for event in events_in(watch(watcher, before))]
+        events = events_in(watch(watcher, before))
         with i18n.speaking(code):
-            assert labels == [patrol.kind_label("check_in"), patrol.kind_label("sos")]
+            assert [event["label"] for event in events] == [patrol.kind_label("check_in"), patrol.kind_label("sos")]
+            with hub.app_context():
+                assert events[0]["shown_at"] == datetime_filter(hub.config["CLOCK"]())  # "sáb 21 nov, 20:00"
     with i18n.speaking("es"):
         assert patrol.kind_label("check_in") != "Check-in", "the Spanish catalog has the log's kinds"
 

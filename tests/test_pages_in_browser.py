@@ -325,3 +325,132 @@ def test_a_host_raises_an_sos_on_a_small_phone_and_every_hub_page_shouts_it(brow
         assert page.get_by_role("alert").filter(has_text="open alert").count() == 0
     finally:
         context.close()
+
+
+# -- forms that speak plainly, and screens a phone can use (issue 15) --------------
+
+PHONE = {"width": 360, "height": 640}
+
+# Each word of each table header on one line: a header broken inside a word ("Stewa rd") has a word whose
+# text spans two line boxes. A hyphen is a place a word may wrap, so the parts around it are counted apart.
+HEADERS_BROKEN_MID_WORD = """() => {
+  const broken = [];
+  for (const th of document.querySelectorAll("th")) {
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.data.matchAll(/[^\\s\u2010-]+/g)) {  // "Check-ins" may wrap at its hyphen
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(match[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def _logged_in_phone(browser, hub: str, handle: str):
+    """A 360 px phone's browser with ``handle`` logged in; returns the context and its page."""
+    context, _foreign = offline_but_for(browser, hub, viewport=PHONE)
+    page = context.new_page()
+    page.goto(hub + "/login")
+    page.get_by_label("Handle").fill(handle)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/host/.*"))
+    return context, page
+
+
+def test_a_refused_form_opens_at_its_error_summary_which_has_the_focus(browser, hub):
+    context, foreign = offline_but_for(browser, hub, viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto(hub + "/mediation/new")
+        page.get_by_label("Roughly where (optional)").fill("Behind the old cinema, by the bins, " * 5)
+        page.get_by_role("button", name=re.compile("Send")).click()
+        summary = page.locator("#error-summary")
+        summary.wait_for()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "error-summary-360.png")
+
+        assert page.evaluate("document.activeElement.id") == "error-summary", "the summary does not have the focus"
+        assert page.evaluate("document.querySelector('main').firstElementChild.id") == "error-summary"
+        box = summary.bounding_box()
+        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= PHONE["height"], (
+            f"the summary is not on the first screen: {box}")
+        assert "There are 2 problems" in summary.inner_text()
+        # Its links lead to the fields, which take the focus; what was typed is still there.
+        summary.get_by_role("link", name=re.compile("at most 120 fit here")).click()
+        assert page.evaluate("document.activeElement.id") == "where"
+        assert page.get_by_label("Roughly where (optional)").input_value().startswith("Behind the old cinema")
+        fits_and_is_labelled(page, "the refused mediation form")
+        assert not foreign, foreign
+    finally:
+        context.close()
+
+
+def test_no_table_header_breaks_inside_a_word_on_a_phone(browser, hub, hub_instance):
+    _another_host(hub_instance, "Tern")
+    context, page = _logged_in_phone(browser, hub, "Tern")
+    try:
+        checked = 0
+        for path in ("/log", "/mandates", "/audit", "/host/radio"):
+            page.goto(hub + path)
+            headers = page.locator("th").count()
+            if not headers:
+                continue
+            checked += headers
+            assert page.evaluate(HEADERS_BROKEN_MID_WORD) == [], f"{path} breaks a table header inside a word"
+            wrap = page.evaluate("getComputedStyle(document.querySelector('th')).overflowWrap")
+            assert wrap not in ("anywhere", "break-word"), f"{path}: table headers have overflow-wrap: {wrap}"
+            # Long cell content still never makes the page scroll sideways.
+            fits_and_is_labelled(page, path)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / f"table-headers{_artifact_name(path)}-360.png", full_page=True)
+        assert checked, "no page with a table header was checked"
+    finally:
+        context.close()
+
+
+def test_a_host_page_starts_on_the_first_screen_of_a_phone(browser, hub, hub_instance):
+    _another_host(hub_instance, "Gannet")
+    context, page = _logged_in_phone(browser, hub, "Gannet")
+    try:
+        for path in ("/host/", "/host/stewards", "/host/log", "/host/roles"):
+            page.goto(hub + path)
+            top = page.evaluate("document.querySelector('main h1').getBoundingClientRect().top")
+            assert top < PHONE["height"] - 40, (
+                f"{path}: the page's own heading starts at {top:.0f} px, below the first screen of a 360x640 phone")
+            width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], f"{path} scrolls sideways: {width}"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / f"host-first-screen{_artifact_name(path)}-360.png")
+        # Every hub link is still there, in the row that scrolls sideways.
+        nav = page.get_by_role("navigation", name="Hub")
+        nav.get_by_role("link", name="Record of power").click()
+        page.wait_for_url("**/host/record/")
+    finally:
+        context.close()
+
+
+def test_the_focus_ring_shows_on_a_dark_button(browser, hub):
+    context, _foreign = offline_but_for(browser, hub, viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto(hub + "/mediation/status")
+        page.get_by_label("Receipt code").focus()
+        page.keyboard.press("Tab")  # to the "Check" button, dark green, by keyboard as its users reach it
+        ring = page.evaluate("""() => { const el = document.activeElement, s = getComputedStyle(el);
+            return {tag: el.tagName, text: el.textContent.trim(), width: parseFloat(s.outlineWidth),
+                    style: s.outlineStyle, offset: parseFloat(s.outlineOffset), shadow: s.boxShadow,
+                    background: s.backgroundColor}; }""")
+        assert ring["tag"] == "BUTTON" and ring["text"] == "Check", ring
+        assert ring["background"] == "rgb(20, 61, 43)", f"not the dark button: {ring}"
+        assert ring["style"] != "none" and ring["width"] >= 3 and ring["offset"] >= 2, f"no clear ring: {ring}"
+        assert "255, 212, 0" in ring["shadow"], f"no light inner ring to show against the dark button: {ring}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "focus-ring-360.png")
+    finally:
+        context.close()

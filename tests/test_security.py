@@ -732,15 +732,15 @@ def test_every_response_of_every_route_carries_the_protective_headers(tmp_path, 
             data.setlist("csrf_token", [csrf_token(client, "/login")])
             response = client.open(form["url"] if form else url, method=method, data=data)
         problems += header_problems(response, f"{method} {url}")
-    for static in ("/static/bench.css", "/static/live-log.js"):
+    for static in ("/static/bench.css", "/static/live-log.js", "/static/board.js", "/static/board.css"):
         problems += header_problems(client.get(static), static)
     for action in ("/lock", "/login", "/logout"):
         data = filled(forms["auth.login"], "auth.login") if action == "/login" else MultiDict()
         data.setlist("csrf_token", [csrf_token(client, "/login")])
         problems += header_problems(client.post(action, data=data), f"POST {action}")
     assert problems == []
-    # The one page with a script (the live log, for hosts) was among those checked.
-    assert scripted == ([] if identity == "anonymous" else ["live.page"])
+    # The two pages with a script (the live log and the board, for hosts) were among those checked.
+    assert sorted(scripted) == ([] if identity == "anonymous" else ["board.page", "live.page"])
 
 
 def test_error_pages_carry_the_protective_headers_too(tmp_path, clock):
@@ -936,7 +936,8 @@ def send(client, url: str, token: str, pairs: list, encoding: str):
 
 
 _FIELD_ERROR = re.compile(r'<p class="error" id="([^"]+)-error">(.*?)</p>', re.DOTALL)
-_FORM_ERRORS = re.compile(r'<div class="flash error" role="alert">(.*?)</div>', re.DOTALL)
+# macros.form_errors: a form's own errors beside it (the summary at the top of the page repeats them as links).
+_FORM_ERRORS = re.compile(r'<div class="flash error" id="[^"]*form-errors">(.*?)</div>', re.DOTALL)
 # error.html: a title, what happened, and the way back to the bench page closing the page.
 _ERROR_PAGE = re.compile(
     r'<main id="main">\s*(?:<p class="flash[^"]*" role="status">.*?</p>\s*)*<h1>(.*?)</h1>\s*<p>(.*?)</p>'

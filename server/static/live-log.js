@@ -10,6 +10,11 @@
     return;
   }
   var MAX_ROWS = 500; // a page left open all night stays light
+  var banner = document.getElementById("alert-banner");
+  var alertKinds = (list.dataset.alertKinds || "").split(" ");
+  // Entries that open, answer or close an alert: the banner at the top is fetched again after them.
+  var bannerKinds = alertKinds.concat(["alert_ack", "alert_clear"]);
+  var bannerTimer = null;
   var QUIET_MS = 3000; // a planned reconnect takes far less; only say so when it is longer
 
   function say(text, mode) {
@@ -51,14 +56,41 @@
       area.textContent = "(area: " + entry.area + ")";
       li.append(" ", area);
     }
-    if (entry.note) {
+    if (alertKinds.indexOf(entry.kind) >= 0) {
+      // An SOS links to its alert (where responders and the place are) rather than showing its code as a note.
+      var link = document.createElement("a");
+      link.href = list.dataset.alertUrl.replace(/\/1\/alert$/, "/" + entry.id + "/alert");
+      link.textContent = entry.note && entry.note !== "(sealed)"
+        ? list.dataset.sayAlert.replace("{words}", entry.note) : list.dataset.saySeeAlert;
+      li.append(" · ", link);
+    } else if (entry.note) {
       li.append(document.createElement("br"), "Note: " + entry.note);
     }
     var source = document.createElement("span");
-    source.className = "muted";
+    source.className = "muted from";
     source.textContent = "From " + entry.source;
     li.append(document.createElement("br"), source);
     return li;
+  }
+
+  // The open-alerts banner of every hub page, for a page opened before the alert: fetched again, as it is rendered.
+  function refreshBanner() {
+    if (!banner || !window.fetch || !list.dataset.banner) {
+      return;
+    }
+    fetch(list.dataset.banner, { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (!response.ok || response.redirected) {
+          throw new Error("refused");
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        banner.innerHTML = html;
+      })
+      .catch(function () {
+        // The stream says so if the hub refuses this watcher; the banner keeps what it showed.
+      });
   }
 
   var url = list.dataset.events + "?after=" + encodeURIComponent(list.dataset.newest || "0");
@@ -77,6 +109,10 @@
       return; // already on the page
     }
     list.prepend(row(entry));
+    if (bannerKinds.indexOf(entry.kind) >= 0) {
+      clearTimeout(bannerTimer);
+      bannerTimer = setTimeout(refreshBanner, 200);
+    }
     if (empty) {
       empty.hidden = true;
     }

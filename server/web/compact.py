@@ -189,5 +189,6 @@ def remove_signature(signature_id: int) -> ResponseReturnValue:
         else:
             flash(_("The signature is removed, and the removal is in the record of power used."))
             return redirect(url_for("compact.edit") + "#signatures")
+    form.reason.id = f"reason-{signature_id}"  # the id its input has on the page, for the error summary's link
     page = _edit_page(TextForm(formdata=None, text=compact.current_text(db.session)), form, signature_id)
     return page[0], 400

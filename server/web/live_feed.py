@@ -65,6 +65,14 @@ def opened(value: str | None, vaults: Mapping[str, Any]) -> str | None:
         return "(sealed)"
 
 
+def _shown_at(moment: datetime) -> dict[str, str]:
+    shown = {}
+    for code in i18n.LANGUAGES:
+        with i18n.speaking(code):
+            shown[code] = datetime_filter(moment)
+    return shown
+
+
 @dataclass(eq=False)
 class FeedEvent:
     """One log entry as the stream tells it: the shared part built once, the sealed part per set of keys."""
@@ -84,7 +92,9 @@ class FeedEvent:
         return cls(entry.id, entry.kind, entry.at, {
             "id": entry.id,
             "at": entry.at.isoformat(timespec="seconds") + "Z",
-            "shown_at": datetime_filter(entry.at),  # as the hub's pages show times, in its time zone
+            # As the hub's pages show times, in its time zone, in each shipped language (payload picks one):
+            # the ring is read once in whichever language the watcher who asked first speaks.
+            "shown_at": _shown_at(entry.at),
             "kind": entry.kind,
             "label": None,  # in each watcher's language (payload)
             "steward": entry.member.handle if entry.member else None,
@@ -98,7 +108,7 @@ class FeedEvent:
 
     def payload(self, vaults: Mapping[str, Any]) -> dict[str, Any]:
         """For a watcher holding ``vaults``, in the language being spoken (server/i18n.py: the watcher's)."""
-        return self.shared | {"label": patrol.kind_label(self.kind),
+        return self.shared | {"label": patrol.kind_label(self.kind), "shown_at": self.shared["shown_at"][i18n.active()],
                               "place": opened(self.place, vaults), "note": opened(self.note, vaults)}
 
     def text(self, vaults: Mapping[str, Any], signature: KeySignature) -> str:
