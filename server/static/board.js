@@ -107,7 +107,7 @@
 
   function alarm(entry) {
     var what = entry.label + (entry.steward ? " · " + entry.steward : "") + " · " + entry.shown_at;
-    document.title = words.urgentTitle.replace("{what}", what);
+    document.title = words.urgentTitle.replace("{what}", function () { return what; });
     root.dataset.alarm = String(entry.id);
     beep(3);
   }

@@ -16,6 +16,7 @@
   var bannerKinds = alertKinds.concat(["alert_ack", "alert_clear"]);
   var bannerTimer = null;
   var QUIET_MS = 3000; // a planned reconnect takes far less; only say so when it is longer
+  var words = list.dataset; // the page's words, in its language (host/live.html)
 
   function say(text, mode) {
     state.textContent = text;
@@ -35,25 +36,27 @@
     li.id = "entry-" + entry.id;
     li.className = "card" + (entry.urgent ? " failed urgent" : "") + (entry.drill ? " drill" : "");
     if (entry.urgent) {
-      li.append(tag("URGENT", "urgent"), " ");
+      li.append(tag(words.sayUrgent, "urgent"), " ");
     }
     if (entry.drill) {
-      li.append(tag("DRILL", "drill"), " ");
+      li.append(tag(words.sayDrill, "drill"), " ");
     }
     var label = document.createElement("strong");
     label.textContent = entry.label;
     var time = document.createElement("time");
     time.dateTime = entry.at;
     time.textContent = entry.shown_at;
-    li.append(label, " · ", time, " · " + (entry.steward || "no steward"));
-    var place = entry.place || entry.area;
+    li.append(label, " · ", time, " · " + (entry.steward || words.sayNoSteward));
+    // "(sealed)" is the stream's mark for words this watcher's keys do not open: said in the page's language.
+    var sealed = function (words_) { return words_ === "(sealed)" ? words.saySealed : words_; };
+    var place = sealed(entry.place) || entry.area;
     if (place) {
       li.append(" · " + place);
     }
     if (entry.area && entry.place && entry.place !== entry.area) {
       var area = document.createElement("span");
       area.className = "muted";
-      area.textContent = "(area: " + entry.area + ")";
+      area.textContent = words.sayArea.replace("{name}", function () { return entry.area; });
       li.append(" ", area);
     }
     if (alertKinds.indexOf(entry.kind) >= 0) {
@@ -61,14 +64,14 @@
       var link = document.createElement("a");
       link.href = list.dataset.alertUrl.replace(/\/1\/alert$/, "/" + entry.id + "/alert");
       link.textContent = entry.note && entry.note !== "(sealed)"
-        ? list.dataset.sayAlert.replace("{words}", entry.note) : list.dataset.saySeeAlert;
+        ? list.dataset.sayAlert.replace("{words}", function () { return entry.note; }) : list.dataset.saySeeAlert;
       li.append(" · ", link);
     } else if (entry.note) {
-      li.append(document.createElement("br"), "Note: " + entry.note);
+      li.append(document.createElement("br"), words.sayNote.replace("{note}", function () { return sealed(entry.note); }));
     }
     var source = document.createElement("span");
     source.className = "muted from";
-    source.textContent = "From " + entry.source;
+    source.textContent = words.sayFrom.replace("{source}", function () { return entry.source; });
     li.append(document.createElement("br"), source);
     return li;
   }
@@ -100,7 +103,7 @@
   source.onopen = function () {
     clearTimeout(quiet);
     quiet = null;
-    say("Live: new entries appear at the top as they are logged.", "live");
+    say(words.sayLive, "live");
   };
 
   source.onmessage = function (event) {
@@ -132,21 +135,21 @@
     } catch (error) {
       why = "";
     }
-    say(why || "The live log has stopped. Reload the page (you may need to log in again).", "ended");
+    say(why || words.sayEnded, "ended");
   });
 
   source.onerror = function () {
     if (source.readyState === EventSource.CLOSED) {
       // Refused (logged out, or the role lapsed): the browser will not try again.
       clearTimeout(quiet);
-      say("Stopped: the hub refused the live log. Reload the page (you may need to log in again).", "lost");
+      say(words.sayRefused, "lost");
       return;
     }
     // Every stream ends after a while and the browser reconnects at once;
     // only a connection that stays lost is worth a word.
     if (quiet === null) {
       quiet = setTimeout(function () {
-        say("Connection to the hub lost; trying again. Entries logged meanwhile will still arrive.", "lost");
+        say(words.sayLost, "lost");
       }, QUIET_MS);
     }
   };
