@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from flask import Flask, current_app
 from markupsafe import Markup
 
@@ -51,6 +51,11 @@ def date_filter(moment: datetime | None) -> str:
     return format_datetime(local, "EEE dd MMM yyyy", locale=i18n.active()) if local else ""
 
 
+def day_filter(day: date | None) -> str:
+    """A calendar day (an assembly's decision), "6 Dec 2026", the month named in the language being spoken."""
+    return format_date(day, "d MMM yyyy", locale=i18n.active()) if day else ""
+
+
 def iso_filter(moment: datetime | None) -> str:
     local = to_local(moment)
     return local.isoformat(timespec="minutes") if local else ""
@@ -75,3 +80,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(datetime_filter, "datetime")
     app.add_template_filter(date_filter, "date")
     app.add_template_filter(iso_filter, "iso")
+    app.add_template_filter(day_filter, "day")
