@@ -145,6 +145,17 @@ def test_a_helpers_message_says_so_when_nobody_can_pass_it_on(app, client):
     assert "Nobody holds the host role right now, so nobody can pass your message on yet" in sent
 
 
+def test_a_poster_who_leaves_a_contact_is_told_when_nobody_can_read_it(app, client):
+    form = {"kind": "offer", "category": "charging", "text": "Phone charging at number 12", "area": "", "days": "3",
+            "contact": "ring the top bell"}
+    told = text_of(submit(client, "/aid/new", form))
+    assert "nobody can read the way to reach you that you left" in told
+    # Without a contact there is nothing to read; with a host seated, the host passes messages on.
+    assert "nobody can read the way" not in text_of(submit(app.test_client(), "/aid/new", form | {"contact": ""}))
+    make_member(app, "Kestrel", HOST)
+    assert "nobody can read the way" not in text_of(submit(app.test_client(), "/aid/new", form))
+
+
 def test_a_host_sees_on_every_hub_page_what_nobody_may_read_until_someone_holds_the_role(app):
     kestrel, _ = signed_in(app, "Kestrel", HOST)
     pages = ("/host/", "/host/log", "/host/roles", "/host/stewards", "/host/aid", "/host/compact", "/host/radio",

@@ -58,6 +58,7 @@ bp = Blueprint("aid", __name__)
 RECEIPT_KEY = "aid_receipt"
 SENT_KEY = "aid_message_sent_for"
 SENT_CHOICE_KEY = "aid_message_contact_choice"
+RECEIPT_CONTACT_KEY = "aid_receipt_left_contact"  # whether the poster left a way to reach them (not the contact)
 
 NOT_SAID = ""
 KIND_CHOICES = [SelectChoice(aid.OFFER, lazy_gettext("I can offer help")), SelectChoice(aid.ASK, lazy_gettext("I am asking for help"))]
@@ -217,6 +218,7 @@ def new() -> ResponseReturnValue:
             attach_error(form, error, fields=POST_FIELDS)
         else:
             session[RECEIPT_KEY] = posted.receipt_code
+            session[RECEIPT_CONTACT_KEY] = bool(form.contact.data and form.contact.data.strip())
             return redirect(url_for("aid.receipt"))
     return render_template("aid/new.html", form=form, max_days=cfg["AID_MAX_DAYS"]), status_for(form)
 
@@ -227,14 +229,16 @@ def receipt() -> ResponseReturnValue:
     code = session.get(RECEIPT_KEY)
     if not code:
         return redirect(url_for("aid.new"))
-    return render_template("aid/receipt.html", code=code)
+    # Truthful: a contact left for the host to pass messages on reaches nobody while nobody holds the role.
+    unread_contact = bool(session.get(RECEIPT_CONTACT_KEY)) and not waiting.anyone_reads(db.session, now(), sealing.AID)
+    return render_template("aid/receipt.html", code=code, unread_contact=unread_contact)
 
 
 @bp.post("/aid/receipt/forget")
 @public
 def forget_receipt() -> ResponseReturnValue:
     """On a borrowed phone, the next person must not find the code."""
-    return forget_code(RECEIPT_KEY, then="aid.mine")
+    return forget_code(RECEIPT_KEY, RECEIPT_CONTACT_KEY, then="aid.mine")
 
 
 @bp.route("/aid/<int:post_id>", methods=["GET", "POST"])
