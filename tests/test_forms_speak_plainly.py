@@ -170,3 +170,17 @@ def test_check_the_status_after_a_complaint_receipt_shows_it_too(client):
     status = client.post("/complaints/status", data={"csrf_token": token, "code": code})
 
     assert status.status_code == 200 and code in text_of(status)
+
+
+def test_a_role_asked_for_with_a_bad_handle_and_a_day_to_come_hears_of_both_at_once(app, client):
+    make_member(app, "Kestrel", HOST, term_days=365)
+    login(client, "Kestrel")
+    refused = submit(client, "/host/roles", {
+        "handle": "Wren <3", "role": "dispatch", "term_days": "28", "decided_on": "2027-01-30",
+        "decision_place": "assembly at the library", "decision": "assembly 21 Nov, item 4"}, action="/host/roles")
+
+    assert refused.status_code == 400
+    assert links_in(summary_of(refused.get_data(as_text=True))) == {
+        "handle": "A handle uses letters, digits, spaces, dots, dashes or underscores.",
+        "decided_on": "That day is still to come: the assembly cannot have decided it yet.",
+    }

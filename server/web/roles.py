@@ -41,7 +41,7 @@ from server.domain.people import (
 from server.extensions import db
 from server.web.access import now, requires, save
 from server.web.filters import date_filter, time_filter
-from server.web.forms import attach_error, status_for
+from server.web.forms import attach_error, check_each, status_for, validate_all
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
@@ -289,7 +289,9 @@ def _grant(session: Session, form: GrantRoleForm) -> RoleAssignment:
 @requires(HOST)
 def grant() -> ResponseReturnValue:
     form = GrantRoleForm()
-    if form.validate_on_submit():
+    # The handle and the decision checked on their own too: every mistake in one answer (web/forms.py).
+    if validate_all(form, {"handle": lambda: people.clean_handle(form.handle.data),
+                           "decided_on": lambda: decision_of(form)}, DECISION_FIELDS):
         try:
             assignment = save(lambda session: _grant(session, form))
         except DomainError as error:
@@ -312,7 +314,8 @@ def _add_member(session: Session, form: AddMemberForm) -> RoleAssignment:
 @requires(HOST)
 def add_member() -> ResponseReturnValue:
     form = AddMemberForm()
-    if form.validate_on_submit():
+    if validate_all(form, {"handle": lambda: people.clean_handle(form.handle.data),
+                           "decided_on": lambda: decision_of(form)}, MEMBER_FIELDS):
         try:
             assignment = save(lambda session: _add_member(session, form))
         except DomainError as error:
@@ -335,7 +338,8 @@ def _on_assignment(assignment_id: int, work: Callable[[Session, RoleAssignment],
 def renew(assignment_id: int) -> ResponseReturnValue:
     db.get_or_404(RoleAssignment, assignment_id)
     form = _renew_form(assignment_id, formdata=request.form)
-    if form.validate():
+    valid = form.validate()
+    if check_each(form, {"decided_on": lambda: decision_of(form)}, DECISION_FIELDS) and valid:
         try:
             renewal = _on_assignment(assignment_id, lambda session, assignment: mandates.renew(
                 session, now(), assignment, decision=decision_of(form), term_days=form.term_days.data,
@@ -377,7 +381,8 @@ def countersign(assignment_id: int) -> ResponseReturnValue:
 def decide(assignment_id: int) -> ResponseReturnValue:
     db.get_or_404(RoleAssignment, assignment_id)
     form = _decide_form(assignment_id, formdata=request.form)
-    if form.validate():
+    valid = form.validate()
+    if check_each(form, {"decided_on": lambda: decision_of(form)}, DECISION_FIELDS) and valid:
         try:
             assignment = _on_assignment(assignment_id, lambda session, assignment: mandates.decide(
                 session, now(), assignment, outcome=form.outcome.data, decision=decision_of(form), by=_me(session)))
