@@ -824,7 +824,8 @@ def test_a_real_web_server_prints_no_personal_data_while_neighbours_and_dispatch
         for page in ("/cases", "/host/log", "/host/alerts", "/host/radio", "/host/live"):
             assert dispatch.get(page)[0] == 200, page
     finally:
-        server.send_signal(signal.SIGINT)
+        # As systemd and `safebench up` stop it (a SIGINT is ignored by a server started in the background).
+        server.send_signal(signal.SIGTERM)
         server.wait(timeout=15)
     printed = output.read_text()
     assert "Safe Bench hub on" in printed
