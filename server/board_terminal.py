@@ -16,6 +16,7 @@ silent (duress) alerts and the arrest cases' own log entries stay off it.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -226,7 +227,12 @@ def show(settings: Mapping[str, Any], *, once: bool = False) -> int:
     reader = Reader(settings)
     try:
         if once or not (sys.stdout.isatty() and sys.stdin.isatty()):
-            print_once(reader, zone)
+            try:
+                print_once(reader, zone)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # Piped into `head` or a pager that quit: what was wanted was read, nothing went wrong.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         stop = threading.Event()
         # SIGTERM and Ctrl-C end the loop at its next turn, with the terminal put back as it was.

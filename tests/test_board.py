@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from server.domain.outbox import AirtimeUse
 from server.extensions import db
 from server.web.live import LIVE_PAGE_POLICY
 from tests.helpers import PASSWORD, csrf_token, login, make_app, make_member, text_of
-from tests.processes import safebench
+from tests.processes import SAFEBENCH, env_for, safebench
 
 WREN_NODE = "!a1b2c3d4"
 KESTREL_NODE = "!0000beef"
@@ -304,3 +305,9 @@ def test_safebench_board_once_in_a_real_process_on_the_hubs_database(tmp_path):
         assert "fountain" not in printed and "number 12" not in printed
     assert "Usage: safebench board" in safebench(instance, "board", "--help").stdout
     assert PASSWORD not in printed
+    # Piped into something that stops reading at once (`| head -1`): no traceback, a clean exit.
+    reader = subprocess.Popen([SAFEBENCH, "board", "--once"], env=env_for(instance), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    reader.stdout.close()
+    assert reader.wait(timeout=60) == 0
+    assert b"Traceback" not in reader.stderr.read()
