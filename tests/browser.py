@@ -12,7 +12,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -66,6 +68,22 @@ UNLABELLED = """() => {
     .filter(el => !labelled(el))
     .map(el => el.outerHTML.slice(0, 120));
 }"""
+
+
+@contextmanager
+def seeding(instance: Path) -> Iterator[tuple[Any, datetime]]:
+    """A migrated hub at ``instance`` for a story's setup: its session and the hub's time; committed after."""
+    from server import config, create_app
+    from server.extensions import db
+    from server.migrating import apply_migrations
+
+    app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(instance)})
+    apply_migrations(app)
+    with app.app_context():
+        yield db.session, app.config["CLOCK"]()
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
 
 
 @contextmanager

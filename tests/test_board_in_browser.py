@@ -19,11 +19,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from server import config, create_app
 from server.domain import patrol, people
-from server.extensions import db
-from server.migrating import apply_migrations
 from tests.browser import (
+    seeding,
     ARTIFACTS,
     chromium,
     console_errors,
@@ -40,19 +38,12 @@ SCREEN = {"width": 1280, "height": 720}
 
 
 def _seed(instance: Path) -> None:
-    app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(instance)})
-    apply_migrations(app)
-    with app.app_context():
-        session = db.session
-        now = app.config["CLOCK"]()
+    with seeding(instance) as (session, now):
         patrol.add_area(session, "Market")
         osprey = people.add_member(session, now, "Osprey")
         people.set_password(osprey, PASSWORD)
         seat_role(session, now, osprey, people.HOST)
         add_steward(session, now, "Kestrel", KESTREL)
-        session.commit()
-        session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -34,11 +34,9 @@ from playwright.sync_api import Browser, Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from radio_bridge.simulator import SimNode, SimulatedRadio
-from server import config, create_app
 from server.domain import patrol, people
-from server.extensions import db
-from server.migrating import apply_migrations
 from tests.browser import (
+    seeding,
     ARTIFACTS,
     InArabic,
     chromium,
@@ -90,20 +88,13 @@ LAPTOP = Device("laptop", {"viewport": {"width": 1280, "height": 800}}, touch=Fa
 
 def _seed(instance: Path) -> None:
     """A published area, the host, a dispatch member and a steward with a handheld, as the assembly set them up."""
-    app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(instance)})
-    apply_migrations(app)
-    with app.app_context():
-        session = db.session
-        now = app.config["CLOCK"]()
+    with seeding(instance) as (session, now):
         patrol.add_area(session, "Market")
         for handle, role in (("Osprey", people.HOST), ("Heron", people.DISPATCH)):
             member = people.add_member(session, now, handle)
             people.set_password(member, PASSWORD)
             seat_role(session, now, member, role)
         add_steward(session, now, "Kestrel", KESTREL)
-        session.commit()
-        session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture(scope="module")

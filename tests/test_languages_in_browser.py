@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from server import config, create_app
 from server.domain import patrol
-from server.extensions import db
-from server.migrating import apply_migrations
-from tests.browser import ARTIFACTS, chromium, fits_and_is_labelled, offline_but_for, running_hub
+from tests.browser import ARTIFACTS, chromium, fits_and_is_labelled, offline_but_for, running_hub, seeding
 from tests.helpers import add_steward
 
 PHONE = {"width": 360, "height": 740}
@@ -25,19 +22,12 @@ PHONE = {"width": 360, "height": 740}
 
 def _seed(instance: Path) -> None:
     """Two stewards on shift in a published area, with a check-in: the page has numbers and a log to show."""
-    app = create_app({"INSTANCE": instance, "DATABASE_URL": config.default_database_uri(instance)})
-    apply_migrations(app)
-    with app.app_context():
-        session = db.session
-        now = app.config["CLOCK"]()
+    with seeding(instance) as (session, now):
         patrol.add_area(session, "Market")
         for handle, node in (("Kestrel", "!a1b2c3d4"), ("Heron", "!a1b2c3d5")):
             steward = add_steward(session, now, handle, node)
             patrol.start_shift(session, now, steward, "Market square", patrol.SOURCE_RADIO)
             patrol.record_check_in(session, now, steward, patrol.SOURCE_RADIO)
-        session.commit()
-        session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture(scope="module")
