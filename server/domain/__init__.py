@@ -14,6 +14,7 @@ from server.domain import (  # noqa: F401  (registers models)
     compact,
     complaints,
     drills,
+    ledger,
     mediation,
     outbox,
     patrol,

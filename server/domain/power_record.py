@@ -53,6 +53,13 @@ ACTIONS = Labels({
     "case-exported": N_("Arrest case exported"),
     "case-purged": N_("Arrest case purged"),
     "alert-resolved": N_("Alert resolved"),
+    # Issue 16, the ledger: accounts opened and limits set on the assembly's decision (two hosts), crews' and
+    # the fund's corrections, the bail and legal fund's payouts (by case code, never a name).
+    "ledger-account-opened": N_("Ledger account opened"),
+    "ledger-limits-set": N_("Ledger account's limits set"),
+    "ledger-countersigned": N_("Ledger account's decision countersigned"),
+    "ledger-entry-reversed": N_("Ledger entry reversed"),
+    "fund-payout": N_("Bail and legal fund paid out"),
     "report-confirmed": N_("Arrest report confirmed"),
     "node-changed": N_("Radio node id changed"),
     "key-pinned": N_("Radio key pinned"),
