@@ -90,6 +90,12 @@ def submit(client, page: str, data: dict, action: str | None = None, follow: boo
     return client.post(action or page, data={**data, "csrf_token": token}, follow_redirects=follow)
 
 
+def prefixed(prefix: str, data: dict) -> dict:
+    """A form's fields as a page with several forms names them: ``prefixed("grant", {"handle": ...})`` sends
+    ``grant-handle`` (Flask-WTF's prefix, which keeps the forms' ids apart)."""
+    return {f"{prefix}-{name}": value for name, value in data.items()}
+
+
 def login(client, handle: str, password: str = PASSWORD):
     return submit(client, "/login", {"handle": handle, "password": password})
 

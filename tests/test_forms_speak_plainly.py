@@ -17,7 +17,7 @@ from html import unescape
 from server.domain import aid, mediation, patrol
 from server.domain.people import HOST
 from server.extensions import db
-from tests.helpers import login, make_app, make_member, submit, text_of
+from tests.helpers import login, make_app, make_member, prefixed, submit, text_of
 
 
 def summary_of(html: str) -> str:
@@ -175,12 +175,15 @@ def test_check_the_status_after_a_complaint_receipt_shows_it_too(client):
 def test_a_role_asked_for_with_a_bad_handle_and_a_day_to_come_hears_of_both_at_once(app, client):
     make_member(app, "Kestrel", HOST, term_days=365)
     login(client, "Kestrel")
-    refused = submit(client, "/host/roles", {
+    refused = submit(client, "/host/roles", prefixed("grant", {
         "handle": "Wren <3", "role": "dispatch", "term_days": "28", "decided_on": "2027-01-30",
-        "decision_place": "assembly at the library", "decision": "assembly 21 Nov, item 4"}, action="/host/roles")
+        "decision_place": "assembly at the library", "decision": "assembly 21 Nov, item 4"}), action="/host/roles")
 
     assert refused.status_code == 400
-    assert links_in(summary_of(refused.get_data(as_text=True))) == {
-        "handle": "A handle uses letters, digits, spaces, dots, dashes or underscores.",
-        "decided_on": "That day is still to come: the assembly cannot have decided it yet.",
+    html = refused.get_data(as_text=True)
+    # Each link lands in the grant form, not in the member form below it, which has a handle too.
+    assert links_in(summary_of(html)) == {
+        "grant-handle": "A handle uses letters, digits, spaces, dots, dashes or underscores.",
+        "grant-decided_on": "That day is still to come: the assembly cannot have decided it yet.",
     }
+    assert html.count('id="grant-handle"') == 1 and 'id="member-handle"' in html and 'id="handle"' not in html

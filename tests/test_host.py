@@ -7,7 +7,7 @@ from datetime import timedelta
 from server.domain import patrol, people
 from server.domain.people import CAPTAIN, DISPATCH, HOST, MEDIATOR
 from server.extensions import db
-from tests.helpers import login, make_member, submit, text_of
+from tests.helpers import login, make_member, prefixed, submit, text_of
 
 DECISION = "assembly 21 Nov, item 4"
 # The day and the meeting of the decision (the story's clock says 21 Nov 2026).
@@ -100,11 +100,12 @@ def test_a_mediator_role_lapses_on_the_minute_and_returns_when_the_assembly_rene
     mediator = app.test_client()
 
     granted = submit(
-        client, "/host/roles", {"handle": "heron", "role": MEDIATOR, "term_days": "28", "decision": DECISION, **DECIDED}
+        client, "/host/roles",
+        prefixed("grant", {"handle": "heron", "role": MEDIATOR, "term_days": "28", "decision": DECISION, **DECIDED}),
     )
     assert "Heron's Mediator role until" in text_of(granted) and "opens nothing until another host" in text_of(granted)
     # The host gives the new mediator a way to log in.
-    password = {"holder": "Heron", "new_password": "a long passphrase"}
+    password = prefixed("password", {"holder": "Heron", "new_password": "a long passphrase"})
     submit(client, "/host/roles", password, action="/host/roles/password")
     waiting = text_of(login(mediator, "Heron", "a long passphrase"))
     assert "waits for a second role-holder's countersign" in waiting
@@ -214,6 +215,13 @@ def test_nothing_a_host_types_breaks_the_hub(app, client):
     host_logged_in(app, client)
     kestrel_role = assignment_id(app, "Kestrel", HOST)
     huge = "9" * 30
+
+    def grant(fields: dict) -> dict:  # the roles page's grant form, whose fields are named grant-...
+        return prefixed("grant", fields)
+
+    def password(fields: dict) -> dict:
+        return prefixed("password", fields)
+
     tries = [
         ("/host/stewards", "/host/stewards", {"handle": "Wren", "node_id": "!zzzz", "decision": DECISION},
          "A node id looks like !a1b2c3d4"),
@@ -227,33 +235,37 @@ def test_nothing_a_host_types_breaks_the_hub(app, client):
          "Please fill in the words of the decision."),
         ("/host/stewards", "/host/stewards", {"handle": "Wren", "node_id": "!a1b2c3d4", "decision": DECISION,
                                               "decided_on": "21/11/2026"}, "as year-month-day"),
-        ("/host/roles", "/host/roles", {"handle": "Wren", "role": MEDIATOR, "term_days": "28", "decision": DECISION,
-                                        "decided_on": "2026-12-24"}, "still to come"),
-        ("/host/roles", "/host/roles", {"handle": "Wren", "role": MEDIATOR, "term_days": "28", "decision": DECISION,
-                                        "decided_on": "2025-11-21"}, "more than 60 days old"),
-        ("/host/roles", "/host/roles", {"handle": "Wren", "role": MEDIATOR, "term_days": "29", "decision": DECISION},
+        ("/host/roles", "/host/roles", grant({"handle": "Wren", "role": MEDIATOR, "term_days": "28",
+                                              "decision": DECISION, "decided_on": "2026-12-24"}), "still to come"),
+        ("/host/roles", "/host/roles", grant({"handle": "Wren", "role": MEDIATOR, "term_days": "28",
+                                              "decision": DECISION, "decided_on": "2025-11-21"}),
+         "more than 60 days old"),
+        ("/host/roles", "/host/roles", grant({"handle": "Wren", "role": MEDIATOR, "term_days": "29", "decision": DECISION}),
          "A term runs from 1 to 28 days"),
-        ("/host/roles", "/host/roles", {"handle": "Nobody", "role": MEDIATOR, "term_days": "28", "decision": DECISION},
+        ("/host/roles", "/host/roles", grant({"handle": "Nobody", "role": MEDIATOR, "term_days": "28",
+                                              "decision": DECISION}),
          "No one here goes by 'Nobody'."),
-        ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": "overlord", "term_days": "28",
-                                        "decision": DECISION},
+        ("/host/roles", "/host/roles", grant({"handle": "Kestrel", "role": "overlord", "term_days": "28",
+                                              "decision": DECISION}),
          "Please choose a role from the list."),
-        ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": MEDIATOR, "term_days": "-5", "decision": DECISION},
+        ("/host/roles", "/host/roles", grant({"handle": "Kestrel", "role": MEDIATOR, "term_days": "-5",
+                                              "decision": DECISION}),
          "A term runs from 1 to 366 days."),
-        ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": MEDIATOR, "term_days": huge, "decision": DECISION},
+        ("/host/roles", "/host/roles", grant({"handle": "Kestrel", "role": MEDIATOR, "term_days": huge,
+                                              "decision": DECISION}),
          "A term runs from 1 to 366 days."),
-        ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": MEDIATOR, "term_days": "a month",
-                                        "decision": DECISION}, "Not a valid integer value."),
-        ("/host/roles", "/host/roles", {"handle": "Kestrel", "role": HOST, "term_days": "28", "decision": DECISION},
+        ("/host/roles", "/host/roles", grant({"handle": "Kestrel", "role": MEDIATOR, "term_days": "a month",
+                                              "decision": DECISION}), "Not a valid integer value."),
+        ("/host/roles", "/host/roles", grant({"handle": "Kestrel", "role": HOST, "term_days": "28", "decision": DECISION}),
          "Nobody grants a role for themselves"),
-        ("/host/roles", "/host/roles", {"handle": "Osprey", "role": HOST, "term_days": "28", "decision": DECISION},
+        ("/host/roles", "/host/roles", grant({"handle": "Osprey", "role": HOST, "term_days": "28", "decision": DECISION}),
          "Osprey already holds the host role; renew it instead."),
         ("/host/roles", f"/host/roles/{kestrel_role}/renew", {f"renew-{kestrel_role}-decision": DECISION,
                                                              f"renew-{kestrel_role}-term_days": "0"},
          "A term runs from 1 to 366 days."),
-        ("/host/roles", "/host/roles/password", {"holder": "Kestrel", "new_password": "short"},
+        ("/host/roles", "/host/roles/password", password({"holder": "Kestrel", "new_password": "short"}),
          "A password has from 10 to 256 characters."),
-        ("/host/roles", "/host/roles/password", {"holder": "Nobody", "new_password": "a long passphrase"},
+        ("/host/roles", "/host/roles/password", password({"holder": "Nobody", "new_password": "a long passphrase"}),
          "No one here goes by 'Nobody'."),
         ("/host/log", "/host/log", {"kind": "incident", "place": "", "note": ""}, "Please fill in the description."),
         ("/host/log", "/host/log", {"kind": "arrest", "note": "x"}, "Please choose a check-in or an incident."),
@@ -262,8 +274,8 @@ def test_nothing_a_host_types_breaks_the_hub(app, client):
     make_member(app, "Osprey", HOST)
     make_member(app, "Wren", node="!a1b2c3d4")
     for page, action, data, message in tries:
-        if "area_name" not in data and "holder" not in data and page != "/host/log":
-            prefix = next((key.rpartition("-")[0] + "-" for key in data if key.startswith("renew-")), "")
+        if "area_name" not in data and "password-holder" not in data and page != "/host/log":
+            prefix = next((key.rpartition("-")[0] + "-" for key in data if key.startswith(("renew-", "grant-"))), "")
             data = {f"{prefix}decided_on": "2026-11-21", f"{prefix}decision_place": "assembly at the library", **data}
         response = submit(client, page, data, action=action)
         assert response.status_code == 400, (action, data, response.status_code)

@@ -12,7 +12,7 @@ from server.cli import create_host_command, role_group, steward_group
 from server.domain import mandates, people, power_record
 from server.domain.people import CAPTAIN, DISPATCH, HOST, MEDIATOR, STEWARD, Decision
 from server.extensions import db
-from tests.helpers import PASSWORD, login, make_app, make_member, submit, text_of
+from tests.helpers import PASSWORD, login, make_app, make_member, prefixed, submit, text_of
 
 PLACE = "assembly at the library"
 WAITS = "Your role waits for a second role-holder's countersign"  # what logging in says meanwhile
@@ -74,11 +74,14 @@ def self_serving_arguments(command: click.Command, today: str) -> list[str]:
 
 
 def self_serving_form(url_ids: dict[str, int], today: str) -> dict[str, str]:
-    """Every field any role form has, filled for the host themselves, under every prefix a row form uses."""
+    """Every field any role form has, filled for the host themselves, under every prefix a form uses (the roles
+    page's lone forms: grant-, member-, password-; its row forms: renew-<id>- and the like)."""
     fields = {"handle": "Kestrel", "holder": "Kestrel", "role": HOST, "term_days": "42", "decided_on": today,
               "decision_place": PLACE, "decision": "I decided", "new_password": PASSWORD, "outcome": "restore",
               "reason": "I want more", "appears_as_role": "1", "node_id": "!0000beef", "back": "stewards"}
     form = dict(fields)
+    for prefix in ("grant", "member", "password"):
+        form.update(prefixed(prefix, fields))
     for prefix in ("renew", "decide", "suspend", "member"):
         for some_id in url_ids.values():
             form.update({f"{prefix}-{some_id}-{name}": value for name, value in fields.items()})
@@ -180,9 +183,9 @@ def test_a_host_adds_a_mediator_without_a_radio_who_logs_in_once_a_second_host_c
     make_member(app, "Osprey", HOST)
     kestrel, osprey = browser(app, "Kestrel"), browser(app, "Osprey")
 
-    added = submit(kestrel, "/host/roles", {"handle": "Linnet", "role": MEDIATOR, "new_password": "a long passphrase",
-                                            "term_days": "28", "decision": "item 5: Linnet mediates",
-                                            **decided(app)}, action="/host/roles/members")
+    added = submit(kestrel, "/host/roles", prefixed("member", {
+        "handle": "Linnet", "role": MEDIATOR, "new_password": "a long passphrase", "term_days": "28",
+        "decision": "item 5: Linnet mediates", **decided(app)}), action="/host/roles/members")
     assert "Linnet can log in once another host countersigns" in text_of(added)
     linnet = app.test_client()
     assert WAITS in text_of(login(linnet, "Linnet", "a long passphrase"))
@@ -193,12 +196,12 @@ def test_a_host_adds_a_mediator_without_a_radio_who_logs_in_once_a_second_host_c
         assert people.get_member(db.session, "Linnet").node_num is None
     assert ("Kestrel", "password-reset", "Linnet") in recorded(app)
     # A steward role is not one to hold without a radio.
-    refused = submit(kestrel, "/host/roles", {"handle": "Finch", "role": STEWARD, "new_password": "a long passphrase",
-                                              "term_days": "28", "decision": "x", **decided(app)},
-                     action="/host/roles/members")
+    refused = submit(kestrel, "/host/roles", prefixed("member", {
+        "handle": "Finch", "role": STEWARD, "new_password": "a long passphrase", "term_days": "28", "decision": "x",
+        **decided(app)}), action="/host/roles/members")
     assert refused.status_code == 400 and "Please choose a role from the list." in text_of(refused)
     # Nor does a host set the password of someone whose role is in force (and so log in as them).
-    taken = submit(kestrel, "/host/roles", {"holder": "Osprey", "new_password": "a long passphrase"},
+    taken = submit(kestrel, "/host/roles", prefixed("password", {"holder": "Osprey", "new_password": "a long passphrase"}),
                    action="/host/roles/password")
     assert taken.status_code == 400 and "Osprey holds a role in force, so only they change" in text_of(taken)
 
@@ -293,26 +296,26 @@ def test_terms_are_capped_at_28_days_by_default_and_never_above_six_weeks(app, c
     make_member(app, "Kestrel", HOST)
     make_member(app, "Heron", password=None)
     kestrel = browser(app, "Kestrel")
-    grant = {"handle": "Heron", "role": MEDIATOR, "decision": "item 2", **decided(app)}
+    grant = prefixed("grant", {"handle": "Heron", "role": MEDIATOR, "decision": "item 2", **decided(app)})
 
     for typed in ("29", "366"):
-        refused = submit(kestrel, "/host/roles", {**grant, "term_days": typed})
+        refused = submit(kestrel, "/host/roles", {**grant, "grant-term_days": typed})
         assert refused.status_code == 400 and "A term runs from 1 to 28 days" in text_of(refused)
-    assert submit(kestrel, "/host/roles", {**grant, "term_days": "28"}).status_code == 200
+    assert submit(kestrel, "/host/roles", {**grant, "grant-term_days": "28"}).status_code == 200
 
     longer = make_app(tmp_path / "six-weeks", clock, ROLE_TERM_CAP_DAYS=42, RATELIMIT_ENABLED=False)
     make_member(longer, "Kestrel", HOST)
     make_member(longer, "Heron", password=None)
     client = browser(longer, "Kestrel")
-    assert "A term runs from 1 to 42 days" in text_of(submit(client, "/host/roles", {**grant, "term_days": "43"}))
-    assert "opens nothing until another host" in text_of(submit(client, "/host/roles", {**grant, "term_days": "42"}))
+    assert "A term runs from 1 to 42 days" in text_of(submit(client, "/host/roles", {**grant, "grant-term_days": "43"}))
+    assert "opens nothing until another host" in text_of(submit(client, "/host/roles", {**grant, "grant-term_days": "42"}))
 
     too_long = make_app(tmp_path / "too-long", clock, ROLE_TERM_CAP_DAYS=60, RATELIMIT_ENABLED=False)
     make_member(too_long, "Kestrel", HOST)
     make_member(too_long, "Heron", password=None)
     client = browser(too_long, "Kestrel")
     assert "ROLE_TERM_CAP_DAYS setting is 60" in text_of(client.get("/host/roles"))
-    refused = submit(client, "/host/roles", {**grant, "term_days": "7"})
+    refused = submit(client, "/host/roles", {**grant, "grant-term_days": "7"})
     assert refused.status_code == 400 and "ROLE_TERM_CAP_DAYS setting is 60" in text_of(refused)
     at_the_pi = too_long.test_cli_runner().invoke(args=["role", "grant", "Heron", MEDIATOR, "--decision", "x",
                                                         "--decided-on", clock().date().isoformat(), "--at", PLACE])
@@ -334,8 +337,8 @@ def test_the_mandates_page_shows_each_role_and_its_decision_to_anyone_without_no
     make_member(app, "Wren", STEWARD, node="!12345678")
     make_member(app, "Heron", password=None)
     kestrel = browser(app, "Kestrel")
-    submit(kestrel, "/host/roles", {"handle": "Heron", "role": DISPATCH, "term_days": "14",
-                                    "decision": "item 6: Heron joins dispatch", **decided(app)})
+    submit(kestrel, "/host/roles", prefixed("grant", {"handle": "Heron", "role": DISPATCH, "term_days": "14",
+                                                      "decision": "item 6: Heron joins dispatch", **decided(app)}))
     wren = browser(app, "Wren")
     chose = submit(wren, "/mandates", {"appears_as_role": "1"}, action="/mandates/me")
     assert "now shows your role instead of your handle" in text_of(chose)

@@ -64,6 +64,7 @@ from tests.helpers import (
     login,
     make_app,
     make_member,
+    prefixed,
     seat_role,
     submit,
     text_of,
@@ -571,7 +572,7 @@ def test_a_new_password_set_by_another_host_logs_a_taken_phone_out(app, clock):
     login(taken, "Kestrel")
     login(other_host, "Heron")
     login(dispatcher, "Plover")
-    password = {"holder": "Kestrel", "new_password": "a fresh long passphrase"}
+    password = prefixed("password", {"holder": "Kestrel", "new_password": "a fresh long passphrase"})
     refused = submit(other_host, "/host/roles", password, action="/host/roles/password")
     assert refused.status_code == 400 and "holds a role in force" in text_of(refused)
     with app.app_context():

@@ -64,6 +64,10 @@ class DuressForm(FlaskForm):
         EqualTo("duress_password", message=lazy_gettext("The two duress passwords differ. Please type them again."))])
 
 
+# The duress page shows both forms, each with a "password": the prefix keeps their ids (and labels) apart.
+REMOVE = "remove"
+
+
 class RemoveDuressForm(FlaskForm):
     password = PasswordField(lazy_gettext("Your password"), validators=[
         DataRequired(lazy_gettext("Please type your password.")), Length(max=256, message=lazy_gettext("At most 256 characters."))])
@@ -278,13 +282,13 @@ def duress() -> object:
             else:
                 flash(_("Your duress password is set. Keep it as well as your own."))
                 return redirect(url_for("host.dashboard"))
-    return _duress_page(form, RemoveDuressForm(formdata=None))
+    return _duress_page(form, RemoveDuressForm(formdata=None, prefix=REMOVE))
 
 
 @bp.post("/duress/remove")
 @requires()
 def remove_duress() -> object:
-    form = RemoveDuressForm()
+    form = RemoveDuressForm(prefix=REMOVE)
     if form.validate_on_submit():
         if not people.check_password(current_user.member, form.password.data):
             form.password.errors.append(_("That is not your password."))

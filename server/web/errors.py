@@ -67,8 +67,9 @@ def kept_fields() -> list[tuple[str, str]]:
     except RequestEntityTooLarge:
         return []
     typed = _typed_fields()
-    return [(str(typed[name]), value) for name, value in form.items(multi=True)
-            if name in typed and name not in _NOT_ECHOED and value.strip()]
+    # A form with a prefix sends "grant-handle" or "renew-3-decision": known by the field's own name.
+    return [(str(typed[field]), value) for name, value in form.items(multi=True)
+            if (field := name.rpartition("-")[2]) in typed and field not in _NOT_ECHOED and value.strip()]
 
 
 def _wait_words(error: RateLimitExceeded) -> str:

@@ -65,6 +65,10 @@ STATE_LABELS = {
     "lapsed": "Lapsed",
     "revoked": "Ended",
 }
+# The page's three lone forms share field names (a handle, a role, a password): each form's prefix keeps every id on
+# the page its own, so each label and each link of the error summary finds its field ("grant-handle", not the
+# first "handle" on the page). The renew and decide forms carry one per assignment ("renew-3-").
+GRANT, MEMBER, PASSWORD = "grant", "member", "password"
 OUTCOMES = [SelectChoice(mandates.ENDED, lazy_gettext("The assembly ended it (or withdrew the grant)")),
             SelectChoice(mandates.RESTORED, lazy_gettext("The assembly restored it (ends a suspension)"))]
 
@@ -249,9 +253,9 @@ def _roles_page(
     member: AddMemberForm | None = None,
     failed: tuple[int, FlaskForm] | None = None,
 ) -> ResponseReturnValue:
-    grant = grant or GrantRoleForm(formdata=None, term_days=default_term_days(), decided_on=today())
-    password = password or PasswordForm(formdata=None)
-    member = member or AddMemberForm(formdata=None, term_days=default_term_days(), decided_on=today())
+    grant = grant or GrantRoleForm(formdata=None, prefix=GRANT, term_days=default_term_days(), decided_on=today())
+    password = password or PasswordForm(formdata=None, prefix=PASSWORD)
+    member = member or AddMemberForm(formdata=None, prefix=MEMBER, term_days=default_term_days(), decided_on=today())
     try:
         cap, cap_error = term_cap(), None
     except DomainError as error:
@@ -288,7 +292,7 @@ def _grant(session: Session, form: GrantRoleForm) -> RoleAssignment:
 @bp.post("/roles")
 @requires(HOST)
 def grant() -> ResponseReturnValue:
-    form = GrantRoleForm()
+    form = GrantRoleForm(prefix=GRANT)
     # The handle and the decision checked on their own too: every mistake in one answer (web/forms.py).
     if validate_all(form, {"handle": lambda: people.clean_handle(form.handle.data),
                            "decided_on": lambda: decision_of(form)}, DECISION_FIELDS):
@@ -313,7 +317,7 @@ def _add_member(session: Session, form: AddMemberForm) -> RoleAssignment:
 @bp.post("/roles/members")
 @requires(HOST)
 def add_member() -> ResponseReturnValue:
-    form = AddMemberForm()
+    form = AddMemberForm(prefix=MEMBER)
     if validate_all(form, {"handle": lambda: people.clean_handle(form.handle.data),
                            "decided_on": lambda: decision_of(form)}, MEMBER_FIELDS):
         try:
@@ -407,7 +411,7 @@ def _set_password(session: Session, form: PasswordForm) -> Member:
 @bp.post("/roles/password")
 @requires(HOST)
 def set_password() -> ResponseReturnValue:
-    form = PasswordForm()
+    form = PasswordForm(prefix=PASSWORD)
     if form.validate_on_submit():
         try:
             member = save(lambda session: _set_password(session, form))
