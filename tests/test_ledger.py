@@ -186,3 +186,111 @@ def test_patrol_hours_earn_credits_only_for_a_steward_who_opted_in_dated_to_the_
     assert (entry.amount, entry.kind, entry.at, entry.giver.title) == (4, ledger.PATROL, datetime(2026, 11, 16),
                                                                         "Patrol")
     assert ledger.audit_sums(s).total == 0
+
+
+# -- on the web ----------------------------------------------------------------------------------------------
+
+from tests.helpers import PASSWORD, login, make_member, submit, text_of  # noqa: E402
+
+
+def _web_hub(app):
+    """Hosts Mara and Tomas; Rowan keeps the kitchen, Kestrel the patrol; Wren a steward; Ash the care ring."""
+    for handle, role in (("Mara", HOST), ("Tomas", HOST), ("Rowan", STEWARD), ("Kestrel", STEWARD),
+                         ("Wren", STEWARD), ("Ash", CARE)):
+        make_member(app, handle, role)
+
+
+def _decided(prefix: str, **extra) -> dict:
+    return {f"{prefix}-{k}": v for k, v in {"decided_on": "2026-11-20", "decision_place": "assembly at the library",
+                                             "decision": "the kitchen keeps an account", **extra}.items()}
+
+
+def test_hosts_open_the_kitchen_on_the_web_and_a_neighbour_pays_it_and_the_keeper_confirms(app, client):
+    _web_hub(app)
+    login(client, "Mara")
+    page = submit(client, "/host/ledger", _decided("open", kind="crew", name="Kitchen", soft_limit="10",
+                                                    hard_limit="30", keepers="Rowan"))
+    assert "opens when a second host countersigns" in text_of(page)
+    with app.app_context():
+        ask = ledger.pending_decisions(db.session)[0]
+        ask_id = ask.id
+    # Mara cannot countersign her own: no button for her, and the post is refused.
+    assert f"/host/ledger/decisions/{ask_id}/countersign" not in page.get_data(as_text=True)
+    client.post("/logout")
+    login(client, "Tomas")
+    page = submit(client, "/host/ledger", {}, action=f"/host/ledger/decisions/{ask_id}/countersign")
+    assert "Countersigned" in text_of(page)
+    client.post("/logout")
+
+    login(client, "Wren")
+    page = submit(client, "/ledger/mine", {"pay-giver": "0", "pay-to": "kitchen", "pay-amount": "3",
+                                           "pay-memo": "bread"})
+    assert "Offered: 3 credits to Kitchen (P1)" in text_of(page)
+    client.post("/logout")
+
+    login(client, "Rowan")
+    page = client.get("/ledger/mine")
+    assert "P1: Wren offers 3 credits to Kitchen" in text_of(page)
+    page = submit(client, "/ledger/mine", {}, action="/ledger/transfers/1/confirm")
+    assert "Confirmed: the credits moved." in text_of(page)
+    kitchen_page = text_of(client.get("/ledger/accounts/1"))
+    assert "Balance: 3 credits" in kitchen_page and "bread" in kitchen_page
+
+
+def test_an_offer_past_the_hard_limit_is_refused_on_the_form_with_the_limit_and_the_balance(app, client):
+    _web_hub(app)
+    login(client, "Wren")
+    page = submit(client, "/ledger/mine", {"pay-giver": "0", "pay-to": "Kestrel", "pay-amount": "25",
+                                           "pay-memo": "a lot"})
+    assert page.status_code == 400
+    assert ("Wren's balance is 0 and its hard limit is 20 below zero: 25 more would take it to -25. "
+            "Nothing was moved.") in text_of(page)
+    assert "There is a problem" in text_of(page)
+
+
+def test_the_public_ledger_shows_crews_and_the_fund_but_a_person_only_by_their_choice(app, client):
+    _web_hub(app)
+    with app.app_context():
+        now = app.config["CLOCK"]()
+        s = db.session
+        m = {h: people.get_member(s, h) for h in ("Mara", "Tomas", "Rowan", "Kestrel", "Wren", "Ash")}
+        kitchen = _open_crew(s, now, "Kitchen", ["Rowan"], asked_by=m["Mara"], countersigned_by=m["Tomas"])
+        ask = ledger.open_account(s, now, "", kind=ledger.FUND, soft_limit=0, hard_limit=0, keepers=None,
+                                  decision=_decision(now), by=m["Mara"])
+        ledger.countersign(s, now, ask, by=m["Tomas"])
+        for handle, amount in (("Wren", 7), ("Kestrel", 4)):
+            giver = ledger.account_for_member(s, now, m[handle])
+            offer = ledger.propose(s, now, giver=giver, receiver=kitchen, amount=amount, memo="", by=m[handle])
+            ledger.confirm(s, now, offer.transfer, by=m["Rowan"])
+        ledger.record_cash(s, now, amount=12, by=m["Ash"])
+        ledger.pay_out(s, now, amount=5, memo="lawyer C3", by=m["Ash"])
+        s.commit()
+
+    page = text_of(client.get("/ledger"))
+    assert "Kitchen 11" in page and "The fund holds 7 credits." in page
+    assert "12" in page and "Wren" not in page and "Kestrel" not in page and "-7" not in page
+    assert "C3" not in page  # even a case code stays inside the hub
+
+    login(client, "Wren")
+    submit(client, "/ledger/mine", {"choices-balance_public": "y"}, action="/ledger/mine/choices")
+    page = text_of(client.get("/ledger"))
+    assert "Wren -7" in page and "Kestrel" not in page
+    assert "the bench's ledger" in text_of(client.get("/"))
+
+
+def test_a_care_ring_payout_with_a_name_in_its_memo_is_refused_on_the_fund_page(app, client):
+    _web_hub(app)
+    with app.app_context():
+        now = app.config["CLOCK"]()
+        s = db.session
+        ask = ledger.open_account(s, now, "", kind=ledger.FUND, soft_limit=0, hard_limit=0, keepers=None,
+                                  decision=_decision(now), by=people.get_member(s, "Mara"))
+        ledger.countersign(s, now, ask, by=people.get_member(s, "Tomas"))
+        ledger.record_cash(s, now, amount=40, by=people.get_member(s, "Ash"))
+        s.commit()
+    login(client, "Ash")
+    page = submit(client, "/ledger/fund", {"payout-amount": "30", "payout-memo": "bail for Jamal Okafor C11"})
+    assert page.status_code == 400
+    assert "never a name: 'Jamal' is not one of its words" in text_of(page)
+    page = submit(client, "/ledger/fund", {"payout-amount": "30", "payout-memo": "bail C11"})
+    assert "Paid out: 30 credits." in text_of(page) and "The fund holds 10 credits." in text_of(page)

@@ -730,7 +730,8 @@ def confirm(session: Session, now: datetime, transfer: LedgerTransfer, *, by: Me
     """The receiver (or a keeper of the receiving crew, or the care ring for the fund) confirms: an entry is written.
 
     Past the giver's hard limit by now (another transfer came first), the
-    hub refuses it instead, and says why; the transfer is then closed.
+    hub refuses it instead: the transfer comes back ``refused`` with the
+    reason in ``refusal`` (not raised, so the caller commits the refusal).
     """
     if not may_act_for(session, now, transfer.receiver, by):
         raise Invalid(_("Only the receiver confirms a transfer (for a crew, one of its keepers)."),
@@ -744,7 +745,7 @@ def confirm(session: Session, now: datetime, transfer: LedgerTransfer, *, by: Me
         transfer.state, transfer.decided_at, transfer.decided_by = REFUSED, now, by
         transfer.refusal = _limit_message(transfer.giver, transfer.amount)[:300]
         session.flush()
-        raise Conflict(transfer.refusal, field="transfer")
+        return Outcome(transfer)  # kept refused, with its reason: the caller commits and shows it
     warning = _soft_warning(transfer.giver, transfer.amount)
     kind = CONTRIBUTION if transfer.receiver.kind == FUND else TRANSFER
     entry = _post(session, now, transfer.giver, transfer.receiver, transfer.amount, transfer.memo, kind,
