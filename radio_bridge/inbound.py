@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from radio_bridge.packets import BROADCAST, Ack, NodeInfoPacket, PanicPacket, PositionPacket, Proof, TextPacket
 from server.domain import alerts, cases, outbox, overdue, patrol, people, radio, radio_trust
+from server.domain import ledger
 from server.domain.errors import DomainError
 from server.domain.people import Member
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
@@ -49,6 +50,8 @@ LAPSED_TEXT = N_("Your role at the bench has lapsed; ask the host to renew it.")
 UNKNOWN_TEXT = N_("Unknown command. Send HELP.")
 # Commands that close, cancel, acknowledge or end something: a verified sender only.
 NEEDS_PROOF = {Verb.ACK, Verb.CLEAR, Verb.OFF}
+# The ledger (issue 16): a forged PAY would spend another's credits, a forged GOT accept them.
+NEEDS_PROOF |= {Verb.PAY, Verb.GOT}
 # How often one node's unproven attempts are written to the hosts' record (a flood is one line a minute).
 RECORD_EVERY = timedelta(minutes=1)
 # Roles whose radios the hub obeys.
@@ -270,6 +273,12 @@ class Inbound:
                         key="status")
         elif verb is Verb.HELP:
             self._reply(session, now, sender, help_text(command.topic), key="help")
+        elif verb is Verb.PAY:
+            reply = ledger.pay_by_radio(session, now, member, command.what, command.count, command.note)
+            self._reply(session, now, sender, reply, key=f"pay-{reply.split(':')[0]}")
+        elif verb is Verb.GOT:
+            self._reply(session, now, sender, ledger.confirm_by_radio(session, now, member, command.code),
+                        key=f"got-{command.code}")
         else:
             self._error_reply(session, now, sender, command.reason or _(UNKNOWN_TEXT))
             return "unknown"

@@ -999,3 +999,34 @@ def public_view(session: Session) -> PublicLedger:
                                    ).one()
     return PublicLedger(crews, members, fund.balance if fund is not None and fund.in_force else None,
                         fund_months(session), count, moved)
+
+
+# -- by radio --------------------------------------------------------------------------------------------------
+# PAY and GOT count only as verified direct messages (radio_bridge/inbound.py NEEDS_PROOF): whoever holds the
+# channel key can write any ``from``, and a forged PAY would spend someone else's credits.
+
+
+def pay_by_radio(session: Session, now: datetime, member: Member, to: str, amount: int | None, memo: str) -> str:
+    """``PAY kitchen 3 bread`` from ``member``'s own account: an offer waiting for the receiver; the reply, one packet."""
+    if amount is None:
+        raise Invalid(_("PAY needs an amount: PAY kitchen 3 bread."), field="amount")
+    giver = account_for_member(session, now, member)
+    receiver = resolve_receiver(session, now, to)
+    outcome = propose(session, now, giver=giver, receiver=receiver, amount=amount, memo=memo, by=member,
+                      source=SOURCE_RADIO)
+    reply = _("%(code)s: %(amount)d to %(to)s, waiting for them to confirm (GOT %(code)s).",
+              code=outcome.transfer.code, amount=outcome.transfer.amount, to=receiver.title[:24])
+    if outcome.warning:
+        reply = _("%(reply)s Past your soft limit.", reply=reply)
+    return reply
+
+
+def confirm_by_radio(session: Session, now: datetime, member: Member, code: str) -> str:
+    """``GOT P12``: the receiver (or a keeper of the receiving crew) confirms; the reply, one packet."""
+    transfer = find_transfer(session, code)
+    outcome = confirm(session, now, transfer, by=member)
+    if outcome.transfer.state == REFUSED:
+        return _("%(code)s refused: %(giver)s is at its hard limit. Nothing moved.", code=transfer.code,
+                 giver=transfer.giver.title[:24])
+    return _("%(code)s confirmed: %(amount)d credits to %(to)s.", code=transfer.code, amount=transfer.amount,
+             to=transfer.receiver.title[:24])

@@ -18,7 +18,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, String, Text, func, select
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
-from server.domain import power_record
+from server.domain import ledger, power_record
 from server.domain import sealing
 from server.domain.base import Base
 from server.domain.sealing import SealedText
@@ -345,6 +345,8 @@ def end_shift(session: Session, now: datetime, member: Member, source: str) -> S
     _heard_from(session, now, shift)  # signing off is a word from them too
     shift.ended_at = now
     log_entry(session, now, SHIFT_END, member, source, shift=shift, place=shift.place, area=shift.area)
+    # Credits for the hours, only if the steward opted in; dated to the week, never to this shift (ledger.py).
+    ledger.credit_closed_shift(session, now, member, shift.started_at, now)
     return shift
 
 

@@ -19,6 +19,8 @@ The grammar, as printed on the pocket card (``POCKET_CARD``):
 ``CLR A7`` (``CLEAR``)         alert A7 is resolved
 ``STATUS`` (``STAT``)          who is on shift, open alerts
 ``HELP [command]`` (``?``)     the commands, or how to use one
+``PAY kitchen 3 [memo]``       offer 3 credits to a crew or a member
+``GOT P12``                     confirm transfer P12 offered to me
 =============================  ==========================================
 
 How a message is read:
@@ -92,6 +94,8 @@ class Verb(StrEnum):
     CLEAR = "CLR"
     STATUS = "STATUS"
     HELP = "HELP"
+    PAY = "PAY"
+    GOT = "GOT"
     UNKNOWN = "UNKNOWN"
 
 
@@ -134,6 +138,8 @@ POCKET_CARD: list[tuple[str, str]] = [
     ("CLR A7", N_("alert A7 is resolved")),
     ("STATUS", N_("who is on shift, open alerts")),
     (N_("HELP [command]"), N_("the commands, or how to use one")),
+    (N_("PAY kitchen 3 [memo]"), N_("offer 3 credits; the receiver confirms")),
+    ("GOT P12", N_("confirm transfer P12 offered to me")),
 ]
 _USAGE = {Verb(syntax.split()[0]): syntax for syntax, _meaning in POCKET_CARD}
 _MEANING = {Verb(syntax.split()[0]): meaning for syntax, meaning in POCKET_CARD}
@@ -167,6 +173,8 @@ _SPELLINGS: dict[str, Verb] = {
     "STATUS": Verb.STATUS,
     "STAT": Verb.STATUS,
     "HELP": Verb.HELP,
+    "PAY": Verb.PAY,
+    "GOT": Verb.GOT,
 }
 # The only words whose slips are forgiven: long enough that a slip cannot
 # land on another command, and harmless if misread. Not START (one letter
@@ -458,6 +466,28 @@ def _read_help(rest: str) -> Command:
     return Command(Verb.HELP, topic=topic)
 
 
+def _read_pay(rest: str) -> Command:
+    """PAY <whom> <amount> [memo]: whom comes first (a crew's name may have spaces), the first number is the amount."""
+    words = _tidy(rest).split()
+    for i in range(1, len(words)):
+        number = words[i].rstrip(_COUNT_ENDS)
+        if number.isascii() and number.isdigit() and len(number) <= 4:
+            memo = _tidy(" ".join(words[i + 1:]))
+            if len(memo) > MAX_NOTE:
+                return _too_long(Verb.PAY, "note", MAX_NOTE)
+            return Command(Verb.PAY, what=" ".join(words[:i]), count=int(number), note=memo)
+    return _unknown(_("PAY needs whom and how much: %(usage)s.", usage=usage(Verb.PAY)), Verb.PAY)
+
+
+def _read_got(rest: str) -> Command:
+    """GOT P12: a transfer's code, never an alert's or a task's."""
+    match = _CODE.match(rest)
+    code = _code_from(match) if match else ""
+    if not code.startswith("P"):
+        return _unknown(_("GOT needs the transfer's code: GOT P12."), Verb.GOT)
+    return Command(Verb.GOT, code=code)
+
+
 _READERS = {
     Verb.SOS: _read_sos,
     Verb.ON: _read_on,
@@ -469,4 +499,6 @@ _READERS = {
     Verb.CLEAR: lambda rest: _read_alert_reply(Verb.CLEAR, rest),
     Verb.STATUS: _read_status,
     Verb.HELP: _read_help,
+    Verb.PAY: _read_pay,
+    Verb.GOT: _read_got,
 }
