@@ -89,8 +89,8 @@ MAX_LIMIT = 10000
 # A member's account opens at first use with these; the assembly may set others.
 MEMBER_SOFT_LIMIT = 10
 MEMBER_HARD_LIMIT = 20
-FUND_NAME = "Bail and legal fund"
-OUTSIDE_NAME = "Outside the ledger"
+FUND_NAME = N_("Bail and legal fund")
+OUTSIDE_NAME = N_("Outside the ledger")
 # What a transfer becomes on the radio: "P12" (confirmed by GOT P12).
 CODE_PREFIX = "P"
 
