@@ -109,6 +109,9 @@ def register_blueprints(app: Flask) -> None:
     from server.web import ledger
 
     app.register_blueprint(ledger.bp)  # issue 16: the mutual-credit ledger and the bail fund
+    from server.web import ledger_sheets
+
+    app.register_blueprint(ledger_sheets.bp)  # issue 16: the ledger's printed sheets and their check
 
 
 def register_errorhandlers(app: Flask) -> None:

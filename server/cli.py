@@ -1095,5 +1095,8 @@ COMMANDS = (serve_command, worker_command, up_command, bridge_command, migrate_c
 
 
 def init_app(app: Flask) -> None:
-    for command in COMMANDS:
+    # Issue 16: the ledger on paper, in a module of its own built on the printing helpers above.
+    from server.cli_ledger import COMMANDS as LEDGER_SHEET_COMMANDS
+
+    for command in (*COMMANDS, *LEDGER_SHEET_COMMANDS):
         app.cli.add_command(command)

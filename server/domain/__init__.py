@@ -15,6 +15,7 @@ from server.domain import (  # noqa: F401  (registers models)
     complaints,
     drills,
     ledger,
+    ledger_sheets,
     mediation,
     outbox,
     patrol,
