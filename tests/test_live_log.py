@@ -122,10 +122,15 @@ def test_a_host_opens_the_live_log_and_sees_the_latest_entries_urgent_ones_marke
     assert 'class="card failed urgent drill"' in html
     assert "/static/live-log.js" in html and 'href="/host/live"' in html  # the script, and the hub's menu
 
-    # Only this page may run its script and open the stream; the rest still refuse scripts.
+    # This page (and the board) may run its script and open the stream; the full log, whose note field has a
+    # live length counter, runs only that (no stream); the dashboard still refuses scripts.
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "default-src 'none'" in policy
-    assert "script-src" not in client.get("/host/log").headers["Content-Security-Policy"]
+    full_log = client.get("/host/log")
+    assert "script-src 'self'" in full_log.headers["Content-Security-Policy"]
+    assert "connect-src" not in full_log.headers["Content-Security-Policy"]
+    assert re.findall(r'<script\b[^>]*src="([^"]+)"', full_log.get_data(as_text=True)) == ["/static/counters.js"]
+    assert "script-src" not in client.get("/host/").headers["Content-Security-Policy"]
 
     # The private kinds never reach the public log.
     public = text_of(hub.test_client().get("/log"))

@@ -3,17 +3,25 @@
 from flask import Flask, Response, current_app, request
 from flask_login import current_user
 
+from server.web import counters
 from server.web.access import audience_of
 
-# The pages use no JavaScript at all, so scripts are refused outright.
+# Pages refuse scripts outright: a page with someone's sealed words on it cannot be made to run anyone's script.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# Three kinds of page may run the hub's own script files and nothing else (never inline, never another site's):
+# the live log and the board (their own policy, web/live.py, with a connection back to the hub), and a page
+# with a counted field (web/counters.py), which gets this one on its answer alone.
+COUNTED_FIELD_POLICY = f"{CONTENT_SECURITY_POLICY}; script-src 'self'"
 
 
 def set_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    # A shared public page served from caching's inner layer is not rendered again, so it marks nothing:
+    # were one to hold a counted field, its script would be refused and the page work as without JavaScript.
+    response.headers.setdefault(
+        "Content-Security-Policy", COUNTED_FIELD_POLICY if counters.page_has_counted_field() else CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     # A receipt code or a host page address must not travel to another site.
@@ -46,4 +54,5 @@ def storable() -> bool:
 
 
 def init_app(app: Flask) -> None:
+    counters.init_app(app)  # the fields that mark an answer for COUNTED_FIELD_POLICY
     app.after_request(set_headers)
