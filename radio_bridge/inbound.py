@@ -16,7 +16,7 @@ trusted only as far as the packet proves (server/domain/radio_trust.py):
   the panic button, ARREST, the duress word) are acted on and marked
   unverified, since a missed cry costs more than a false one; ON, CI, INC
   and HELP are logged; nothing that closes, cancels, acknowledges or reveals
-  state (ACK, CLR, OFF, STATUS's codes and names): refused, and the hosts
+  state (ACK, CLR, OFF, TAKE, DONE, STATUS's codes and names): refused, and the hosts
   see the attempt;
 - via MQTT, on another channel, or addressed to another node: never obeyed.
 """
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from radio_bridge.packets import BROADCAST, Ack, NodeInfoPacket, PanicPacket, PositionPacket, Proof, TextPacket
 from server.domain import alerts, cases, outbox, overdue, patrol, people, radio, radio_trust
 from server.domain import ledger
+from server.domain import tasks
 from server.domain.errors import DomainError
 from server.domain.people import Member
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
@@ -50,6 +51,8 @@ LAPSED_TEXT = N_("Your role at the bench has lapsed; ask the host to renew it.")
 UNKNOWN_TEXT = N_("Unknown command. Send HELP.")
 # Commands that close, cancel, acknowledge or end something: a verified sender only.
 NEEDS_PROOF = {Verb.ACK, Verb.CLEAR, Verb.OFF}
+# Taking and closing a task (issue 16): a forged TAKE would hide work from the map, a forged DONE close it.
+NEEDS_PROOF |= {Verb.TAKE, Verb.DONE}
 # The ledger (issue 16): a forged PAY would spend another's credits, a forged GOT accept them.
 NEEDS_PROOF |= {Verb.PAY, Verb.GOT}
 # How often one node's unproven attempts are written to the hosts' record (a flood is one line a minute).
@@ -273,6 +276,12 @@ class Inbound:
                         key="status")
         elif verb is Verb.HELP:
             self._reply(session, now, sender, help_text(command.topic), key="help")
+        elif verb is Verb.TAKE:
+            task = tasks.take(session, now, command.code, member, patrol.SOURCE_RADIO)
+            self._reply(session, now, sender, tasks.taken_text(task), key=f"take-{task.code}")
+        elif verb is Verb.DONE:
+            task = tasks.finish(session, now, command.code, member, command.note or None, patrol.SOURCE_RADIO)
+            self._reply(session, now, sender, tasks.done_text(task), key=f"done-{task.code}")
         elif verb is Verb.PAY:
             reply = ledger.pay_by_radio(session, now, member, command.what, command.count, command.note)
             self._reply(session, now, sender, reply, key=f"pay-{reply.split(':')[0]}")

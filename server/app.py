@@ -106,6 +106,9 @@ def register_blueprints(app: Flask) -> None:
     from server.web import board
 
     app.register_blueprint(board.bp)  # issue 15: the host's board, across the room
+    from server.web import tasks
+
+    app.register_blueprint(tasks.bp)  # issue 16: the open task map
     from server.web import ledger
 
     app.register_blueprint(ledger.bp)  # issue 16: the mutual-credit ledger and the bail fund

@@ -94,6 +94,14 @@ def lines(board: Any, zone: ZoneInfo | None) -> list[tuple[str, bool]]:
         confirmed = "" if c.confirmed else " " + _("[not confirmed yet]")
         add(f"  {c.code} {c.place} · {held} · {clock}{drill}{confirmed}", c.mark == "urgent")
     add("")
+    overdue_tasks = getattr(board, "tasks", [])
+    add(_("OVERDUE TASKS (%(n)s)", n=len(overdue_tasks)))
+    if not overdue_tasks:
+        add("  " + _("No task is past its time frame."))
+    for t in overdue_tasks:
+        taker = _("taken by %(who)s", who=t.taken_by) if t.taken_by else _("nobody has taken it")
+        add(f"  {t.code} {t.title} · {t.area or '-'} · {_('%(n)s h past its time frame', n=t.hours_over)} · {taker}")
+    add("")
     r = board.radio
     if not r.ever_ran:
         state = _("no radio bridge has run on this hub yet")

@@ -43,6 +43,7 @@ from server.domain import (
     radio_trust,
     retention,
     sealing,
+    tasks,
 )
 from server.domain.errors import DomainError
 
@@ -191,6 +192,11 @@ def _checkpoint(session: Session, _now: datetime, _cfg: dict) -> str:
     return "database busy: the write-ahead log is truncated next run"
 
 
+def _task_upkeep(session: Session, now: datetime, _cfg: dict) -> str:
+    released, deleted = tasks.upkeep(session, now)
+    return f"{released} quiet taker(s)' task(s) released; {deleted} closed task(s) deleted"
+
+
 def _keep_audit(session: Session, now: datetime, _cfg: dict) -> str:
     # Read and encoded outside the write lock (a cycle's thousands of check-ins); written in a short transaction.
     try:
@@ -210,6 +216,7 @@ JOBS = (
     Job("lapse-roles", 1, _lapse_roles),
     Job("seal-keys", 1, _give_keys),
     Job("lapse-aid", 1, _lapse_aid),
+    Job("task-upkeep", 10, _task_upkeep),
     # Before the purges: the audit copies its facts from rows they are about to take.
     Job("keep-audit", 60, _keep_audit, in_transaction=False),
     Job("expire-patrol-log", 60, _expire_patrol_log, in_transaction=False),

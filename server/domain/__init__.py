@@ -25,4 +25,5 @@ from server.domain import (  # noqa: F401  (registers models)
     radio_trust,
     receipt_keys,
     sealing,
+    tasks,
 )

@@ -48,6 +48,7 @@ from server.domain import (
     outbox,
     patrol,
     power_record,
+    tasks,
 )
 from server.domain.base import Base
 from server.domain.errors import Invalid, NotFound
@@ -67,7 +68,7 @@ WITHDRAWN = "log-withdrawn"
 SOS_KINDS = (alerts.SOS, alerts.PANIC)
 NO_AREA = ""
 GROUPS = ("shift", "check_in", "overdue", "alert", "arrest", "mediation", "aid", "drill", "power", "lapse",
-          "complaint", "airtime")
+          "complaint", "airtime", "task")
 
 
 class LunarAudit(Base):
@@ -212,6 +213,11 @@ def gather(session: Session, cycle: Cycle) -> dict[str, dict[str, Any]]:
         facts["complaint"][_key(complaint.id, complaint.created_at)] = [
             cycle.contains(complaint.created_at),
             complaint.closed_at is not None and cycle.contains(complaint.closed_at)]
+    # Tasks closed as done in the cycle, and whether their after-action account is written: counts, never words.
+    for task_id, created_at, account in session.execute(
+            select(tasks.Task.id, tasks.Task.created_at, tasks.Task.account.is_not(None))
+            .where(tasks.Task.status == tasks.DONE, within(tasks.Task.closed_at))):
+        facts["task"][_key(task_id, created_at)] = 1 if account else 0
     hours: dict[str, float] = defaultdict(float)
     for at, seconds in session.execute(select(outbox.AirtimeUse.at, outbox.AirtimeUse.seconds)
                                        .where(within(outbox.AirtimeUse.at))):
@@ -477,6 +483,8 @@ class Report:
     complaints_closed: int
     airtime_used_s: float
     airtime_budget_s: float
+    tasks_done: int = 0  # tasks on the open task map closed as done
+    task_accounts: int = 0  # of those, how many have their after-action account written
 
     @property
     def ended(self) -> bool:
@@ -557,6 +565,7 @@ def report(session: Session, cycle: Cycle, now: datetime, airtime_budget_per_hou
         complaints_closed=sum(1 for fact in facts["complaint"].values() if fact[1]),
         airtime_used_s=sum(facts["airtime"].values()),
         airtime_budget_s=airtime_budget_per_hour_s * max(0.0, elapsed_h),
+        tasks_done=len(facts["task"]), task_accounts=sum(facts["task"].values()),
     )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import Boolean, Connection, and_, bindparam, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from server.domain import aid, audit, cases, compact, complaints, patrol
+from server.domain import aid, audit, cases, compact, complaints, patrol, tasks
 from server.domain.people import Member
 
 _shift = patrol.Shift.__table__
@@ -154,6 +154,8 @@ class BenchPage:
     arrests: cases.PublicCounts
     audits: list[AuditLink]
     complaint_counts: complaints.PublicCounts
+    # Issue 16: open public tasks, overdue ones as "help needed", never who took them (one statement: tasks.BENCH_TASKS).
+    tasks: tasks.BenchTasks | None = None
 
 
 def on_patrol(connection: Connection) -> patrol.PublicPatrol:
@@ -184,4 +186,5 @@ def bench_page(connection: Connection, now: datetime, rounding_minutes: int) -> 
         audits=[AuditLink(cycle, ends_at) for cycle, ends_at in connection.execute(_AUDITS, {"now": now})],
         complaint_counts=complaints.PublicCounts(opened=opened, closed=closed, open=opened - closed,
                                                  open_past_a_lunar_cycle=past),
+        tasks=tasks.bench_tasks(connection.execute(tasks.BENCH_TASKS), now),
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radio_bridge.airtime import HOUR, duty_cycle_budget
-from server.domain import alerts, cases, outbox, overdue, patrol, radio
+from server.domain import alerts, cases, outbox, overdue, patrol, radio, tasks
 from server.domain.alerts import Alert
 from server.domain.patrol import LogEntry
 
@@ -159,6 +159,19 @@ class RecentEntry:
 
 
 @dataclass(frozen=True)
+class OverdueTask:
+    """A task on the open task map past its "until" and not done (server/domain/tasks.py)."""
+
+    id: int
+    code: str
+    title: str
+    area: str | None
+    due_at: datetime
+    hours_over: int  # whole hours past its "until"
+    taken_by: str | None  # the taker's handle: the board is for role-holders; the bench page never names them
+
+
+@dataclass(frozen=True)
 class Board:
     at: datetime
     on_shift: list[OnShift]
@@ -166,6 +179,7 @@ class Board:
     cases: list[OpenCase]
     radio: RadioHealth
     entries: list[RecentEntry]  # newest first
+    tasks: list[OverdueTask] = field(default_factory=list)  # overdue tasks, longest overdue first
 
     @property
     def newest_entry_id(self) -> int:
@@ -323,4 +337,7 @@ def read_board(session: Session, now: datetime, rules: BoardRules, *, hidden_kin
         cases=_cases(session, now),
         radio=_radio(session, now, rules.airtime_fraction),
         entries=recent(session, hidden_kinds, entries),
+        tasks=[OverdueTask(id=t.id, code=t.code, title=t.title, area=t.area.name if t.area else None, due_at=t.due_at,
+                           hours_over=int((now - t.due_at) / timedelta(hours=1)),
+                           taken_by=t.taken_by.handle if t.taken_by else None) for t in tasks.overdue(session, now)],
     )

@@ -68,6 +68,8 @@ ACTIONS = Labels({
     "complaint-closed": N_("Complaint about the patrol closed"),
     # Ends every login at once, colleagues' too: a lock pressed again and again would keep dispatch out.
     "hub-locked": N_("Hub locked: every login ended"),
+    # Issue 16: a task taken back from someone who went quiet (by its creator, a host, or the hub itself).
+    "task-released": N_("Task released from whoever took it"),
 })
 SYSTEM = "the hub"  # the actor of what the scheduler or the Pi's terminal did
 SYSTEM_ROLE = "system"  # its role: no member's power, the hub's own rules or its terminal

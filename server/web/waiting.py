@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from server.domain import complaints, patrol, sealing, waiting
-from server.domain.people import ACCOUNTABILITY, CARE, DISPATCH, HOST, MEDIATOR, Member
+from server.domain.people import ACCOUNTABILITY, CAPTAIN, CARE, DISPATCH, HOST, MEDIATOR, Member
 from server.extensions import db
 from server.web.access import holds, now
 
@@ -49,7 +49,8 @@ def landing_for(session: Session, member: Member, roles: set[str]) -> str:
         if has_work():
             return page
     if HOST in roles or not pages:
-        return host_landing()
+        # The board opens only to the log's roles: a steward alone (their tasks, their handle) lands on the dashboard.
+        return host_landing() if roles & {HOST, DISPATCH, CAPTAIN} else url_for("host.dashboard")
     return pages[0][0]
 
 
