@@ -174,6 +174,16 @@ def test_the_bail_fund_takes_contributions_and_pays_out_by_case_code_never_by_na
     months = ledger.fund_months(s)
     assert months == [ledger.MonthTotal(date(2026, 11, 1), 25, 20)]
 
+    # Wren's gift was meant for the kitchen: the care ring takes it back by a correction. The month
+    # shows 5 less given, not 5 paid out (a correction is never a payout to anyone).
+    ledger.reverse(s, now, gift.transfer.entry, by=m["Ash"], why="meant for the kitchen")
+    s.commit()
+    assert ledger.fund_months(s) == [ledger.MonthTotal(date(2026, 11, 1), 20, 20)]
+    # The gift was anonymous, so its correction does not name who it went back to, except to Wren.
+    correction = ledger.entries_of(s, fund, limit=1)[0]
+    assert ledger.shown_receiver(correction, m["Ash"]) == "anonymous"
+    assert ledger.shown_receiver(correction, m["Wren"]) == "Wren"
+
 
 def test_patrol_hours_earn_credits_only_for_a_steward_who_opted_in_dated_to_the_week(hub):
     s, now, m = hub.s, hub.now, hub.m

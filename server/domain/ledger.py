@@ -854,21 +854,24 @@ class MonthTotal:
 
 
 def fund_months(session: Session, months: int = 12) -> list[MonthTotal]:
-    """What came into the fund and went out of it, month by month, newest first (reversals count against their kind)."""
+    """What came into the fund and went out of it, month by month, newest first (a correction counts against its kind)."""
     fund = fund_account(session)
     if fund is None:
         return []
     totals: dict[date, list[int]] = {}
-    rows = session.execute(select(LedgerEntry.at, LedgerEntry.giver_id, LedgerEntry.receiver_id, LedgerEntry.amount)
+    rows = session.execute(select(LedgerEntry.at, LedgerEntry.kind, LedgerEntry.receiver_id, LedgerEntry.amount)
                            .where(or_(LedgerEntry.giver_id == fund.id, LedgerEntry.receiver_id == fund.id)))
-    for at, giver_id, receiver_id, amount in rows:
+    for at, kind, receiver_id, amount in rows:
         month = date(at.year, at.month, 1)
         slot = totals.setdefault(month, [0, 0])
-        if receiver_id == fund.id:
-            slot[0] += amount
+        came_in = receiver_id == fund.id
+        if kind == REVERSAL:
+            # A correction undoes its original: a contribution taken back leaves the fund but is
+            # less given, not a payout; a payout taken back comes in but is less paid out.
+            slot[1 if came_in else 0] -= amount
         else:
-            slot[1] += amount
-    # A reversed contribution leaves the fund, a reversed payout comes back: shown as the net of each.
+            slot[0 if came_in else 1] += amount
+    # Shown as the net of each kind (a correction in a later month can leave a month below zero: shown as 0).
     return [MonthTotal(month, max(0, c), max(0, p)) for month, (c, p) in sorted(totals.items(), reverse=True)][:months]
 
 
@@ -956,6 +959,15 @@ def shown_giver(entry: LedgerEntry | LedgerTransfer, viewer: Member | None) -> s
     if entry.anonymous and not (viewer is not None and entry.giver.member_id == viewer.id):
         return _("anonymous")
     return entry.giver.title
+
+
+def shown_receiver(entry: LedgerEntry | LedgerTransfer, viewer: Member | None) -> str:
+    """The receiver's name as ``viewer`` may see it: the correction that gives an anonymous gift back
+    goes to its giver, and naming them there would undo the anonymity the gift was made with."""
+    if entry.anonymous and not (viewer is not None and entry.receiver.member_id == viewer.id):
+        if entry.receiver.kind == MEMBER:
+            return _("anonymous")
+    return entry.receiver.title
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ def _mine_page(form: TransferForm, choices: ChoicesForm, account: LedgerAccount 
         entries=ledger.entries_of(db.session, account, limit=50) if account else [],
         waiting=ledger.waiting_for(db.session, now(), _me()), offered=ledger.offered_by(db.session, now(), _me()),
         kept=ledger.accounts_kept_by(db.session, now(), _me()), button=ButtonForm(), reverse_form=ReverseForm(),
-        shown_giver=lambda e: ledger.shown_giver(e, _me()), unit_hint=_unit_hint())
+        shown_giver=lambda e: ledger.shown_giver(e, _me()),
+        shown_receiver=lambda e: ledger.shown_receiver(e, _me()), unit_hint=_unit_hint())
     return page, status_for(form)
 
 
@@ -232,7 +233,8 @@ def account(account_id: int) -> ResponseReturnValue:
                            entries=ledger.entries_of(db.session, acct, limit=100),
                            decisions=ledger.decisions_of(db.session, acct), button=ButtonForm(),
                            reverse_form=ReverseForm(), keeper=ledger.may_act_for(db.session, now(), acct, _me()),
-                           shown_giver=lambda e: ledger.shown_giver(e, _me()))
+                           shown_giver=lambda e: ledger.shown_giver(e, _me()),
+                           shown_receiver=lambda e: ledger.shown_receiver(e, _me()))
 
 
 @bp.route("/ledger/fund", methods=["GET", "POST"])
@@ -262,7 +264,8 @@ def fund() -> ResponseReturnValue:
                            months=ledger.fund_months(db.session), button=ButtonForm(), reverse_form=ReverseForm(),
                            waiting=[t for t in ledger.waiting_for(db.session, now(), _me())
                                     if acct is not None and t.receiver_id == acct.id],
-                           shown_giver=lambda e: ledger.shown_giver(e, _me()))
+                           shown_giver=lambda e: ledger.shown_giver(e, _me()),
+                           shown_receiver=lambda e: ledger.shown_receiver(e, _me()))
     return page, max(status_for(payout), status_for(cash))
 
 
