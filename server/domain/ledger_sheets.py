@@ -269,18 +269,18 @@ Reader = Callable[[Session, datetime, datetime], Sequence[LedgerRow]]
 _CASE_CODE = re.compile(r"\bC\d{1,6}\b", re.IGNORECASE)
 
 
-def _party(account, anonymous: bool) -> Party:  # noqa: ANN001  (a ledger.LedgerAccount)
+def _party(account_id: int, kind: str, name: str | None, handle: str | None, public: bool,
+           anonymous: bool) -> Party:
     from server.domain import ledger
 
+    key = f"account:{account_id}"
     if anonymous:
-        return Party(f"account:{account.id}", None, anonymous=True)
-    if account.kind == ledger.MEMBER:
+        return Party(key, None, anonymous=True)
+    if kind == ledger.MEMBER:
         # As the public ledger shows a member: by handle only while they choose to show their balance.
-        shown = account.member.handle if account.balance_public and account.member is not None else None
-        return Party(f"account:{account.id}", None, handle=shown)
+        return Party(key, None, handle=handle if public else None)
     # Crews, the fund and the outside by the name stored (the same in every language; the page glosses it).
-    name = account.name or {ledger.FUND: ledger.FUND_NAME, ledger.OUTSIDE: ledger.OUTSIDE_NAME}.get(account.kind, "")
-    return Party(f"account:{account.id}", name)
+    return Party(key, name or {ledger.FUND: ledger.FUND_NAME, ledger.OUTSIDE: ledger.OUTSIDE_NAME}.get(kind, ""))
 
 
 def public_memo(kind: str, memo: str) -> str:
@@ -293,24 +293,36 @@ def public_memo(kind: str, memo: str) -> str:
 
 
 def ledger_rows(session: Session, start: datetime, end: datetime) -> list[LedgerRow]:
-    """The ledger's entries with ``start <= at < end``, in its order (id), as a sheet receives them."""
+    """The ledger's entries with ``start <= at < end``, in its order (id), as a sheet receives them.
+
+    Two plain statements, no ORM objects: every account with its member's
+    handle, then the month's entries as tuples (a busy month is thousands of
+    rows, and the sheet's check page builds one on request).
+    """
     from server.domain import ledger
+    from server.domain.people import Member
 
-    accounts: dict[tuple[int, bool], Party] = {}
+    Account, Entry = ledger.LedgerAccount, ledger.LedgerEntry
+    accounts = {row[0]: row for row in session.execute(
+        select(Account.id, Account.kind, Account.name, Member.handle, Account.balance_public)
+        .outerjoin(Member, Member.id == Account.member_id))}
+    parties: dict[tuple[int, bool], Party] = {}
 
-    def party(account, anonymous: bool) -> Party:  # noqa: ANN001
-        key = (account.id, anonymous)
-        if key not in accounts:
-            accounts[key] = _party(account, anonymous)
-        return accounts[key]
+    def party(account_id: int, anonymous: bool) -> Party:
+        key = (account_id, anonymous)
+        if key not in parties:
+            _id, kind, name, handle, public = accounts[account_id]
+            parties[key] = _party(account_id, kind, name, handle, bool(public), anonymous)
+        return parties[key]
 
     rows = []
-    for entry in ledger.entries_between(session, start, end):
-        # An anonymous contribution hides its giver; its correction, the same person as receiver.
-        hide_receiver = entry.anonymous and entry.giver.kind == ledger.FUND
-        rows.append(LedgerRow(entry.id, entry.at, party(entry.giver, entry.anonymous and not hide_receiver),
-                              party(entry.receiver, hide_receiver), str(entry.amount),
-                              public_memo(entry.kind, entry.memo or "")))
+    for entry_id, at, kind, giver_id, receiver_id, amount, memo, anonymous in session.execute(
+            select(Entry.id, Entry.at, Entry.kind, Entry.giver_id, Entry.receiver_id, Entry.amount, Entry.memo,
+                   Entry.anonymous).where(Entry.at >= start, Entry.at < end).order_by(Entry.id)):
+        # An anonymous contribution hides its giver; its correction (from the fund back to them), its receiver.
+        hide_receiver = bool(anonymous) and accounts[giver_id][1] == ledger.FUND
+        rows.append(LedgerRow(entry_id, at, party(giver_id, bool(anonymous) and not hide_receiver),
+                              party(receiver_id, hide_receiver), str(amount), public_memo(kind, memo or "")))
     return rows
 
 
