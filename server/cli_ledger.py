@@ -21,6 +21,7 @@ from server.domain import ledger_sheets
 from server.domain.errors import DomainError
 from server.extensions import db
 from server.i18n import gettext as _
+from server.i18n import ngettext
 
 ZBAR_HINT = "sudo apt-get install zbar-tools"
 HTML_SUFFIXES = (".html", ".htm")
@@ -83,7 +84,8 @@ def ledger_sheet_command(month: str | None, out: Path | None) -> None:
                       printed_on=_local_date(_now()), local=to_local)
     _print_poster(page, out)
     first = sheet.recorded is not None and sheet.recorded.reprinted_at is None
-    click.echo(_("The sheet for %(period)s: %(n)s entries.", period=str(period), n=len(sheet.lines)))
+    click.echo(ngettext("The sheet for %(period)s: %(num)d entry.", "The sheet for %(period)s: %(num)d entries.",
+                        len(sheet.lines), period=str(period)))
     click.echo(_("Its hash: %(hash)s", hash=sheet.hash))
     click.echo(_("The previous sheet's hash: %(hash)s", hash=sheet.previous_hash))
     if first:
@@ -128,7 +130,8 @@ def _claim_from_html(page: Path) -> ledger_sheets.Claim:
         click.echo(_("NO   %(name)s: its lines do not give the hash it prints: the sheet's text was changed.",
                      name=page.name))
         sys.exit(1)
-    click.echo(_("ok   %(name)s: its %(n)s lines give the hash it prints.", name=page.name, n=len(read.entries)))
+    click.echo(ngettext("ok   %(name)s: its %(num)d line gives the hash it prints.",
+                        "ok   %(name)s: its %(num)d lines give the hash it prints.", len(read.entries), name=page.name))
     return ledger_sheets.Claim(read.hash, read.period, read.previous_hash)
 
 

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from server.domain.base import Base
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.i18n import gettext as _
+from server.i18n import ngettext
 
 CHAIN_VERSION = 1
 GENESIS = "0" * 64
@@ -474,9 +475,10 @@ def check(session: Session, claim: Claim, read: Reader | None, *, whole_chain: b
                 "This is not the hub's sheet for %(period)s: the hub recorded %(fingerprint)s.",
                 period=claim.period, fingerprint=same.fingerprint)),))
         return Verdict(None, (Finding(False, _("No sheet with this hash was printed by this hub.")),))
-    findings = [Finding(True, _("The hub printed this sheet for %(period)s on %(printed)s: %(n)s entries.",
-                                period=sheet.period, printed=sheet.printed_at.strftime("%Y-%m-%d"),
-                                n=sheet.entry_count))]
+    findings = [Finding(True, ngettext("The hub printed this sheet for %(period)s on %(printed)s: %(num)d entry.",
+                                       "The hub printed this sheet for %(period)s on %(printed)s: %(num)d entries.",
+                                       sheet.entry_count, period=sheet.period,
+                                       printed=sheet.printed_at.strftime("%Y-%m-%d")))]
     if claim.period and claim.period != sheet.period:
         findings.append(Finding(False, _("The code says %(claimed)s, but this hash is the sheet for %(period)s.",
                                          claimed=claim.period, period=sheet.period)))
