@@ -8,6 +8,7 @@ stopping the moment a lock, a logout or a lapsed role would stop a page.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,16 @@ from werkzeug.test import Client
 
 from server.domain import patrol, people
 from server.extensions import db
-from server.web.live import SLOTLESS_RETRY_MS, SLOTS_KEY
+from server.web.live import (
+    SLOTLESS_CROWD,
+    SLOTLESS_CROWD_MAX,
+    SLOTLESS_KEY,
+    SLOTLESS_RETRY_MAX_MS,
+    SLOTLESS_RETRY_MS,
+    SLOTLESS_SEEN_S,
+    SLOTS_KEY,
+    slotless_retry_ms,
+)
 from server.web.live_polls import QuickPolls
 from tests.helpers import csrf_token, login, make_member, submit
 from tests.test_live_log import HOLD_S, check_in, events_in, private, write_entries
@@ -202,3 +212,39 @@ def test_a_crowd_of_slotless_polls_costs_a_few_cheap_statements_each(hub, client
         event.remove(engine, "before_cursor_execute", seen)
     assert len(statements) <= 3 * 20  # the member, their roles, and now and then the newest id
     assert not any("vault_grant" in s for s in statements)
+
+
+def test_a_crowd_without_slots_is_asked_back_a_little_later_and_a_few_watchers_in_half_a_second(hub, client,
+                                                                                                no_slot):
+    """Each phone (an address on the bench WiFi) counts once; the crowd's retry stays within the second."""
+    (entry,) = write_entries(hub, check_in("crowded night"))
+
+    def retry_for(address: str) -> int:
+        body = client.get(EVENTS, headers={"Last-Event-ID": str(entry - 1)},
+                          environ_base={"REMOTE_ADDR": address}).get_data(as_text=True)
+        assert [e["id"] for e in events_in(body)] == [entry]  # every poll still gets what is new
+        return int(body.rstrip().rpartition("retry: ")[2])
+
+    assert retry_for("10.0.0.1") == SLOTLESS_RETRY_MS
+    for _ in range(3):  # one phone asking again and again is still one watcher
+        assert retry_for("10.0.0.1") == SLOTLESS_RETRY_MS
+
+    watchers = hub.extensions[SLOTLESS_KEY]
+    watchers._counted_at = float("-inf")  # counted afresh at the next poll (at most once a second)
+    for n in range(2, SLOTLESS_CROWD_MAX + 1):
+        retry_for(f"10.0.{n // 250}.{n % 250 + 1}")
+    watchers._counted_at = float("-inf")
+    crowded = retry_for("10.0.0.1")
+    assert crowded == SLOTLESS_RETRY_MAX_MS < 1000, "a crowd comes back less often, still within a second"
+
+    # The crowd went home: a watcher left alone is asked back in half a second again.
+    watchers.clock = lambda: time.monotonic() + SLOTLESS_SEEN_S + 1
+    watchers._counted_at = float("-inf")
+    assert retry_for("10.0.0.1") == SLOTLESS_RETRY_MS
+
+
+def test_the_retry_grows_with_the_crowd_between_its_bounds():
+    assert [slotless_retry_ms(n) for n in (0, 1, SLOTLESS_CROWD)] == [SLOTLESS_RETRY_MS] * 3
+    middle = slotless_retry_ms((SLOTLESS_CROWD + SLOTLESS_CROWD_MAX) // 2)
+    assert SLOTLESS_RETRY_MS < middle < SLOTLESS_RETRY_MAX_MS
+    assert slotless_retry_ms(SLOTLESS_CROWD_MAX) == slotless_retry_ms(1000) == SLOTLESS_RETRY_MAX_MS

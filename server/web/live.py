@@ -8,7 +8,8 @@ entries it read. A stream holds one of waitress's few threads for as long as
 it is open, so holding one is a bounded resource: at most ``STREAM_SLOTS``
 streams are held at once, each for at most ``STREAM_HOLD_S`` seconds, and a
 watcher who finds no slot free gets what is new right away and comes back
-half a second later (``retry: 500``). Either way the browser reconnects with
+half a second later (``retry: 500``; up to 0.7 s when a crowd polls, see
+SlotlessWatchers). Either way the browser reconnects with
 ``Last-Event-ID``, so nothing is missed or seen twice, and the public pages
 always keep a thread.
 """
@@ -61,6 +62,13 @@ POLL_S = 0.25  # a held stream looks for new entries this often
 FRESH_S = 0.1  # a watcher without a slot takes the shared reader's view if read this recently
 KEEPALIVE_S = 10.0  # a comment now and then, so proxies and the browser keep a quiet stream open
 SLOTLESS_RETRY_MS = 500  # no slot free: come back in half a second (still "within a second" at p95)
+# A crowd without slots comes back less often, so its requests cost the bench page less (issue 14):
+# from SLOTLESS_CROWD watchers polling at once the retry grows, to SLOTLESS_RETRY_MAX_MS at
+# SLOTLESS_CROWD_MAX of them; an entry still reaches every one of them within a second at p95.
+SLOTLESS_RETRY_MAX_MS = 700
+SLOTLESS_CROWD, SLOTLESS_CROWD_MAX = 20, 100
+SLOTLESS_SEEN_S = 2.0  # a watcher polled "lately" if within this (four retries at the longest)
+SLOTLESS_KEY = "live_log_slotless"
 RECONNECT_MS = 100  # a held stream ended on time: come back at once
 ENDED_EVENT = "ended"  # the last event of a stream whose watcher may no longer watch, with why
 SLOTS_KEY = "live_log_slots"
@@ -87,6 +95,7 @@ def _make_slots(state: BlueprintSetupState) -> None:
         log.warning("STREAM_SLOTS=%d would let watchers hold every web thread; using %d", slots, threads - 1)
         slots = threads - 1
     app.extensions[SLOTS_KEY] = threading.BoundedSemaphore(max(slots, 0))
+    app.extensions[SLOTLESS_KEY] = SlotlessWatchers()
     # Reads nothing and starts no thread until a watcher asks.
     feed = app.extensions[FEED_KEY] = LiveFeed(app)
     app.extensions[KEYRING_KEY].on_emptied.append(feed.forget_texts)
@@ -267,12 +276,50 @@ class LogReader:
         return self.feed.view(FRESH_S).newest
 
 
-def first_answer(reader: LogReader, last_id: int | None) -> tuple[str, int]:
+class SlotlessWatchers:
+    """How many watchers asked without a slot lately (by address: a phone each), and so how soon each comes back.
+
+    Each poll is a request the web server reads, hands to a thread and
+    answers: a hundred watchers coming back every half second are two hundred
+    requests a second beside the bench page's. Counting is one dict write a
+    poll; the count is taken at most once a second.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._seen: dict[str, float] = {}
+        self._count = 0
+        self._counted_at = float("-inf")
+        self._guard = threading.Lock()
+
+    def retry_ms(self, who: str | None) -> int:
+        """Note a slotless poll from ``who`` (an address; None for unknown), and the retry to send it."""
+        now = self.clock()
+        if who:
+            self._seen[who] = now
+        if now - self._counted_at >= 1.0 and self._guard.acquire(blocking=False):
+            try:
+                since = now - SLOTLESS_SEEN_S
+                self._seen = {key: at for key, at in list(self._seen.items()) if at >= since}
+                self._count, self._counted_at = len(self._seen), now
+            finally:
+                self._guard.release()
+        return slotless_retry_ms(self._count)
+
+
+def slotless_retry_ms(watchers: int) -> int:
+    """The retry for a watcher without a slot when ``watchers`` of them poll at once."""
+    crowd = min(max(watchers, SLOTLESS_CROWD), SLOTLESS_CROWD_MAX) - SLOTLESS_CROWD
+    return SLOTLESS_RETRY_MS + (SLOTLESS_RETRY_MAX_MS - SLOTLESS_RETRY_MS) * crowd // (SLOTLESS_CROWD_MAX - SLOTLESS_CROWD)
+
+
+def first_answer(reader: LogReader, last_id: int | None, retry_ms: int = SLOTLESS_RETRY_MS) -> tuple[str, int]:
     """What every response starts with, its retry included: the whole answer to a watcher without a slot."""
     first, last_id = _first_events(reader, last_id)
-    # Without a slot the response ends here and the browser is back in half a second; with one,
-    # the retry spaces out reconnects if the connection breaks mid-stream.
-    return first + f"retry: {SLOTLESS_RETRY_MS}\n\n", last_id
+    # Without a slot the response ends here and the browser is back in half a second (a little
+    # later in a crowd: SlotlessWatchers); with one, the retry spaces out reconnects if the
+    # connection breaks mid-stream.
+    return first + f"retry: {retry_ms}\n\n", last_id
 
 
 def _first_events(reader: LogReader, last_id: int | None) -> tuple[str, int]:
@@ -292,7 +339,8 @@ def _first_events(reader: LogReader, last_id: int | None) -> tuple[str, int]:
     return reader.text(rows) + f"id: {last_id}\n\n", last_id
 
 
-def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, hold_s: float) -> Iterator[str]:
+def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, hold_s: float,
+           slotless_retry: Callable[[], int] | None = None) -> Iterator[str]:
     """Server-sent events: log entries after ``last_id``, as they are committed.
 
     The slot is taken when the response starts streaming and given back in
@@ -302,7 +350,8 @@ def stream(reader: LogReader, slots: threading.Semaphore, last_id: int | None, h
     """
     held = slots.acquire(blocking=False)
     try:
-        first, last_id = first_answer(reader, last_id)
+        retry = SLOTLESS_RETRY_MS if held or slotless_retry is None else slotless_retry()
+        first, last_id = first_answer(reader, last_id, retry)
         yield first  # waitress sends the headers with the first non-empty chunk, so this goes at once
         if not held:
             return
@@ -351,7 +400,9 @@ def events() -> ResponseReturnValue:
     # runs after the request is over.
     reader = LogReader(app, patrol.kinds_hidden_from(current_roles()), _live_vaults())
     reader.watcher = Watcher(current_user.member.id, current_user.member.session_epoch, flask_session.get(UNLOCK_KEY))
-    body = stream(reader, app.extensions[SLOTS_KEY], _requested_last_id(), float(app.config["STREAM_HOLD_S"]))
+    slotless, who = app.extensions[SLOTLESS_KEY], request.remote_addr
+    body = stream(reader, app.extensions[SLOTS_KEY], _requested_last_id(), float(app.config["STREAM_HOLD_S"]),
+                  lambda: slotless.retry_ms(who))
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"  # as on every private page (web/headers.py)
     response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must pass each event on at once

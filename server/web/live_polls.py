@@ -170,7 +170,9 @@ class QuickPolls:
         try:
             reader = live.LogReader(app, patrol.kinds_hidden_from(roles), opened)
             after = parse_qs(environ.get("QUERY_STRING", "")).get("after", [None])[0]
-            text, _last_id = live.first_answer(reader, live.last_id_of(environ.get("HTTP_LAST_EVENT_ID"), after))
+            retry = app.extensions[live.SLOTLESS_KEY].retry_ms(environ.get("REMOTE_ADDR"))
+            text, _last_id = live.first_answer(reader, live.last_id_of(environ.get("HTTP_LAST_EVENT_ID"), after),
+                                               retry)
         finally:
             i18n.reset_active(language)
         return text.encode()
