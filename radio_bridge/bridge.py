@@ -86,6 +86,7 @@ class BridgeSettings:
                 retry_backoff=timedelta(seconds=float(config["RADIO_RETRY_BACKOFF_S"])),
                 legal_hotline=str(config["LEGAL_HOTLINE"]),
                 duress_word=str(config["DURESS_WORD"]),
+                timezone=str(config.get("TIMEZONE") or ""),
             ),
             reconnect_max=float(config["RADIO_RECONNECT_MAX_S"]),
             silence_limit=float(config["RADIO_SILENCE_S"]),

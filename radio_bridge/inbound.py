@@ -17,7 +17,9 @@ trusted only as far as the packet proves (server/domain/radio_trust.py):
   unverified, since a missed cry costs more than a false one; ON, CI, INC
   and HELP are logged; nothing that closes, cancels, acknowledges or reveals
   state (ACK, CLR, OFF, TAKE, DONE, STATUS's codes and names): refused, and the hosts
-  see the attempt;
+  see the attempt; SAFE is answered, since it says only what the public
+  allies page says (its replies are routine traffic, one per sender a
+  minute, so a flood of them never reaches the urgent reserve);
 - via MQTT, on another channel, or addressed to another node: never obeyed.
 """
 
@@ -31,9 +33,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from radio_bridge.packets import BROADCAST, Ack, NodeInfoPacket, PanicPacket, PositionPacket, Proof, TextPacket
-from server.domain import alerts, cases, outbox, overdue, patrol, people, radio, radio_trust
-from server.domain import ledger
+from server.domain import alerts, allies, cases, outbox, overdue, patrol, people, radio, radio_trust
 from server.domain import tasks
+from server.domain import ledger
 from server.domain.errors import DomainError
 from server.domain.people import Member
 from server.domain.radio_commands import Command, Verb, help_text, parse_command
@@ -51,10 +53,10 @@ LAPSED_TEXT = N_("Your role at the bench has lapsed; ask the host to renew it.")
 UNKNOWN_TEXT = N_("Unknown command. Send HELP.")
 # Commands that close, cancel, acknowledge or end something: a verified sender only.
 NEEDS_PROOF = {Verb.ACK, Verb.CLEAR, Verb.OFF}
-# Taking and closing a task (issue 16): a forged TAKE would hide work from the map, a forged DONE close it.
-NEEDS_PROOF |= {Verb.TAKE, Verb.DONE}
 # The ledger (issue 16): a forged PAY would spend another's credits, a forged GOT accept them.
 NEEDS_PROOF |= {Verb.PAY, Verb.GOT}
+# Taking and closing a task (issue 16): a forged TAKE would hide work from the map, a forged DONE close it.
+NEEDS_PROOF |= {Verb.TAKE, Verb.DONE}
 # How often one node's unproven attempts are written to the hosts' record (a flood is one line a minute).
 RECORD_EVERY = timedelta(minutes=1)
 # Roles whose radios the hub obeys.
@@ -68,6 +70,7 @@ class InboundSettings:
     retry_backoff: timedelta = timedelta(seconds=30)
     legal_hotline: str = ""  # read out in every arrest broadcast
     duress_word: str = ""  # empty: no duress word
+    timezone: str = ""  # the bench's (SAFEBENCH_TIMEZONE), for the allies' hours; empty: the Pi's own
 
 
 @dataclass
@@ -276,18 +279,25 @@ class Inbound:
                         key="status")
         elif verb is Verb.HELP:
             self._reply(session, now, sender, help_text(command.topic), key="help")
-        elif verb is Verb.TAKE:
-            task = tasks.take(session, now, command.code, member, patrol.SOURCE_RADIO)
-            self._reply(session, now, sender, tasks.taken_text(task), key=f"take-{task.code}")
-        elif verb is Verb.DONE:
-            task = tasks.finish(session, now, command.code, member, command.note or None, patrol.SOURCE_RADIO)
-            self._reply(session, now, sender, tasks.done_text(task), key=f"done-{task.code}")
         elif verb is Verb.PAY:
             reply = ledger.pay_by_radio(session, now, member, command.what, command.count, command.note)
             self._reply(session, now, sender, reply, key=f"pay-{reply.split(':')[0]}")
         elif verb is Verb.GOT:
             self._reply(session, now, sender, ledger.confirm_by_radio(session, now, member, command.code),
                         key=f"got-{command.code}")
+        elif verb is Verb.TAKE:
+            task = tasks.take(session, now, command.code, member, patrol.SOURCE_RADIO)
+            self._reply(session, now, sender, tasks.taken_text(task), key=f"take-{task.code}")
+        elif verb is Verb.DONE:
+            task = tasks.finish(session, now, command.code, member, command.note or None, patrol.SOURCE_RADIO)
+            self._reply(session, now, sender, tasks.done_text(task), key=f"done-{task.code}")
+        elif verb is Verb.SAFE:
+            # Unverified senders too: the answer is what the public allies page shows. NORMAL priority and one
+            # reply per sender a minute (the dedupe key), as STATUS and HELP: never the urgent reserve.
+            shift = patrol.current_shift(session, member)
+            here = shift.area.name if shift is not None and shift.area is not None else None
+            self._reply(session, now, sender, allies.safe_answer(
+                session, now, allies.zone_of(self.settings.timezone), command.area, here=here), key="safe")
         else:
             self._error_reply(session, now, sender, command.reason or _(UNKNOWN_TEXT))
             return "unknown"

@@ -109,6 +109,9 @@ def register_blueprints(app: Flask) -> None:
     from server.web import tasks
 
     app.register_blueprint(tasks.bp)  # issue 16: the open task map
+    from server.web import allies
+
+    app.register_blueprint(allies.bp)  # issue 16: the allies and their vows
     from server.web import ledger
 
     app.register_blueprint(ledger.bp)  # issue 16: the mutual-credit ledger and the bail fund

@@ -847,14 +847,15 @@ def channel_rotate(yes: bool) -> None:
 @click.command("pocket-card")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Where to write the card (default: <instance>/{POCKET_CARD_FILE}).")
-@with_appcontext
+@with_schema
 def pocket_card_command(out: Path | None) -> None:
-    """Write the steward pocket card: the radio commands, the legal hotline and the channel's QR code."""
+    """Write the steward pocket card: the radio commands, the legal hotline, the allies and the channel's QR code."""
     from firmware_config.pocket_card import pocket_card_html
+    from server.domain import allies
 
     net = _patrol_network()
     path = out or Path(current_app.instance_path) / POCKET_CARD_FILE
-    _write_private(path, pocket_card_html(net))
+    _write_private(path, pocket_card_html(net, allies.card_vows(db.session, allies.POCKET_CARD_ALLIES)))
     click.echo(_("Wrote %(path)s: open it in a browser and print it on A6, at 100 %%.", path=path))
     if not net.legal_hotline:
         click.echo(_("No legal hotline on the card: set LEGAL_HOTLINE to print one."), err=True)
@@ -931,13 +932,14 @@ def _print_poster(poster, out: Path | None) -> None:  # noqa: ANN001
 @click.command("poster")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write into (default: the instance folder).")
-@with_appcontext
+@with_schema
 def poster_command(out: Path | None) -> None:
     """Write the bench poster: QR codes that join the bench WiFi and open the bench page, as HTML, PDF and PNG.
 
     The address and the WiFi's name and password are printed in plain text
     too, for phones whose camera reads neither code.
     """
+    from server.domain import allies
     from server.printing.posters import bench_poster
 
     poster = bench_poster(
@@ -946,6 +948,7 @@ def poster_command(out: Path | None) -> None:
         bench_url=_bench_url(),
         legal_hotline=_text_setting("LEGAL_HOTLINE").strip(),
         printed_on=_local_date(_now()),
+        allies=allies.card_vows(db.session),  # organisations only, a short list, shelters first
     )
     _print_poster(poster, out)
 

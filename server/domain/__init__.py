@@ -9,6 +9,7 @@ span several services.
 from server.domain import (  # noqa: F401  (registers models)
     aid,
     alerts,
+    allies,
     audit,
     cases,
     compact,

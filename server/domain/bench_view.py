@@ -24,7 +24,7 @@ from sqlalchemy import Boolean, Connection, and_, bindparam, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from server.domain import aid, audit, cases, compact, complaints, patrol, tasks
+from server.domain import aid, allies, audit, cases, compact, complaints, patrol, tasks
 from server.domain.people import Member
 
 _shift = patrol.Shift.__table__
@@ -154,6 +154,8 @@ class BenchPage:
     arrests: cases.PublicCounts
     audits: list[AuditLink]
     complaint_counts: complaints.PublicCounts
+    # Issue 16: the allies open now and the vows kept lately (one statement: allies.BENCH_VOWS).
+    allies: allies.BenchAllies | None = None
     # Issue 16: open public tasks, overdue ones as "help needed", never who took them (one statement: tasks.BENCH_TASKS).
     tasks: tasks.BenchTasks | None = None
 
@@ -168,8 +170,8 @@ def public_log(connection: Connection, limit: int, rounding_minutes: int) -> lis
     return [patrol.public_log_entry(row, rounding_minutes) for row in connection.execute(_PUBLIC_LOG, {"limit": limit})]
 
 
-def bench_page(connection: Connection, now: datetime, rounding_minutes: int) -> BenchPage:
-    """Everything the bench page shows, in five statements read in one transaction."""
+def bench_page(connection: Connection, now: datetime, rounding_minutes: int, zone: Any = None) -> BenchPage:
+    """Everything the bench page shows, in seven statements read in one transaction."""
     (open_posts, signatures, arrested, released, opened, closed, past) = connection.execute(
         _COUNTS, {"now": now, "cycle_ago": now - complaints.LUNAR_CYCLE}
     ).one()
@@ -186,5 +188,6 @@ def bench_page(connection: Connection, now: datetime, rounding_minutes: int) -> 
         audits=[AuditLink(cycle, ends_at) for cycle, ends_at in connection.execute(_AUDITS, {"now": now})],
         complaint_counts=complaints.PublicCounts(opened=opened, closed=closed, open=opened - closed,
                                                  open_past_a_lunar_cycle=past),
+        allies=allies.bench_allies(list(connection.execute(allies.BENCH_VOWS)), now, zone),
         tasks=tasks.bench_tasks(connection.execute(tasks.BENCH_TASKS), now),
     )

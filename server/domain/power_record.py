@@ -70,6 +70,12 @@ ACTIONS = Labels({
     "hub-locked": N_("Hub locked: every login ended"),
     # Issue 16: a task taken back from someone who went quiet (by its creator, a host, or the hub itself).
     "task-released": N_("Task released from whoever took it"),
+    # Issue 16: the allies' vows, listed and offered over the radio only once countersigned.
+    "ally-recorded": N_("Ally recorded"),
+    "ally-withdrawn": N_("Ally withdrawn"),
+    "vow-recorded": N_("Ally's vow recorded"),
+    "vow-countersigned": N_("Ally's vow countersigned"),
+    "vow-withdrawn": N_("Ally's vow withdrawn"),
 })
 SYSTEM = "the hub"  # the actor of what the scheduler or the Pi's terminal did
 SYSTEM_ROLE = "system"  # its role: no member's power, the hub's own rules or its terminal

@@ -19,10 +19,11 @@ The grammar, as printed on the pocket card (``POCKET_CARD``):
 ``CLR A7`` (``CLEAR``)         alert A7 is resolved
 ``STATUS`` (``STAT``)          who is on shift, open alerts
 ``HELP [command]`` (``?``)     the commands, or how to use one
-``TAKE T4``                    I take task T4 from the open task map
-``DONE T4 [result]``           task T4 is done, with a one-line result
 ``PAY kitchen 3 [memo]``       offer 3 credits to a crew or a member
 ``GOT P12``                     confirm transfer P12 offered to me
+``TAKE T4``                    I take task T4 from the open task map
+``DONE T4 [result]``           task T4 is done, with a one-line result
+``SAFE [area]``                the nearest ally open now (a shelter first)
 =============================  ==========================================
 
 How a message is read:
@@ -96,10 +97,11 @@ class Verb(StrEnum):
     CLEAR = "CLR"
     STATUS = "STATUS"
     HELP = "HELP"
-    TAKE = "TAKE"
-    DONE = "DONE"
     PAY = "PAY"
     GOT = "GOT"
+    TAKE = "TAKE"
+    DONE = "DONE"
+    SAFE = "SAFE"
     UNKNOWN = "UNKNOWN"
 
 
@@ -142,10 +144,11 @@ POCKET_CARD: list[tuple[str, str]] = [
     ("CLR A7", N_("alert A7 is resolved")),
     ("STATUS", N_("who is on shift, open alerts")),
     (N_("HELP [command]"), N_("the commands, or how to use one")),
-    ("TAKE T4", N_("I take task T4")),
-    (N_("DONE T4 [result]"), N_("task T4 is done: what was done, in a line")),
     (N_("PAY kitchen 3 [memo]"), N_("offer 3 credits; the receiver confirms")),
     ("GOT P12", N_("confirm transfer P12 offered to me")),
+    ("TAKE T4", N_("I take task T4")),
+    (N_("DONE T4 [result]"), N_("task T4 is done: what was done, in a line")),
+    (N_("SAFE [area]"), N_("the nearest ally open now, a shelter first")),
 ]
 _USAGE = {Verb(syntax.split()[0]): syntax for syntax, _meaning in POCKET_CARD}
 _MEANING = {Verb(syntax.split()[0]): meaning for syntax, meaning in POCKET_CARD}
@@ -179,10 +182,11 @@ _SPELLINGS: dict[str, Verb] = {
     "STATUS": Verb.STATUS,
     "STAT": Verb.STATUS,
     "HELP": Verb.HELP,
-    "TAKE": Verb.TAKE,
-    "DONE": Verb.DONE,
     "PAY": Verb.PAY,
     "GOT": Verb.GOT,
+    "TAKE": Verb.TAKE,
+    "DONE": Verb.DONE,
+    "SAFE": Verb.SAFE,
 }
 # The only words whose slips are forgiven: long enough that a slip cannot
 # land on another command, and harmless if misread. Not START (one letter
@@ -474,6 +478,30 @@ def _read_help(rest: str) -> Command:
     return Command(Verb.HELP, topic=topic)
 
 
+def _read_safe(rest: str) -> Command:
+    # An area the hub does not know is no refusal: the answer is then the nearest of all.
+    return Command(Verb.SAFE, area=_clip(_tidy(rest), MAX_PLACE))
+
+
+def _read_task(verb: Verb, rest: str) -> Command:
+    """TAKE T4 / DONE T4 [result]: a task code ("t4", "T 4", "#T4"; a bare "4" is T4), never another kind's."""
+    match = _CODE.match(rest) or _TASK_NUMBER.match(rest)
+    code = _code_from(match) if match and match.re is _CODE else (f"T{int(match.group(1))}" if match else "")
+    if not code.startswith("T"):
+        return _unknown(_("%(verb)s needs the task code: %(usage)s.", verb=verb.value, usage=usage(verb)), verb)
+    note = _tidy(rest[match.end():].lstrip(_AFTER_VERB))  # type: ignore[union-attr]
+    if verb is Verb.TAKE and note:
+        note = ""  # "TAKE T4 on my way": the words say nothing the hub keeps
+    if len(note) > MAX_RESULT:
+        return _too_long(verb, "text", MAX_RESULT)
+    return Command(verb, code=code, note=note)
+
+
+_TASK_NUMBER = re.compile(r"#?\s*([0-9]{1,4})(?![A-Za-z0-9])")
+# A task's result is one line, as the task map keeps it (server/domain/tasks.py MAX_RESULT).
+MAX_RESULT = 160
+
+
 def _read_pay(rest: str) -> Command:
     """PAY <whom> <amount> [memo]: whom comes first (a crew's name may have spaces), the first number is the amount."""
     words = _tidy(rest).split()
@@ -496,25 +524,6 @@ def _read_got(rest: str) -> Command:
     return Command(Verb.GOT, code=code)
 
 
-def _read_task(verb: Verb, rest: str) -> Command:
-    """TAKE T4 / DONE T4 [result]: a task code ("t4", "T 4", "#T4"; a bare "4" is T4), never another kind's."""
-    match = _CODE.match(rest) or _TASK_NUMBER.match(rest)
-    code = _code_from(match) if match and match.re is _CODE else (f"T{int(match.group(1))}" if match else "")
-    if not code.startswith("T"):
-        return _unknown(_("%(verb)s needs the task code: %(usage)s.", verb=verb.value, usage=usage(verb)), verb)
-    note = _tidy(rest[match.end():].lstrip(_AFTER_VERB))  # type: ignore[union-attr]
-    if verb is Verb.TAKE and note:
-        note = ""  # "TAKE T4 on my way": the words say nothing the hub keeps
-    if len(note) > MAX_RESULT:
-        return _too_long(verb, "text", MAX_RESULT)
-    return Command(verb, code=code, note=note)
-
-
-_TASK_NUMBER = re.compile(r"#?\s*([0-9]{1,4})(?![A-Za-z0-9])")
-# A task's result is one line, as the task map keeps it (server/domain/tasks.py MAX_RESULT).
-MAX_RESULT = 160
-
-
 _READERS = {
     Verb.SOS: _read_sos,
     Verb.ON: _read_on,
@@ -528,6 +537,7 @@ _READERS = {
     Verb.HELP: _read_help,
     Verb.PAY: _read_pay,
     Verb.GOT: _read_got,
+    Verb.SAFE: _read_safe,
     Verb.TAKE: lambda rest: _read_task(Verb.TAKE, rest),
     Verb.DONE: lambda rest: _read_task(Verb.DONE, rest),
 }

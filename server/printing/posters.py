@@ -9,9 +9,11 @@ names and no phone numbers but the legal hotline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -85,17 +87,20 @@ def _environment() -> Environment:
 
 
 def bench_poster(*, bench_name: str, wifi: BenchWifi, bench_url: str, legal_hotline: str,
-                 printed_on: date) -> Poster:
-    """The poster on the bench: join the WiFi, open the bench page, and the address in plain text."""
+                 printed_on: date, allies: Sequence[Any] = ()) -> Poster:
+    """The poster on the bench: join the WiFi, open the bench page, the address in plain text, and the allies.
+
+    ``allies``: the vows in force (server.domain.allies.card_vows), a short list: organisations only.
+    """
     with i18n.speaking(None):
         join = QrCode("wifi-qr", wifi.payload, i18n.gettext("join the WiFi %(ssid)s", ssid=wifi.ssid))
         open_page = QrCode("bench-page-qr", bench_url, i18n.gettext("open the bench page %(url)s", url=bench_url))
-        html = _bench_poster_html(bench_name, wifi, bench_url, legal_hotline, printed_on, join, open_page)
+        html = _bench_poster_html(bench_name, wifi, bench_url, legal_hotline, printed_on, join, open_page, allies)
     return Poster("poster", html, (join, open_page))
 
 
 def _bench_poster_html(bench_name: str, wifi: BenchWifi, bench_url: str, legal_hotline: str, printed_on: date,
-                       join: QrCode, open_page: QrCode) -> str:
+                       join: QrCode, open_page: QrCode, allies: Sequence[Any] = ()) -> str:
     return _environment().get_template("printing/bench_poster.html").render(
         bench_name=bench_name,
         wifi=wifi,
@@ -104,6 +109,7 @@ def _bench_poster_html(bench_name: str, wifi: BenchWifi, bench_url: str, legal_h
         printed_on=printed_on,
         join=join,
         open_page=open_page,
+        allies=list(allies),
     )
 
 

@@ -55,6 +55,8 @@ MAX_ANSWERS = 64
 # What in a session makes the bench page someone's own (_personal): Flask-Login's user id, a flashed message.
 PERSONAL_KEYS = frozenset({"_user_id", "_flashes"})
 SESSION_COOKIE_MAX = 8192  # browsers keep 4 KB per cookie; anything longer is not one of ours
+# Set by a view (share_for_at_most) whose page changes at a known moment: an ally shown open closes at 02:00.
+LIFETIME = "safebench.lifetime"
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,9 @@ class PublicPages:
         found = self.pages.get(path)
         return found if found is not None and found.expires > monotonic() else None
 
-    def keep_page(self, path: tuple[str, str], html: str, generation: int) -> Page:
-        page = Page(monotonic() + self.timeout, generation, html)
+    def keep_page(self, path: tuple[str, str], html: str, generation: int, lifetime: float | None = None) -> Page:
+        timeout = self.timeout if lifetime is None else max(0.0, min(self.timeout, lifetime))
+        page = Page(monotonic() + timeout, generation, html)
         with self._guard:
             if generation == self.generation:
                 self.pages[path] = page
@@ -142,12 +145,18 @@ def public_page(view: F) -> F:
             html = view(*args, **kwargs)
             if not isinstance(html, str):
                 return html  # a redirect or an error page is nobody's to share
-            page = pages.keep_page(key, html, generation)
+            page = pages.keep_page(key, html, generation, request.environ.get(LIFETIME))
         request.environ[SHAREABLE] = (page.expires, page.generation)
         return page.html
 
     shared.read_only = True  # type: ignore[attr-defined]
     return shared  # type: ignore[return-value]
+
+
+def share_for_at_most(seconds: float) -> None:
+    """This rendering is shared no longer than ``seconds``: what it shows changes then (an ally opens or closes)."""
+    current = request.environ.get(LIFETIME)
+    request.environ[LIFETIME] = seconds if current is None else min(current, seconds)
 
 
 def forget_public_pages() -> None:
