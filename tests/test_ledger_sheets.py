@@ -291,3 +291,17 @@ def test_the_sheets_page_lists_each_sheet_and_checks_the_code_a_phone_opens(hub,
     assert "This is not the hub's sheet for 2026-10" in wrong
     typo = client.get("/ledger/sheets/check", query_string={"hash": "12345"})
     assert typo.status_code == 400 and "A sheet's hash is 64 characters" in text_of(typo)
+
+
+def test_a_recorded_sheet_cannot_be_rewritten_by_the_code_either(hub, tmp_path):
+    print_sheet(hub, tmp_path, "2026-10", "october")
+    with hub.app_context():
+        sheet = ledger_sheets.recorded(db.session, ledger_sheets.Month(2026, 10))
+        sheet.hash = "0" * 64
+        with pytest.raises(ledger_sheets.SheetIsRecorded):
+            db.session.flush()
+        db.session.rollback()
+        db.session.delete(ledger_sheets.recorded(db.session, ledger_sheets.Month(2026, 10)))
+        with pytest.raises(ledger_sheets.SheetIsRecorded):
+            db.session.flush()
+        db.session.rollback()

@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from server.domain import ledger_sheets
 from server.domain.errors import DomainError
-from server.extensions import db
+from server.extensions import db, limiter
 from server.web.access import public
 from server.web.caching import public_page
 
@@ -29,7 +29,13 @@ def index() -> ResponseReturnValue:
     return render_template("ledger_sheets/index.html", sheets=ledger_sheets.every_sheet(db.session))
 
 
+# Each check builds a month again from the ledger (0.1-0.5 s here, more on a Pi): plenty for an assembly's
+# phones, each with its own address on the bench WiFi, and no lever for one address to keep the hub busy.
+CHECK_LIMIT = "30 per hour"
+
+
 @bp.get("/check")
+@limiter.limit(CHECK_LIMIT, exempt_when=lambda: not request.args.get("hash"))
 @public
 def check() -> ResponseReturnValue:
     typed = (request.args.get("hash") or "").strip()[:200]
