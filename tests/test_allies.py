@@ -289,9 +289,8 @@ def test_a_flood_of_safe_from_a_hostile_node_never_eats_the_urgent_reserve(app, 
     turn_until(bridge, lambda: len(sim.sent_packets) >= 1, seconds=20)
     turns(bridge, 1.0)
     # The SOS went out on the reserve; no SAFE answer did, and the flood queued one answer per node, not 200.
-    assert [text.split(":")[0] for text in texts_on_air(sim)] == ["\x07SOS A1 (unverified)"] or \
-        texts_on_air(sim)[0].lstrip("\x07").startswith("SOS A1")
-    assert len(sim.sent_packets) == 1
+    (sos,) = texts_on_air(sim)
+    assert sos.startswith("SOS A1 (unverified): Wren, behind the library")
     with app.app_context():
         waiting = list(db.session.scalars(select(outbox.OutboxMessage).where(
             outbox.OutboxMessage.dedupe_key.startswith("safe:"))))
