@@ -48,8 +48,9 @@ def check() -> ResponseReturnValue:
             claim = ledger_sheets.read_claim(typed)
             if month:
                 ledger_sheets.Month.parse(month)
-            claim = ledger_sheets.Claim(claim.hash, month or None,
-                                        previous if ledger_sheets.HASH.match(previous) else None)
+            # A pasted address keeps what it carries; the QR code's own query string fills in the rest.
+            claim = ledger_sheets.Claim(claim.hash, claim.period or month or None, claim.previous_hash
+                                        or (previous if ledger_sheets.HASH.match(previous) else None))
             verdict = ledger_sheets.check(db.session, claim, ledger_sheets.ledger_rows)
         except DomainError as refused:
             error = refused.message
