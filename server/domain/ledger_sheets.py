@@ -436,6 +436,8 @@ def read_claim(text: str) -> Claim:
         values = {key: (query.get(key) or [""])[0].strip().lower() for key in ("month", "hash", "previous")}
         if not HASH.match(values["hash"]):
             raise Invalid(_("This code is not a ledger sheet's: it carries no sheet hash."), field="hash")
+        if values["month"]:
+            values["month"] = str(Month.parse(values["month"]))
         return Claim(values["hash"], values["month"] or None,
                      values["previous"] if HASH.match(values["previous"]) else None)
     compact = re.sub(r"[\s:-]", "", text).lower()
