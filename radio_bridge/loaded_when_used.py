@@ -103,3 +103,9 @@ load_when_used("asyncio", parts={"iscoroutine": "asyncio.coroutines", "Cancelled
 load_when_used("importlib.metadata", calls=("version",))
 # meshtastic's table printing, for its command line's node list: 0.6 MB.
 load_when_used("tabulate", calls=("tabulate",))
+# shutil (which argparse's help, tempfile and the simulated radio import) imports bz2 and lzma only to
+# learn that its archive formats can be offered; their compressors and liblzma wait until an archive
+# is made: 0.35 MB. Only where Python has them, so shutil still offers no format it lacks.
+for _archive in ("bz2", "lzma"):
+    if importlib.util.find_spec(f"_{_archive}") is not None:
+        load_when_used(_archive)

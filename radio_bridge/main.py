@@ -25,7 +25,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import radio_bridge.loaded_when_used  # noqa: F401  (first: before the libraries that import those modules)
+import radio_bridge.builtin_hashes  # before anything imports hashlib: no OpenSSL (3.4 MB)
+import radio_bridge.loaded_when_used  # noqa: F401  (before the libraries that import those modules)
 from radio_bridge.journal import JOURNAL_FILE, Journal
 from radio_bridge.listening import Listening
 from radio_bridge.mesh import RadioSpec

@@ -344,6 +344,26 @@ print(loaded, used, sorted(name for name in ("asyncio", "importlib.metadata", "t
     assert done.stdout.strip() == "[] [False, True, True, 'ran', True] ['asyncio', 'importlib.metadata', 'tabulate']"
 
 
+def test_the_bridge_hashes_without_openssl_and_makes_archives_only_when_asked(tmp_path):
+    # OpenSSL's libcrypto (3.4 MB) stays out of the bridge: its few digests come from Python's own code,
+    # the same digests. bz2 and lzma wait until an archive is made, and then work.
+    probe = f"""
+import sys, radio_bridge.main, server.scheduler, radio_bridge.simulator
+import hashlib, hmac, secrets, shutil
+def real(name):
+    return type(sys.modules.get(name)).__name__ == "module"
+loaded = sorted(name for name in ("_hashlib", "bz2", "lzma") if real(name))
+crypto = "libcrypto" in open("/proc/self/maps").read()
+digests = [hashlib.sha256(b"abc").hexdigest()[:12], hmac.new(b"k", b"m", "sha256").hexdigest()[:12],
+           secrets.compare_digest("a", "a")]
+made = [shutil.make_archive({str(tmp_path)!r} + "/a-" + kind, kind, {str(tmp_path)!r}).rsplit(".", 1)[1]
+        for kind in ("bztar", "xztar")]
+print(loaded, crypto, digests, made, sorted(name for name in ("bz2", "lzma") if real(name)))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == ("[] False ['ba7816bf8f01', 'b60090e30522', True] ['bz2', 'xz'] ['bz2', 'lzma']")
+
+
 def test_check_ins_heard_while_the_bridge_is_still_loading_are_journaled_then_logged(app, sim):
     # The bridge process opens the radio first and loads the hub's domain layer while the handshake
     # waits on the line: what stewards send meanwhile is on disk before any bridge exists to act on it.

@@ -116,6 +116,9 @@ def test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_th
             assert f"MALLOC_ARENA_MAX={arenas}" in Path(f"/proc/{child}/environ").read_text().split("\0")
             # Neither loads asyncio (SQLAlchemy imports it for an extension the hub never uses): megabytes each.
             assert "_asyncio" not in Path(f"/proc/{child}/maps").read_text()
+            # The bridge's few digests are Python's own: OpenSSL's libcrypto (3.4 MB) is the web server's alone.
+            if "bridge" in Path(f"/proc/{child}/cmdline").read_text().split("\0"):
+                assert "libcrypto" not in Path(f"/proc/{child}/maps").read_text()
     finally:
         hub.send_signal(signal.SIGTERM)
         output, _ = hub.communicate(timeout=30)

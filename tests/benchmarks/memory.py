@@ -316,7 +316,7 @@ for label, modules, call in json.loads(sys.argv[1]):
     for name in modules:
         importlib.import_module(name)
     out.append((label, rss()))
-heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "urllib3", "asyncio", "ssl")
+heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "urllib3", "asyncio", "ssl", "_hashlib")
          if type(sys.modules.get(name)).__name__ == "module"]  # a stand-in is not loaded
 print(json.dumps({"steps": out, "loaded": heavy}))
 """
@@ -338,15 +338,19 @@ LADDERS: dict[str, list[tuple[str, list[str], str]]] = {
     ],
     "bridge + scheduler (safebench bridge --with-scheduler)": [
         ("settings", ["server.config"], ""),
-        # What radio_bridge.main imports first: requests, asyncio (and ssl), importlib.metadata
-        # and tabulate stood in for, loaded only if ever used.
-        ("stand-ins for the unused", ["radio_bridge.loaded_when_used"], ""),
-        ("SQLAlchemy + ORM", ["sqlalchemy", "sqlalchemy.orm"], ""),
+        # What radio_bridge.main imports first: hashlib and hmac without OpenSSL; requests, asyncio
+        # (and ssl), importlib.metadata, tabulate, bz2 and lzma stood in for, loaded only if ever used.
+        ("builtin hashes, stand-ins for the unused", ["radio_bridge.builtin_hashes", "radio_bridge.loaded_when_used"],
+         ""),
+        ("SQLAlchemy Core", ["sqlalchemy"], ""),
+        ("its ORM", ["sqlalchemy.orm"], ""),
         ("domain layer (models, services)", ["server.domain", "server.db", "server.migrating"], ""),
-        ("meshtastic", ["meshtastic", "meshtastic.serial_interface", "meshtastic.tcp_interface"], ""),
-        ("radio_bridge", ["radio_bridge.main"], ""),
+        ("meshtastic + protobuf", ["meshtastic", "meshtastic.serial_interface", "meshtastic.tcp_interface"], ""),
+        ("radio_bridge", ["radio_bridge.main", "radio_bridge.bridge"], ""),
         ("the scheduler's jobs", ["server.scheduler"], ""),
         ("the simulated radio (sim only)", ["radio_bridge.simulator"], ""),
+        # What the first ORM statement does once: every mapper and relationship set up.
+        ("mappers configured (first query)", [], "from sqlalchemy.orm import configure_mappers; configure_mappers()"),
     ],
     "worker alone (safebench worker)": [
         ("SQLAlchemy + ORM", ["sqlalchemy", "sqlalchemy.orm"], ""),
