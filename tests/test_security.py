@@ -51,6 +51,7 @@ from server.domain import (
     radio_trust,
     receipt_keys,
     sealing,
+    tasks,
 )
 from server.domain.people import ROLES
 from server.domain.radio_commands import Command, parse_command
@@ -132,6 +133,15 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         # show their handle (so the stewards page offers to hide it): every form there is, is on a page.
         sealing.set_duress_password(db.session, people.get_member(db.session, "Everyone"), "a duress passphrase")
         people.set_show_handle(db.session, bystander, True, by=bystander)
+        # The open task map: one the bystander took (Everyone may close, release or cancel it), one nobody
+        # took (the map offers to take it), one Everyone closed (it asks for the after-action account).
+        everyone = people.get_member(db.session, "Everyone")
+        frame = {"done_means": "it is done", "area_id": 1, "starts_at": now, "due_at": now + timedelta(hours=4)}
+        tasks.take(db.session, now, tasks.create(db.session, now, everyone, title="Fix the gate", **frame).task,
+                   bystander)
+        tasks.create(db.session, now, everyone, title="Sweep the path", **frame)
+        tasks.finish(db.session, now, tasks.create(db.session, now, everyone, title="Oil the hinge", **frame).task,
+                     everyone, "oiled")
         db.session.commit()
     return app
 
@@ -290,6 +300,8 @@ TYPED_FOR = {
     "roles.add_member": {"handle": "Heron"},
     "roles.set_password": {"holder": "Newcomer"},  # not a role-holder in office: a host may
     "compact.save_text": {"text": "We look out for each other, and we say so."},  # an edit changes the text
+    # A task's time frame: from the story's evening to the next morning (the hub's clock is FakeClock's).
+    "tasks.new": {"starts_at": "2026-11-21T20:30", "due_at": "2026-11-22T08:00"},
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
@@ -30,13 +30,9 @@ from server.web.access import holds, now, public, requires, save
 from server.web.caching import forget_public_pages, public_page
 from server.web.filters import from_local
 from server.web.forms import attach_error, status_for, validate_all
-from server.web.receipts import forget_code
 
 bp = Blueprint("tasks", __name__)
 
-# The receipt code of a new public task's ask, shown to its creator until they say they wrote it down.
-RECEIPT_KEY = "task_receipts"
-MAX_KEPT_CODES = 5  # the session cookie stays small
 NOT_SAID = ""
 _TOO_LONG = lazy_gettext("This is too long: %(length)d characters, at most %(max)d.")
 _WHEN = lazy_gettext("Please give a date and time, like 2026-11-21 18:00.")
@@ -109,6 +105,8 @@ def index() -> ResponseReturnValue:
     moment = now()
     return render_template("tasks/index.html", open_tasks=tasks.open_tasks(db.session), now=moment,
                            owed=tasks.accounts_waiting(db.session, current_user.member),
+                           # The oldest account owed can be written right here; the others from their tasks.
+                           account_form=AccountForm(prefix="account"),
                            may_create=holds(*tasks.CREATOR_ROLES), reads_accounts=holds(*tasks.ACCOUNT_READERS))
 
 
@@ -137,27 +135,28 @@ def new() -> ResponseReturnValue:
         else:
             task = created.task
             if created.receipt_code:
-                # Each new public task's code, until the creator says they wrote them down (a few at most).
-                kept = session.get(RECEIPT_KEY) if isinstance(session.get(RECEIPT_KEY), dict) else {}
-                session[RECEIPT_KEY] = {**dict(list(kept.items())[-(MAX_KEPT_CODES - 1):]), str(task.id): created.receipt_code}
                 forget_public_pages()  # on the public map at the next reading, not a cache's lifetime later
-            flash(_("Task %(code)s is on the map.", code=task.code))
+                # Shown once, in this answer's message and nowhere else: the hub keeps no copy of the code.
+                flash(_("Task %(code)s is on the map, and on the aid board as an ask. Neighbours' messages open with "
+                        "the code %(receipt)s on the aid board's “Your post” page: write it down, it is "
+                        "shown only now.", code=task.code, receipt=created.receipt_code), "receipt")
+            else:
+                flash(_("Task %(code)s is on the map.", code=task.code))
             return redirect(url_for("tasks.detail", task_id=task.id))
     return render_template("tasks/new.html", form=form), status_for(form)
 
 
 def _detail(task: tasks.Task, **forms: FlaskForm) -> ResponseReturnValue:
-    kept = session.get(RECEIPT_KEY)
-    receipt = kept.get(str(task.id)) if isinstance(kept, dict) else None
     me = current_user.member
     oversees = holds("host") or (task.created_by_id == me.id and holds(*tasks.CREATOR_ROLES))
     page = render_template(
-        "tasks/detail.html", task=task, now=now(), receipt=receipt, oversees=oversees, mine=task.taken_by_id == me.id,
+        "tasks/detail.html", task=task, now=now(), oversees=oversees, mine=task.taken_by_id == me.id,
         closed_by_me=task.closed_by_id == me.id, reads_accounts=holds(*tasks.ACCOUNT_READERS),
         # Truthful: a volunteer's message kept from the creator reaches them only while a host reads the aid vault.
         host_reads_aid=waiting.anyone_reads(db.session, now(), sealing.AID),
-        result_form=forms.get("result_form") or ResultForm(), release_form=forms.get("release_form") or ReleaseForm(),
-        account_form=forms.get("account_form") or AccountForm())
+        result_form=forms.get("result_form") or ResultForm(prefix="done"),
+        release_form=forms.get("release_form") or ReleaseForm(prefix="release"),
+        account_form=forms.get("account_form") or AccountForm(prefix="account"))
     return page, 400 if any(f.errors or f.form_errors for f in forms.values()) else 200
 
 
@@ -199,7 +198,7 @@ def take(task_id: int) -> ResponseReturnValue:
 @bp.post("/host/tasks/<int:task_id>/release")
 @requires()
 def release(task_id: int) -> ResponseReturnValue:
-    form = ReleaseForm()
+    form = ReleaseForm(prefix="release")
     return _act(task_id, lambda s, task: tasks.release(s, now(), task, _me(s), form.reason.data),
                 _("The task is back on the map for anyone to take."), form, "release_form")
 
@@ -207,7 +206,7 @@ def release(task_id: int) -> ResponseReturnValue:
 @bp.post("/host/tasks/<int:task_id>/done")
 @requires()
 def done(task_id: int) -> ResponseReturnValue:
-    form = ResultForm()
+    form = ResultForm(prefix="done")
     # Straight on to the after-action account: closing a task is when it is asked for.
     return _act(task_id, lambda s, task: tasks.finish(s, now(), task, _me(s), form.result.data, patrol.SOURCE_WEB),
                 _("The task is done. Thank you. Please write its after-action account now, while it is fresh."),
@@ -225,16 +224,10 @@ def cancel(task_id: int) -> ResponseReturnValue:
 @bp.post("/host/tasks/<int:task_id>/account")
 @requires()
 def account(task_id: int) -> ResponseReturnValue:
-    form = AccountForm()
+    form = AccountForm(prefix="account")
     return _act(task_id, lambda s, task: tasks.write_account(s, now(), task, _me(s), form.text.data),
                 _("The after-action account is kept for the assembly. Thank you."), form, "account_form",
                 fields={"after-action account": "text"})
-
-
-@bp.post("/host/tasks/receipt/forget")
-@requires()
-def forget_receipt() -> ResponseReturnValue:
-    return forget_code(RECEIPT_KEY, then="tasks.index")
 
 
 @bp.get("/host/tasks/accounts")
