@@ -1,6 +1,6 @@
 """Modules the bridge's libraries import at their top and the bridge never uses, loaded only when used.
 
-Imported first by radio_bridge/main.py, before those libraries. Each of these
+Imported by radio_bridge/main.py before those libraries (after radio_bridge.builtin_hashes). Each of these
 is megabytes of a process that must fit beside the web server on a Pi Zero 2 W
 (the import ladders of tests/benchmarks/memory.py). Whoever does use one gets
 the real module at that moment, so nothing the bridge does changes.
