@@ -39,11 +39,13 @@ from server import config
 from server.db import HubBusy
 from server.domain import (
     aid,
+    allies,
     alerts,
     cases,
     compact,
     complaints,
     drills,
+    ledger,
     mandates,
     mediation,
     patrol,
@@ -92,6 +94,9 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
                    **settings_)
     make_member(app, "Bystander", "steward", node="!00000001")
     make_member(app, "Everyone", *ROLES)  # holds every role, so every page opens for them
+    # Hosts who ask what Everyone countersigns, and countersign what Everyone may not.
+    make_member(app, "Second", people.HOST)
+    make_member(app, "Third", people.HOST)
     # Only in the accountability circle: reads the complaints that name a role, which Everyone holds.
     make_member(app, "Circle", people.ACCOUNTABILITY)
     with app.app_context():
@@ -142,6 +147,34 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         tasks.create(db.session, now, everyone, title="Sweep the path", **frame)
         tasks.finish(db.session, now, tasks.create(db.session, now, everyone, title="Oil the hinge", **frame).task,
                      everyone, "oiled")
+        # The ledger: the kitchen's account in force, kept by Everyone (who may reverse what it was given and
+        # confirm or turn down a neighbour's waiting offer; a keeper never countersigns their crew's decisions,
+        # so a third host did), the bail fund open (its page's forms), and the bike workshop's opening asked
+        # by a second host, for Everyone to countersign.
+        second, third = people.get_member(db.session, "Second"), people.get_member(db.session, "Third")
+        kitchen = ledger.open_account(db.session, now, "kitchen", soft_limit=10, hard_limit=20, keepers="Everyone",
+                                      decision=ruling, by=second)
+        ledger.countersign(db.session, now, kitchen, by=third)
+        fund = ledger.open_account(db.session, now, "", kind=ledger.FUND, soft_limit=0, hard_limit=0, keepers=None,
+                                   decision=ruling, by=second)
+        ledger.countersign(db.session, now, fund, by=everyone)
+        ledger.record_cash(db.session, now, amount=5, by=everyone)
+        wallet = ledger.account_for_member(db.session, now, bystander)
+        bread = ledger.propose(db.session, now, giver=wallet, receiver=kitchen.account, amount=2, memo="bread",
+                               by=bystander)
+        ledger.confirm(db.session, now, bread.transfer, by=everyone)
+        ledger.propose(db.session, now, giver=wallet, receiver=kitchen.account, amount=1, memo="soup", by=bystander)
+        ledger.open_account(db.session, now, "bike workshop", soft_limit=5, hard_limit=10, keepers="Bystander",
+                            decision=ruling, by=second)
+        # Allies: a café with a vow in force (to mark kept or withdraw) and one waiting for a countersign.
+        cafe = allies.record_ally(db.session, now, name="Corner Cafe", place="Market Square", endorsed_on=now.date(),
+                                  organisation=True, by=second)
+        tea = allies.record_vow(db.session, now, cafe, text="Free tea for stewards on shift", kind=allies.REFRESHMENT,
+                                hours="daily 18:00-02:00", crisis_only=False, area="Market", decision=ruling,
+                                by=second)
+        allies.countersign_vow(db.session, now, tea, by=everyone)
+        allies.record_vow(db.session, now, cafe, text="Shelter after midnight", kind=allies.SHELTER, hours="24/7",
+                          crisis_only=True, area="Market", decision=ruling, by=second)
         db.session.commit()
     return app
 
@@ -290,6 +323,7 @@ TYPED = {
     "handle": "Bystander", "holder": "Bystander", "node_id": "!0000beef", "password": PASSWORD,
     "new_password": "another long password", "confirm": "another long password", "area_name": "Harbour",
     "code": "", "days": "7", "count": "2", "more": "1", "released": "1", "when": "", "decision": "assembly 12",
+    "decided_on": "2026-11-20", "endorsed_on": "2026-11-20", "on": "2026-11-20",
 }
 # ... and where one form wants something else than the others.
 TYPED_FOR = {
@@ -302,7 +336,17 @@ TYPED_FOR = {
     "compact.save_text": {"text": "We look out for each other, and we say so."},  # an edit changes the text
     # A task's time frame: from the story's evening to the next morning (the hub's clock is FakeClock's).
     "tasks.new": {"starts_at": "2026-11-21T20:30", "due_at": "2026-11-22T08:00"},
+    # The ledger's numbers; an offer from the kitchen (which holds 2 credits) to a neighbour; a payout
+    # from the bail fund by case code, as its memo must be.
+    "ledger.mine": {"to": "Bystander", "amount": "1", "memo": "bread"},
+    "ledger.fund": {"amount": "1", "memo": "bail C1"},
+    "ledger.host_page": {"name": "bike crew", "soft_limit": "5", "hard_limit": "10", "keepers": "Bystander"},
+    "ledger.set_limits": {"soft_limit": "5", "hard_limit": "10", "keepers": "Bystander"},
+    "allies.new_vow": {"hours": "daily 18:00-02:00"},
 }
+
+# The boxes a person ticks on a form that refuses to do its work unticked.
+TICKED = {"allies.record_ally": {"organisation"}}
 
 
 def typed(endpoint: str, name: str, default: str) -> str | None:
@@ -320,7 +364,9 @@ def filled(form: dict, endpoint: str = "") -> MultiDict:
     for f in form["fields"]:
         name, kind, value = f["name"], f["type"], f["value"]
         if kind == "checkbox" and not f["checked"]:
-            continue
+            if name.rpartition("-")[2] not in TICKED.get(endpoint, ()):
+                continue
+            value = value or "y"
         if kind == "radio":
             group = [g for g in form["fields"] if g["name"] == name]
             if name in radios_done or (not f["checked"] and any(g["checked"] for g in group)):
@@ -328,7 +374,7 @@ def filled(form: dict, endpoint: str = "") -> MultiDict:
             radios_done.add(name)
         if kind == "select" and not value and len(f["options"]) > 1:
             value = next(option for option in f["options"] if option)  # "Choose one" is no choice
-        if kind in ("text", "textarea", "password", "number", "datetime-local"):
+        if kind in ("text", "textarea", "password", "number", "date", "datetime-local"):
             if not value:
                 value = typed(endpoint, name, "Quiet night on Elm")
             elif endpoint in TYPED_FOR:
@@ -419,7 +465,8 @@ def test_a_forged_form_changes_nothing_and_the_real_one_goes_through(hub, identi
         form = forms.get(endpoint)
         data = filled(form, endpoint) if form else MultiDict()
         target = form["url"] if form else url
-        data.pop("csrf_token", None)
+        for name in [name for name in data if name.endswith("csrf_token")]:  # a prefixed form's too
+            data.pop(name)
         for label, forged in (("no token", None), ("garbage token", "forged-by-a-stranger"),
                               ("another session's token", other_token)):
             sent = MultiDict(data)

@@ -77,7 +77,9 @@ class OpenForm(DecisionFields):
 
 
 class LimitsForm(DecisionFields):
-    pass
+    # One form with the account to choose (not one form per crew: their fields would share ids).
+    account = SelectField(lazy_gettext("Account"), coerce=int, choices=[],
+                          invalid_choice_message=lazy_gettext("Please choose a crew whose decision is not waiting."))
 
 
 class PayoutForm(FlaskForm):
@@ -169,9 +171,20 @@ def choices() -> ResponseReturnValue:
     return redirect(url_for(".mine"))
 
 
-@bp.post("/ledger/transfers/<int:transfer_id>/<any(confirm, refuse):act>")
+@bp.post("/ledger/transfers/<int:transfer_id>/confirm")
 @requires()
-def decide(transfer_id: int, act: str) -> ResponseReturnValue:
+def confirm(transfer_id: int) -> ResponseReturnValue:
+    return _decide(transfer_id, "confirm")
+
+
+@bp.post("/ledger/transfers/<int:transfer_id>/refuse")
+@requires()
+def refuse(transfer_id: int) -> ResponseReturnValue:
+    """The receiver turns an offer down, or its giver withdraws it."""
+    return _decide(transfer_id, "refuse")
+
+
+def _decide(transfer_id: int, act: str) -> ResponseReturnValue:
     form = ButtonForm()
     if not form.validate_on_submit():
         abort(400)
@@ -292,27 +305,35 @@ def host_page() -> ResponseReturnValue:
         else:
             flash(_("Recorded. The account opens when a second host countersigns."))
             return redirect(url_for(".host_page"))
-    return _host_page(form, LimitsForm(prefix="limits"), None)
+    return _host_page(form, LimitsForm(prefix="limits", formdata=None))
 
 
-def _host_page(form: OpenForm, limits: LimitsForm, limits_for: int | None) -> ResponseReturnValue:
+def _host_page(form: OpenForm, limits: LimitsForm) -> ResponseReturnValue:
     accounts = ledger.crew_accounts(db.session)
     fund_acct = ledger.fund_account(db.session)
     if fund_acct is not None:
         accounts.append(fund_acct)
-    page = render_template("ledger/host.html", form=form, limits=limits, limits_for=limits_for, accounts=accounts,
+    page = render_template("ledger/host.html", form=form, limits=_limits_choices(limits), accounts=accounts,
                            pending=ledger.pending_decisions(db.session), button=ButtonForm(), me=_me())
     return page, max(status_for(form), status_for(limits))
 
 
-@bp.post("/host/ledger/<int:account_id>/limits")
+def _limits_choices(limits: LimitsForm) -> LimitsForm:
+    """Crews in force whose last decision is not still waiting for its countersign (one at a time)."""
+    waiting = {d.account_id for d in ledger.pending_decisions(db.session)}
+    limits.account.choices = [SelectChoice(a.id, a.title) for a in ledger.crew_accounts(db.session)
+                              if a.in_force and a.id not in waiting]
+    return limits
+
+
+@bp.post("/host/ledger/limits")
 @requires(HOST)
-def set_limits(account_id: int) -> ResponseReturnValue:
-    limits = LimitsForm(prefix="limits")
+def set_limits() -> ResponseReturnValue:
+    limits = _limits_choices(LimitsForm(prefix="limits"))
     if limits.validate_on_submit():
         try:
             save(lambda s: ledger.set_limits(
-                s, now(), ledger.find_account(s, account_id), soft_limit=limits.soft_limit.data,
+                s, now(), ledger.find_account(s, limits.account.data), soft_limit=limits.soft_limit.data,
                 hard_limit=limits.hard_limit.data, keepers=limits.keepers.data or None, decision=_decision(limits),
                 by=s.merge(_me())))
         except DomainError as error:
@@ -321,7 +342,7 @@ def set_limits(account_id: int) -> ResponseReturnValue:
         else:
             flash(_("Recorded. The new limits hold when a second host countersigns."))
             return redirect(url_for(".host_page"))
-    return _host_page(OpenForm(prefix="open", formdata=None), limits, account_id)
+    return _host_page(OpenForm(prefix="open", formdata=None), limits)
 
 
 @bp.post("/host/ledger/decisions/<int:decision_id>/countersign")
