@@ -11,13 +11,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Playwright browser download needs the internet and does not run on every
 # Pi); QR codes are decoded with zbar; the install script is linted by
 # ShellCheck and its units verified by systemd-analyze; the bench WiFi's
-# per-phone connection cap is checked and loaded by nft.
+# per-phone connection cap is checked and loaded by nft; the federation's stories
+# start their own Mosquitto broker on loopback (never the system service).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v zbarimg >/dev/null || missing+=(zbar-tools)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
 install_packages() {
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
