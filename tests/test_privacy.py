@@ -51,11 +51,13 @@ from server.db import make_engine, run_in_transaction
 from server.domain import (
     aid,
     alerts,
+    allies,
     audit,
     cases,
     compact,
     complaints,
     drills,
+    ledger,
     mediation,
     outbox,
     patrol,
@@ -63,6 +65,7 @@ from server.domain import (
     radio_trust,
     receipt_keys,
     sealing,
+    tasks,
 )
 from server.domain.people import (
     ACCOUNTABILITY,
@@ -519,6 +522,9 @@ ID_MODELS = {
     "message_id": aid.AidMessage,
     "complaint_id": complaints.Complaint,
     "cycle": audit.LunarAudit,  # a lunar audit's id is its cycle's number
+    "task_id": tasks.Task,
+    "account_id": ledger.LedgerAccount,
+    "ally_id": allies.Ally,
 }
 # Route arguments that name no row: the values the crawl visits ("en" keeps each browser reading English).
 NOT_IDS = {"code": ["en"]}
