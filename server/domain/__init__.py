@@ -15,6 +15,7 @@ from server.domain import (  # noqa: F401  (registers models)
     compact,
     complaints,
     drills,
+    federation,
     ledger,
     ledger_sheets,
     mediation,

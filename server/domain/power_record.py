@@ -76,6 +76,14 @@ ACTIONS = Labels({
     "vow-recorded": N_("Ally's vow recorded"),
     "vow-countersigned": N_("Ally's vow countersigned"),
     "vow-withdrawn": N_("Ally's vow withdrawn"),
+    # Issue 17: the federation. A bench is trusted by two hosts (one confirms its fingerprint, another
+    # countersigns), revoked by one at once; the terminal's own decisions are the hub's.
+    "federation-joined": N_("Bench joined a federation"),
+    "federation-left": N_("Bench left its federation"),
+    "bench-key-confirmed": N_("Another bench's key fingerprint confirmed"),
+    "bench-trusted": N_("Another bench trusted"),
+    "bench-revoked": N_("Another bench revoked"),
+    "bench-areas-set": N_("Our areas bordering another bench set"),
 })
 SYSTEM = "the hub"  # the actor of what the scheduler or the Pi's terminal did
 SYSTEM_ROLE = "system"  # its role: no member's power, the hub's own rules or its terminal
