@@ -4,7 +4,8 @@
 # instance folder, systemd units for the web server (port 80), the scheduler,
 # the radio bridge and a nightly backup, a udev rule for the radio, the bench
 # WiFi with its captive page and a cap on each phone's connections, and
-# journald limits for an SD card.
+# journald limits for an SD card; on request (--mqtt-broker), the federation's
+# MQTT broker (Mosquitto, TLS, a login and a topic of its own for each bench).
 #
 #   sudo hub_setup/install.sh [OPTIONS]           install on this machine
 #   hub_setup/install.sh --root DIR [OPTIONS]     write every file it would install under DIR,
@@ -38,6 +39,11 @@ WIFI_CAP_FILE=$ETC/bench-wifi.nft
 CONNECTIONS_PER_PHONE=32
 UNITS=(safebench.target safebench-web.service safebench-bridge.service
        safebench-backup.service safebench-backup.timer)
+# The federation's broker (--mqtt-broker): Debian's Mosquitto, with our
+# settings beside its own, and our password file, ACL and certificate here.
+BROKER_CONF=/etc/mosquitto/conf.d/safebench-federation.conf
+BROKER_DIR=/etc/mosquitto/safebench
+BROKER_PORT=8883
 # Until issue 14 the scheduler had a unit of its own: it runs in the bridge now
 # (`safebench bridge --with-scheduler`), a Python process fewer in 512 MB.
 RETIRED_UNITS=(safebench-worker.service)
@@ -59,6 +65,9 @@ Usage: sudo $0 [OPTIONS]
   --no-hotspot           no bench WiFi from the Pi (it is on another network); --hotspot to undo
   --backup-dir DIR       where the nightly backups go (default /var/backups/safebench)
   --keep N               how many nightly backups to keep (default 7)
+  --mqtt-broker NAME     also run the broker of the federation NAME on this machine (TLS on port $BROKER_PORT,
+                         each bench logs in with its own name and writes only under it); --no-mqtt-broker to undo
+  --broker-host HOST     the name or IP address the benches dial for that broker (its certificate says it)
   --volatile-logs        keep the journal in RAM only (nothing written to the SD card, lost on reboot);
                          --persistent-logs to undo (the default)
   -h, --help             this text
@@ -82,7 +91,8 @@ ROOT=""
 declare -A given=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --root | --prefix | --instance | --radio | --ssid | --wifi-password | --wifi-interface | --backup-dir | --keep)
+    --root | --prefix | --instance | --radio | --ssid | --wifi-password | --wifi-interface | --backup-dir | --keep |  \
+      --mqtt-broker | --broker-host)
       [ $# -ge 2 ] || die "$1 needs a value"
       if [ "$1" = --root ]; then ROOT=$2; else given[${1#--}]=$2; fi
       shift 2
@@ -91,6 +101,7 @@ while [ $# -gt 0 ]; do
     --wpa2) given[security]=wpa2; shift ;;
     --no-hotspot) given[hotspot]=no; shift ;;
     --hotspot) given[hotspot]=yes; shift ;;
+    --no-mqtt-broker) given[mqtt-broker]=""; shift ;;
     --volatile-logs) given[journal]=volatile; shift ;;
     --persistent-logs) given[journal]=persistent; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -114,6 +125,8 @@ WIFI_PASSWORD=""
 BACKUP_DIR=/var/backups/safebench
 BACKUP_KEEP=7
 JOURNAL=persistent
+BROKER_FEDERATION=""
+BROKER_HOST=""
 
 REMEMBERED=$ETC/install.conf
 if [ -f "$ROOT$REMEMBERED" ]; then
@@ -131,6 +144,9 @@ SSID=${given[ssid]:-$SSID}
 BACKUP_DIR=${given[backup-dir]:-$BACKUP_DIR}
 BACKUP_KEEP=${given[keep]:-$BACKUP_KEEP}
 JOURNAL=${given[journal]:-$JOURNAL}
+# Set (even to nothing, by --no-mqtt-broker) wins over the last run's.
+if [ -n "${given[mqtt-broker]+set}" ]; then BROKER_FEDERATION=${given[mqtt-broker]}; fi
+BROKER_HOST=${given[broker-host]:-$BROKER_HOST}
 
 generate_password() {
   # Twelve letters and digits, without the ones that look alike (l, 1, o, 0).
@@ -160,6 +176,15 @@ check_path --backup-dir "$BACKUP_DIR"
 [[ $WIFI_INTERFACE =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "--wifi-interface: a name like wlan0 (got '$WIFI_INTERFACE')"
 [[ $HOTSPOT =~ ^(yes|no)$ ]] || die "HOTSPOT in $REMEMBERED must be yes or no"
 [[ $JOURNAL =~ ^(persistent|volatile)$ ]] || die "JOURNAL in $REMEMBERED must be persistent or volatile"
+if [ -n "$BROKER_FEDERATION" ]; then
+  # One level of an MQTT topic (safebench/NAME/BENCH/KIND) and one line of the ACL.
+  # (The hub allows spaces in a federation's name; one a broker of ours carries has none.)
+  [[ $BROKER_FEDERATION =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$ ]] ||
+    die "--mqtt-broker: the federation's name, as its benches joined it: letters, digits, . _ - (got '$BROKER_FEDERATION')"
+  [ -n "$BROKER_HOST" ] || die "--mqtt-broker needs --broker-host HOST: the name or IP address the benches dial"
+  [[ $BROKER_HOST =~ ^[A-Za-z0-9.:-]{1,253}$ ]] ||
+    die "--broker-host: a host name or an IP address (got '$BROKER_HOST')"
+fi
 
 # Printable ASCII without the characters that the env file, the
 # NetworkManager keyfile or a shell would read as something else.
@@ -259,6 +284,9 @@ render() {
   text=${text//@WIFI_INTERFACE@/"$WIFI_INTERFACE"}
   text=${text//@SSID@/"$SSID"}
   text=${text//@CONNECTIONS_PER_PHONE@/"$CONNECTIONS_PER_PHONE"}
+  text=${text//@BROKER_DIR@/"$BROKER_DIR"}
+  text=${text//@BROKER_PORT@/"$BROKER_PORT"}
+  text=${text//@FEDERATION@/"$BROKER_FEDERATION"}
   fill_block WIFI_SETTINGS "$(wifi_settings)"
   fill_block WIFI_SECURITY "$(wifi_security)"
   if [[ $text =~ @[A-Z_]+@ ]]; then
@@ -328,6 +356,9 @@ install_packages() {
   local wanted=(python3-venv) missing=() package status
   if [ "$HOTSPOT" = yes ]; then
     wanted+=(network-manager dnsmasq-base nftables)
+  fi
+  if [ -n "$BROKER_FEDERATION" ]; then
+    wanted+=(mosquitto)
   fi
   for package in "${wanted[@]}"; do
     status=""
@@ -432,12 +463,35 @@ install_files() {
     drop "/etc/systemd/system/$WIFI_CAP_UNIT"
     drop "$WIFI_CAP_FILE"
   fi
+  install_broker
+}
+
+# The federation's broker: our settings in Mosquitto's conf.d, the ACL, a
+# password file kept as the hosts fill it, and a certificate made once.
+install_broker() {
+  if [ -z "$BROKER_FEDERATION" ]; then
+    # Without our settings Debian's Mosquitto (if it stays installed) listens on localhost only.
+    drop "$BROKER_CONF"
+    drop "$BROKER_DIR/acl"
+    return
+  fi
+  make_dir "$BROKER_DIR" 0750 root:mosquitto
+  install_file "$BROKER_CONF" 0644 root:root
+  install_file "$BROKER_DIR/acl" 0640 root:mosquitto
+  if [ ! -e "$ROOT$BROKER_DIR/passwd" ]; then
+    # The benches' logins: sudo mosquitto_passwd $BROKER_DIR/passwd BENCH (hub_setup/README.md).
+    put "$BROKER_DIR/passwd" 0640 root:mosquitto ""
+  fi
+  run bash "$HERE/broker-certificates.sh" "$BROKER_DIR" "$BROKER_HOST"
+  run chgrp mosquitto "$BROKER_DIR/server.key"
+  run chmod 0640 "$BROKER_DIR/server.key"
 }
 
 remember_options() {
   local text name
   text="# The options of the last hub_setup/install.sh run, the defaults of the next one."
-  for name in PREFIX INSTANCE RADIO HOTSPOT WIFI_INTERFACE SSID WIFI_PASSWORD BACKUP_DIR BACKUP_KEEP JOURNAL; do
+  for name in PREFIX INSTANCE RADIO HOTSPOT WIFI_INTERFACE SSID WIFI_PASSWORD BACKUP_DIR BACKUP_KEEP JOURNAL \
+    BROKER_FEDERATION BROKER_HOST; do
     text+=$'\n'$(printf '%s=%q' "$name" "${!name}")
   done
   put "$REMEMBERED" 0600 root:root "$text"
@@ -458,6 +512,12 @@ activate() {
   # Restarting the target restarts both units (PartOf=), on the code just installed.
   run systemctl restart safebench.target
   run systemctl start safebench-backup.timer
+  if [ -n "$BROKER_FEDERATION" ]; then
+    run systemctl enable mosquitto.service
+    run systemctl restart mosquitto.service
+  elif changed "$BROKER_CONF"; then
+    run systemctl try-restart mosquitto.service
+  fi
   activate_hotspot
 }
 
@@ -506,6 +566,11 @@ summary() {
     echo "Phones that join it are shown http://$HUB_ADDRESS/"
   fi
   echo "Radio: $RADIO; backups: $BACKUP_DIR (the last $BACKUP_KEEP)"
+  if [ -n "$BROKER_FEDERATION" ]; then
+    echo "Federation broker: mqtts://$BROKER_HOST:$BROKER_PORT for the federation '$BROKER_FEDERATION'."
+    echo "  A login for each bench: sudo mosquitto_passwd $BROKER_DIR/passwd BENCHNAME && sudo systemctl reload mosquitto"
+    echo "  Give every bench $BROKER_DIR/ca.crt (its SAFEBENCH_FEDERATION_CA_FILE)."
+  fi
   echo "First host account: safebench create-host YOURHANDLE   (then log in at /login)"
 }
 

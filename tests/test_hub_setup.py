@@ -30,6 +30,7 @@ from server.domain import patrol, people
 from server.extensions import db
 from server.web.access import audience_of
 from server.web.captive import PROBE_PATHS, is_own_host
+from tests.broker import Broker, RawClient, mosquitto_command
 from tests.helpers import make_app, make_member
 from tests.processes import env_for, safebench
 
@@ -708,3 +709,90 @@ def test_a_backup_is_restored_as_documented_and_the_restore_can_be_undone(app, t
         assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
         assert "not a" in refused.stderr
     assert members_in(live) == ["Kestrel", "Wren"]
+
+
+# -- the federation's broker (optional) ------------------------------------------------
+
+BROKER_CONF = "etc/mosquitto/conf.d/safebench-federation.conf"
+BROKER_ACL = "etc/mosquitto/safebench/acl"
+BROKER_PASSWD = "etc/mosquitto/safebench/passwd"
+
+
+def test_a_bench_can_also_run_the_federations_broker_and_later_stop_running_it(root):
+    plain = stage(root)
+    assert plain.returncode == 0, plain.stderr
+    assert not (root / "etc/mosquitto").exists()  # only on request
+
+    with_broker = stage(root, "--mqtt-broker", "eastside", "--broker-host", "broker.example.org")
+    assert with_broker.returncode == 0, with_broker.stderr
+    assert ran_commands(root) == ""
+    conf = (root / BROKER_CONF).read_text()
+    assert "allow_anonymous false" in conf and "listener 8883" in conf and "listener 1883" not in conf
+    assert "password_file /etc/mosquitto/safebench/passwd" in conf and "acl_file /etc/mosquitto/safebench/acl" in conf
+    assert "persistent_client_expiration 14d" in conf
+    acl = (root / BROKER_ACL).read_text()
+    assert "pattern read safebench/eastside/#" in acl and "pattern write safebench/eastside/%u/#" in acl
+    assert (root / BROKER_PASSWD).exists() and stat.S_IMODE((root / BROKER_PASSWD).stat().st_mode) == 0o640
+    plan = [line.removeprefix("would run: ") for line in with_broker.stdout.splitlines()
+            if line.startswith("would run:")]
+    assert any(line.startswith("env DEBIAN_FRONTEND=noninteractive apt-get install") and line.endswith(" mosquitto")
+               for line in plan)
+    assert f"bash {HUB_SETUP}/broker-certificates.sh /etc/mosquitto/safebench broker.example.org" in plan
+    assert plan.index("systemctl enable mosquitto.service") < plan.index("systemctl restart mosquitto.service")
+    assert "mqtts://broker.example.org:8883" in with_broker.stdout
+    assert "mosquitto_passwd /etc/mosquitto/safebench/passwd BENCHNAME" in with_broker.stdout
+
+    # The hosts' logins in the password file survive the next run; the option is remembered.
+    (root / BROKER_PASSWD).write_text("north:$7$hash\n")
+    again = stage(root)
+    assert again.returncode == 0, again.stderr
+    assert "wrote" not in again.stdout and (root / BROKER_PASSWD).read_text() == "north:$7$hash\n"
+
+    stopped = stage(root, "--no-mqtt-broker")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (root / BROKER_CONF).exists() and not (root / BROKER_ACL).exists()
+    assert "systemctl try-restart mosquitto.service" in stopped.stdout
+    assert (root / BROKER_PASSWD).exists()  # the logins stay, should the broker come back
+
+
+def test_a_broker_needs_a_plain_name_and_the_address_the_benches_dial(root):
+    for options, message in [
+        (("--mqtt-broker", "eastside"), "needs --broker-host"),
+        (("--mqtt-broker", "East/Side", "--broker-host", "10.0.0.2"), "federation's name"),
+        (("--mqtt-broker", "eastside", "--broker-host", "bad host"), "--broker-host"),
+    ]:
+        refused = stage(root, *options)
+        assert refused.returncode != 0, options
+        assert message in refused.stderr, (options, refused.stderr)
+        assert not (root / "etc").exists(), options
+
+
+@pytest.mark.skipif(mosquitto_command() is None, reason="mosquitto is not installed (tests/run.sh installs it)")
+def test_the_installed_broker_lets_each_bench_write_only_under_its_own_name_over_tls(root, tmp_path):
+    """The staged files, as they are, run a real Mosquitto: TLS with the certificate install.sh makes,
+    no anonymous clients, wrong passwords refused, and the ACL keeps each bench to its own topic."""
+    assert stage(root, "--mqtt-broker", "eastside", "--broker-host", "127.0.0.1").returncode == 0
+    with Broker(tmp_path / "broker", "eastside", {"north": "north-pw", "south": "south-pw"}, tls=True,
+                staged=root) as broker:
+        south = RawClient(broker, "south", "south-pw")
+        assert south.connack.value == 0
+        south.subscribe("safebench/eastside/#")
+        north = RawClient(broker, "north", "north-pw")
+        assert north.publish("safebench/eastside/north/alert", b"ours") == 0
+        assert north.publish("safebench/eastside/south/alert", b"pretending") == 135  # not authorised
+        assert north.publish("safebench/westside/north/alert", b"elsewhere") == 135
+        south.turn_until(lambda: len(south.heard) >= 1, 3)
+        south.turn_until(lambda: False, 0.5)
+        assert south.heard == [("safebench/eastside/north/alert", b"ours")]
+        assert RawClient(broker, "north", "wrong").connack.value == 135  # not authorised
+        assert RawClient(broker, "", "", client_id="anonymous").connack.value != 0
+        for client in (north, south):
+            client.close()
+    # Only TLS is offered: a plain MQTT client's CONNECT is never answered.
+    with Broker(tmp_path / "broker2", "eastside", {"north": "north-pw"}, tls=True, staged=root) as broker:
+        broker.tls = False
+        try:
+            answered = RawClient(broker, "north", "north-pw", wait=1.0).connack
+        except OSError:  # the TLS listener hung up on it
+            answered = None
+        assert answered is None
