@@ -28,6 +28,9 @@ PREAMBLE_SYMBOLS = 16
 # Meshtastic's own header in front of every encrypted payload: to, from,
 # id, flags, channel hash, next hop, relay node, padding.
 MESH_HEADER_BYTES = 16
+# A PKI direct message adds an 8-byte authentication tag and a 4-byte nonce (the firmware's
+# MESHTASTIC_PKC_OVERHEAD) to the encrypted payload.
+PKI_OVERHEAD_BYTES = 12
 # LoRa carries at most 255 bytes in one packet.
 MAX_LORA_PAYLOAD = 255
 HOUR = 3600.0
@@ -124,9 +127,12 @@ def text_payload_bytes(text: str) -> int:
     return MESH_HEADER_BYTES + 2 + payload_field + 2
 
 
-def text_airtime(text: str, preset: str | ModemPreset) -> float:
-    """Seconds one text message is on the air, once, from one radio (each hop repeats it)."""
-    return time_on_air(text_payload_bytes(text), preset)
+def text_airtime(text: str, preset: str | ModemPreset, *, pki: bool = False) -> float:
+    """Seconds one text message is on the air, once, from one radio (each hop repeats it).
+
+    ``pki``: sent as a PKI direct message, 12 bytes longer on the air.
+    """
+    return time_on_air(text_payload_bytes(text) + (PKI_OVERHEAD_BYTES if pki else 0), preset)
 
 
 def _varint_len(n: int) -> int:

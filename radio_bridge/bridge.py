@@ -435,6 +435,9 @@ class Bridge:
     def _seed_ledger(self) -> None:
         for at, seconds, _priority in outbox.airtime_since(self.session, self.now() - timedelta(hours=1)):
             self.ledger.record(at, seconds)
+        for at, seconds, _priority in outbox.airtime_since(self.session, self.now() - timedelta(hours=1),
+                                                           key_prefix=outbox.FEDERATION_KEY_PREFIX):
+            self.sender.federation_ledger.record(at, seconds)
 
     # -- status -----------------------------------------------------------------------
 

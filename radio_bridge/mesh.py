@@ -307,8 +307,14 @@ class RadioLink:
 
     # -- sending --------------------------------------------------------------
 
-    def send_text(self, text: str, destination: int, packet_id: int, channel: int = 0) -> None:
-        """Send with our own packet id (so a repeat after a crash is dropped by the mesh as a copy)."""
+    def send_text(self, text: str, destination: int, packet_id: int, channel: int = 0,
+                  public_key: bytes | None = None) -> None:
+        """Send with our own packet id (so a repeat after a crash is dropped by the mesh as a copy).
+
+        ``public_key``: a PKI direct message encrypted to that key only. The
+        firmware refuses (NAK ``PKI_FAILED``) when its node list holds another
+        key for ``destination``, and never falls back to the channel key.
+        """
         payload = text.encode("utf-8")
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"{len(payload)} bytes is more than one packet holds")
@@ -327,9 +333,33 @@ class RadioLink:
             try:
                 # _sendPacket keeps an id that is already set (sendData would
                 # always make a new one); meshtastic is pinned below 2.8 for this.
-                iface._sendPacket(packet, destination, wantAck=True)
+                iface._sendPacket(packet, destination, wantAck=True, pkiEncrypted=public_key is not None,
+                                  publicKey=public_key)
             except Exception as error:
                 raise RadioUnavailable(f"Sending failed: {error!r}") from None
+
+    def add_contact(self, node_num: int, public_key: bytes, long_name: str, short_name: str) -> None:
+        """Put a node and its key into the radio's own node list (``AdminMessage.add_contact``, firmware 2.6+).
+
+        The key a host pinned, so the radio encrypts to it and decrypts with
+        it even before it hears the node announce itself (and not a key
+        someone else announced for that node number first). An older
+        firmware ignores the message; a wrong key then shows as PKI_FAILED.
+        """
+        contact = admin_pb2.SharedContact(node_num=node_num, manually_verified=True)
+        contact.user.id = f"!{node_num:08x}"
+        contact.user.long_name = long_name[:39]
+        contact.user.short_name = short_name[:4]
+        contact.user.public_key = public_key
+        message = admin_pb2.AdminMessage()
+        message.add_contact.CopyFrom(contact)
+        iface = self._require()
+        with self._send_lock:
+            try:
+                iface.sendData(message, iface.myInfo.my_node_num, portNum=portnums_pb2.PortNum.ADMIN_APP,
+                               wantAck=True)
+            except Exception as error:
+                raise RadioUnavailable(f"The radio did not take a contact: {error!r}") from None
 
     def radio_took(self, packet_id: int, wait: float) -> bool:
         """Wait up to ``wait`` s for the radio to confirm taking ``packet_id`` (its queue status).

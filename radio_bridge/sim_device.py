@@ -339,6 +339,19 @@ class DeviceState:
             if node is not None:
                 flag = "is_favorite" if "favorite" in kind else "is_ignored"
                 setattr(node, flag, kind.startswith("set_"))
+        elif kind == "add_contact":
+            # A contact shared by QR code or by the host (firmware 2.6+): into the node list, key and all.
+            contact = msg.add_contact
+            if not contact.node_num or len(contact.user.public_key) != 32:
+                return "BAD_REQUEST"
+            known = self.nodes.get(contact.node_num)
+            if known is not None:
+                known.public_key = bytes(contact.user.public_key)
+            else:
+                self.nodes[contact.node_num] = SimNode(
+                    contact.node_num, contact.user.long_name or f"!{contact.node_num:08x}",
+                    contact.user.short_name or f"{contact.node_num & 0xFFFF:04x}",
+                    public_key=bytes(contact.user.public_key))
         elif kind == "remove_by_nodenum":
             self.nodes.pop(msg.remove_by_nodenum, None)
         else:

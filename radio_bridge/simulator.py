@@ -38,6 +38,7 @@ from radio_bridge.sim_device import (
     demo_nodes,
     position_message,
 )
+from radio_bridge.sim_air import Air
 from radio_bridge.sim_port import DelayedJobs, PtyPort, TcpRelay
 from radio_bridge.sim_stewards import chatter_loop
 from radio_bridge.sim_wire import FrameReader, frame, garbage_mix
@@ -152,6 +153,7 @@ class SimulatedRadio:
         self._chatter_stop = threading.Event()
         self._running = False
         self._tcp: TcpRelay | None = None
+        self.air: Air | None = None  # other radios in range (sim_air.Air.join), or none
 
     # -- life cycle ------------------------------------------------------------
 
@@ -567,7 +569,8 @@ class SimulatedRadio:
         self._last_port_time[port] = now
         self._send_queue_status(mp.id)
 
-        outcome, from_num, reason = self._answer_for(mp)
+        carried = self.air.carry(self, mp) if self.air is not None else None
+        outcome, from_num, reason = carried or self._answer_for(mp)
         if from_num is not None:
             self._later(self.ack_delay_s, lambda: self._send_routing(request=mp, reason=reason, from_num=from_num))
         self._record(mp, outcome)

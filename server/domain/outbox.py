@@ -65,6 +65,11 @@ RADIO_REMEMBERS_IDS = 20
 RATE_LIMITED = "RATE_LIMIT_EXCEEDED"
 RATE_LIMIT_WAIT = timedelta(seconds=2.5)
 
+# Federation traffic (issue 17: relays to neighbour benches' hub radios, and the announcements of their
+# alerts here) is queued with dedupe keys starting so: the radio sender caps its airtime at a share of the
+# urgent reserve, so a neighbour's flood never eats the airtime of this bench's own SOS.
+FEDERATION_KEY_PREFIX = "fed:"
+
 # How long a message may wait for the air before it is pointless, by priority.
 DEFAULT_TTL = {URGENT: timedelta(hours=6), NORMAL: timedelta(hours=1), LOW: timedelta(minutes=30)}
 MAX_TEXT = 2000
@@ -192,23 +197,25 @@ def expire_stale(session: Session, now: datetime) -> int:
     return len(stale)
 
 
-def next_due(session: Session, now: datetime, priorities: tuple[int, ...] = tuple(PRIORITIES)) -> OutboxMessage | None:
+def next_due(session: Session, now: datetime, priorities: tuple[int, ...] = tuple(PRIORITIES), *,
+             except_key_prefix: str | None = None) -> OutboxMessage | None:
     """The next message to send: most urgent first, oldest first within a priority.
 
     A message still marked as sending was cut short by a crash; it goes
-    again, in its turn, with the packet id it had.
+    again, in its turn, with the packet id it had. ``except_key_prefix``
+    passes over messages whose dedupe key starts with it (a kind of traffic
+    that has used up its own share of the air).
     """
-    return session.scalar(
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.state.in_((QUEUED, SENDING)),
-            OutboxMessage.priority.in_(priorities),
-            (OutboxMessage.next_attempt_at.is_(None)) | (OutboxMessage.next_attempt_at <= now),
-            (OutboxMessage.expires_at.is_(None)) | (OutboxMessage.expires_at > now),
-        )
-        .order_by(OutboxMessage.priority, OutboxMessage.turn, OutboxMessage.id)
-        .limit(1)
+    query = select(OutboxMessage).where(
+        OutboxMessage.state.in_((QUEUED, SENDING)),
+        OutboxMessage.priority.in_(priorities),
+        (OutboxMessage.next_attempt_at.is_(None)) | (OutboxMessage.next_attempt_at <= now),
+        (OutboxMessage.expires_at.is_(None)) | (OutboxMessage.expires_at > now),
     )
+    if except_key_prefix:
+        query = query.where(OutboxMessage.dedupe_key.is_(None)
+                            | ~OutboxMessage.dedupe_key.startswith(except_key_prefix, autoescape=True))
+    return session.scalar(query.order_by(OutboxMessage.priority, OutboxMessage.turn, OutboxMessage.id).limit(1))
 
 
 def begin_send(session: Session, now: datetime, message: OutboxMessage) -> int:
@@ -349,14 +356,17 @@ def depth_by_priority(session: Session) -> dict[str, int]:
     return depth
 
 
-def airtime_since(session: Session, since: datetime) -> list[tuple[datetime, float, int]]:
-    """(time, seconds, priority) of every transmission since ``since``, to seed the ledger."""
-    return [
-        (row.at, row.seconds, row.priority)
-        for row in session.execute(
-            select(AirtimeUse.at, AirtimeUse.seconds, AirtimeUse.priority).where(AirtimeUse.at > since)
-        )
-    ]
+def airtime_since(session: Session, since: datetime, *,
+                  key_prefix: str | None = None) -> list[tuple[datetime, float, int]]:
+    """(time, seconds, priority) of every transmission since ``since``, to seed the ledger.
+
+    ``key_prefix``: only those of messages whose dedupe key starts with it.
+    """
+    query = select(AirtimeUse.at, AirtimeUse.seconds, AirtimeUse.priority).where(AirtimeUse.at > since)
+    if key_prefix:
+        query = query.join(OutboxMessage, OutboxMessage.id == AirtimeUse.message_id).where(
+            OutboxMessage.dedupe_key.startswith(key_prefix, autoescape=True))
+    return [(row.at, row.seconds, row.priority) for row in session.execute(query)]
 
 
 def recent(session: Session, limit: int | None = 50, *, failed: bool | None = None) -> list[OutboxMessage]:
