@@ -1121,17 +1121,18 @@ RESEND = {HELLO: timedelta(hours=6), COUNTS: timedelta(hours=1), AUDIT: timedelt
           ALLIES: timedelta(days=1), ROAMERS: timedelta(hours=6)}
 
 
-def _bucket(now: datetime, every: timedelta) -> int:
-    return int(now.timestamp() // every.total_seconds())
-
-
 def _queue_state(session: Session, now: datetime, key: SigningKey, kind: str,
                  body: Mapping[str, Any] | None) -> FederationOutbox | None:
-    """Queue ``body`` when it changed, or once per ``RESEND`` period when it did not."""
+    """Queue ``body`` when it differs from the last one of its kind, or once ``RESEND`` has passed since."""
     if body is None:
         return None
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    return queue(session, now, key, kind, body, dedupe_key=f"{kind}:{digest}:{_bucket(now, RESEND[kind])}")
+    last = session.execute(select(FederationOutbox.dedupe_key, FederationOutbox.created_at)
+                           .where(FederationOutbox.kind == kind, FederationOutbox.dedupe_key.is_not(None))
+                           .order_by(FederationOutbox.id.desc()).limit(1)).first()
+    if last is not None and last[0].startswith(f"{kind}:{digest}:") and now - last[1] < RESEND[kind]:
+        return None
+    return queue(session, now, key, kind, body, dedupe_key=f"{kind}:{digest}:{now.isoformat()}")
 
 
 def queue_periodic(session: Session, now: datetime, key: SigningKey) -> list[FederationOutbox]:
