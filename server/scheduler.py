@@ -197,6 +197,21 @@ def _task_upkeep(session: Session, now: datetime, _cfg: dict) -> str:
     return f"{released} quiet taker(s)' task(s) released; {deleted} closed task(s) deleted"
 
 
+def _federation(session: Session, now: datetime, cfg: dict) -> str:
+    # Only on a bench that joined a federation (its key file exists); imported here so one that never
+    # federates loads none of it. The transport sends what this queues, and queues alerts itself too.
+    from server.domain import federation
+
+    key = federation.load_signing_key(cfg["INSTANCE"])
+    if key is None or federation.this_bench(session) is None:
+        return "0 federation messages: this bench has joined no federation"
+    alerts_queued = federation.queue_new_alerts(session, now, key)
+    state = federation.queue_periodic(session, now, key)
+    forgotten, old = federation.purge(session, now)
+    return (f"{len(alerts_queued)} alert(s) and {len(state)} other message(s) queued for the federation; "
+            f"{forgotten} received id(s) and {old} old outbox message(s) forgotten")
+
+
 def _keep_audit(session: Session, now: datetime, _cfg: dict) -> str:
     # Read and encoded outside the write lock (a cycle's thousands of check-ins); written in a short transaction.
     try:
@@ -217,6 +232,7 @@ JOBS = (
     Job("seal-keys", 1, _give_keys),
     Job("lapse-aid", 1, _lapse_aid),
     Job("task-upkeep", 10, _task_upkeep),
+    Job("federation", 1, _federation),
     # Before the purges: the audit copies its facts from rows they are about to take.
     Job("keep-audit", 60, _keep_audit, in_transaction=False),
     Job("expire-patrol-log", 60, _expire_patrol_log, in_transaction=False),

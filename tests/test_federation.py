@@ -449,3 +449,27 @@ def test_allies_cross_as_their_public_vows_and_a_contact_never_does(benches, clo
     with canal.session() as s:
         kept = s.scalars(select(federation.FederationAlly)).all()
         assert [(a.bench, a.ally, a.kind) for a in kept] == [("Market", "Linden Café", "shelter")]
+
+
+def test_the_scheduler_queues_what_crosses_every_minute_and_a_bench_never_joined_pays_nothing(benches, clock,
+                                                                                              tmp_path):
+    from server import scheduler
+
+    market, canal = benches["Market"], benches["Canal"]
+    federate({"Market": market, "Canal": canal})
+    boundary(market, canal)
+    market.outgoing()
+    with market.session() as s:
+        alerts.raise_sos(s, clock(), None, "Lock Street", patrol.SOURCE_WEB)
+    job = next(job for job in scheduler.JOBS if job.name == "federation")
+    outcome = scheduler.run_job(market.app, job)
+    assert outcome.startswith("1 alert(s)")
+    kinds = sorted(json.loads(raw)["kind"] for raw in market.outgoing())
+    assert kinds == ["alert", "allies", "counts", "hello", "roamers"]  # no audit frozen yet
+    # A minute later nothing changed: nothing new to send.
+    clock.advance(minutes=1)
+    scheduler.run_job(market.app, job)
+    assert market.outgoing() == []
+    alone = Bench(tmp_path, "Alone", clock)
+    assert scheduler.run_job(alone.app, job).startswith("0 federation messages")
+    assert not (alone.instance / federation.KEY_FILE).exists()
