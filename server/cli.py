@@ -1100,6 +1100,8 @@ COMMANDS = (serve_command, worker_command, up_command, bridge_command, migrate_c
 def init_app(app: Flask) -> None:
     # Issue 16: the ledger on paper, in a module of its own built on the printing helpers above.
     from server.cli_ledger import COMMANDS as LEDGER_SHEET_COMMANDS
+    # Issue 17: ``safebench federation`` (join, show, trust, revoke, areas).
+    from server.cli_federation import COMMANDS as FEDERATION_COMMANDS
 
-    for command in (*COMMANDS, *LEDGER_SHEET_COMMANDS):
+    for command in (*COMMANDS, *LEDGER_SHEET_COMMANDS, *FEDERATION_COMMANDS):
         app.cli.add_command(command)

@@ -473,3 +473,27 @@ def test_the_scheduler_queues_what_crosses_every_minute_and_a_bench_never_joined
     alone = Bench(tmp_path, "Alone", clock)
     assert scheduler.run_job(alone.app, job).startswith("0 federation messages")
     assert not (alone.instance / federation.KEY_FILE).exists()
+
+
+def test_at_the_terminal_a_host_joins_reads_the_fingerprint_trusts_and_revokes(benches, clock, tmp_path):
+    market = benches["Market"]
+    corner = Bench(tmp_path, "Corner", clock)
+    runner = corner.app.test_cli_runner()
+    password = tmp_path / "broker-password"
+    password.write_text("s3cret\n")
+    joined = runner.invoke(args=["federation", "join", BROKER, "--name", "Eastside", "--bench", "Corner",
+                                 "--username", "corner", "--password-file", str(password)])
+    assert joined.exit_code == 0, joined.output
+    assert corner.fingerprint() in joined.output
+    with corner.session() as s:
+        assert "s3cret" not in json.dumps([c for c in federation.this_bench(s).__dict__.values() if isinstance(c, str)])
+    corner.receive(market.outgoing(federation.HELLO)[0])
+    shown = runner.invoke(args=["federation", "show"]).output
+    assert "Market" in shown and "heard, not trusted" in shown and market.fingerprint() in shown
+    wrong = runner.invoke(args=["federation", "trust", "Market", "0000", "1111", "2222", "3333", "4444"])
+    assert wrong.exit_code != 0 and "not the key heard from Market" in wrong.output
+    trusted = runner.invoke(args=["federation", "trust", "Market", *market.fingerprint().split()])
+    assert trusted.exit_code == 0 and "Market is trusted" in trusted.output
+    revoked = runner.invoke(args=["federation", "revoke", "Market", "--reason", "their Pi was taken"])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    assert "revoked" in runner.invoke(args=["federation", "show"]).output

@@ -147,6 +147,13 @@ DROP_REASONS = Labels({
     NOT_JOINED: N_("this bench has joined no federation"),
 })
 ACCEPTED = "accepted"
+# Where a member stands with this bench (``FederationMember.state``).
+STATE_LABELS = Labels({
+    "heard": N_("heard, not trusted"),
+    "confirmed": N_("confirmed by one host"),
+    "trusted": N_("trusted"),
+    "revoked": N_("revoked"),
+})
 
 # Alerts that cross, by kind on this bench.
 ALERT_SOS = "sos"
@@ -237,6 +244,10 @@ class FederationMember(Base):
         if self.trusted_at is not None:
             return "trusted"
         return "confirmed" if self.confirmed_at is not None else "heard"
+
+    @property
+    def state_label(self) -> str:
+        return STATE_LABELS.get(self.state, self.state)
 
     @property
     def area_list(self) -> list[str]:
