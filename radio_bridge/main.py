@@ -12,6 +12,9 @@ are loaded already, so they cost about a megabyte instead of a process of
 their own. The thread has its own database connection; each job is a short
 transaction of its own, and a job that fails or finds the database busy is
 logged and tried at its next turn, never taking the radio down.
+
+A bench that joined a federation also links to its broker on a thread here
+(radio_bridge/federation_link.py); one that did not never imports paho-mqtt.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any], instance: Path, spec
               file=sys.stderr)
         return 1
     bridge = Bridge.from_config(settings, spec, sim_path=sim.path if sim else None, listening=listening)
-    jobs = None
+    jobs = link = None
     try:
         if sim is not None:
             nodes = list(sim.device.nodes.values())
@@ -141,13 +144,30 @@ def run(args: argparse.Namespace, settings: dict[str, Any], instance: Path, spec
             # Its first run a few seconds in: the jobs can wait, the radio's packets cannot.
             # On the bridge's own engine: one pool and one cache of compiled statements (4 MB less than two).
             jobs = start_thread(settings, stop, start_after=SCHEDULER_START_AFTER_S, engine=bridge.session.get_bind())
+        link = start_federation_link(settings, stop, bridge.session.get_bind())
         bridge.run(stop)
     finally:
         stop.set()  # the scheduler too, whatever ended the bridge
         bridge.close()
         if jobs is not None:
             jobs.join(timeout=15)  # a job in its transaction finishes it
+        if link is not None:
+            link.join(timeout=5)  # its DISCONNECT sent: the broker keeps the session for its return
     return 0
+
+
+def start_federation_link(settings: dict[str, Any], stop: threading.Event, engine: Any) -> threading.Thread | None:
+    """The federation's link on a thread, if this bench joined one (one query); paho is imported only then."""
+    from sqlalchemy.orm import Session
+
+    from server.domain import federation
+
+    with Session(engine) as session:
+        if federation.this_bench(session) is None:
+            return None
+    from radio_bridge.federation_link import start_if_joined
+
+    return start_if_joined(settings, stop, engine)
 
 
 def has_controlling_terminal() -> bool:

@@ -93,6 +93,11 @@ DEFAULTS: dict[str, Any] = {
     "RADIO_SEND_INTERVAL_S": 2.5,  # the firmware drops text sent faster than one per 2 s
     "RADIO_AIRTIME_BUDGET": 0.10,  # share of each rolling hour (EU 868's legal duty cycle)
     "RADIO_URGENT_RESERVE": 0.25,  # share of that budget only urgent messages may use
+    # Issue 17, the mesh fallback: federation traffic on this radio (relays to neighbour benches' hubs, and
+    # their alerts announced here) may use this share of the urgent reserve in all; an urgent federation
+    # message the broker has not taken this many seconds after it was made goes to their hubs by radio.
+    "RADIO_FEDERATION_SHARE": 0.5,
+    "FEDERATION_MESH_AFTER_S": 30,
     "RADIO_ACK_TIMEOUT_S": 90,
     "RADIO_SEND_ATTEMPTS": 3,
     "RADIO_RETRY_BACKOFF_S": 30,
@@ -117,6 +122,15 @@ DEFAULTS: dict[str, Any] = {
     "BLUETOOTH_PIN": "",
     # Patrol traffic stays off the internet unless the assembly decides otherwise.
     "MQTT_UPLINK": False,
+    # Federation over MQTT (issue 17; radio_bridge/federation_link.py, in the bridge of a bench that joined one).
+    # The broker's CA certificate for an mqtts:// broker with a private CA (hub_setup's broker makes one);
+    # empty: the system's CAs. The broker keeps this bench's session (what it missed) this many days.
+    "FEDERATION_CA_FILE": "",
+    "FEDERATION_SESSION_DAYS": 14,
+    "FEDERATION_KEEPALIVE_S": 60,
+    # A broker that is down is tried again after 1 s, then twice as long each time, up to this.
+    "FEDERATION_RECONNECT_MAX_S": 120,
+    "FEDERATION_OUTBOX_POLL_S": 0.5,
     "SIM_CHATTER_S": 90,
     # Rapid response. An alert nobody acknowledges is broadcast again after
     # this many minutes, then escalated to every steward on the channel.
