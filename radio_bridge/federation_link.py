@@ -15,10 +15,9 @@ What it does, all on its own thread with its own database session:
   ``safebench/<federation>/<sending bench>/<kind>`` (no-local: not its own);
 - queues this bench's new boundary alerts as soon as they are raised (a cheap
   look at the alert and case tables each poll; the scan itself only when they
-  changed) and its periodic messages (hello, counts, audit, allies, roamers)
-  once a minute, then publishes the core's outbox with QoS 1 and marks a
-  message sent only when the broker's PUBACK arrives (a refusal, say by the
-  ACL, is not an ack);
+  changed; the periodic messages are the scheduler's ``federation`` job), then
+  publishes the core's outbox with QoS 1 and marks a message sent only when
+  the broker's PUBACK arrives (a refusal, say by the ACL, is not an ack);
 - hands each received payload to the core in a short transaction of its own
   (the write-lock rule: ``server.db.run_in_transaction``) and acknowledges it to
   the broker only once it is stored: a message the hub could not store yet (the
@@ -64,7 +63,7 @@ TOPIC_ROOT = "safebench"
 QOS = 1
 SAY_AT_MOST_EVERY_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
-PERIODIC_EVERY_S = 60.0  # hello, counts, audit, allies, roamers: queued when changed (or once a period)
+STILL_JOINED_EVERY_S = 60.0  # after `safebench federation leave` the link stops within this
 
 
 # -- addresses and topics ---------------------------------------------------------------
@@ -212,7 +211,7 @@ class FederationLink:
         self._held: deque[_Received] = deque()  # received, not yet stored (database busy): not acknowledged
         self._refused_until: dict[int, float] = {}  # outbox ids the broker refused: not before this time
         self._alerts_seen: tuple | None = None  # the alert and case tables as last scanned
-        self._next_periodic = 0.0
+        self._next_joined_check = time.monotonic() + STILL_JOINED_EVERY_S
         self.left = False
         self.counts = {"published": 0, "acknowledged": 0, "received": 0, "accepted": 0, "refused": 0, "connects": 0}
 
@@ -341,37 +340,37 @@ class FederationLink:
     # -- out ----------------------------------------------------------------------------
 
     def _queue_new(self) -> None:
-        """This bench's new boundary alerts into the outbox at once; its periodic messages once a minute."""
+        """This bench's new boundary alerts into the outbox as soon as they are raised."""
+        if time.monotonic() >= self._next_joined_check:
+            self._next_joined_check = time.monotonic() + STILL_JOINED_EVERY_S
+            if self._has_left():
+                return
         if self.key is None:
             return
         seen = self._alert_tables()
-        periodic = time.monotonic() >= self._next_periodic
-        if seen == self._alerts_seen and not periodic:
+        if seen is None or seen == self._alerts_seen:
             return
-
-        def work(session: Session) -> int:
-            if federation.this_bench(session) is None:
-                return -1
-            queued = federation.queue_new_alerts(session, self.now(), self.key)
-            if periodic:
-                queued += federation.queue_periodic(session, self.now(), self.key)
-            return len(queued)
-
         try:
-            queued = run_in_transaction(self.session, work)
+            queued = run_in_transaction(self.session, lambda s: federation.queue_new_alerts(s, self.now(), self.key))
         except (HubBusy, IntegrityError) as error:  # busy, or the scheduler queued the same a moment ago
-            self.say.say("busy", logging.WARNING, "federation: could not queue this bench's messages yet: %s",
+            self.say.say("busy", logging.WARNING, "federation: could not queue this bench's alerts yet: %s",
                          _plainly(error))
             return
-        if queued < 0:
-            log.info("federation %s: this bench left the federation; the link stops", self.membership.federation)
-            self.left = True
-            return
         self._alerts_seen = seen
-        if periodic:
-            self._next_periodic = time.monotonic() + PERIODIC_EVERY_S
         if queued:
             self._next_poll = 0.0
+
+    def _has_left(self) -> bool:
+        try:
+            left = federation.this_bench(self.session) is None
+            self.session.commit()
+        except OperationalError:
+            self.session.rollback()
+            return False
+        if left:
+            log.info("federation %s: this bench left the federation; the link stops", self.membership.federation)
+            self.left = True
+        return left
 
     def _alert_tables(self) -> tuple | None:
         """Two aggregate reads: whether an alert or arrest case was raised, resolved or confirmed since the last scan."""
