@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from radio_bridge.airtime import AirtimeLedger
@@ -68,6 +69,8 @@ class BridgeSettings:
     # sign of life, and after all of it treats the radio as lost.
     silence_limit: float = 120.0
     connect_timeout: float = 30.0
+    # An urgent federation message the broker has not taken this long after it was made goes by radio.
+    federation_mesh_after: float = 30.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> BridgeSettings:
@@ -79,6 +82,7 @@ class BridgeSettings:
                 ack_timeout=timedelta(seconds=float(config["RADIO_ACK_TIMEOUT_S"])),
                 max_attempts=int(config["RADIO_SEND_ATTEMPTS"]),
                 retry_backoff=timedelta(seconds=float(config["RADIO_RETRY_BACKOFF_S"])),
+                federation_share=float(config.get("RADIO_FEDERATION_SHARE", 0.5)),
             ),
             inbound=InboundSettings(
                 error_reply_every=timedelta(minutes=float(config["RADIO_ERROR_REPLY_MINUTES"])),
@@ -91,6 +95,7 @@ class BridgeSettings:
             reconnect_max=float(config["RADIO_RECONNECT_MAX_S"]),
             silence_limit=float(config["RADIO_SILENCE_S"]),
             connect_timeout=float(config["RADIO_CONNECT_TIMEOUT_S"]),
+            federation_mesh_after=float(config.get("FEDERATION_MESH_AFTER_S", 30)),
         )
 
 
@@ -128,6 +133,12 @@ class Bridge:
         # Monotonic times of the first and the last journal entry acted on since its WAL was truncated.
         self._journal_used: tuple[float, float] | None = None
         self._closed = False
+        # Urgent federation alerts by radio (radio_bridge/federation_mesh.py): loaded once this bench has
+        # joined a federation, looked for at each connect and every minute.
+        self.federation_mesh = None
+        self.instance: Path | None = None  # where this bench's federation signing key is, when made from config
+        self._next_federation = 0.0
+        self._next_federation_check = 0.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], spec: RadioSpec, sim_path: str | None = None,
@@ -144,6 +155,7 @@ class Bridge:
             listening = Listening(Journal(Path(config["INSTANCE"]) / JOURNAL_FILE), clock, settings.connect_timeout)
         bridge = cls(sessionmaker(engine), clock, spec, settings, listening, sim_path=sim_path)
         bridge._engine = engine
+        bridge.instance = Path(config["INSTANCE"])
         return bridge
 
     def now(self) -> datetime:
@@ -189,6 +201,8 @@ class Bridge:
             self._lost("the radio's device disappeared (unplugged?)")
         if self.link.is_open:
             self._watch_silence()
+        if self.link.is_open and time.monotonic() >= self._next_federation:
+            self._federation_turn()
         if self.link.is_open and time.monotonic() >= self._next_send:
             self._send_one()
         if time.monotonic() >= self._next_heartbeat:
@@ -212,6 +226,9 @@ class Bridge:
         if last_read is not None:
             self._ask_to_resend(float(last_read))
         self._offer_node_keys()
+        if self.federation_mesh is not None:
+            self.federation_mesh.radio_connected()
+        self._next_federation_check = 0.0
         self._backoff = 1.0
         self._status.update(connected=True, last_error=None)
         self._status_since = self.now()
@@ -350,6 +367,10 @@ class Bridge:
         now = self.now()
         if not isinstance(event, Ack):
             self._status["last_packet_at"] = now
+        if isinstance(event, TextPacket) and self.federation_mesh is not None and event.text.startswith("SBF1|"):
+            own = self.node_num
+            outcome = self._in_transaction(lambda s: self.federation_mesh.handle_text(s, now, event, own), event)
+            return outcome is not None
         handler = {
             TextPacket: self.inbound.handle_text,
             PositionPacket: self.inbound.handle_position,
@@ -370,6 +391,56 @@ class Bridge:
         # What was done, never from which node: node ids with times in the process log map stewards' nights.
         log.info("%s: %s", type(event).__name__, outcome)
         return True
+
+    def _in_transaction(self, work: Callable[[Session], str], event: Event) -> str | None:
+        """``work`` in its own transaction; None when the database stayed busy (the packet waits)."""
+        try:
+            outcome = run_in_transaction(self.session, work)
+        except HubBusy:
+            log.warning("database busy; holding a %s until it is free", type(event).__name__)
+            return None
+        except Exception:  # noqa: BLE001  (one bad packet must not stop the bridge)
+            log.exception("could not handle a %s", type(event).__name__)
+            return "failed"
+        log.info("%s: %s", type(event).__name__, outcome)
+        return outcome
+
+    # -- the federation by radio ----------------------------------------------------------
+
+    def _federation_turn(self) -> None:
+        """Once a second: is this bench federated (every minute), pin its members' hubs, queue relays due."""
+        self._next_federation = time.monotonic() + 1.0
+        if time.monotonic() >= self._next_federation_check:
+            self._next_federation_check = time.monotonic() + 60.0
+            if self.federation_mesh is None and _joined_a_federation(self.session):
+                from radio_bridge.federation_mesh import FederationMesh  # only a federated bench loads it
+
+                self.federation_mesh = FederationMesh.for_instance(
+                    self.instance, timedelta(seconds=self.settings.federation_mesh_after))
+                log.info("this bench is in a federation: urgent alerts go to neighbour hubs by radio when "
+                         "the broker does not take them")
+        mesh = self.federation_mesh
+        if mesh is None:
+            return
+        now = self.now()
+        own_key = self.info.public_key if self.info is not None else None
+        try:
+            mesh.pin(self.session, self.link, self.sender, own_node=self.node_num, own_key=own_key, now=now)
+            self.session.commit()
+            queued = run_in_transaction(self.session, lambda s: mesh.plan(s, now))
+        except RadioUnavailable as error:
+            self.session.rollback()
+            self._lost(str(error))
+            return
+        except HubBusy:
+            log.warning("database busy; federation relays are planned at the next turn")
+            return
+        except Exception:  # noqa: BLE001  (the federation must never stop the bridge's own work)
+            self.session.rollback()
+            log.exception("federation relays could not be planned; trying again")
+            return
+        if queued:
+            log.info("%d urgent federation relays queued for neighbour hubs by radio", queued)
 
     # -- outbound -----------------------------------------------------------------------
 
@@ -470,6 +541,16 @@ class Bridge:
             run_in_transaction(self.session, work)
         except HubBusy:
             log.warning("database busy; status not written this time")
+
+
+def _joined_a_federation(session: Session) -> bool:
+    """Whether this bench joined a federation, asked without loading the federation's code."""
+    try:
+        joined = session.execute(text("SELECT 1 FROM federation_bench LIMIT 1")).first() is not None
+    except SQLAlchemyError:
+        joined = False  # a database from before issue 17's migration
+    session.rollback()
+    return joined
 
 
 def register_simulated_stewards(session, now: datetime, nodes, term_days: int) -> list[str]:  # noqa: ANN001

@@ -298,6 +298,7 @@ class RadioLink:
             modem_preset=_enum_name(config_pb2.Config.LoRaConfig.ModemPreset, lora.modem_preset),
             long_name=long_name,
             reboot_count=my_info.reboot_count if my_info else None,
+            public_key=bytes(iface.localNode.localConfig.security.public_key) or None,
         )
 
     def _require(self) -> mesh_interface.MeshInterface:

@@ -16,6 +16,7 @@ class RadioInfo:
     modem_preset: str | None
     long_name: str | None
     reboot_count: int | None = None  # the firmware's count of its own boots
+    public_key: bytes | None = None  # the radio's own X25519 key (what other benches pin for this hub)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,11 @@ DEFAULTS: dict[str, Any] = {
     "RADIO_SEND_INTERVAL_S": 2.5,  # the firmware drops text sent faster than one per 2 s
     "RADIO_AIRTIME_BUDGET": 0.10,  # share of each rolling hour (EU 868's legal duty cycle)
     "RADIO_URGENT_RESERVE": 0.25,  # share of that budget only urgent messages may use
+    # Issue 17, the mesh fallback: federation traffic on this radio (relays to neighbour benches' hubs, and
+    # their alerts announced here) may use this share of the urgent reserve in all; an urgent federation
+    # message the broker has not taken this many seconds after it was made goes to their hubs by radio.
+    "RADIO_FEDERATION_SHARE": 0.5,
+    "FEDERATION_MESH_AFTER_S": 30,
     "RADIO_ACK_TIMEOUT_S": 90,
     "RADIO_SEND_ATTEMPTS": 3,
     "RADIO_RETRY_BACKOFF_S": 30,
