@@ -316,8 +316,8 @@ for label, modules, call in json.loads(sys.argv[1]):
     for name in modules:
         importlib.import_module(name)
     out.append((label, rss()))
-heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "urllib3", "asyncio", "ssl", "_hashlib")
-         if type(sys.modules.get(name)).__name__ == "module"]  # a stand-in is not loaded
+heavy = [name for name in ("flask", "sqlalchemy", "alembic", "meshtastic", "urllib3", "asyncio", "ssl", "_hashlib",
+                          "paho") if type(sys.modules.get(name)).__name__ == "module"]  # a stand-in is not loaded
 print(json.dumps({"steps": out, "loaded": heavy}))
 """
 
@@ -358,6 +358,12 @@ LADDERS: dict[str, list[tuple[str, list[str], str]]] = {
         ("the scheduler", ["server.scheduler"], ""),
     ],
 }
+# A bench that joined a federation: the same bridge, and its link to the broker (paho-mqtt, and the ssl
+# and OpenSSL it imports), which the bridge of a bench that never joined does not load (issue 17).
+LADDERS["bridge of a federated bench (issue 17)"] = [
+    *LADDERS["bridge + scheduler (safebench bridge --with-scheduler)"],
+    ("the federation's link (paho-mqtt, ssl)", ["radio_bridge.federation_link"], ""),
+]
 
 
 def import_ladders(workdir: Path) -> dict[str, dict]:
