@@ -16,7 +16,15 @@ from pathlib import Path
 import click
 from flask import current_app
 
-from server.cli import _bench_url, _local_date, _now, _print_poster, _save, _text_setting, with_schema
+from server.cli import (
+    _bench_url,
+    _local_date,
+    _now,
+    _print_poster,
+    _save,
+    _text_setting,
+    with_schema,
+)
 from server.domain import ledger_sheets
 from server.domain.errors import DomainError
 from server.extensions import db
@@ -75,7 +83,7 @@ def ledger_sheet_command(month: str | None, out: Path | None) -> None:
     check_url = _check_url()  # before anything is recorded: a bad BENCH_URL stops here
     bounds = _bounds(period)
 
-    def work(session):  # noqa: ANN001, ANN202
+    def work(session):
         return ledger_sheets.print_sheet(session, _now(), period, bounds, ledger_sheets.ledger_rows,
                                          ledger_sheets.first_entry_at(session))
 
@@ -102,7 +110,8 @@ def _decode_image(image: Path) -> str:
         raise click.ClickException(_("Reading a photo needs zbar (%(hint)s). Or type the hash printed on the "
                                      "sheet instead of the photo.", hint=ZBAR_HINT))
     try:
-        done = subprocess.run([zbarimg, "--raw", "-q", "-Sbinary", str(image)], capture_output=True, timeout=120)
+        done = subprocess.run([zbarimg, "--raw", "-q", "-Sbinary", str(image)], capture_output=True, timeout=120,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise click.ClickException(_("zbar took too long to read %(image)s.", image=image.name)) from None
     if done.returncode != 0 or not done.stdout.strip():

@@ -25,7 +25,13 @@ from server.domain.people import CARE, HOST, STEWARD, Decision
 from server.extensions import db
 from tests.helpers import seat_role, text_of
 from tests.processes import safebench
-from tests.test_posters import RENDER_TIMEOUT_S, a4_pages, decoded, need_chromium, page_text
+from tests.test_posters import (
+    RENDER_TIMEOUT_S,
+    a4_pages,
+    decoded,
+    need_chromium,
+    page_text,
+)
 
 BENCH = {"SAFEBENCH_BENCH_URL": "http://safebench.lan:8080", "SAFEBENCH_TIMEZONE": "UTC",
          "SAFEBENCH_BENCH_NAME": "Linden Street bench"}
@@ -145,7 +151,7 @@ def test_the_sheet_never_shows_a_private_member_an_anonymous_giver_or_whom_the_b
                      "PATH": "/nonexistent"})  # no chromium: the HTML is the sheet
     assert done.returncode == 0, done.stderr
     html = (out / "ledger-2026-10.html").read_text(encoding="utf-8")
-    rows = [page_text("<body>" + row) for row in re.findall(r'<tr class="entry">(.*?)</tr>', html, re.S)]
+    rows = [page_text("<body>" + row) for row in re.findall(r'<tr class="entry">(.*?)</tr>', html, re.DOTALL)]
     assert len(rows) == 6
     # Wren keeps her account to herself: M1 on this sheet, every time, never her handle.
     assert "Wren" not in html and "Rowan" not in html and "Kestrel" not in html and "Ash" not in html

@@ -85,7 +85,7 @@ class SheetIsRecorded(Exception):
 
 
 @event.listens_for(Session, "before_flush")
-def _refuse_rewrites(session: Session, flush_context, instances) -> None:  # noqa: ANN001
+def _refuse_rewrites(session: Session, flush_context, instances) -> None:
     for obj in list(session.dirty) + list(session.deleted):
         if not isinstance(obj, LedgerSheet):
             continue

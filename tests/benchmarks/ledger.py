@@ -40,14 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("SAFEBENCH_KDF_PASSES", "1")
 os.environ.setdefault("SAFEBENCH_KDF_MEMORY_KIB", "64")
 
-from sqlalchemy import event, insert, update  # noqa: E402
+from sqlalchemy import event, insert, update
 
-from server import config, create_app  # noqa: E402
-from server.clock import utcnow  # noqa: E402
-from server.domain import ledger, ledger_sheets, people  # noqa: E402
-from server.extensions import db  # noqa: E402
-from server.migrating import apply_migrations  # noqa: E402
-from tests.helpers import PASSWORD, login, seat_role  # noqa: E402
+from server import config, create_app
+from server.clock import utcnow
+from server.domain import ledger, ledger_sheets, people
+from server.extensions import db
+from server.migrating import apply_migrations
+from tests.helpers import PASSWORD, login, seat_role
 
 P95_AIM_MS = 50.0
 CREWS = ("Kitchen", "Bike workshop", "Patrol")
