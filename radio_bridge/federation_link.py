@@ -63,6 +63,7 @@ TOPIC_ROOT = "safebench"
 QOS = 1
 SAY_AT_MOST_EVERY_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
+STORE_BATCH = 25  # received messages stored in one transaction at most (a burst; each is checked alone)
 STILL_JOINED_EVERY_S = 60.0  # after `safebench federation leave` the link stops within this
 
 
@@ -253,6 +254,13 @@ class FederationLink:
                 stop.wait(wait)
         else:
             rc = self.client.loop(timeout=wait)
+            # Whatever else has arrived already, read now (paho reads a packet a turn), so a burst is stored
+            # a batch at a time.
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and 0 < len(self._held) < STORE_BATCH:
+                before = len(self._held)
+                rc = self.client.loop(timeout=0)
+                if len(self._held) == before:
+                    break
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(mqtt.error_string(rc))
         self._store_held()
@@ -357,8 +365,8 @@ class FederationLink:
                          _plainly(error))
             return
         self._alerts_seen = seen
-        if queued:
-            self._next_poll = 0.0
+        if queued and self.connected:
+            self._publish_due()  # now, not at the next poll: an SOS is why the link exists
 
     def _has_left(self) -> bool:
         try:
@@ -462,30 +470,58 @@ class FederationLink:
     def _on_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         self.counts["received"] += 1
         self._held.append(_Received(message.mid, message.qos, message.topic, bytes(message.payload)))
-        self._store_held()
 
     def _store_held(self) -> None:
+        """What arrived, stored and then acknowledged, up to STORE_BATCH messages in one short transaction.
+
+        One transaction each would spend most of a burst's time syncing the
+        database to the card (tests/benchmarks/federation.py).
+        """
         while self._held:
-            received = self._held[0]
+            batch = [self._held[n] for n in range(min(STORE_BATCH, len(self._held)))]
             try:
-                outcome = run_in_transaction(self.session, lambda s, payload=received.payload: federation.receive(
-                    s, self.now(), payload, via="mqtt"))
+                outcomes = run_in_transaction(self.session, lambda s, batch=batch: [
+                    federation.receive(s, self.now(), received.payload, via="mqtt") for received in batch])
             except HubBusy:
                 self.say.say("busy", logging.WARNING, "federation: the database is busy; %d received messages "
                              "wait (the broker keeps them until they are stored)", len(self._held))
                 return
+            except Exception:  # a bug: found out which message, so that it alone is dropped (below)
+                if len(batch) > 1:
+                    outcomes = self._store_one_by_one(batch)
+                    if outcomes is None:
+                        return
+                else:
+                    log.exception("federation: a message on %s could not be handled; dropped", batch[0].topic)
+                    outcomes = [None]
+            for received, outcome in zip(batch, outcomes, strict=True):
+                self._said(received, outcome)
+                self._held.popleft()
+                if received.qos > 0:
+                    self.client.ack(received.mid, received.qos)
+
+    def _store_one_by_one(self, batch: list[_Received]) -> list[federation.Received | None] | None:
+        outcomes: list[federation.Received | None] = []
+        for received in batch:
+            try:
+                outcomes.append(run_in_transaction(self.session, lambda s, payload=received.payload:
+                                                   federation.receive(s, self.now(), payload, via="mqtt")))
+            except HubBusy:
+                return None  # those stored are stored; all are offered again, and acting again is still once
             except Exception:  # a bug must not stop the link, nor leave this message to block every other
                 log.exception("federation: a message on %s could not be handled; dropped", received.topic)
-            else:
-                if outcome.accepted:
-                    self.counts["accepted"] += 1
-                elif outcome.reason != federation.DUPLICATE:  # QoS 1 repeats itself now and then: not news
-                    self.say.say(f"dropped {outcome.reason}", logging.WARNING,
-                                 "federation: dropped a message on %s: %s (counted on the federation page)",
-                                 received.topic, outcome.reason)
-            self._held.popleft()
-            if received.qos > 0:
-                self.client.ack(received.mid, received.qos)
+                outcomes.append(None)
+        return outcomes
+
+    def _said(self, received: _Received, outcome: federation.Received | None) -> None:
+        if outcome is None:
+            return
+        if outcome.accepted:
+            self.counts["accepted"] += 1
+        elif outcome.reason != federation.DUPLICATE:  # QoS 1 repeats itself now and then: not news
+            self.say.say(f"dropped {outcome.reason}", logging.WARNING,
+                         "federation: dropped a message on %s: %s (counted on the federation page)",
+                         received.topic, outcome.reason)
 
 
 def _plainly(error: BaseException) -> str:
