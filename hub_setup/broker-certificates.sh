@@ -5,7 +5,7 @@
 #
 # HOST is the name or IP address the benches dial (the one in their
 # mqtts://HOST:8883/... address). Writes DIR/ca.crt (give it to every bench:
-# SAFEBENCH_FEDERATION_CA_FILE), DIR/server.crt and DIR/server.key. The
+# its FEDERATION_CA_FILE setting), DIR/server.crt and DIR/server.key. The
 # authority's own key signs this one certificate and is deleted: nobody who
 # later gets the broker's disk can make a second certificate the benches
 # would trust. An existing certificate is kept (delete the three files to

@@ -569,7 +569,7 @@ summary() {
   if [ -n "$BROKER_FEDERATION" ]; then
     echo "Federation broker: mqtts://$BROKER_HOST:$BROKER_PORT for the federation '$BROKER_FEDERATION'."
     echo "  A login for each bench: sudo mosquitto_passwd $BROKER_DIR/passwd BENCHNAME && sudo systemctl reload mosquitto"
-    echo "  Give every bench $BROKER_DIR/ca.crt (its SAFEBENCH_FEDERATION_CA_FILE)."
+    echo "  Give every bench $BROKER_DIR/ca.crt (federation_ca_file in its settings.toml; see the README)."
   fi
   echo "First host account: safebench create-host YOURHANDLE   (then log in at /login)"
 }
