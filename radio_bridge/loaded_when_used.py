@@ -1,6 +1,7 @@
 """Modules the bridge's libraries import at their top and the bridge never uses, loaded only when used.
 
-Imported by radio_bridge/main.py before those libraries (after radio_bridge.builtin_hashes). Each of these
+Imported by radio_bridge/main.py before those libraries (after radio_bridge.builtin_hashes), and by
+``safebench serve``, which adds the web server's own list (:func:`for_the_web_server`). Each of these
 is megabytes of a process that must fit beside the web server on a Pi Zero 2 W
 (the import ladders of tests/benchmarks/memory.py). Whoever does use one gets
 the real module at that moment, so nothing the bridge does changes.
@@ -9,6 +10,7 @@ the real module at that moment, so nothing the bridge does changes.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -79,7 +81,7 @@ def load_when_used(name: str, calls: tuple[str, ...] = (), parts: dict[str, str]
     """
     if name in sys.modules:
         return
-    spec = importlib.util.find_spec(name)
+    spec = _spec_of(name)
     if spec is not None:
         stand_in = sys.modules[name] = _LoadedWhenUsed(name, calls, parts or {}, spec.submodule_search_locations)
         parent, _, child = name.rpartition(".")
@@ -87,6 +89,37 @@ def load_when_used(name: str, calls: tuple[str, ...] = (), parts: dict[str, str]
             # `import importlib.metadata` then `importlib.metadata.version(...)` reads the parent's attribute,
             # which the import system sets only when it loads the submodule itself.
             setattr(importlib.import_module(parent), child, stand_in)
+
+
+def _spec_of(name: str) -> importlib.machinery.ModuleSpec | None:
+    """Where module ``name`` is, without importing its package: the package's own import may import it."""
+    parent, _, _ = name.rpartition(".")
+    if not parent or parent in sys.modules:
+        return importlib.util.find_spec(name)
+    package = _spec_of(parent)
+    if package is None or package.submodule_search_locations is None:
+        return None
+    return importlib.machinery.PathFinder.find_spec(name, package.submodule_search_locations)
+
+
+def for_the_web_server() -> None:
+    """What the web server's libraries import at their top and ``safebench serve`` never uses (issue 14).
+
+    Called by server/entry.py before anything of Flask is imported. Each is
+    measured by tests/benchmarks/memory.py; together with the bridge's list
+    below, the web server's RSS falls by about 2.5 MB (OpenSSL's libssl and
+    ``ssl`` most of it: the web server serves plain HTTP on the bench WiFi,
+    and its hashes are libcrypto's, which it keeps).
+    """
+    # werkzeug's development server (waitress serves the hub): with http.server and socketserver, and
+    # ssl for the one exception it names at import. Flask and its CLI take two functions from it.
+    load_when_used("werkzeug.serving", calls=("run_simple", "is_running_from_reloader"))
+    # Flask-WTF's reCAPTCHA field asks Google over urllib.request: http.client, email's parser and ssl.
+    load_when_used("urllib.request")
+    # click.testing (through Flask's and Flask-Login's test clients) patches the debugger while a test runs.
+    load_when_used("pdb")
+    # limits' asyncio storages (memcached, MongoDB, Redis wrappers): Flask-Limiter keeps its counts in memory.
+    load_when_used("limits.aio")
 
 
 # meshtastic imports requests for one function the bridge never calls (asking

@@ -44,8 +44,11 @@ def main() -> None:
 
         sys.exit(board(args[1:], prog="safebench board"))
     if args[:1] == ["serve"] and not {"-h", "--help"} & set(args):
-        # The web server as the bridge: asyncio (through SQLAlchemy) and importlib.metadata wait until used.
-        import radio_bridge.loaded_when_used  # noqa: F401
+        # The web server as the bridge: asyncio (through SQLAlchemy) and importlib.metadata wait until used,
+        # and so do the web libraries' modules it never uses (ssl among them).
+        from radio_bridge.loaded_when_used import for_the_web_server
+
+        for_the_web_server()
     from server.cli import main as cli
 
     cli()

@@ -116,6 +116,8 @@ def test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_th
             assert f"MALLOC_ARENA_MAX={arenas}" in Path(f"/proc/{child}/environ").read_text().split("\0")
             # Neither loads asyncio (SQLAlchemy imports it for an extension the hub never uses): megabytes each.
             assert "_asyncio" not in Path(f"/proc/{child}/maps").read_text()
+            # Nor ssl with OpenSSL's libssl: the hub speaks plain HTTP on the bench WiFi (and no TLS to the radio).
+            assert "libssl" not in Path(f"/proc/{child}/maps").read_text()
             # The bridge's few digests are Python's own: OpenSSL's libcrypto (3.4 MB) is the web server's alone.
             if "bridge" in Path(f"/proc/{child}/cmdline").read_text().split("\0"):
                 assert "libcrypto" not in Path(f"/proc/{child}/maps").read_text()
@@ -129,6 +131,34 @@ def test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_th
     assert "Traceback" not in output
     # Every part stopped, the supervisor truncated the WAL: nothing of what was purged stays beside the database.
     assert not (instance / "safebench.db-wal").exists() or (instance / "safebench.db-wal").stat().st_size == 0
+
+
+def test_what_the_web_servers_libraries_import_and_it_never_uses_loads_only_when_used(tmp_path):
+    # werkzeug's development server (with ssl for one exception's name), Flask-WTF's reCAPTCHA client
+    # (urllib.request, http.client, ssl), the debugger click's test runner patches, limits' asyncio
+    # storages: megabytes `safebench serve` never uses. Whoever does use one gets the real module then.
+    probe = """
+import sys
+from radio_bridge.loaded_when_used import for_the_web_server
+for_the_web_server()  # as server/entry.py does for `safebench serve`
+import server.cli, server.serving
+from server import create_app
+app = create_app()
+NAMES = ("werkzeug.serving", "ssl", "http.client", "urllib.request", "pdb", "limits.aio")
+def real(name):
+    return type(sys.modules.get(name)).__name__ == "module"
+loaded = sorted(name for name in NAMES if real(name))
+import limits.aio, pdb, urllib.request, werkzeug, werkzeug.serving
+from flask.cli import run_simple
+used = [werkzeug.serving.is_running_from_reloader(), callable(werkzeug.run_simple), callable(run_simple),
+        urllib.request.Request("http://bench.local/x").host, pdb.Pdb.__name__, limits.aio.strategies.__name__]
+print(loaded, used, sorted(name for name in NAMES if real(name)))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True,
+                          env=env_for(tmp_path / "instance"), cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == (
+        "[] [False, True, True, 'bench.local', 'Pdb', 'limits.aio.strategies'] "
+        "['http.client', 'limits.aio', 'pdb', 'ssl', 'urllib.request', 'werkzeug.serving']")
 
 
 def test_the_scheduler_runs_its_jobs_inside_the_bridge_under_safebench_up_and_a_second_one_waits(tmp_path, clock):

@@ -27,10 +27,13 @@ beside it). The whole run takes two to four minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -58,11 +61,39 @@ CONNECTED = "radio connected"
 START_TIMEOUT_S = 90
 
 
+# The folder holding the byte-compiled copy of the hub's packages every process runs (see installed_code).
+CODE: list[str] = []
+
+
 def clean_env(instance: Path, **extra: str) -> dict[str, str]:
     """The caller's environment without any SAFEBENCH_* of theirs: the hub on its shipped defaults."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SAFEBENCH_")}
     env.update({"SAFEBENCH_INSTANCE": str(instance), "PYTHONUNBUFFERED": "1", **extra})
+    if CODE:
+        env["PYTHONPATH"] = os.pathsep.join([*CODE, *filter(None, [env.get("PYTHONPATH")])])
     return env
+
+
+def installed_code(folder: Path) -> Path:
+    """The hub's packages as ``pip install`` leaves them on a bench: a copy, byte-compiled.
+
+    hub_setup/install.sh installs the hub with pip, which compiles every
+    module, so a unit loads bytecode at each start. A checkout that has no
+    ``__pycache__`` (an editable install in a shell with
+    ``PYTHONDONTWRITEBYTECODE``, as on the development machine) compiles the
+    hub's 140-odd modules from source in every process, and the compiler's
+    garbage stays in its heap: about 1 MB more RSS in the web server
+    (session 10). The copy is of the packages this script itself imports, so a
+    copy with older files first on ``PYTHONPATH`` (an A/B) is the one
+    measured; it also keeps the code still while others edit the checkout.
+    """
+    folder.mkdir(parents=True)
+    for package in ("server", "radio_bridge"):
+        source = Path(importlib.util.find_spec(package).origin).parent
+        shutil.copytree(source, folder / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if not compileall.compile_dir(folder, quiet=1, workers=0):
+        raise SystemExit(f"could not byte-compile the copy of the hub in {folder}")
+    return folder
 
 
 def free_port() -> int:
@@ -328,6 +359,9 @@ LADDERS: dict[str, list[tuple[str, list[str], str]]] = {
         ("settings read", [], "from server import config; config.load_settings(config.instance_path_from_env())"),
     ],
     "web (safebench serve)": [
+        # As server/entry.py does for `serve`; it imports werkzeug and limits to stand in for parts of them.
+        ("stand-ins for the unused (with werkzeug, limits)", [],
+         "from radio_bridge.loaded_when_used import for_the_web_server; for_the_web_server()"),
         ("SQLAlchemy + ORM", ["sqlalchemy", "sqlalchemy.orm"], ""),
         ("domain layer (models, services)", ["server.domain"], ""),
         ("Flask", ["flask"], ""),
@@ -369,8 +403,10 @@ LADDERS["bridge of a federated bench (issue 17)"] = [
 def import_ladders(workdir: Path) -> dict[str, dict]:
     results = {}
     for process, steps in LADDERS.items():
+        # From the work folder: `-c` puts the current folder first on sys.path, before the bytecode copy.
         done = subprocess.run([sys.executable, "-c", LADDER_PROBE, json.dumps(steps)], capture_output=True,
-                              text=True, timeout=120, env=clean_env(workdir / "ladder-instance"), check=False)
+                              text=True, timeout=120, env=clean_env(workdir / "ladder-instance"), check=False,
+                              cwd=workdir)
         if done.returncode != 0:
             results[process] = {"error": done.stderr.strip().splitlines()[-1:]}
             continue
@@ -444,6 +480,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (medians are printed)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to let the hub settle before reading")
     parser.add_argument("--only", default="up,units,imports", help="comma-separated: up, units, imports")
+    parser.add_argument("--from-source", action="store_true",
+                        help="run the checkout's modules as they are (no bytecode copy: as before session 10)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at start")
@@ -451,6 +489,12 @@ def main() -> None:
     units: list[Reading] = []
     with tempfile.TemporaryDirectory(prefix="safebench-memory-") as tmp:
         workdir = Path(tmp)
+        if not args.from_source:
+            CODE[:] = [str(installed_code(workdir / "code"))]
+            print(f"the hub's code: {', '.join(sorted(p.name for p in Path(CODE[0]).iterdir()))} copied from "
+                  f"{Path(importlib.util.find_spec('server').origin).parents[1]} and byte-compiled, as pip installs it")
+        else:
+            print("the hub's code: the checkout's modules as they are (compiled from source where no bytecode is)")
         for run in range(args.runs):
             if "up" in only:
                 up.append(run_up(workdir / f"run{run}", args.settle))
@@ -473,7 +517,8 @@ def main() -> None:
         print_ladders(ladders)
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"reproduce: .venv/bin/python tests/benchmarks/memory.py --runs {args.runs} --settle {args.settle:g}"
-          + (f" --only {args.only}" if args.only != "up,units,imports" else ""))
+          + (f" --only {args.only}" if args.only != "up,units,imports" else "")
+          + (" --from-source" if args.from_source else ""))
 
 
 if __name__ == "__main__":
