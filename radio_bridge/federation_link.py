@@ -70,6 +70,9 @@ STILL_JOINED_EVERY_S = 60.0  # after `safebench federation leave` the link stops
 # -- addresses and topics ---------------------------------------------------------------
 
 
+_SCHEMES = {"mqtts": True, "ssl": True, "tls": True, "mqtt": False, "tcp": False}  # scheme: TLS or not
+
+
 @dataclass(frozen=True)
 class BrokerAddress:
     host: str
@@ -78,15 +81,16 @@ class BrokerAddress:
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
-        """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` (1883 and 8883 by default); a clear ValueError else."""
+        """``mqtts://HOST[:PORT]`` or ``mqtt://HOST[:PORT]`` (8883 and 1883 by default; ``ssl://``, ``tls://`` and
+        ``tcp://`` as other programs write them); a clear ValueError else (websockets are not offered)."""
         parts = urlsplit(url.strip())
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        if parts.scheme not in _SCHEMES or not parts.hostname:
             raise ValueError(f"a broker address is mqtts://HOST[:PORT] or mqtt://HOST[:PORT] (got {url!r})")
         try:
             port = parts.port
         except ValueError:
             raise ValueError(f"the broker address's port is not a number from 1 to 65535 (got {url!r})") from None
-        tls = parts.scheme == "mqtts"
+        tls = _SCHEMES[parts.scheme]
         return cls(unquote(parts.hostname), port or (8883 if tls else 1883), tls)
 
     def __str__(self) -> str:

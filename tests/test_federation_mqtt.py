@@ -9,7 +9,6 @@ is a member that borders neither. One story runs the real bridge process.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -25,8 +24,14 @@ from nacl.signing import SigningKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from radio_bridge.federation_link import BrokerAddress, link_for, run_in_thread, topic_for
+from radio_bridge.federation_link import (
+    BrokerAddress,
+    link_for,
+    run_in_thread,
+    topic_for,
+)
 from server import config
+from server.clock import utcnow
 from server.db import make_engine
 from server.domain import alerts, federation, outbox, patrol
 from server.extensions import db
@@ -137,7 +142,7 @@ def neighbourhood(tmp_path):
     clock = FakeClock(datetime(2026, 11, 20, 21, 0))
     broker = Broker(tmp_path / "broker", FEDERATION, {name: f"{name}-password" for name in BENCHES},
                     extra_acl="\n# A broker taken over: this login may write anything.\nuser intruder\n"
-                              f"topic readwrite safebench/#\n")
+                              "topic readwrite safebench/#\n")
     subprocess.run(["mosquitto_passwd", "-b", str(broker.folder / "passwd"), "intruder", "intruder-pw"], check=True)
     broker.start()
     benches = {
@@ -314,7 +319,8 @@ def test_a_broker_that_refuses_this_bench_is_said_plainly_and_tried_again(tmp_pa
 def test_a_broker_address_is_mqtt_or_mqtts_with_a_port():
     assert BrokerAddress.parse("mqtts://broker.example.org") == BrokerAddress("broker.example.org", 8883, True)
     assert BrokerAddress.parse("mqtt://10.0.0.2:1884") == BrokerAddress("10.0.0.2", 1884, False)
-    for bad in ("http://broker", "mqtts://", "mqtt://host:99999"):
+    assert BrokerAddress.parse("ssl://broker.example.org:8884") == BrokerAddress("broker.example.org", 8884, True)
+    for bad in ("http://broker", "mqtts://", "mqtt://host:99999", "wss://broker.example.org"):
         with pytest.raises(ValueError, match="broker address"):
             BrokerAddress.parse(bad)
 
@@ -373,7 +379,7 @@ def test_the_bridge_links_a_joined_bench_over_tls_and_a_bench_that_never_joined_
     broker = Broker(tmp_path / "broker", FEDERATION, {"north": "north-password", "south": "south-password"},
                     tls=True).start()
     try:
-        clock = FakeClock(datetime.utcnow().replace(microsecond=0))  # the process runs on the real clock
+        clock = FakeClock(utcnow().replace(microsecond=0))  # the process runs on the real clock
         south = Bench(tmp_path, "south", clock, broker, ("Park",)).start_link()
         north = tmp_path / "north"
         north.mkdir()
