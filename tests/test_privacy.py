@@ -4,20 +4,25 @@ Distinctive markers (full names, phone numbers in several formats, email and
 street addresses, what an arrested person was charged with, their lawyer and
 family, a conflict's parties and story, an aid poster's contact, a compact
 signer's name, stewards' notes, SOS places, a duress check-in, hosts' notes
-on alerts, an assembly decision naming someone) are seeded through the real
-paths: the web forms with CSRF on, and the radio bridge's own inbound handler
-for what handhelds send. Then every GET route of the URL map is read as
-anonymous and as each role, for every id that exists; the live stream as each
-role; every message queued for the air; every log record written meanwhile;
-the host's ``safebench log --json``; and what a real web server and a real
-bridge process print.
+on alerts, an assembly decision naming someone; issue 16's ledger memos and
+balances, an anonymous gift to the bail fund, a payout memo naming the person
+arrested, tasks with their results and after-action accounts, allies' vows and
+why one was withdrawn) are seeded through the real paths: the web forms with
+CSRF on, and the radio bridge's own inbound handler for what handhelds send.
+Then every GET route of the URL map is read as anonymous and as each role, for
+every id that exists; the live stream as each role; every message queued for
+the air; every log record written meanwhile; the host's ``safebench log
+--json``; the month's printed ledger sheet; and what a real web server and a
+real bridge process print.
 
 Each marker carries its audience, read from DESIGN.md's privacy model, the
 pages' declared roles (server/web/access.py) and the log's restricted kinds
-(patrol.RESTRICTED_KINDS): which roles' pages may show it, whether it may go
-on the air, whether it belongs in the patrol log at all. Found anywhere else,
-it is a leak. Every kept marker must also be found where it belongs, so a
-crawl that reads nothing, or a seed that never landed, cannot pass.
+(patrol.RESTRICTED_KINDS), and for issue 16 from the modules' own rules
+(ledger.py, tasks.py, allies.py): which roles' pages may show it (or which
+members, or everyone), whether it may go on the air, whether it belongs in
+the patrol log at all. Found anywhere else, it is a leak. Every kept marker
+must also be found where it belongs, so a crawl that reads nothing, or a seed
+that never landed, cannot pass.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html import unescape
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -58,6 +63,7 @@ from server.domain import (
     complaints,
     drills,
     ledger,
+    ledger_sheets,
     mediation,
     outbox,
     patrol,
@@ -75,6 +81,7 @@ from server.domain.people import (
     DISPATCH,
     HOST,
     MEDIATOR,
+    ROLES,
     STEWARD,
 )
 from server.extensions import db
@@ -87,6 +94,7 @@ from tests.helpers import (
     login,
     make_app,
     make_member,
+    prefixed,
     seat_role,
     submit,
     text_of,
@@ -118,6 +126,10 @@ class Audience:
     in_log: bool = False
     # Members kept from it whatever their roles: the one a complaint about the patrol names.
     hidden_from: frozenset[str] = frozenset()
+    # Members who see it whatever their roles: the two sides of a transfer, the owner of a balance.
+    members: frozenset[str] = frozenset()
+    # Anyone at all, the open WiFi's anonymous phones too: what the street is meant to read.
+    everyone: bool = False
 
 
 ARREST_CASE = Audience("arrest case details", frozenset({DISPATCH, CARE}))
@@ -145,10 +157,16 @@ class Marker:
     text: str
     audience: Audience
     phone: bool = False
+    # A number standing alone (a balance): not part of a word, a decimal, a time, a token, a hash, a
+    # fingerprint's group of four or a Content-Length header.
+    number: bool = False
     pattern: re.Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.phone:
+        if self.number:
+            regex = (r"(?<![\w.,:/+\-\u2212])(?<![0-9a-f]{4} )(?<!Content-Length: )" + re.escape(self.text)
+                     + r"(?![\w.,:/])(?! [0-9a-f]{4}(?:\s|$))")
+        elif self.phone:
             # Any grouping of the same digits, "02079460958" as much as "020 7946 0958".
             digits = [ch for ch in self.text if ch.isdigit()]
             regex = r"(?<!\d)" + r"[\s().\-/]*".join(digits) + r"(?!\d)"
@@ -227,11 +245,42 @@ LONGITUDE = Marker("-0.0014587", POSITION)
 # Said by a stranger's radio, or in a message that was no command.
 UNHEARD = Marker("Araminta Pocklington-Udeh", NOWHERE)
 
+# Issue 16. The ledger: a memo is read by the two sides of a transfer (and printed on the month's sheet, as
+# the form tells the giver); a balance by its owner, and by everyone once they chose to show it.
+TRANSFER_MEMO = Marker("greengage chutney for Quenby's stall",
+                       Audience("a transfer's memo", frozenset(), members=frozenset({"Kestrel", "Linnet"})))
+OFFER_MEMO = Marker("reupholstered the vestry armchair",
+                    Audience("a waiting offer's memo", frozenset(), members=frozenset({"Heron", "Kestrel"})))
+KESTREL_BALANCE = Marker("3981", Audience("a balance kept private", frozenset(), members=frozenset({"Kestrel"})),
+                         number=True)
+PUBLIC = Audience("public", frozenset(), everyone=True)
+LINNET_BALANCE = Marker("3997", PUBLIC, number=True)
+# What the care ring tried to write on a payout: the fund names a case code at most, so it is refused.
+PAYOUT_NAME = Marker("Evangeline Trelawney-Adeyinka", NOWHERE)
+# The task map: a public task is for the street; any other task for role-holders (every role reads the
+# map); the one-line result is sealed in the log vault (host, dispatch, captain: tasks.py); the after-action
+# account read by hosts and captains only (tasks.ACCOUNT_READERS).
+PUBLIC_TASK = Marker("sweep the conkers off the Orchard Steps", PUBLIC)
+PRIVATE_TASK = Marker("swap the padlock on the Gorse Lane tool shed",
+                      Audience("a task off the public map", frozenset(ROLES)))
+TASK_RESULT = Marker("Ottavia Brennan-Mukherjee lent her ladder",
+                     Audience("a task's result", frozenset(sealing.READERS[sealing.LOG])))
+TASK_ACCOUNT = Marker("Philippa Okonjo-Starling held the torch",
+                      Audience("an after-action account", frozenset(tasks.ACCOUNT_READERS)))
+# Allies are organisations and their vows public; why a host withdrew a vow is in the record of power used,
+# which hosts and the accountability circle read for the assembly (and on the hosts' allies page).
+ALLY_NAME = Marker("Marigold Lantern Tearooms", PUBLIC)
+VOW = Marker("hot cardamom tea for stewards on shift", PUBLIC)
+VOW_KEPT = Marker("cardamom tea for five stewards after the flood", PUBLIC)
+WITHDRAWAL = Marker("the lease on the Tollgate Yard cellar ended",
+                    Audience("the record of power used", frozenset({HOST, ACCOUNTABILITY})))
+
 MARKERS = [value for value in list(globals().values()) if isinstance(value, Marker)]
 
-# Who logs in, with which role. Wren is registered by the host on the web and has no login.
+# Who logs in, with which role. Wren is registered by the host on the web and has no login. Bittern, a second
+# host, countersigns what one host may not put in force alone (a ledger account, an ally's vow).
 PEOPLE = {"Osprey": HOST, "Heron": DISPATCH, "Linnet": CARE, "Plover": MEDIATOR, "Crane": CAPTAIN,
-          "Kestrel": STEWARD, "Tern": ACCOUNTABILITY, "Avocet": ACCOUNTABILITY}
+          "Kestrel": STEWARD, "Tern": ACCOUNTABILITY, "Avocet": ACCOUNTABILITY, "Bittern": HOST}
 # "neighbour" is the phone that filled in the public forms; "anonymous" a phone that never did.
 IDENTITIES = ["anonymous", "neighbour", *PEOPLE]
 
@@ -241,7 +290,10 @@ def roles_of(identity: str) -> frozenset[str]:
 
 
 def may_see(identity: str, marker: Marker) -> bool:
-    return bool(roles_of(identity) & marker.audience.roles) and identity not in marker.audience.hidden_from
+    audience = marker.audience
+    if audience.everyone or identity in audience.members:
+        return True
+    return bool(roles_of(identity) & audience.roles) and identity not in audience.hidden_from
 
 
 def markers_in(text: str) -> list[Marker]:
@@ -280,6 +332,14 @@ class Hub:
     log_lines: list[str]
     mediation_receipt: str
     aid_receipt: str
+    # Issue 16: the month's ledger sheet as printed (its HTML) and what the command said; the public task's ask;
+    # what a giver past her soft limit was told when she offered, and what her receiver was told confirming it.
+    sheet: str = ""
+    sheet_said: str = ""
+    task_ask: int | None = None
+    shown_to_giver: str = ""
+    shown_to_receiver: str = ""
+    shown_to_care: str = ""  # what the care ring read confirming the anonymous gift
 
 
 def sent(browser, page: str, data: dict, action: str | None = None):
@@ -334,7 +394,142 @@ def open_alert_code(app, kind: str) -> str:
         return next(a.code for a in alerts.open_alerts(db.session) if a.kind == kind)
 
 
-def seed(app, clock: FakeClock) -> Hub:
+WHEN = "%Y-%m-%dT%H:%M"  # the task form's datetime-local fields
+
+
+def seed_the_mutual_aid_economy(app, clock: FakeClock, browsers: dict, radio: Handhelds, sheets: Path) -> dict:
+    """Issue 16 through its own doors: the ledger and the bail fund, the task map, the allies; the month's sheet."""
+    host, second_host = browsers["Osprey"], browsers["Bittern"]
+    crane, kestrel, linnet = (browsers[h] for h in ("Crane", "Kestrel", "Linnet"))
+    today = clock().date().isoformat()
+
+    # The assembly opens the bike workshop's account (Crane keeps it) and the bail and legal fund; a second
+    # host countersigns each.
+    decided = {"decided_on": today, "decision_place": "assembly at the library",
+               "decision": "the bike workshop and the bail fund keep accounts"}
+    sent(host, "/host/ledger", prefixed("open", {**decided, "kind": ledger.CREW, "name": "Bike workshop",
+                                                 "soft_limit": "100", "hard_limit": "10000", "keepers": "Crane"}))
+    sent(host, "/host/ledger", prefixed("open", {**decided, "kind": ledger.FUND, "name": "", "soft_limit": "0",
+                                                 "hard_limit": "0", "keepers": ""}))
+    for decision in all_ids(app, ledger.LedgerDecision):
+        sent(second_host, "/host/ledger", {}, action=f"/host/ledger/decisions/{decision}/countersign")
+    with app.app_context():
+        workshop = ledger.find_named(db.session, "Bike workshop")
+        assert workshop.in_force and ledger.fund_account(db.session).in_force
+        workshop = workshop.id
+
+    def offer(handle: str, giver: int | None = None, **data) -> int:
+        """From a crew's account, or (``giver`` None) from the member's own: "0" on the form until it opens."""
+        if giver is None:
+            with app.app_context():
+                own = ledger.member_account(db.session, people.get_member(db.session, handle))
+                giver = own.id if own is not None else 0
+        sent(browsers[handle], "/ledger/mine", prefixed("pay", {"giver": str(giver), **data}))
+        return newest_id(app, ledger.LedgerTransfer)
+
+    def confirm(browser, transfer: int, page: str = "/ledger/mine") -> None:
+        sent(browser, page, {}, action=f"/ledger/transfers/{transfer}/confirm")
+
+    # The workshop pays Kestrel and Linnet for many hours of repairs; Kestrel confirms one by radio.
+    for amount in (998, 997, 996):
+        confirm(kestrel, offer("Crane", giver=workshop, to="Kestrel", amount=str(amount), memo="wheels trued"))
+    by_radio = offer("Crane", giver=workshop, to="Kestrel", amount="995", memo="wheels trued")
+    assert radio.send(KESTREL_NODE, f"GOT P{by_radio}", key=KESTREL_KEY) == "got"
+    for amount in (999, 994, 993, 992):
+        confirm(linnet, offer("Crane", giver=workshop, to="Linnet", amount=str(amount), memo="brakes fixed"))
+    # Kestrel pays Linnet by radio, with a memo; she confirms on the web. Heron's offer to Kestrel waits.
+    assert radio.send(KESTREL_NODE, f"PAY Linnet 19 {TRANSFER_MEMO}", key=KESTREL_KEY) == "pay"
+    confirm(linnet, newest_id(app, ledger.LedgerTransfer))
+    offer("Heron", to="Kestrel", amount="3", memo=str(OFFER_MEMO))
+    # Avocet gives Kestrel 14, past a member's soft limit of 10: she is warned; he confirms.
+    shown_to_giver = text_of(sent(browsers["Avocet"], "/ledger/mine", prefixed("pay", {
+        "giver": "0", "to": "Kestrel", "amount": "14", "memo": "a winter coat"})))
+    shown_to_receiver = text_of(submit(kestrel, "/ledger/mine", {}, action=(
+        f"/ledger/transfers/{newest_id(app, ledger.LedgerTransfer)}/confirm")))
+    # Linnet chooses to show her balance on the public page; Kestrel chooses patrol credits, not that.
+    sent(linnet, "/ledger/mine", {"choices-balance_public": "y"}, action="/ledger/mine/choices")
+    sent(kestrel, "/ledger/mine", {"choices-earns_patrol_credit": "y"}, action="/ledger/mine/choices")
+
+    # Plover gives 12 to the bail fund without his name (past his soft limit); the care ring confirms it, and
+    # a second gift waits.
+    gift = offer("Plover", to="fund", amount="12", memo="", anonymous="y")
+    shown_to_care = text_of(submit(linnet, "/ledger/fund", {}, action=f"/ledger/transfers/{gift}/confirm"))
+    offer("Plover", to="fund", amount="5", memo="", anonymous="y")
+    sent(linnet, "/ledger/fund", {"cash-amount": "40"})
+    # A payout whose memo names the person arrested is refused; a case code is all it holds.
+    refused = submit(linnet, "/ledger/fund", {"payout-amount": "6", "payout-memo": f"bail for {PAYOUT_NAME} C11"})
+    assert refused.status_code == 400 and "never a name" in text_of(refused)
+    sent(linnet, "/ledger/fund", {"payout-amount": "6", "payout-memo": "bail C11"})
+    with app.app_context():
+        s = db.session
+        balances = {h: ledger.member_account(s, people.get_member(s, h)).balance
+                    for h in ("Kestrel", "Linnet", "Plover", "Heron", "Avocet")}
+        assert balances == {"Kestrel": int(KESTREL_BALANCE.text), "Linnet": int(LINNET_BALANCE.text),
+                            "Plover": -12, "Heron": 0, "Avocet": -14}
+        assert ledger.fund_account(s).balance == 12 + 40 - 6 and ledger.audit_sums(s) == ledger.Sums(0, [])
+
+    # The task map: Crane puts a public task and a private one on it; Kestrel takes both by radio, closes the
+    # private one with a result and writes its after-action account on the web.
+    with app.app_context():
+        market = patrol.match_area(db.session, "Market").id
+    frame = {"area": str(market), "starts_at": (clock() + timedelta(hours=1)).strftime(WHEN),
+             "due_at": (clock() + timedelta(hours=30)).strftime(WHEN)}
+    sent(crane, "/host/tasks/new", {**frame, "title": str(PUBLIC_TASK), "public": "y",
+                                    "done_means": "the steps are clear down to the gate"})
+    sent(crane, "/host/tasks/new", {**frame, "title": str(PRIVATE_TASK),
+                                    "done_means": "the new padlock's keys are in the bench box"})
+    with app.app_context():
+        public_task, private_task = db.session.scalars(select(tasks.Task).order_by(tasks.Task.id)).all()
+        public_code, private_code, private_id = public_task.code, private_task.code, private_task.id
+        ask = public_task.aid_post_id
+    assert ask is not None, "a public task is an ask on the aid board"
+    assert radio.send(KESTREL_NODE, f"TAKE {public_code}", key=KESTREL_KEY) == "take"
+    assert radio.send(KESTREL_NODE, f"TAKE {private_code}", key=KESTREL_KEY) == "take"
+    assert radio.send(KESTREL_NODE, f"DONE {private_code} new padlock on, {TASK_RESULT}", key=KESTREL_KEY) == "done"
+    page = f"/host/tasks/{private_id}"
+    sent(kestrel, page, {"account-text": f"The hasp had rusted; {TASK_ACCOUNT}. Spare keys are in the bench box."},
+         action=f"{page}/account")
+
+    # Allies: the tearooms and two vows, each countersigned by a second host; one withdrawn, one kept.
+    sent(host, "/host/allies", {"name": str(ALLY_NAME), "place": "2 Tollgate Yard", "endorsed_on": today,
+                                "organisation": "y"})
+    ally = newest_id(app, allies.Ally)
+    vowed = {"area": "Market", "decided_on": today, "decision_place": "assembly at the library",
+             "decision": "the tearooms' promises to the patrol"}
+    sent(host, f"/host/allies/{ally}/vow", {**vowed, "text": str(VOW), "kind": allies.REFRESHMENT,
+                                            "hours": "daily 18:00-02:00"})
+    sent(host, f"/host/allies/{ally}/vow", {**vowed, "text": "shelter in the cellar after midnight",
+                                            "kind": allies.SHELTER, "hours": "daily 00:00-06:00", "crisis_only": "y"})
+    tea, cellar = all_ids(app, allies.AllyVow)
+    for vow in (tea, cellar):
+        sent(second_host, "/host/allies", {}, action=f"/host/allies/vows/{vow}/countersign")
+    sent(host, "/host/allies", {f"withdraw-{cellar}-reason": str(WITHDRAWAL)},
+         action=f"/host/allies/vows/{cellar}/withdraw")
+    sent(host, "/host/allies", {f"kept-{tea}-on": today, f"kept-{tea}-line": str(VOW_KEPT)},
+         action=f"/host/allies/vows/{tea}/kept")
+    with app.app_context():
+        assert [v.in_force for v in db.session.scalars(select(allies.AllyVow).order_by(allies.AllyVow.id))] == [
+            True, False]
+    assert radio.send(KESTREL_NODE, "SAFE Market") == "safe"
+
+    # The month's ledger sheet, printed as a host prints it at the Pi once the month has ended (the hub's
+    # clock moved past it for the command alone; no chromium, so the HTML is the sheet).
+    month = ledger_sheets.Month.of(clock().date())
+    night = clock.now
+    after = month.next().first_day
+    clock.now = datetime(after.year, after.month, after.day, 9) + timedelta(days=1)
+    try:
+        done = app.test_cli_runner().invoke(args=["ledger-sheet", "--month", str(month), "--out", str(sheets)],
+                                            env={"PATH": "/nonexistent"})
+    finally:
+        clock.now = night
+    assert done.exit_code == 0, done.output
+    return {"sheet": (sheets / f"ledger-{month}.html").read_text(encoding="utf-8"), "sheet_said": done.output,
+            "task_ask": ask, "shown_to_giver": shown_to_giver, "shown_to_receiver": shown_to_receiver,
+            "shown_to_care": shown_to_care}
+
+
+def seed(app, clock: FakeClock, sheets: Path) -> Hub:
     for handle, role in PEOPLE.items():
         node = {"Heron": "!0000beef", "Kestrel": "!a1b2c3d4"}.get(handle)
         make_member(app, handle, role, node=node)
@@ -466,8 +661,9 @@ def seed(app, clock: FakeClock) -> Hub:
     for handle in PEOPLE:
         assert login(browsers[handle], handle).request.path != "/login"
 
+    economy = seed_the_mutual_aid_economy(app, clock, browsers, radio, sheets)
     return Hub(app=app, instance=Path(app.instance_path), browsers=browsers, shown_to_neighbour=shown,
-               log_lines=[], mediation_receipt=mediation_receipt, aid_receipt=aid_receipt)
+               log_lines=[], mediation_receipt=mediation_receipt, aid_receipt=aid_receipt, **economy)
 
 
 @pytest.fixture(scope="module")
@@ -493,7 +689,7 @@ def hub(tmp_path_factory):
     for logger in watched:
         logger.setLevel(logging.DEBUG)
     try:
-        seeded = seed(app, clock)
+        seeded = seed(app, clock, tmp_path_factory.mktemp("ledger-sheet"))
     finally:
         root.removeHandler(recorder)
         for logger, level in zip(watched, levels, strict=True):
@@ -549,6 +745,12 @@ def get_urls(app) -> list[tuple[str, dict]]:
                    for arg in sorted(rule.arguments)]
         for combination in itertools.product(*choices):
             urls.append((rule.build(dict(combination), append_unknown=False)[1], {}))
+    # A printed sheet checked by its hash, as its QR code opens the page; a vow's change form, filled in from it.
+    with app.app_context():
+        hashes = list(db.session.scalars(select(ledger_sheets.LedgerSheet.hash)))
+        vows = db.session.execute(select(allies.AllyVow.ally_id, allies.AllyVow.id)).all()
+    urls += [(f"/ledger/sheets/check?hash={value}", {}) for value in hashes]
+    urls += [(f"/host/allies/{ally}/vow?replaces={vow}", {}) for ally, vow in vows]
     return sorted(urls) + EXTRA
 
 
@@ -587,8 +789,15 @@ def test_every_kept_marker_is_found_where_it_belongs_so_the_crawl_reads_real_pag
             for marker in markers_in(carried):
                 found[marker].append(identity)
     missing = [f"{marker} ({marker.audience.name})" for marker in MARKERS
-               if marker.audience.roles and not found[marker]]
+               if (marker.audience.roles or marker.audience.members or marker.audience.everyone)
+               and not found[marker]]
     assert missing == [], "seeded but never shown, even to those who may see it: " + ", ".join(missing)
+    # What the street may read, an anonymous phone does read; what is for a few members, one of them sees.
+    # (A waiting offer's giver is not shown their own memo again: only the receiver, who decides on it.)
+    unseen = [f"{marker} by {' or '.join(who)}" for marker in MARKERS
+              for who in [["anonymous"] if marker.audience.everyone else sorted(marker.audience.members)]
+              if who and not set(who) & set(found[marker])]
+    assert unseen == [], "not shown to whom it is for: " + ", ".join(unseen)
     # The public text of an aid offer is public: the crawl does see public content.
     public = " ".join(carried for _url, _status, carried in pages["anonymous"])
     assert "Saffron lentil soup" in public and "Market" in public
@@ -620,6 +829,105 @@ def test_the_neighbours_phone_is_shown_nothing_of_what_was_typed_on_it(hub):
     # The receipt code still answers with the state alone (the page was read with it above).
     with hub.app.app_context():
         assert mediation.status_for_receipt(db.session, hub.mediation_receipt).status == mediation.ASSIGNED
+
+
+# -- issue 16: the ledger, the task map, the allies -------------------------------------------
+
+
+def page_of(pages, identity: str, url: str) -> str:
+    return next(carried for visited_url, _status, carried in pages[identity] if visited_url == url)
+
+
+def test_an_anonymous_gift_to_the_bail_fund_names_its_giver_to_nobody_but_the_giver(hub, pages):
+    """Plover gave 12 to the fund without his name, and 5 more wait for the care ring: no ledger page names
+    him to anyone else, the care ring that confirms the gifts and the hosts who open the fund's account included;
+    nor does what Linnet read as she confirmed the gift (it took him past his soft limit)."""
+    plover = re.compile(r"\bPlover\b")
+    leaks = [f"{identity} {url}" for identity, visited in pages.items() if identity != "Plover"
+             for url, _status, carried in visited
+             if url.startswith(("/ledger", "/host/ledger")) and plover.search(carried)]
+    assert leaks == [], "an anonymous giver is named:\n" + "\n".join(leaks)
+    fund = page_of(pages, "Linnet", "/ledger/fund")
+    assert re.search(r"P\d+: anonymous offers 5 credits to Bail and legal fund", fund)
+    assert re.search(r"anonymous Bail and legal fund \+12 contribution", fund)
+    assert "Confirmed: the credits moved." in hub.shown_to_care
+    assert not re.search(r"\bPlover\b", hub.shown_to_care) and "-12" not in hub.shown_to_care
+    # The giver sees it was his.
+    assert re.search(r"Plover Bail and legal fund −12 contribution", page_of(pages, "Plover", "/ledger/mine"))
+
+
+def test_the_public_ledger_shows_a_members_balance_only_once_they_chose_to_show_it(pages):
+    public = page_of(pages, "anonymous", "/ledger")
+    assert f"Linnet {LINNET_BALANCE}" in public, "Linnet chose to show hers"
+    assert "Bike workshop -7964" in public and "The fund holds 46 credits." in public
+    assert not re.search(r"\b(Kestrel|Avocet|Heron|Plover|Crane)\b", public)
+    assert f"Your balance: {KESTREL_BALANCE} credits" in page_of(pages, "Kestrel", "/ledger/mine")
+
+
+def test_a_receiver_confirming_an_offer_is_not_told_the_givers_balance(hub):
+    """Avocet went past her soft limit giving to Kestrel. She is warned with her balance; Kestrel, confirming,
+    is not told it: a member's balance is theirs alone (no page opens another member's account, a host's neither)."""
+    assert "Avocet is now at -14, past its soft limit of 10 below zero" in hub.shown_to_giver
+    assert "Confirmed: the credits moved." in hub.shown_to_receiver
+    assert "-14" not in hub.shown_to_receiver and "Avocet is now at" not in hub.shown_to_receiver
+
+
+def test_a_receiver_whose_confirmation_is_refused_is_not_told_the_givers_balance_or_an_anonymous_name(app, clock):
+    """Wren offered Kestrel 15 and the bail fund 3 without her name; the assembly then lowered her hard limit to
+    2. Both confirmations are refused at her limit: Kestrel reads it without her balance, and the care ring, on
+    the web or by radio (GOT), without her name."""
+    for handle, role in (("Osprey", HOST), ("Bittern", HOST), ("Wren", STEWARD), ("Kestrel", STEWARD),
+                         ("Linnet", CARE)):
+        make_member(app, handle, role)
+    with app.app_context():
+        s, now = db.session, clock()
+        osprey, bittern, wren, kestrel, linnet = (people.get_member(s, h)
+                                                  for h in ("Osprey", "Bittern", "Wren", "Kestrel", "Linnet"))
+        decision = people.Decision(now.date(), "assembly at the library", "the fund; lower limits")
+        ledger.countersign(s, now, ledger.open_account(s, now, "", kind=ledger.FUND, soft_limit=0, hard_limit=0,
+                                                       keepers=None, decision=decision, by=osprey), by=bittern)
+        own = ledger.account_for_member(s, now, wren)
+        to_kestrel = ledger.propose(s, now, giver=own, receiver=ledger.account_for_member(s, now, kestrel),
+                                    amount=15, memo="", by=wren).transfer
+        to_fund = ledger.propose(s, now, giver=own, receiver=ledger.fund_account(s), amount=3, memo="", by=wren,
+                                 anonymous=True).transfer
+        lowered = ledger.set_limits(s, now, own, soft_limit=1, hard_limit=2, decision=decision, by=osprey)
+        ledger.countersign(s, now, lowered, by=bittern)
+        refused = ledger.confirm(s, now, to_kestrel, by=kestrel).transfer
+        by_radio = ledger.confirm_by_radio(s, now, linnet, to_fund.code)
+        s.commit()
+        assert refused.state == to_fund.state == ledger.REFUSED and own.balance == 0
+        assert refused.refusal == f"{refused.code} refused: Wren is at its hard limit. Nothing moved."
+        assert by_radio == to_fund.refusal == f"{to_fund.code} refused: anonymous is at its hard limit. Nothing moved."
+
+
+def test_the_printed_ledger_sheet_names_only_members_who_chose_to_show_their_balance(hub):
+    """The month's sheet, as `safebench ledger-sheet` printed it for the assembly's wall."""
+    rows = [" ".join(unescape(re.sub(r"<[^>]+>", " ", row)).split())
+            for row in re.findall(r'<tr class="entry">(.*?)</tr>', hub.sheet, re.DOTALL)]
+    assert len(rows) == 13
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", hub.sheet)).split())
+    named = [handle for handle in (*PEOPLE, "Wren") if re.search(rf"\b{handle}\b", text)]
+    assert named == ["Linnet"], "only Linnet chose to show her balance"
+    # Plover's gifts say "anonymous", without even a per-sheet label that would tie them to his other lines.
+    assert len([row for row in rows if re.search(r" anonymous Bail and legal fund 12 [0-9a-f]{8}$", row)]) == 1
+    assert not [row for row in rows if re.search(r"M\d+ (\(\w+\) )?Bail and legal fund", row)]
+    (payout,) = [row for row in rows if "Outside the ledger" in row]
+    assert re.search(r" Bail and legal fund Outside the ledger 6 C11 [0-9a-f]{8}$", payout), "a case code at most"
+    # A memo is printed for the assembly, as the transfer form tells the giver; nothing else of the markers is.
+    assert set(markers_in(text)) <= {TRANSFER_MEMO}
+    assert markers_in(hub.sheet_said) == [] and "The sheet for" in hub.sheet_said
+
+
+def test_the_public_task_map_shows_the_task_and_never_who_made_or_took_it(hub, pages):
+    """Crane made the public task and Kestrel took it by radio: the street sees the work, not the people."""
+    for url in ("/", "/tasks", f"/aid/{hub.task_ask}"):
+        for identity in ("anonymous", "neighbour"):
+            shown = page_of(pages, identity, url)
+            assert PUBLIC_TASK.in_(shown), (identity, url)
+            assert not re.search(r"\b(Kestrel|Crane)\b", shown), (identity, url)
+    # Role-holders' own map does say who took it: the crawl read the real thing.
+    assert re.search(rf"{PUBLIC_TASK} .*\bKestrel\b", page_of(pages, "Tern", "/host/tasks"))
 
 
 # -- the live stream -------------------------------------------------------------------------
@@ -750,6 +1058,8 @@ def test_what_a_stranger_or_a_message_that_is_no_command_said_is_not_kept_anywhe
     assert not SEEN.in_(dump), "a steward's note is not on the card in the clear"
     assert SEEN.in_(opened) and LATITUDE.in_(dump), "the dump reads the hub's data"
     assert not UNHEARD.in_(dump) and not UNHEARD.in_(opened)
+    # The payout memo that named the person arrested was refused, so it is nowhere on the card.
+    assert not PAYOUT_NAME.in_(dump) and not PAYOUT_NAME.in_(opened)
 
 
 def test_safebench_log_json_shows_the_log_and_never_what_cases_mediation_or_the_aid_board_hold(hub):
@@ -827,8 +1137,21 @@ def test_a_real_web_server_prints_no_personal_data_while_neighbours_and_dispatch
         assert neighbour.get(f"/{ARRESTED.text.replace(' ', '-')}")[0] == 404
         dispatch = Phone(base)
         assert dispatch.send("/login", {"handle": "Heron", "password": PASSWORD})[0] == 200
-        for page in ("/cases", "/host/log", "/host/alerts", "/host/radio", "/host/live"):
+        for page in ("/cases", "/host/log", "/host/alerts", "/host/radio", "/host/live", "/host/tasks"):
             assert dispatch.get(page)[0] == 200, page
+        # The care ring's payout naming the person arrested, and an offer with a memo to nobody here: both
+        # refused (nothing kept), neither printed. The ledger's, the task map's and the allies' public pages.
+        care = Phone(base)
+        assert care.send("/login", {"handle": "Linnet", "password": PASSWORD})[0] == 200
+        status, body = care.send("/ledger/fund", {"payout-amount": "2", "payout-memo": f"bail for {PAYOUT_NAME} C11"})
+        assert status == 400 and "never a name" in body
+        with hub.app.app_context():
+            own = ledger.member_account(db.session, people.get_member(db.session, "Linnet")).id
+        status, body = care.send("/ledger/mine", {"pay-giver": str(own), "pay-to": "Nobody-here", "pay-amount": "1",
+                                                  "pay-memo": str(TRANSFER_MEMO)})
+        assert status == 400 and "No crew or member here goes by" in unescape(body)
+        for page in ("/ledger", "/ledger/sheets/", "/tasks", "/allies"):
+            assert neighbour.get(page)[0] == 200, page
     finally:
         # As systemd and `safebench up` stop it (a SIGINT is ignored by a server started in the background).
         server.send_signal(signal.SIGTERM)
@@ -861,6 +1184,11 @@ def test_a_real_bridge_process_prints_no_personal_data_from_what_handhelds_send(
         (KESTREL_NODE, f"ARREST {RADIOED_SPOT} 2 {RADIOED_ARRESTED}, charged with trespass"),
         (KESTREL_NODE, f"CI quiet by {DURESS_SPOT}, {DURESS_WORD}"),
         (KESTREL_NODE, f"tell {UNHEARD} the van left"),
+        # Issue 16's commands on the channel (not direct messages, so PAY and DONE are refused unproven);
+        # before the SOS, which the wait below waits for.
+        (KESTREL_NODE, f"PAY Heron 19 {TRANSFER_MEMO}"),
+        (KESTREL_NODE, f"DONE T1 {TASK_RESULT}"),
+        (KESTREL_NODE, "SAFE Market"),
         (KESTREL_NODE, f"SOS behind {SOS_SPOT}"),
         (STRANGER_NODE, f"SOS {UNHEARD} is hurt"),
     ]

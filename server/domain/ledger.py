@@ -741,12 +741,19 @@ def confirm(session: Session, now: datetime, transfer: LedgerTransfer, *, by: Me
     if transfer.state != PROPOSED:
         raise Conflict(_("Transfer %(code)s is %(state)s already.", code=transfer.code,
                          state=transfer.state_label), field="transfer")
+    # The refusal and the warning speak of the giver's balance. A member's is theirs alone (no page opens another
+    # member's account, a host's neither) unless they chose to show it, and an anonymous gift's giver is nobody's
+    # business: a receiver is told without the numbers, and without the name where the gift has none.
+    hidden = transfer.anonymous or (transfer.giver.kind == MEMBER and not transfer.giver.balance_public)
+    giver_private = hidden and not may_act_for(session, now, transfer.giver, by)
     if not _within_hard_limit(transfer.giver, transfer.amount):
         transfer.state, transfer.decided_at, transfer.decided_by = REFUSED, now, by
-        transfer.refusal = _limit_message(transfer.giver, transfer.amount)[:300]
+        transfer.refusal = (_("%(code)s refused: %(giver)s is at its hard limit. Nothing moved.",
+                              code=transfer.code, giver=shown_giver(transfer, by)[:24]) if giver_private
+                            else _limit_message(transfer.giver, transfer.amount))[:300]
         session.flush()
         return Outcome(transfer)  # kept refused, with its reason: the caller commits and shows it
-    warning = _soft_warning(transfer.giver, transfer.amount)
+    warning = "" if giver_private else _soft_warning(transfer.giver, transfer.amount)
     kind = CONTRIBUTION if transfer.receiver.kind == FUND else TRANSFER
     entry = _post(session, now, transfer.giver, transfer.receiver, transfer.amount, transfer.memo, kind,
                   anonymous=transfer.anonymous)
@@ -1039,6 +1046,6 @@ def confirm_by_radio(session: Session, now: datetime, member: Member, code: str)
     outcome = confirm(session, now, transfer, by=member)
     if outcome.transfer.state == REFUSED:
         return _("%(code)s refused: %(giver)s is at its hard limit. Nothing moved.", code=transfer.code,
-                 giver=transfer.giver.title[:24])
+                 giver=shown_giver(transfer, member)[:24])
     return _("%(code)s confirmed: %(amount)d credits to %(to)s.", code=transfer.code, amount=transfer.amount,
              to=transfer.receiver.title[:24])
