@@ -143,6 +143,7 @@ class LinkSettings:
     session_expiry_s: int
     outbox_poll_s: float
     publish_batch: int
+    joined_check_s: float
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LinkSettings:
@@ -154,6 +155,7 @@ class LinkSettings:
             session_expiry_s=int(float(config.get("FEDERATION_SESSION_DAYS", 14)) * 86400),
             outbox_poll_s=float(config.get("FEDERATION_OUTBOX_POLL_S", 0.5)),
             publish_batch=int(config.get("FEDERATION_PUBLISH_BATCH", 50)),
+            joined_check_s=float(config.get("FEDERATION_JOINED_CHECK_S", STILL_JOINED_EVERY_S)),
         )
 
 
@@ -216,7 +218,7 @@ class FederationLink:
         self._held: deque[_Received] = deque()  # received, not yet stored (database busy): not acknowledged
         self._refused_until: dict[int, float] = {}  # outbox ids the broker refused: not before this time
         self._alerts_seen: tuple | None = None  # the alert and case tables as last scanned
-        self._next_joined_check = time.monotonic() + STILL_JOINED_EVERY_S
+        self._next_joined_check = time.monotonic() + self.settings.joined_check_s
         self.left = False
         self.counts = {"published": 0, "acknowledged": 0, "received": 0, "accepted": 0, "refused": 0, "connects": 0}
 
@@ -354,7 +356,7 @@ class FederationLink:
     def _queue_new(self) -> None:
         """This bench's new boundary alerts into the outbox as soon as they are raised."""
         if time.monotonic() >= self._next_joined_check:
-            self._next_joined_check = time.monotonic() + STILL_JOINED_EVERY_S
+            self._next_joined_check = time.monotonic() + self.settings.joined_check_s
             if self._has_left():
                 return
         if self.key is None:

@@ -86,6 +86,7 @@ class Bench:
         return config.load_settings(self.instance, environ={}, overrides={
             "CLOCK": self.clock, "DATABASE_URL": f"sqlite:///{self.instance / 'safebench.db'}",
             "FEDERATION_RECONNECT_MIN_S": 0.2, "FEDERATION_RECONNECT_MAX_S": 0.5, "FEDERATION_OUTBOX_POLL_S": 0.05,
+            "FEDERATION_JOINED_CHECK_S": 0.2,
             "FEDERATION_CA_FILE": str(self.ca_file or "")})
 
     def start_link(self) -> Bench:
@@ -293,6 +294,19 @@ def test_a_message_delivered_twice_is_acted_on_once(neighbourhood):
     wait_until(lambda: south.dropped(federation.DUPLICATE) >= 2, what="the copies seen")
     assert south.neighbour_alerts() == [("north", code, "Market", "open")]
     assert len(south.on_air()) == 1
+
+
+def test_a_bench_that_leaves_the_federation_stops_linking_and_the_others_go_on(neighbourhood, caplog):
+    benches, _broker, clock = neighbourhood
+    west = benches["west"]
+    with caplog.at_level("INFO", logger="radio_bridge.federation"):
+        west.write(lambda s: federation.leave(s, clock(), west.instance, forget_key=True))
+        wait_until(lambda: not west.thread.is_alive(), what="West's link to stop")
+    assert "this bench left the federation; the link stops" in caplog.text
+    # The others go on: North's SOS still reaches South.
+    code = benches["north"].raise_sos("kestrel", "Market")
+    wait_until(benches["south"].neighbour_alerts, what="the SOS at South")
+    assert benches["south"].neighbour_alerts() == [("north", code, "Market", "open")]
 
 
 def test_a_broker_that_refuses_this_bench_is_said_plainly_and_tried_again(tmp_path, caplog):
