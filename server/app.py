@@ -118,6 +118,9 @@ def register_blueprints(app: Flask) -> None:
     from server.web import ledger_sheets
 
     app.register_blueprint(ledger_sheets.bp)  # issue 16: the ledger's printed sheets and their check
+    from server.web import federation
+
+    app.register_blueprint(federation.bp)  # issue 17: the federation page and a steward's choice to roam
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -128,9 +131,10 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from server.web import filters
+    from server.web import filters, template_bytecode
 
     filters.init_app(app)
+    template_bytecode.init_app(app)  # issue 14: templates compiled at install, read, never written
 
 
 def register_commands(app: Flask) -> None:

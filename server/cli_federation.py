@@ -31,7 +31,7 @@ def federation_group() -> None:
 @federation_group.command("join")
 @click.argument("url")
 @click.option("--name", "fed_name", required=True, help="The federation's name, the same on every bench.")
-@click.option("--bench", required=True, help="This bench's name in the federation (letters, digits, spaces).")
+@click.option("--bench", required=True, help="This bench's name in the federation (letters, digits, . _ -; no spaces).")
 @click.option("--username", help="This bench's user name on the broker.")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
               help="A file holding this bench's broker password (only its path is kept, never the password).")
@@ -47,6 +47,9 @@ def federation_join(url: str, fed_name: str, bench: str, username: str | None, p
                  fingerprint=joined.fingerprint))
     click.echo(_("The key is in %(path)s (only this user can read it). Whoever takes this SD card can sign as "
                  "this bench until the others revoke it.", path=federation.key_path(_instance())))
+    # The bridge starts the federation link when it starts (a bench that never joins never loads it).
+    click.echo(_("Restart the radio bridge for the link to start: sudo systemctl restart safebench-bridge "
+                 "(or stop and start safebench up)."))
 
 
 @federation_group.command("show")
@@ -69,7 +72,7 @@ def federation_show() -> None:
         last = f"{member.last_message_at:%Y-%m-%d %H:%M}Z {member.last_kind}" if member.last_message_at else "-"
         click.echo(f"  {member.name:<20} {member.state_label:<22} {member.fingerprint}  "
                    + _("last: %(last)s", last=last)
-                   + (f"  {_('borders our')} {', '.join(member.neighbour_area_list)}"
+                   + ("  " + _("borders our %(areas)s", areas=", ".join(member.neighbour_area_list))
                       if member.neighbour_area_list else ""))
         if member.heard_key:
             click.echo("    " + _("another key heard for this name: %(fingerprint)s (trust it only once its "
@@ -102,6 +105,19 @@ def federation_revoke(name: str, reason: str) -> None:
     """Stop acting on bench NAME's messages at once (its key was seized, or it went rogue)."""
     member = _save(lambda s: federation.revoke(s, _now(), federation.get_member(s, name), reason=reason, by=None))
     click.echo(_("%(name)s is revoked: nothing it signs is acted on any more.", name=member.name))
+
+
+@federation_group.command("leave")
+@click.option("--forget-key", is_flag=True, help="Delete this bench's signing key too: the next join makes a new one, "
+              "which every other bench's hosts must confirm again.")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@with_schema
+def federation_leave(forget_key: bool, yes: bool) -> None:
+    """Leave the federation: nothing more is sent or acted on (the other benches should revoke this one)."""
+    if not yes:
+        click.confirm(_("Leave the federation? Messages not yet sent are dropped."), abort=True)
+    _save(lambda s: federation.leave(s, _now(), _instance(), forget_key=forget_key))
+    click.echo(_("This bench has left its federation."))
 
 
 @federation_group.command("areas")

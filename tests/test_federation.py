@@ -497,3 +497,122 @@ def test_at_the_terminal_a_host_joins_reads_the_fingerprint_trusts_and_revokes(b
     revoked = runner.invoke(args=["federation", "revoke", "Market", "--reason", "their Pi was taken"])
     assert revoked.exit_code == 0 and "revoked" in revoked.output
     assert "revoked" in runner.invoke(args=["federation", "show"]).output
+
+
+def test_hosts_see_the_federation_and_the_board_and_bench_page_show_the_neighbours(benches, clock):
+    from tests.helpers import login, make_member, submit
+
+    market, canal = benches["Market"], benches["Canal"]
+    canal.receive(market.outgoing(federation.HELLO)[0])
+    make_member(canal.app, "Heron", people.HOST)
+    make_member(canal.app, "Ibis", people.HOST)
+    heron, ibis = canal.app.test_client(), canal.app.test_client()
+    login(heron, "Heron")
+    login(ibis, "Ibis")
+    page = heron.get("/host/federation").get_data(as_text=True)
+    assert market.fingerprint() in page and canal.fingerprint() in page and "heard, not trusted" in page
+    with canal.session() as s:
+        member_id = federation.get_member(s, "Market").id
+    submit(heron, "/host/federation", {"fingerprint": market.fingerprint()}, f"/host/federation/{member_id}/confirm")
+    assert "confirmed by one host" in heron.get("/host/federation").get_data(as_text=True)
+    submit(ibis, "/host/federation", {"fingerprint": market.fingerprint()}, f"/host/federation/{member_id}/confirm")
+    with canal.session() as s:
+        assert federation.get_member(s, "Market").is_trusted
+    # Market trusts Canal at its terminal; an SOS there and its counts reach Canal.
+    market.trust(canal)
+    boundary(market, canal)
+    with market.session() as s:
+        alerts.raise_sos(s, clock(), None, "Lock Street", patrol.SOURCE_WEB)
+        cases.open_case(s, clock(), place="Lock Street", arrested=2, source=patrol.SOURCE_WEB)
+        federation.queue_new_alerts(s, clock(), market.key)
+        federation.queue_periodic(s, clock(), market.key)
+    results = [canal.receive(message) for message in market.outgoing()]
+    assert all(result.accepted for result in results), results
+    board = heron.get("/host/board").get_data(as_text=True)
+    assert "SOS from bench Market" in board and "Arrest from bench Market" in board and "Lock Street" in board
+    bench_page = canal.app.test_client().get("/").get_data(as_text=True)
+    assert "Across the federation" in bench_page and "2 benches: 2 taken, 0 released" in bench_page
+    page = heron.get("/host/federation").get_data(as_text=True)
+    assert "urgent alert near a boundary" in page and "Market" in page
+
+
+def test_a_steward_chooses_to_roam_on_their_own_dashboard(benches, clock):
+    from tests.helpers import login, make_member, submit
+
+    market = benches["Market"]
+    make_member(market.app, "Kestrel", people.STEWARD, node="!a1b2c3d4")
+    kestrel = market.app.test_client()
+    login(kestrel, "Kestrel")
+    dashboard = kestrel.get("/host/").get_data(as_text=True)
+    assert "Roaming to other benches" in dashboard and "not pinned yet" in dashboard
+    submit(kestrel, "/host/", {"roam": "1"}, "/me/roaming")
+    with market.session() as s:
+        assert federation.roaming_consent(s, people.get_member(s, "Kestrel")) is not None
+    assert "Stop roaming" in kestrel.get("/host/").get_data(as_text=True)
+    submit(kestrel, "/host/", {"roam": "0"}, "/me/roaming")
+    with market.session() as s:
+        assert federation.roaming_consent(s, people.get_member(s, "Kestrel")) is None
+
+
+def test_a_revoked_bench_set_up_again_with_a_new_key_is_trusted_again_by_two_hosts(benches, clock):
+    market, canal = benches["Market"], benches["Canal"]
+    federate({"Market": market, "Canal": canal})
+    with canal.session() as s:
+        federation.revoke(s, clock(), federation.get_member(s, "Market"), reason="Pi taken", by=None)
+    # Whoever holds the old card announces it again: still revoked.
+    assert canal.receive(canal._hello_again(market)).reason == \
+        federation.REVOKED
+    # Market's hosts set up a new card: a new key, the same name.
+    (market.instance / federation.KEY_FILE).unlink()
+    market.join()
+    assert canal.receive(market.outgoing(federation.HELLO)[0]).reason == federation.KEY_CHANGED
+    with canal.session() as s:
+        heron, ibis = hosts(canal)
+        member = federation.get_member(s, "Market")
+        federation.confirm(s, clock(), member, market.fingerprint(), by=heron)
+        assert not member.is_trusted and member.revoked_at is None
+        federation.confirm(s, clock(), member, market.fingerprint(), by=ibis)
+        assert member.is_trusted
+    with market.session() as s:
+        federation.queue(s, clock(), market.key, federation.COUNTS, {"arrested": 1, "released": 0})
+    assert canal.receive(market.outgoing(federation.COUNTS)[0]).accepted
+
+
+def test_a_bench_heard_for_the_first_time_hears_our_hello_at_once(benches, clock):
+    market, canal = benches["Market"], benches["Canal"]
+    market.outgoing()
+    canal.outgoing()
+    clock.advance(minutes=5)
+    with canal.session() as s:
+        federation.queue_hello(s, clock(), canal.key)
+    market.receive(canal.outgoing(federation.HELLO)[0])  # Canal joined later: Market's hello went before it listened
+    with market.session() as s:
+        (reply,) = federation.queue_new_alerts(s, clock(), market.key)
+        assert reply.kind == federation.HELLO
+        assert federation.queue_new_alerts(s, clock(), market.key) == []  # once
+
+
+def test_an_alert_relayed_over_the_mesh_is_acted_on_once_whichever_copy_comes_first(benches, clock):
+    market, canal = benches["Market"], benches["Canal"]
+    federate({"Market": market, "Canal": canal})
+    radio_key = federation._b64(bytes(range(32)))
+    with market.session() as s:
+        assert federation.set_own_hub(s, clock(), 0xA1B2C3D4, radio_key)
+        federation.queue_hello(s, clock(), market.key)
+    canal.receive(market.outgoing(federation.HELLO)[0])
+    with canal.session() as s:
+        member = federation.get_member(s, "Market")
+        assert (member.hub_node, member.hub_key) == (0xA1B2C3D4, radio_key)
+    boundary(market, canal)
+    with market.session() as s:
+        alerts.raise_sos(s, clock(), None, "Lock Street", patrol.SOURCE_WEB)
+        federation.queue_new_alerts(s, clock(), market.key)
+    signed = json.loads(market.outgoing(federation.ALERT)[0])
+    relayed = {k: v for k, v in signed.items() if k != "sig"}
+    with canal.session() as s:
+        assert federation.receive_relayed(s, clock(), "Market", relayed).accepted
+        assert federation.receive_relayed(s, clock(), "Market", relayed).reason == federation.DUPLICATE
+        assert federation.receive_relayed(s, clock(), "Canal", relayed).reason == federation.MALFORMED
+        counts = dict(relayed, kind="counts", id="00000000000000ff", body={"arrested": 50, "released": 0})
+        assert federation.receive_relayed(s, clock(), "Market", counts).reason == federation.MALFORMED
+    assert canal.receive(json.dumps(signed).encode()).reason == federation.DUPLICATE

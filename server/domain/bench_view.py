@@ -24,7 +24,7 @@ from sqlalchemy import Boolean, Connection, and_, bindparam, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from server.domain import aid, allies, audit, cases, compact, complaints, patrol, tasks
+from server.domain import aid, allies, audit, cases, compact, complaints, federation, patrol, tasks
 from server.domain.people import Member
 
 _shift = patrol.Shift.__table__
@@ -124,6 +124,8 @@ _COUNTS = select(
     _count(_complaint.c.status == complaints.CLOSED, of=_complaint),
     _count(_complaint.c.status != complaints.CLOSED, _complaint.c.created_at <= bindparam("cycle_ago"),
            of=_complaint),
+    # Issue 17: the trusted benches' latest fresh counts, for the city figure (a handful of rows).
+    *federation.CITY_COLUMNS,
 )
 
 
@@ -158,6 +160,9 @@ class BenchPage:
     allies: allies.BenchAllies | None = None
     # Issue 16: open public tasks, overdue ones as "help needed", never who took them (one statement: tasks.BENCH_TASKS).
     tasks: tasks.BenchTasks | None = None
+    # Issue 17: benches and arrests held/out across the federation, with this bench's own (three columns of
+    # the counts' statement: federation.CITY_COLUMNS); None on a bench no member sent fresh counts to.
+    city: federation.CityFigure | None = None
 
 
 def on_patrol(connection: Connection) -> patrol.PublicPatrol:
@@ -172,8 +177,8 @@ def public_log(connection: Connection, limit: int, rounding_minutes: int) -> lis
 
 def bench_page(connection: Connection, now: datetime, rounding_minutes: int, zone: Any = None) -> BenchPage:
     """Everything the bench page shows, in seven statements read in one transaction."""
-    (open_posts, signatures, arrested, released, opened, closed, past) = connection.execute(
-        _COUNTS, {"now": now, "cycle_ago": now - complaints.LUNAR_CYCLE}
+    (open_posts, signatures, arrested, released, opened, closed, past, *city) = connection.execute(
+        _COUNTS, {"now": now, "cycle_ago": now - complaints.LUNAR_CYCLE, "fresh_after": now - federation.COUNTS_FRESH}
     ).one()
     return BenchPage(
         on_patrol=on_patrol(connection),
@@ -190,4 +195,5 @@ def bench_page(connection: Connection, now: datetime, rounding_minutes: int, zon
                                                  open_past_a_lunar_cycle=past),
         allies=allies.bench_allies(list(connection.execute(allies.BENCH_VOWS)), now, zone),
         tasks=tasks.bench_tasks(connection.execute(tasks.BENCH_TASKS), now),
+        city=federation.city_of(city, int(arrested), int(released)),
     )

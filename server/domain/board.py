@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radio_bridge.airtime import HOUR, duty_cycle_budget
-from server.domain import alerts, cases, outbox, overdue, patrol, radio, tasks
+from server.domain import alerts, cases, federation, outbox, overdue, patrol, radio, tasks
 from server.domain.alerts import Alert
 from server.domain.patrol import LogEntry
 
@@ -180,6 +180,8 @@ class Board:
     radio: RadioHealth
     entries: list[RecentEntry]  # newest first
     tasks: list[OverdueTask] = field(default_factory=list)  # overdue tasks, longest overdue first
+    # Issue 17: SOS and arrests a neighbouring bench sent, still open there ("from bench X").
+    neighbours: list[Any] = field(default_factory=list)
 
     @property
     def newest_entry_id(self) -> int:
@@ -340,4 +342,5 @@ def read_board(session: Session, now: datetime, rules: BoardRules, *, hidden_kin
         tasks=[OverdueTask(id=t.id, code=t.code, title=t.title, area=t.area.name if t.area else None, due_at=t.due_at,
                            hours_over=int((now - t.due_at) / timedelta(hours=1)),
                            taken_by=t.taken_by.handle if t.taken_by else None) for t in tasks.overdue(session, now)],
+        neighbours=federation.open_neighbour_alerts(session, now),
     )

@@ -130,6 +130,7 @@ NOT_FOR_US = "not-for-us"
 KEY_CHANGED = "key-changed"
 TOO_MANY_CANDIDATES = "too-many-candidates"
 NOT_JOINED = "not-joined"
+UNPINNED_RADIO = "unpinned-radio"  # counted by the mesh fallback (radio_bridge/federation_mesh.py)
 DROP_REASONS = Labels({
     MALFORMED: N_("malformed"),
     TOO_BIG: N_("too big"),
@@ -145,6 +146,7 @@ DROP_REASONS = Labels({
     KEY_CHANGED: N_("a known bench's name with another key"),
     TOO_MANY_CANDIDATES: N_("too many benches waiting to be trusted"),
     NOT_JOINED: N_("this bench has joined no federation"),
+    UNPINNED_RADIO: N_("relayed by a radio that is not a member's pinned hub"),
 })
 ACCEPTED = "accepted"
 # Where a member stands with this bench (``FederationMember.state``).
@@ -161,7 +163,10 @@ ALERT_ARREST = "arrest"
 ALERT_STATES = ("open", "resolved")
 
 TRUST_ROLES = (people.HOST,)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
+# The fields a refusal names ("Please fill in the %(field)s."), marked for the catalogs.
+FIELD_NAMES = (N_("federation name"), N_("bench name"), N_("broker address"), N_("username"))
+# No spaces: a name is part of MQTT topics and of the broker's ACL lines (hub_setup's Mosquitto).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 _ID = re.compile(r"^[0-9a-f]{16}$")
 _AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
@@ -183,6 +188,10 @@ class FederationBench(Base):
     broker_password_file: Mapped[str | None] = mapped_column(String(300))
     public_key: Mapped[str] = mapped_column(String(64))  # base64 of the 32-byte Ed25519 key
     joined_at: Mapped[datetime]
+    # This bench's hub radio as the bridge last saw it (``set_own_hub``): what its hello tells the members, so
+    # their mesh fallback can send it PKI direct messages.
+    hub_node: Mapped[int | None] = mapped_column(BigInteger)
+    hub_key: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def fingerprint(self) -> str:
@@ -204,6 +213,8 @@ class FederationMember(Base):
     # one of them is sent to it.
     neighbour_areas: Mapped[str | None] = mapped_column(Text)
     hub_node: Mapped[int | None] = mapped_column(BigInteger)  # its hub radio's node number (mesh fallback)
+    # Its hub radio's X25519 public key (base64), only ever from its signed hello: a mesh relay is proven by it.
+    hub_key: Mapped[str | None] = mapped_column(String(64))
     # A different key heard for this name (a rejoin after a seizure, or someone posing): waits for hosts.
     heard_key: Mapped[str | None] = mapped_column(String(64))
     heard_key_at: Mapped[datetime | None]
@@ -447,7 +458,7 @@ def this_bench(session: Session) -> FederationBench | None:
 def _name(value: str | None, field: str) -> str:
     value = clean_text(value, field=field, max_length=MAX_NAME)
     if not _NAME.match(value):
-        raise Invalid(_("A %(field)s is letters, digits, spaces, dots, dashes or underscores, at most %(n)d.",
+        raise Invalid(_("A %(field)s is letters, digits, dots, dashes or underscores (no spaces), at most %(n)d.",
                         field=_(field), n=MAX_NAME), field=field)
     return value
 
@@ -644,6 +655,11 @@ def receive(session: Session, now: datetime, raw: bytes | str | Mapping[str, Any
     if sender == bench.name:
         return _drop(session, now, DUPLICATE, envelope)  # our own message, echoed by the broker
     member = session.scalar(select(FederationMember).where(FederationMember.name == sender))
+    if member is not None and member.revoked_at is not None:
+        new_key = envelope["body"].get("key") if envelope["kind"] == HELLO else None
+        if isinstance(new_key, str) and new_key != member.public_key and verify(envelope, new_key):
+            return _heard_other_key(session, now, envelope, member)  # the bench set up again, with a new key
+        return _drop(session, now, REVOKED, envelope)
     if envelope["kind"] == HELLO and (member is None or not member.is_trusted):
         return _hello_from_stranger(session, now, envelope, member, via)
     if member is None:
@@ -657,6 +673,44 @@ def receive(session: Session, now: datetime, raw: bytes | str | Mapping[str, Any
             # Signed by the key it announces, but not the key we trust: a rejoin, or someone posing.
             return _heard_other_key(session, now, envelope, member)
         return _drop(session, now, BAD_SIGNATURE, envelope)
+    return _act(session, now, bench, member, envelope, via)
+
+
+def receive_relayed(session: Session, now: datetime, member_name: str, envelope: Mapping[str, Any], *,
+                    via: str = "mesh") -> Received:
+    """An alert relayed over the mesh without its signature, proven instead by the PKI direct message itself.
+
+    The mesh fallback calls this only after its radio decrypted the packet
+    with the key pinned for ``member_name``'s hub radio (``hub_key``, which
+    came from that member's signed hello). Every other check of ``receive``
+    holds: the member trusted and not revoked, this federation, addressed to
+    this bench, the replay window, once per id (the signed copy arriving
+    later over MQTT is a duplicate, and the other way round). Only alerts.
+    """
+    bench = this_bench(session)
+    if bench is None:
+        return _drop(session, now, NOT_JOINED)
+    try:
+        envelope = _parse({**dict(envelope), "sig": ""})
+    except (ValueError, TypeError, RecursionError):
+        return _drop(session, now, MALFORMED)
+    if envelope["from"] != member_name or envelope["kind"] != ALERT:
+        return _drop(session, now, MALFORMED, envelope)
+    if envelope["fed"] != bench.federation:
+        return _drop(session, now, WRONG_FEDERATION, envelope)
+    member = session.scalar(select(FederationMember).where(FederationMember.name == member_name))
+    if member is None:
+        return _drop(session, now, UNKNOWN_SENDER, envelope)
+    if member.revoked_at is not None:
+        return _drop(session, now, REVOKED, envelope)
+    if member.trusted_at is None:
+        return _drop(session, now, UNTRUSTED, envelope)
+    return _act(session, now, bench, member, envelope, via)
+
+
+def _act(session: Session, now: datetime, bench: FederationBench, member: FederationMember,
+         envelope: dict[str, Any], via: str) -> Received:
+    """The checks after the sender's proof (time, addressee, once per id), then the kind's handler."""
     created = envelope["created"]
     if created < now - REPLAY_WINDOW:
         return _drop(session, now, TOO_OLD, envelope)
@@ -670,13 +724,13 @@ def receive(session: Session, now: datetime, raw: bytes | str | Mapping[str, Any
         with session.begin_nested():
             HANDLERS[envelope["kind"]](session, now, member, envelope)
     except (ValueError, TypeError, KeyError, Invalid, AttributeError):
-        # Signed by a trusted bench but not what the kind says (a newer version, or a bug): its id stays
+        # From a trusted bench but not what the kind says (a newer version, or a bug): its id stays
         # received, so it is not tried again and again.
         return _drop(session, now, MALFORMED, envelope)
     member.last_message_at = now
     member.last_kind = envelope["kind"]
     session.flush()
-    return Received(ACCEPTED, envelope["kind"], sender, envelope["id"])
+    return Received(ACCEPTED, envelope["kind"], envelope["from"], envelope["id"])
 
 
 def _first_time(session: Session, now: datetime, envelope: Mapping[str, Any], via: str) -> bool:
@@ -763,7 +817,12 @@ def _take_hello(member: FederationMember, body: Mapping[str, Any]) -> None:
             continue
     member.areas = "\n".join(a for a in kept if a) or None
     node = body.get("node")
-    member.hub_node = node if isinstance(node, int) and 0 < node < 2 ** 32 else None
+    member.hub_node = node if isinstance(node, int) and not isinstance(node, bool) and 0 < node < 2 ** 32 else None
+    radio_key = body.get("radio_key")
+    try:
+        member.hub_key = radio_key if isinstance(radio_key, str) and _unb64(radio_key, 32) else None
+    except Invalid:
+        member.hub_key = None
 
 
 # -- handlers: another bench's message into this bench's data ----------------------------------------
@@ -1032,6 +1091,13 @@ def queue_new_alerts(session: Session, now: datetime, key: SigningKey) -> list[F
         return []
     since = now - ALERT_SCAN_WINDOW
     queued = []
+    # A bench heard for the first time (or with a new key) since our last hello may have subscribed after it
+    # was sent: it hears ours within seconds, not at the next periodic one.
+    last_hello = session.scalar(select(func.max(FederationOutbox.created_at)).where(FederationOutbox.kind == HELLO))
+    newest = session.scalar(select(func.max(func.coalesce(FederationMember.heard_key_at,
+                                                          FederationMember.first_heard_at))))
+    if newest is not None and (last_hello is None or newest > last_hello):
+        queued += [item for item in [queue_hello(session, now, key)] if item]
     rows = session.scalars(select(alerts.Alert).where(
         alerts.Alert.raised_at >= since, alerts.Alert.drill.is_(False), alerts.Alert.silent.is_(False),
         alerts.Alert.kind.in_((alerts.SOS, alerts.PANIC))))
@@ -1061,9 +1127,28 @@ def queue_new_alerts(session: Session, now: datetime, key: SigningKey) -> list[F
 def build_hello(session: Session, key: SigningKey) -> dict[str, Any]:
     from server.domain import radio
 
-    status = radio.bridge_status(session)
+    bench = this_bench(session)
+    node = bench.hub_node if bench is not None else None
+    if node is None:
+        status = radio.bridge_status(session)
+        node = status.node_num if status else None
     names = [area.name for area in patrol.list_areas(session) if not patrol.looks_like_contact(area.name)]
-    return {"key": public_key_of(key), "areas": names[:MAX_AREAS], "node": status.node_num if status else None}
+    return {"key": public_key_of(key), "areas": names[:MAX_AREAS], "node": node,
+            "radio_key": bench.hub_key if bench is not None else None}
+
+
+def set_own_hub(session: Session, now: datetime, node: int | None, key: str | None) -> bool:
+    """The bridge, at each connect: this bench's hub radio node and X25519 key (base64). True when it changed
+    (the next hello, within a minute, tells the members)."""
+    bench = this_bench(session)
+    if bench is None:
+        return False
+    if key is not None:
+        _unb64(key, 32)
+    changed = (bench.hub_node, bench.hub_key) != (node, key)
+    bench.hub_node, bench.hub_key = node, key
+    session.flush()
+    return changed
 
 
 def queue_hello(session: Session, now: datetime, key: SigningKey) -> FederationOutbox | None:
@@ -1313,21 +1398,30 @@ class CityFigure:
     released: int
 
 
-# One statement: the members' latest fresh counts (the bench page adds its own, read already).
-CITY_COUNTS = (
-    select(func.count(), func.coalesce(func.sum(FederationMember.arrested), 0),
-           func.coalesce(func.sum(FederationMember.released), 0))
-    .where(FederationMember.trusted_at.is_not(None), FederationMember.revoked_at.is_(None),
-           FederationMember.counts_at >= bindparam("fresh_after"))
+_trusted_fresh = (FederationMember.trusted_at.is_not(None), FederationMember.revoked_at.is_(None),
+                  FederationMember.counts_at >= bindparam("fresh_after"))
+# The members' latest fresh counts as three scalar columns: the bench page reads them in its one counts
+# statement (server/domain/bench_view.py), with ``fresh_after`` bound to now - COUNTS_FRESH.
+CITY_COLUMNS = (
+    select(func.count()).select_from(FederationMember).where(*_trusted_fresh).scalar_subquery(),
+    select(func.coalesce(func.sum(FederationMember.arrested), 0)).where(*_trusted_fresh).scalar_subquery(),
+    select(func.coalesce(func.sum(FederationMember.released), 0)).where(*_trusted_fresh).scalar_subquery(),
 )
+CITY_COUNTS = select(*CITY_COLUMNS)
+
+
+def city_of(row: Any, own_arrested: int, own_released: int) -> CityFigure | None:
+    """The city figure from the three ``CITY_COLUMNS`` and this bench's own counts; None with no fresh member."""
+    benches, arrested, released = row
+    if not benches:
+        return None
+    return CityFigure(int(benches) + 1, int(arrested) + own_arrested, int(released) + own_released)
 
 
 def city_figure(connection: Any, now: datetime, own_arrested: int, own_released: int) -> CityFigure | None:
     """Benches and arrests held/out across the federation; None when no member sent fresh counts."""
-    benches, arrested, released = connection.execute(CITY_COUNTS, {"fresh_after": now - COUNTS_FRESH}).one()
-    if not benches:
-        return None
-    return CityFigure(int(benches) + 1, int(arrested) + own_arrested, int(released) + own_released)
+    return city_of(connection.execute(CITY_COUNTS, {"fresh_after": now - COUNTS_FRESH}).one(), own_arrested,
+                   own_released)
 
 
 def drop_counts(session: Session) -> list[FederationDrop]:

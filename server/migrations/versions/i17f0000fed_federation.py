@@ -27,6 +27,8 @@ def upgrade():
     sa.Column('broker_password_file', sa.String(length=300), nullable=True),
     sa.Column('public_key', sa.String(length=64), nullable=False),
     sa.Column('joined_at', sa.DateTime(), nullable=False),
+    sa.Column('hub_node', sa.BigInteger(), nullable=True),
+    sa.Column('hub_key', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_federation_bench'))
     )
     op.create_table('federation_member',
@@ -37,6 +39,7 @@ def upgrade():
     sa.Column('areas', sa.Text(), nullable=True),
     sa.Column('neighbour_areas', sa.Text(), nullable=True),
     sa.Column('hub_node', sa.BigInteger(), nullable=True),
+    sa.Column('hub_key', sa.String(length=64), nullable=True),
     sa.Column('heard_key', sa.String(length=64), nullable=True),
     sa.Column('heard_key_at', sa.DateTime(), nullable=True),
     sa.Column('confirmed_at', sa.DateTime(), nullable=True),
