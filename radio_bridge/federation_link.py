@@ -203,6 +203,7 @@ class FederationLink:
         self.membership = membership
         self.settings = settings
         # The key signs what this bench queues; without it (the file gone) the link still receives.
+        self.instance = instance
         self.key = federation.load_signing_key(instance)
         self.address = BrokerAddress.parse(membership.broker_url)
         self.say = PlainLog()
@@ -375,16 +376,22 @@ class FederationLink:
             self._publish_due()  # now, not at the next poll: an SOS is why the link exists
 
     def _has_left(self) -> bool:
+        """Whether this bench left its federation (the link then stops); a key made anew since is taken up."""
         try:
-            left = federation.this_bench(self.session) is None
+            bench = federation.this_bench(self.session)
+            public_key = bench.public_key if bench is not None else None
             self.session.commit()
         except OperationalError:
             self.session.rollback()
             return False
-        if left:
+        if public_key is None:
             log.info("federation %s: this bench left the federation; the link stops", self.membership.federation)
             self.left = True
-        return left
+            return True
+        if self.key is None or federation.public_key_of(self.key) != public_key:
+            # Left and joined again with a new key (after a seizure) while the link ran: sign with the new one.
+            self.key = federation.load_signing_key(self.instance)
+        return False
 
     def _alert_tables(self) -> tuple | None:
         """Two aggregate reads: whether an alert or arrest case was raised, resolved or confirmed since the last scan."""
