@@ -409,6 +409,11 @@ install_code() {
   else
     run "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$PREFIX/.src.new" ||
       die "pip could not install the hub into $PREFIX/venv: it needs the internet on the first run and after an update"
+    # The templates compiled once, beside them, as pip compiled the modules: the web server only reads
+    # them (3 MB less at rest than compiling its first pages; server/web/template_bytecode.py). -I: the
+    # installed code, whatever folder this runs in.
+    run "$PREFIX/venv/bin/python" -I -m server.web.template_bytecode ||
+      die "the hub's templates could not be compiled: $PREFIX/venv is incomplete; run install.sh again"
   fi
   # In place only once installed, so after a failed pip the next run tries
   # again. (pip's build leaves build/ and *.egg-info in it: not the code.)

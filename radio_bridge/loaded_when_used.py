@@ -105,11 +105,11 @@ def _spec_of(name: str) -> importlib.machinery.ModuleSpec | None:
 def for_the_web_server() -> None:
     """What the web server's libraries import at their top and ``safebench serve`` never uses (issue 14).
 
-    Called by server/entry.py before anything of Flask is imported. Each is
-    measured by tests/benchmarks/memory.py; together with the bridge's list
-    below, the web server's RSS falls by about 2.5 MB (OpenSSL's libssl and
-    ``ssl`` most of it: the web server serves plain HTTP on the bench WiFi,
-    and its hashes are libcrypto's, which it keeps).
+    Called by server/entry.py before anything of Flask is imported. Measured
+    with tests/benchmarks/memory.py (session 10), these four took the web
+    server from 75.0 to 72.0 MB RSS: OpenSSL's libssl and ``ssl`` are most of
+    it (the web server serves plain HTTP on the bench WiFi, and its hashes are
+    libcrypto's, which it keeps).
     """
     # werkzeug's development server (waitress serves the hub): with http.server and socketserver, and
     # ssl for the one exception it names at import. Flask and its CLI take two functions from it.

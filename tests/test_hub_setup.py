@@ -174,6 +174,7 @@ def test_staging_writes_every_file_runs_nothing_and_a_second_run_changes_nothing
     expected_in_order = [
         "python3 -m venv /opt/safebench/venv",
         "/opt/safebench/venv/bin/pip install --quiet --disable-pip-version-check --upgrade /opt/safebench/.src.new",
+        "/opt/safebench/venv/bin/python -I -m server.web.template_bytecode",  # after pip, as root (issue 14)
         "systemctl daemon-reload",
         "udevadm control --reload",
         "systemctl enable systemd-time-wait-sync.service",
