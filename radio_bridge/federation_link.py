@@ -531,6 +531,10 @@ class FederationLink:
             return
         if outcome.accepted:
             self.counts["accepted"] += 1
+            if outcome.kind == federation.HELLO:
+                # A bench heard for the first time may have subscribed after our last hello: the scan
+                # (queue_new_alerts) answers with ours at the next poll, not the scheduler's next minute.
+                self._alerts_seen = None
         elif outcome.reason != federation.DUPLICATE:  # QoS 1 repeats itself now and then: not news
             self.say.say(f"dropped {outcome.reason}", logging.WARNING,
                          "federation: dropped a message on %s: %s (counted on the federation page)",

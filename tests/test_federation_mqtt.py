@@ -296,6 +296,24 @@ def test_a_message_delivered_twice_is_acted_on_once(neighbourhood):
     assert len(south.on_air()) == 1
 
 
+def test_a_bench_that_joins_later_hears_the_others_at_once(neighbourhood):
+    """Its hello reaches the three; each answers with its own within a poll (the broker kept nothing for a
+    bench it had never seen, so their earlier hellos are lost to it)."""
+    benches, broker, clock = neighbourhood
+    subprocess.run(["mosquitto_passwd", "-b", str(broker.folder / "passwd"), "east", "east-password"], check=True)
+    broker.process.send_signal(signal.SIGHUP)  # the broker reads its logins again
+    clock.advance(seconds=30)
+    east = Bench(benches["north"].instance.parent, "east", clock, broker, ("Dock",))
+    try:
+        time.sleep(0.3)
+        east.start_link()
+        wait_until(lambda: len(east.read(federation.members)) == 3, what="East to hear the three")
+        assert sorted(m.name for m in east.read(federation.members)) == ["north", "south", "west"]
+    finally:
+        east.stop_link()
+        east.engine.dispose()
+
+
 def test_a_bench_that_leaves_the_federation_stops_linking_and_the_others_go_on(neighbourhood, caplog):
     benches, _broker, clock = neighbourhood
     west = benches["west"]
