@@ -178,7 +178,6 @@ check_path --backup-dir "$BACKUP_DIR"
 [[ $JOURNAL =~ ^(persistent|volatile)$ ]] || die "JOURNAL in $REMEMBERED must be persistent or volatile"
 if [ -n "$BROKER_FEDERATION" ]; then
   # One level of an MQTT topic (safebench/NAME/BENCH/KIND) and one line of the ACL.
-  # (The hub allows spaces in a federation's name; one a broker of ours carries has none.)
   [[ $BROKER_FEDERATION =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$ ]] ||
     die "--mqtt-broker: the federation's name, as its benches joined it: letters, digits, . _ - (got '$BROKER_FEDERATION')"
   [ -n "$BROKER_HOST" ] || die "--mqtt-broker needs --broker-host HOST: the name or IP address the benches dial"
