@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parents[1]
 BROKER_FILES = REPO / "hub_setup" / "files" / "etc" / "mosquitto"
@@ -79,7 +80,7 @@ class Broker:
         (folder / "mosquitto.conf").write_text(conf)
         self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
 
-    def start(self) -> Broker:
+    def start(self) -> Self:
         self.process = subprocess.Popen([mosquitto_command(), "-c", str(self.folder / "mosquitto.conf")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
@@ -112,7 +113,7 @@ class Broker:
         path = self.folder / "log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def __enter__(self) -> Broker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
