@@ -71,9 +71,9 @@ def ledger_sheet_command(month: str | None, out: Path | None) -> None:
     Each entry is hashed into a running chain that starts from the previous
     month's sheet; the sheet carries both hashes and a QR code to check it on
     the hub. The first print of a month is recorded; printing it again gives
-    the same sheet and hash. Members appear as the public ledger shows them
-    (M1, M2... unless they chose to show their balance); bail payouts show a
-    case code at most. Check a sheet or a photo of it with
+    the same sheet and hash. Every member appears as "M" (with their handle only
+    if they chose to show their balance); a memo between two members is not
+    printed; bail payouts show a case code at most. Check a sheet or a photo of it with
     `safebench ledger-verify`.
     """
     from server.printing.ledger_sheet import sheet_page

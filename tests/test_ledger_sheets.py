@@ -134,8 +134,9 @@ def test_a_host_prints_october_and_the_photo_of_its_code_gives_the_recorded_hash
     assert "The ledger: 2026-10" in text
     assert ledger_sheets.fingerprint(october) in text
     assert "Previous sheet: none, this is the first sheet." in text
-    # Six entries: bread, soup, brakes, the anonymous gift, Linnet's contribution, the payout.
-    assert "(6 entries)" in text and "bread for the night" in text and "bike brakes fixed" in text
+    # Six entries: bread, soup, brakes, the anonymous gift, Linnet's contribution, the payout (the brakes' memo,
+    # between two members, stays theirs).
+    assert "(6 entries)" in text and "bread for the night" in text and "bike brakes fixed" not in text
 
     # The photo checks out at the Pi, as the hash typed from the paper does.
     checked = verify(hub, str(out / "ledger-2026-10.png"))
@@ -153,15 +154,16 @@ def test_the_sheet_never_shows_a_private_member_an_anonymous_giver_or_whom_the_b
     html = (out / "ledger-2026-10.html").read_text(encoding="utf-8")
     rows = [page_text("<body>" + row) for row in re.findall(r'<tr class="entry">(.*?)</tr>', html, re.DOTALL)]
     assert len(rows) == 6
-    # Wren keeps her account to herself: M1 on this sheet, every time, never her handle.
+    # Wren keeps her account to herself: "M", like every member, so no line ties to her others; never her handle.
     assert "Wren" not in html and "Rowan" not in html and "Kestrel" not in html and "Ash" not in html
     assert " Kitchen Patrol 3 bread for the night " in f" {rows[0]} "
-    assert " M1 Kitchen 2 soup " in f" {rows[1]} "
-    # Linnet chose to show her balance: her handle beside her label.
-    assert " M2 (Linnet) M1 4 bike brakes fixed " in f" {rows[2]} "
-    # The anonymous gift names nobody, not even a per-sheet label that would tie it to Wren's other lines.
-    assert " anonymous Bail and legal fund 5 " in f" {rows[3]} " and "M1" not in rows[3]
-    assert " M2 (Linnet) Bail and legal fund 2 contribution " in f" {rows[4]} "
+    assert " M Kitchen 2 soup " in f" {rows[1]} "
+    # Linnet chose to show her balance: her handle beside her label. Their memo between two members stays theirs.
+    assert re.search(r" M \(Linnet\) M 4 [0-9a-f]{8}$", rows[2].strip()), rows[2]
+    assert "bike brakes" not in html
+    # The anonymous gift names nobody.
+    assert " anonymous Bail and legal fund 5 " in f" {rows[3]} "
+    assert " M (Linnet) Bail and legal fund 2 contribution " in f" {rows[4]} "
     # The payout: to the world outside the ledger, with its case code and nothing else.
     assert re.search(r" Bail and legal fund Outside the ledger 6 C11 [0-9a-f]{8}$", rows[5].strip())
     assert "bail C11" not in html

@@ -5,17 +5,19 @@ The assembly reads the mutual-credit ledger on paper and photographs it
 says what a sheet holds, how its hash is made, and records each sheet printed.
 
 What a sheet shows is what the public ledger shows, never more: crews and the
-bail fund by name; a member by handle only while they choose to show it, and
-always by a neutral per-sheet label (M1, M2... in order of first appearance);
-an anonymous contribution as "anonymous"; a bail payout's memo as its case
-code at most.
+bail fund by name; every member by the same neutral label "M" (a number per
+member would tie each member's lines together, and a month's lines add up to
+their balance), with the handle beside it only while they choose to show
+their balance; an anonymous contribution as "anonymous"; a memo only where a
+crew or the fund is one side (between two members it is theirs alone); a bail
+payout's memo as its case code at most.
 
 The hash (``CHAIN_VERSION`` 1), defined so anyone can recompute it:
 - ``head`` = SHA-256 of the canonical JSON ``["safebench-ledger-sheet", 1, period, previous_hash]``;
 - each entry's link = SHA-256 of ``<link before, 64 hex> + " " + <the entry's canonical JSON>``,
   the entry's canonical JSON being ``[entry_id, "YYYY-MM-DDTHH:MM:SSZ", from, to, amount, memo]``
   with from and to the neutral labels (never a handle: a member who shows or hides
-  their handle later changes no hash) and amount as the decimal text printed;
+  their handle later changes no hash), amount as the decimal text printed and memo as printed;
 - the sheet's hash = SHA-256 of ``["end", period, previous_hash, entry_count, <last link>]``.
 Canonical JSON: UTF-8, no ASCII escaping, separators "," and ":".
 
@@ -50,7 +52,7 @@ CHAIN_VERSION = 1
 GENESIS = "0" * 64
 PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 HASH = re.compile(r"^[0-9a-f]{64}$")
-MEMBER_LABEL = "M%d"  # a code, not a word: the same in every language, as a case code is
+MEMBER_LABEL = "M"  # a code, not a word: the same in every language, as a case code is
 ANONYMOUS = "anonymous"  # in the hash as this word; the page translates what it shows
 
 
@@ -172,7 +174,7 @@ class LedgerRow:
 class Line:
     entry_id: int
     at: datetime
-    giver: str  # the label in the hash: a crew's name, M1..., or "anonymous"
+    giver: str  # the label in the hash: a crew's name, M, or "anonymous"
     receiver: str
     giver_handle: str | None  # shown beside the label, never hashed
     receiver_handle: str | None
@@ -238,16 +240,12 @@ def chain_hash(period: str, previous_hash: str, canonicals: Iterable[bytes]) -> 
 def build(period: Month, starts_at: datetime, ends_at: datetime, previous_hash: str,
           rows: Sequence[LedgerRow]) -> Sheet:
     """Lay out ``rows`` (in the ledger's order) as a sheet: labels, the running hash, the sheet's hash."""
-    labels: dict[str, str] = {}
-
     def label(party: Party) -> str:
         if party.anonymous:
             return ANONYMOUS
         if party.name is not None:
             return party.name
-        if party.key not in labels:
-            labels[party.key] = MEMBER_LABEL % (len(labels) + 1)
-        return labels[party.key]
+        return MEMBER_LABEL
 
     running = head(str(period), previous_hash)
     lines = []
@@ -322,8 +320,10 @@ def ledger_rows(session: Session, start: datetime, end: datetime) -> list[Ledger
                    Entry.anonymous).where(Entry.at >= start, Entry.at < end).order_by(Entry.id)):
         # An anonymous contribution hides its giver; its correction (from the fund back to them), its receiver.
         hide_receiver = bool(anonymous) and accounts[giver_id][1] == ledger.FUND
+        between_members = accounts[giver_id][1] == ledger.MEMBER and accounts[receiver_id][1] == ledger.MEMBER
         rows.append(LedgerRow(entry_id, at, party(giver_id, bool(anonymous) and not hide_receiver),
-                              party(receiver_id, hide_receiver), str(amount), public_memo(kind, memo or "")))
+                              party(receiver_id, hide_receiver), str(amount),
+                              "" if between_members else public_memo(kind, memo or "")))
     return rows
 
 
