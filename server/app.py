@@ -30,11 +30,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def load_config(app: Flask, instance: Path, test_config: dict[str, Any] | None) -> None:
     app.config.update(config.load_settings(instance, overrides=test_config))
-    if app.config["DATABASE_URL"].startswith("sqlite"):
-        # The driver's own wait, on top of the PRAGMA set on each connection.
-        app.config.setdefault(
-            "SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": app.config["DB_BUSY_TIMEOUT_MS"] / 1000}}
-        )
+    from server.db import engine_options
+
+    # The driver's own wait for a lock (on SQLite, on top of the PRAGMA set on each connection).
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
+                          engine_options(app.config["DATABASE_URL"], app.config["DB_BUSY_TIMEOUT_MS"]))
     # An error in the process log never carries its statement's values: they are what people wrote.
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("hide_parameters", True)
     if not app.config.get("SECRET_KEY"):

@@ -1044,10 +1044,14 @@ def backup_command(folder: Path | None, keep: int | None) -> None:
 
     The copy is of the database as it is, never migrated first: a copy from before an upgrade is one to keep.
     """
-    from server.backup import BackupError, back_up
+    from server.backup import BackupError, back_up, back_up_postgresql, is_postgresql
 
+    url, keep = current_app.config["DATABASE_URL"], keep or int(current_app.config["BACKUP_KEEP"])
     try:
-        done = back_up(_database_file(), _backup_folder(folder), keep or int(current_app.config["BACKUP_KEEP"]), _now())
+        if is_postgresql(url):  # a city hub: pg_dump
+            done = back_up_postgresql(url, _backup_folder(folder), keep, _now())
+        else:
+            done = back_up(_database_file(), _backup_folder(folder), keep, _now())
     except BackupError as error:
         raise click.ClickException(str(error)) from None
     click.echo(_("Backed up to %(path)s", path=done.path))
@@ -1070,14 +1074,21 @@ def restore_command(copy: Path, yes: bool) -> None:
 
     Migrations run after the copy is back, never before: the database being replaced may not open.
     """
-    from server.backup import BackupError, restore
+    from sqlalchemy.engine import make_url
+
+    from server.backup import BackupError, is_postgresql, restore, restore_postgresql
     from server.migrating import apply_migrations
 
-    database = _database_file()
+    url = current_app.config["DATABASE_URL"]
+    on_postgresql = is_postgresql(url)
+    database = make_url(url).render_as_string() if on_postgresql else _database_file()
     if not yes:
         click.confirm(f"Replace everything in {database} with {copy}?", abort=True)
     try:
-        safety = restore(copy, database, _backup_folder(None), _now())
+        if on_postgresql:  # a city hub: psql, in one transaction
+            safety = restore_postgresql(copy, url, _backup_folder(None), _now())
+        else:
+            safety = restore(copy, database, _backup_folder(None), _now())
     except BackupError as error:
         raise click.ClickException(str(error)) from None
     # A copy from before an upgrade gets the schema this version needs.

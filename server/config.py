@@ -258,6 +258,15 @@ def default_database_uri(instance: Path) -> str:
     return f"sqlite:///{instance / 'safebench.db'}"
 
 
+def with_driver(database_url: str) -> str:
+    """``postgresql://...`` (as psql and pg_dump take it) through psycopg 3, the driver the
+    ``[postgresql]`` extra installs; SQLAlchemy alone would look for psycopg2."""
+    for scheme in ("postgresql://", "postgres://"):
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg://" + database_url[len(scheme):]
+    return database_url
+
+
 def load_settings(instance: Path, environ: Mapping[str, str] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every setting, for the web app, the worker and the bridge alike.
@@ -285,7 +294,7 @@ def load_settings(instance: Path, environ: Mapping[str, str] | None = None,
     settings.update(overrides or {})
     settings.setdefault("REMEMBER_COOKIE_SECURE", bool(settings["SESSION_COOKIE_SECURE"]))
     settings["INSTANCE"] = str(instance)
-    settings.setdefault("DATABASE_URL", default_database_uri(instance))
+    settings["DATABASE_URL"] = with_driver(settings.get("DATABASE_URL") or default_database_uri(instance))
     settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
     # Every process that loads its settings speaks the hub's language from then on (server/i18n.py):
     # the bridge's replies, the scheduler's broadcasts, the command line's cards and posters.

@@ -29,6 +29,38 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 from tests.helpers import FakeClock, make_app  # noqa: E402
 
 
+# The suite's PostgreSQL run (tests/run.sh, tests/postgres.py) runs these again, `pytest -m postgres`:
+# whole modules, or module::test. The schema against the models, the domain's stories, the web's stories,
+# locking and backups; a few minutes. The rest run on SQLite only.
+POSTGRES_STORIES = {
+    "test_postgresql",  # writers' lock, busy hub, backup and restore
+    "test_running_the_hub::test_the_migrations_build_exactly_the_schema_the_models_describe",
+    "test_running_the_hub::test_safebench_up_serves_the_bench_page_runs_the_scheduler_and_the_bridge_then_stops_cleanly",
+    "test_running_the_hub::test_a_restarted_bridge_is_back_on_the_radio_without_loading_the_web_app",
+    "test_arrest_cases", "test_patrol_log", "test_ledger", "test_ledger_radio_and_races", "test_task_map",
+    "test_mediation", "test_retention", "test_receipts", "test_complaints", "test_audit", "test_sealed_storage",
+    "test_host", "test_alerts_web", "test_quick_polls", "test_rapid_response",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in POSTGRES_STORIES or f"{module}::{item.originalname}" in POSTGRES_STORIES:
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _postgresql_databases_dropped():
+    """In the PostgreSQL run, each module's databases are dropped after it, once its module-wide hubs
+    are done with them too (nothing happens on SQLite)."""
+    yield
+    from tests import postgres
+
+    if postgres.on_postgresql:
+        postgres.drop_created()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2026, 11, 21, 20, 0, 0))

@@ -108,14 +108,17 @@ def text_of(response) -> str:
 
 
 def make_app(instance, clock, **config):
-    """A migrated hub on a real SQLite file in ``instance``; ``config`` overrides the test defaults."""
+    """A migrated hub on a real SQLite file in ``instance`` (a PostgreSQL database of its own in the
+    suite's PostgreSQL run, tests/postgres.py); ``config`` overrides the test defaults."""
     from server import create_app
     from server.migrating import apply_migrations
+    from tests import postgres
 
     app = create_app({
         "INSTANCE": instance,
         # Pinned, so a SAFEBENCH_DATABASE_URL in a developer's shell never reaches a test.
-        "DATABASE_URL": f"sqlite:///{instance / 'safebench.db'}",
+        "DATABASE_URL": postgres.database_url(instance) if postgres.on_postgresql
+        else f"sqlite:///{instance / 'safebench.db'}",
         "TESTING": True,
         "CLOCK": clock,
         "TIMEZONE": "UTC",

@@ -17,6 +17,10 @@ SAFEBENCH = str(Path(sys.executable).with_name("safebench"))
 def env_for(instance: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFEBENCH_")}
     env.update({"SAFEBENCH_INSTANCE": str(instance), **extra})
+    from tests import postgres
+
+    if (database := postgres.instance_url(instance)) and "SAFEBENCH_DATABASE_URL" not in env:
+        env["SAFEBENCH_DATABASE_URL"] = database  # the PostgreSQL run: the hub's own database, as make_app made it
     return env
 
 

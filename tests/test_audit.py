@@ -25,6 +25,7 @@ from server.domain.people import DISPATCH, HOST, MEDIATOR, STEWARD, Member
 from server.extensions import db
 from server.scheduler import run_all_once
 from tests.helpers import login, make_member, submit, text_of
+from tests.postgres import ids_reused
 from tests.test_posters import a4_pages, need_chromium
 
 # The new moons of 2026 as timeanddate.com and the US Naval Observatory publish them (UTC), with the minute
@@ -216,6 +217,7 @@ def test_the_audit_of_a_cycle_counts_what_happened_hides_small_cells_and_outlive
     assert 'href="/audit"' in bench and f'href="/audit/{NOVEMBER}"' in bench
 
 
+@ids_reused
 def test_an_alert_that_takes_the_id_of_a_purged_one_is_counted_too(app, client, clock):
     _at(clock, datetime(2026, 11, 12, 18, 0))
     make_member(app, "Plover", DISPATCH)

@@ -32,6 +32,7 @@ from tests.helpers import (
     text_of,
     unsealed,
 )
+from tests.postgres import sqlite_only
 from tests.test_privacy import (
     AID_EMAIL,
     AID_PHONE,
@@ -118,6 +119,7 @@ def seized(tmp_path):
     return instance, clock, waiting, hub.aid_receipt
 
 
+@sqlite_only
 def test_whoever_takes_the_card_reads_no_word_anyone_wrote_about_people(seized):
     instance, _clock, waiting, aid_receipt = seized
     # Every vault's key went to a reader; none waits on the card in the clear.

@@ -119,14 +119,16 @@ class Shift(Base):
     area: Mapped[Area | None] = relationship()
 
 
+_UNREDUCED = "member_id IS NOT NULL OR shift_id IS NOT NULL OR note IS NOT NULL OR place IS NOT NULL"
+
+
 class LogEntry(Base):
     __tablename__ = "log_entry"
     __table_args__ = (
         # Only the entries the retention has still to reduce (server/domain/retention.py UNREDUCED, the same
         # words): after years the index holds the last month or so, and the hourly job never reads the rest.
         Index("ix_log_entry_unreduced_at", "at",
-              sqlite_where=sql_text("member_id IS NOT NULL OR shift_id IS NOT NULL OR note IS NOT NULL "
-                                    "OR place IS NOT NULL")),
+              sqlite_where=sql_text(_UNREDUCED), postgresql_where=sql_text(_UNREDUCED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

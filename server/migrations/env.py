@@ -101,6 +101,13 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # The lock file (server/migrating.py) keeps one machine's processes in turn; a city hub's
+                # database may be reached from several machines: one migrates, the others wait here and
+                # then find the schema current (the number spells "SBmigrat"). Released with the transaction.
+                from sqlalchemy import text
+
+                connection.execute(text("SELECT pg_advisory_xact_lock(5999477953085464948)"))
             context.run_migrations()
 
 

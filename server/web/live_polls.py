@@ -94,16 +94,18 @@ class _Compiled:
     def __init__(self, statement: Any, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        self.names = list(compiled.positiontup or ())
+        # SQLite's driver takes ? in order; psycopg (PostgreSQL) takes %(name)s from a dict.
+        self.positional = compiled.positiontup is not None
+        self.names = list(compiled.positiontup) if self.positional else list(compiled.binds)
         self.convert = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
                         for name, bind in compiled.binds.items()}
 
     def run(self, cursor: Any, params: dict[str, Any]) -> Any:
-        values = []
-        for name in self.names:
+        values = {}
+        for name in dict.fromkeys(self.names):
             convert = self.convert.get(name)
-            values.append(convert(params[name]) if convert else params[name])
-        cursor.execute(self.sql, values)
+            values[name] = convert(params[name]) if convert else params[name]
+        cursor.execute(self.sql, [values[name] for name in self.names] if self.positional else values)
         return cursor
 
 

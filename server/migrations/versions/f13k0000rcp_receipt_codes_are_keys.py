@@ -33,7 +33,9 @@ def upgrade():
     )
     with op.batch_alter_table('aid_post', recreate="never") as batch_op:
         # SQLite adds a NOT NULL column in place only with a default; every row gets its key below.
-        batch_op.add_column(sa.Column('poster_key', sa.LargeBinary(length=32), nullable=False, server_default=sa.text("x''")))
+        # x'' is SQLite's empty blob; PostgreSQL reads x'' as a bit string and wants '' for an empty bytea.
+        empty = sa.text("x''") if op.get_bind().dialect.name == "sqlite" else sa.text("''")
+        batch_op.add_column(sa.Column('poster_key', sa.LargeBinary(length=32), nullable=False, server_default=empty))
     with op.batch_alter_table('aid_post', recreate="never") as batch_op:
         batch_op.alter_column('receipt_code', new_column_name='receipt_lookup')
     with op.batch_alter_table('aid_message', recreate="never") as batch_op:

@@ -25,7 +25,8 @@ def upgrade():
     # The overdue check reads only the shifts on patrol; deleting a shift sets its entries' shift_id to NULL.
     op.create_index('ix_log_entry_shift_id', 'log_entry', ['shift_id'], unique=False)
     # The hourly retention reads the last month or so of entries, not years of them.
-    op.create_index('ix_log_entry_unreduced_at', 'log_entry', ['at'], unique=False, sqlite_where=sa.text(UNREDUCED))
+    op.create_index('ix_log_entry_unreduced_at', 'log_entry', ['at'], unique=False, sqlite_where=sa.text(UNREDUCED),
+                    postgresql_where=sa.text(UNREDUCED))
     # Purging an alert or a radio message sets these to NULL: found by index, not by reading the table.
     op.create_index('ix_shift_overdue_alert_id', 'shift', ['overdue_alert_id'], unique=False)
     op.create_index('ix_airtime_use_message_id', 'airtime_use', ['message_id'], unique=False)
