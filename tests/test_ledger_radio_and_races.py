@@ -19,7 +19,7 @@ from server.domain import ledger, people, radio_trust
 from server.domain.errors import DomainError
 from server.domain.people import HOST, STEWARD, Decision
 from server.extensions import db
-from tests.helpers import FakeClock, add_steward, make_app, seat_role
+from tests.helpers import PASSWORD, FakeClock, add_steward, login, make_app, seat_role, text_of
 from tests.test_radio_bridge import fast_settings, texts_on_air, turn_until
 
 KESTREL = 0xA1B2C3D4
@@ -81,6 +81,16 @@ def test_wren_pays_the_kitchen_by_radio_and_its_keeper_confirms_by_radio(app, br
     assert _kitchen_balance() == 3
     entry = ledger.entries_of(db.session, ledger.find_named(db.session, "kitchen"))[0]
     assert (entry.giver.title, entry.memo, entry.amount) == ("Wren", "bread", 3)
+
+    # The radio page shows the hosts that both answers went, never who paid whom or how much.
+    with app.app_context():
+        people.set_password(people.get_member(db.session, "Mara"), PASSWORD, app.config["CLOCK"]())
+        db.session.commit()
+    client = app.test_client()
+    assert login(client, "Mara").request.path != "/login"
+    page = text_of(client.get("/host/radio"))
+    assert page.count("(a ledger reply, for its steward only)") == 2
+    assert "P1" not in page and "credits to Kitchen" not in page
 
 
 def test_a_pay_on_channel_traffic_that_anyone_with_the_key_could_forge_is_refused(app, bridge, sim):

@@ -160,6 +160,10 @@ def _airtime(session: Session, moment: datetime, status: BridgeStatus | None) ->
     )
 
 
+# The dedupe keys of the bridge's answers to PAY and GOT (radio_bridge/inbound.py).
+LEDGER_REPLIES = ("pay-", "got-")
+
+
 def _message_rows(session: Session, moment: datetime) -> tuple[list[MessageRow], list[MessageRow]]:
     """(failed, recent): failed messages first and on their own, then the latest of the rest."""
     handles = {m.node_num: m.handle for m in people.list_members(session) if m.node_num is not None}
@@ -176,6 +180,9 @@ def _message_rows(session: Session, moment: datetime) -> tuple[list[MessageRow],
             destination = f"{handle} ({node_id})" if handle else node_id
         # The bell is a control character: shown as a word, never sent to a browser.
         text = "(for dispatch only)" if message.destination in hidden else message.text.replace(BELL, "")
+        if (message.dedupe_key or "").startswith(LEDGER_REPLIES):
+            # Who paid whom, and how much, is the two sides' business: the radio's keepers see that it went.
+            text = _("(a ledger reply, for its steward only)")
         return MessageRow(message, destination, text, BELL in message.text)
 
     # Failed messages are what the host must not miss: all kept ones, however old.
