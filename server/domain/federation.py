@@ -1398,14 +1398,17 @@ class CityFigure:
     released: int
 
 
-_trusted_fresh = (FederationMember.trusted_at.is_not(None), FederationMember.revoked_at.is_(None),
-                  FederationMember.counts_at >= bindparam("fresh_after"))
+# Of the table, not the mapped class: the bench page's statements are Core alone (issue 14), and one ORM
+# column in them would set up every mapper at the page's first render (4 MB the web server keeps).
+_members = FederationMember.__table__.c
+_trusted_fresh = (_members.trusted_at.is_not(None), _members.revoked_at.is_(None),
+                  _members.counts_at >= bindparam("fresh_after"))
 # The members' latest fresh counts as three scalar columns: the bench page reads them in its one counts
 # statement (server/domain/bench_view.py), with ``fresh_after`` bound to now - COUNTS_FRESH.
 CITY_COLUMNS = (
-    select(func.count()).select_from(FederationMember).where(*_trusted_fresh).scalar_subquery(),
-    select(func.coalesce(func.sum(FederationMember.arrested), 0)).where(*_trusted_fresh).scalar_subquery(),
-    select(func.coalesce(func.sum(FederationMember.released), 0)).where(*_trusted_fresh).scalar_subquery(),
+    select(func.count()).select_from(FederationMember.__table__).where(*_trusted_fresh).scalar_subquery(),
+    select(func.coalesce(func.sum(_members.arrested), 0)).where(*_trusted_fresh).scalar_subquery(),
+    select(func.coalesce(func.sum(_members.released), 0)).where(*_trusted_fresh).scalar_subquery(),
 )
 CITY_COUNTS = select(*CITY_COLUMNS)
 
