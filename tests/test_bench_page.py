@@ -333,3 +333,25 @@ def test_the_session_cookie_is_read_as_flask_writes_it_compressed_or_not(tmp_pat
     assert caching.session_keys(large) == {"csrf_token", "_flashes"}
     for broken in ("", "abc", "a.b", "!!!.x.y", ".eJzz.x.y", f"{'A' * 9000}.x.y"):
         assert caching.session_keys(broken) is None
+
+
+def test_the_bench_page_is_read_without_the_orm_so_its_first_visitor_sets_up_no_mapper(tmp_path):
+    # Core statements alone (issue 14): the ORM's one-time setup of every mapper (4 MB of the web server)
+    # waits for a page that needs it, instead of coming with the first neighbour who opens the bench page.
+    import subprocess
+    import sys
+
+    from tests.processes import env_for, safebench
+
+    instance = tmp_path / "instance"
+    assert safebench(instance, "migrate").returncode == 0
+    probe = """
+from server import create_app
+from server.domain.base import Base
+app = create_app()
+assert app.test_client().get("/").status_code == 200
+print(sorted(mapper.class_.__name__ for mapper in Base.registry.mappers if mapper.configured))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True,
+                          env=env_for(instance), cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
