@@ -111,9 +111,10 @@ def _me() -> people.Member:
 def mine() -> ResponseReturnValue:
     form = TransferForm(prefix="pay")
     choices = ChoicesForm(prefix="choices")
-    account = ledger.member_account(db.session, _me())
-    givers = [account] if account else []
-    givers += [a for a in ledger.accounts_kept_by(db.session, now(), _me()) if a.kind == ledger.CREW]
+    # Read once for the form, the offers and the kept list (each used to read them again).
+    acting = ledger.acting_accounts(db.session, now(), _me())
+    account = next((a for a in acting if a.kind == ledger.MEMBER), None)
+    givers = [a for a in acting if a.kind in (ledger.MEMBER, ledger.CREW)]
     form.giver.choices = [SelectChoice(a.id, a.title) for a in givers] or [SelectChoice(0, _me().handle)]
     if form.validate_on_submit():
         try:
@@ -129,15 +130,17 @@ def mine() -> ResponseReturnValue:
     if not choices.is_submitted() and account is not None:
         choices.earns_patrol_credit.data = account.earns_patrol_credit
         choices.balance_public.data = account.balance_public
-    return _mine_page(form, choices, account)
+    return _mine_page(form, choices, account, acting)
 
 
-def _mine_page(form: TransferForm, choices: ChoicesForm, account: LedgerAccount | None) -> ResponseReturnValue:
+def _mine_page(form: TransferForm, choices: ChoicesForm, account: LedgerAccount | None,
+               acting: list[LedgerAccount]) -> ResponseReturnValue:
     page = render_template(
         "ledger/mine.html", form=form, choices=choices, account=account,
         entries=ledger.entries_of(db.session, account, limit=50) if account else [],
-        waiting=ledger.waiting_for(db.session, now(), _me()), offered=ledger.offered_by(db.session, now(), _me()),
-        kept=ledger.accounts_kept_by(db.session, now(), _me()), button=ButtonForm(), reverse_form=ReverseForm(),
+        waiting=ledger.waiting_for(db.session, now(), _me(), acting),
+        offered=ledger.offered_by(db.session, now(), _me(), acting),
+        kept=[a for a in acting if a.kind != ledger.MEMBER], button=ButtonForm(), reverse_form=ReverseForm(),
         shown_giver=lambda e: ledger.shown_giver(e, _me()),
         shown_receiver=lambda e: ledger.shown_receiver(e, _me()), unit_hint=_unit_hint())
     return page, status_for(form)

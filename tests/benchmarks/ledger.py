@@ -91,6 +91,7 @@ def seed(instance: Path, entries: int, now: datetime) -> dict[str, int]:
         crew_ids, member_ids = [a.id for a in accounts], [a.id for a in members]
         busy_id = members[0].id
         balances = dict.fromkeys([*crew_ids, *member_ids, fund.id, outside.id], 0)
+        given = {k: [0, 0] for k in balances}  # entries given, credits given: the accounts' running totals
         rows = []
         for i in range(entries):
             at = now - timedelta(days=365) + timedelta(seconds=i * (365 * 86400 // entries))
@@ -115,10 +116,13 @@ def seed(instance: Path, entries: int, now: datetime) -> dict[str, int]:
             amount = rng.randrange(1, 6)
             balances[giver] -= amount
             balances[receiver] += amount
+            given[giver][0] += 1
+            given[giver][1] += amount
             rows.append({"id": i + 1, "at": at, "kind": kind, "giver_id": giver, "receiver_id": receiver,
                          "amount": amount, "memo": memo, "anonymous": anonymous})
         s.execute(insert(ledger.LedgerEntry), rows)
-        s.execute(update(ledger.LedgerAccount), [{"id": k, "balance": v} for k, v in balances.items()])
+        s.execute(update(ledger.LedgerAccount), [{"id": k, "balance": v, "entries_given": given[k][0],
+                                                  "credits_given": given[k][1]} for k, v in balances.items()])
         s.commit()
         ids = {"busy": busy_id, "kitchen": crew_ids[0],
                "busy_entries": sum(1 for r in rows if busy_id in (r["giver_id"], r["receiver_id"])),

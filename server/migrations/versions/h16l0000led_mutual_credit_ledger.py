@@ -28,6 +28,9 @@ def upgrade():
     sa.Column('soft_limit', sa.Integer(), server_default='0', nullable=False),
     sa.Column('hard_limit', sa.Integer(), nullable=True),
     sa.Column('balance', sa.Integer(), server_default='0', nullable=False),
+    # Running totals of what the account gave, kept with each entry (the public page reads them, not the entries).
+    sa.Column('entries_given', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('credits_given', sa.Integer(), server_default='0', nullable=False),
     sa.Column('opened_at', sa.DateTime(), nullable=False),
     sa.Column('in_force_at', sa.DateTime(), nullable=True),
     sa.Column('pays_patrol_hours', sa.Boolean(), server_default='0', nullable=False),
