@@ -45,6 +45,7 @@ from server.domain import (
     compact,
     complaints,
     drills,
+    federation,
     ledger,
     mandates,
     mediation,
@@ -175,6 +176,16 @@ def build_hub(instance: Path, clock: FakeClock, **settings_):
         allies.countersign_vow(db.session, now, tea, by=everyone)
         allies.record_vow(db.session, now, cafe, text="Shelter after midnight", kind=allies.SHELTER, hours="24/7",
                           crisis_only=True, area="Market", decision=ruling, by=second)
+        # Issue 17: the bench joined a federation; Canal is trusted (the page offers to revoke it and set its
+        # bordering areas), Dockside only heard (to confirm, or take off the list); Everyone may roam.
+        federation.join(db.session, now, app.config["INSTANCE"], url="mqtts://broker.example:8883",
+                        federation="Eastside", bench="Market")
+        db.session.add_all([
+            federation.FederationMember(name="Canal", public_key=federation._b64(bytes(range(1, 33))),
+                                        first_heard_at=now, confirmed_at=now, trusted_at=now, arrested=0, released=0),
+            federation.FederationMember(name="Dockside", public_key=HEARD_BENCH_KEY, first_heard_at=now, arrested=0,
+                                        released=0),
+        ])
         db.session.commit()
     return app
 
@@ -325,6 +336,8 @@ TYPED = {
     "code": "", "days": "7", "count": "2", "more": "1", "released": "1", "when": "", "decision": "assembly 12",
     "decided_on": "2026-11-20", "endorsed_on": "2026-11-20", "on": "2026-11-20",
 }
+# The key a bench not yet trusted announced (the federation page offers to confirm it).
+HEARD_BENCH_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 # ... and where one form wants something else than the others.
 TYPED_FOR = {
     "auth.login": {"handle": "Everyone"},
@@ -343,6 +356,8 @@ TYPED_FOR = {
     "ledger.host_page": {"name": "bike crew", "soft_limit": "5", "hard_limit": "10", "keepers": "Bystander"},
     "ledger.set_limits": {"soft_limit": "5", "hard_limit": "10", "keepers": "Bystander"},
     "allies.new_vow": {"hours": "daily 18:00-02:00"},
+    # The fingerprint Dockside's host read aloud: the one heard (a wrong one is refused and saves nothing).
+    "federation.confirm": {"fingerprint": federation.fingerprint(HEARD_BENCH_KEY)},
 }
 
 # The boxes a person ticks on a form that refuses to do its work unticked.

@@ -869,8 +869,6 @@ def _handle_alert(session: Session, now: datetime, member: FederationMember, env
         outbox.queue_message(session, now, neighbour_alert_text(alert), priority=outbox.URGENT, bell=True,
                              dedupe_key=f"fed:{member.name}:{code}:{_at(raised_at)}"[:120])
         alert.on_air = True
-    patrol.log_entry(session, now, "sos" if kind == ALERT_SOS else "arrest", None, patrol.SOURCE_SYSTEM,
-                     note=f"from bench {member.name}: {code} {state}, {area}", public=False)
 
 
 def _air_allowance(session: Session, now: datetime, member: FederationMember) -> bool:
