@@ -33,14 +33,6 @@ from server.extensions import db
 from tests.helpers import add_steward, make_app
 from tests.test_radio_bridge import fast_settings, turn_until, turns
 
-# The core's side of the mesh fallback (a member's pinned hub radio key from its signed hello, and
-# receive_relayed), asked for in /work/notes/federation_api.md: these stories run once it is there. (They
-# passed with those two shimmed to the requested behaviour, on the commit that added this file.)
-pytestmark = pytest.mark.skipif(
-    not (hasattr(federation, "receive_relayed") and hasattr(federation, "set_own_hub")
-         and hasattr(federation.FederationMember, "hub_key")),
-    reason="waiting for the federation core's member hub keys and receive_relayed")
-
 HUB_MARKET = 0x5AFE0001
 HUB_CANAL = 0x5AFE0002
 KESTREL = 0xA1B2C3D4  # a steward of market
