@@ -199,7 +199,7 @@ def is_postgresql(database_url: str) -> bool:
 def _libpq_environment(database_url: str) -> dict[str, str]:
     """pg_dump's and psql's connection, as libpq's variables: the password never on a command line."""
     url = make_url(database_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = dict(os.environ)  # PG* variables the hub's own connection (libpq too) also reads, then the URL's
     given = {"PGHOST": url.host, "PGPORT": url.port, "PGUSER": url.username, "PGPASSWORD": url.password,
              "PGDATABASE": url.database}
     # A Unix socket folder or TLS settings given as query parameters (?host=/run/postgresql, ?sslmode=...).

@@ -153,3 +153,14 @@ def test_restore_refuses_a_file_that_is_no_dump_and_changes_nothing(app, runner,
     assert done.exit_code != 0 and "is not a whole PostgreSQL dump" in done.output
     with app.app_context():
         assert db.session.scalar(text("SELECT to_regclass('member')")) is not None
+
+
+def test_the_real_command_takes_the_url_as_psql_takes_it(app, tmp_path):
+    """SAFEBENCH_DATABASE_URL=postgresql://... (no driver named) reaches the database through psycopg 3."""
+    from tests.processes import safebench
+
+    url = app.config["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    done = safebench(Path(app.instance_path), "backup", "--to", str(tmp_path / "copies"),
+                     env={"SAFEBENCH_DATABASE_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert [path.suffix for path in (tmp_path / "copies").iterdir()] == [".sql"]
