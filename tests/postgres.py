@@ -41,13 +41,12 @@ def _migrated_template() -> str:
     """Migrated once per test run (per pytest process), from the migrations as they are on disk."""
     global _template
     if _template is None:
+        import atexit
         import tempfile
 
         from server import create_app
         from server.extensions import db
         from server.migrating import apply_migrations
-
-        import atexit
 
         name = f"safebench_template_{os.getpid()}"
         _admin([f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"])
