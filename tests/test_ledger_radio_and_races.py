@@ -194,7 +194,7 @@ def test_offers_confirmed_at_the_same_moment_by_many_processes_never_pass_the_li
             s.flush()
             ids.append((t.id, member.handle))
         s.commit()
-        url = str(db.engine.url)
+        url = db.engine.url.render_as_string(hide_password=False)  # str() shows a PostgreSQL password as ***
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
     workers = [context.Process(target=_confirm_in_another_process, args=(url, tid, handle, start, results))
