@@ -45,8 +45,8 @@ POSTGRES_STORIES = {
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = item.module.__name__.rpartition(".")[2]
-        if module in POSTGRES_STORIES or f"{module}::{item.originalname}" in POSTGRES_STORIES:
+        module = item.nodeid.split("::", 1)[0].rpartition("/")[2].removesuffix(".py")
+        if module in POSTGRES_STORIES or f"{module}::{getattr(item, 'originalname', '')}" in POSTGRES_STORIES:
             item.add_marker(pytest.mark.postgres)
 
 
