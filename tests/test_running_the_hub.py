@@ -148,6 +148,8 @@ NAMES = ("werkzeug.serving", "ssl", "http.client", "urllib.request", "pdb", "lim
 def real(name):
     return type(sys.modules.get(name)).__name__ == "module"
 loaded = sorted(name for name in NAMES if real(name))
+# Nor SQLAlchemy's PostgreSQL dialect on a SQLite bench (2.2 MB: a postgresql_ option on a model loads it).
+assert not [name for name in sys.modules if name.startswith("sqlalchemy.dialects.postgresql")]
 import limits.aio, pdb, urllib.request, werkzeug, werkzeug.serving
 from flask.cli import run_simple
 used = [werkzeug.serving.is_running_from_reloader(), callable(werkzeug.run_simple), callable(run_simple),
