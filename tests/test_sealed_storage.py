@@ -108,7 +108,7 @@ def seized(tmp_path):
     instance = tmp_path / "instance"
     app = make_app(instance, clock, **hub_config(LEGAL_HOTLINE=HOTLINE, DURESS_WORD=DURESS_WORD,
                                                  STREAM_HOLD_S=0.05))
-    hub = seed(app, clock)
+    hub = seed(app, clock, tmp_path / "ledger-sheet")
     backup = app.test_cli_runner().invoke(args=["backup"])
     assert backup.exit_code == 0, backup.output
     assert "sealed" in backup.output
