@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from sqlalchemy import event, func, or_, select
+from sqlalchemy import event, func, or_, select, update
 
 from server.domain import ledger, people
 from server.domain.ledger import LedgerEntry
@@ -93,7 +93,10 @@ def _statements_per_page(app, kitchen: int) -> dict[str, int]:
         page = path.format(kitchen=kitchen)
         assert client.get(page).status_code == 200  # statements compiled, the login's own reads done
         sent: list[str] = []
-        listener = lambda *args: sent.append(args[2])  # noqa: E731
+
+        def listener(_conn, _cursor, statement, *_args, sent=sent) -> None:
+            sent.append(statement)
+
         event.listen(engine, "before_cursor_execute", listener)
         try:
             assert client.get(page).status_code == 200
@@ -155,6 +158,10 @@ def test_the_public_totals_and_the_fund_months_agree_with_the_entries_themselves
         assert [m.month for m in view.fund_months] == [date(2026, 12, 1), date(2026, 11, 1)]
         # The members shown are those who chose it, by handle, in order.
         assert [h for h, _ in view.members] == sorted((f"Neighbour{i}" for i in range(2, 10, 2)), key=str.lower)
+        # A month's kept total that no longer matches the fund's entries is caught by the audit.
+        s.execute(update(ledger.LedgerFundMonth).values(payouts=ledger.LedgerFundMonth.payouts + 1))
+        assert ledger.audit_sums(s).drifted == [ledger.fund_account(s).id]
+        s.rollback()
 
     page = text_of(app.test_client().get("/ledger"))
     assert f"{count} entries so far, {moved} credits moved in all." in page

@@ -311,6 +311,18 @@ class LedgerTransfer(Base):
         return STATE_LABELS.get(self.state, self.state)
 
 
+class LedgerFundMonth(Base):
+    """What came into the bail fund and went out of it in one month (by ``at``, UTC), net of corrections: kept with
+    each fund entry in the same transaction, like a balance, so the public page reads a dozen rows instead of every
+    fund entry ever made (``audit_sums`` checks them against the entries)."""
+
+    __tablename__ = "ledger_fund_month"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # its first day
+    contributions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    payouts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 class LedgerIsAppendOnly(Exception):
     """Code tried to change or delete an entry: a bug, never a person's input."""
 
@@ -686,8 +698,30 @@ def _post(session: Session, now: datetime, giver: LedgerAccount, receiver: Ledge
     giver.entries_given += 1
     giver.credits_given += amount
     receiver.balance += amount
+    if FUND in (giver.kind, receiver.kind):
+        _add_to_fund_month(session, entry.at, kind, amount, came_in=receiver.kind == FUND)
     session.flush()
     return entry
+
+
+def _add_to_fund_month(session: Session, at: datetime, kind: str, amount: int, *, came_in: bool) -> None:
+    month = date(at.year, at.month, 1)
+    # Read fresh (and locked on PostgreSQL); the caller's lock on the fund's row already puts its entries in turn.
+    row = session.get(LedgerFundMonth, month, populate_existing=True, with_for_update=True)
+    if row is None:
+        row = LedgerFundMonth(month=month, contributions=0, payouts=0)
+        session.add(row)
+    if kind == REVERSAL:
+        # A correction undoes its original: a contribution taken back leaves the fund but is
+        # less given, not a payout; a payout taken back comes in but is less paid out.
+        if came_in:
+            row.payouts -= amount
+        else:
+            row.contributions -= amount
+    elif came_in:
+        row.contributions += amount
+    else:
+        row.payouts += amount
 
 
 # -- transfers -----------------------------------------------------------------------------------------
@@ -877,13 +911,18 @@ class MonthTotal:
 
 
 def fund_months(session: Session, months: int = 12) -> list[MonthTotal]:
-    """What came into the fund and went out of it, month by month, newest first (a correction counts against its kind)."""
-    fund = fund_account(session)
-    if fund is None:
-        return []
+    """What came into the fund and went out of it, month by month, newest first (a correction counts against its
+    kind): the totals kept with each fund entry (``LedgerFundMonth``)."""
+    rows = session.scalars(select(LedgerFundMonth).order_by(LedgerFundMonth.month.desc()).limit(months))
+    # Shown as the net of each kind (a correction in a later month can leave a month below zero: shown as 0).
+    return [MonthTotal(row.month, max(0, row.contributions), max(0, row.payouts)) for row in rows]
+
+
+def _fund_months_from_entries(session: Session, fund: LedgerAccount) -> dict[date, tuple[int, int]]:
+    """The fund's months summed from its entries (what ``LedgerFundMonth`` must hold): for ``audit_sums``."""
     totals: dict[date, list[int]] = {}
-    # Summed in the database, month by month, one side at a time (each read walks its own index; an OR of the two
-    # makes SQLite merge both). extract() is portable: strftime on SQLite, EXTRACT on PostgreSQL.
+    # One side at a time (each read walks its own index). extract() is portable: strftime on SQLite, EXTRACT on
+    # PostgreSQL.
     year, month_of = extract("year", LedgerEntry.at), extract("month", LedgerEntry.at)
     for came_in, side in ((True, LedgerEntry.receiver_id), (False, LedgerEntry.giver_id)):
         rows = session.execute(select(year, month_of, LedgerEntry.kind, func.sum(LedgerEntry.amount))
@@ -891,13 +930,10 @@ def fund_months(session: Session, months: int = 12) -> list[MonthTotal]:
         for y, m, kind, amount in rows:
             slot = totals.setdefault(date(int(y), int(m), 1), [0, 0])
             if kind == REVERSAL:
-                # A correction undoes its original: a contribution taken back leaves the fund but is
-                # less given, not a payout; a payout taken back comes in but is less paid out.
                 slot[1 if came_in else 0] -= int(amount)
             else:
                 slot[0 if came_in else 1] += int(amount)
-    # Shown as the net of each kind (a correction in a later month can leave a month below zero: shown as 0).
-    return [MonthTotal(month, max(0, c), max(0, p)) for month, (c, p) in sorted(totals.items(), reverse=True)][:months]
+    return {month: (c, p) for month, (c, p) in totals.items()}
 
 
 # -- patrol hours ------------------------------------------------------------------------------------------
@@ -1022,7 +1058,7 @@ class Sums:
 
 def audit_sums(session: Session) -> Sums:
     """Check the ledger: balances sum to zero, and each equals what its entries add up to (its running totals
-    of what it gave too)."""
+    of what it gave too, and for the fund its months' totals)."""
     received = dict(session.execute(select(LedgerEntry.receiver_id, func.sum(LedgerEntry.amount))
                                     .group_by(LedgerEntry.receiver_id)).all())
     given = {giver_id: (count, amount) for giver_id, count, amount in session.execute(
@@ -1035,6 +1071,10 @@ def audit_sums(session: Session) -> Sums:
         count, amount = given.get(account_id, (0, 0))
         if (balance, entries_given, credits_given) != (received.get(account_id, 0) - amount, count, amount):
             drifted.append(account_id)
+    fund = fund_account(session)
+    if fund is not None and fund.id not in drifted and _fund_months_from_entries(session, fund) != {
+            row.month: (row.contributions, row.payouts) for row in session.scalars(select(LedgerFundMonth))}:
+        drifted.append(fund.id)  # its months' totals
     return Sums(total, drifted)
 
 

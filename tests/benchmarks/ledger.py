@@ -92,6 +92,7 @@ def seed(instance: Path, entries: int, now: datetime) -> dict[str, int]:
         busy_id = members[0].id
         balances = dict.fromkeys([*crew_ids, *member_ids, fund.id, outside.id], 0)
         given = {k: [0, 0] for k in balances}  # entries given, credits given: the accounts' running totals
+        fund_months: dict = {}  # the fund's totals by month, as the ledger keeps them (LedgerFundMonth)
         rows = []
         for i in range(entries):
             at = now - timedelta(days=365) + timedelta(seconds=i * (365 * 86400 // entries))
@@ -118,11 +119,15 @@ def seed(instance: Path, entries: int, now: datetime) -> dict[str, int]:
             balances[receiver] += amount
             given[giver][0] += 1
             given[giver][1] += amount
+            if fund.id in (giver, receiver):
+                fund_months.setdefault(datetime(at.year, at.month, 1).date(), [0, 0])[receiver != fund.id] += amount
             rows.append({"id": i + 1, "at": at, "kind": kind, "giver_id": giver, "receiver_id": receiver,
                          "amount": amount, "memo": memo, "anonymous": anonymous})
         s.execute(insert(ledger.LedgerEntry), rows)
         s.execute(update(ledger.LedgerAccount), [{"id": k, "balance": v, "entries_given": given[k][0],
                                                   "credits_given": given[k][1]} for k, v in balances.items()])
+        s.execute(insert(ledger.LedgerFundMonth), [{"month": m, "contributions": c, "payouts": p}
+                                                   for m, (c, p) in fund_months.items()])
         s.commit()
         ids = {"busy": busy_id, "kitchen": crew_ids[0],
                "busy_entries": sum(1 for r in rows if busy_id in (r["giver_id"], r["receiver_id"])),

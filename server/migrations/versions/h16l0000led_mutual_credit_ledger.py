@@ -128,8 +128,17 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_ledger_transfer_receiver_id'), ['receiver_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_ledger_transfer_state'), ['state'], unique=False)
 
+    # The bail fund's totals by month, kept with each of its entries (the public page reads a dozen rows).
+    op.create_table('ledger_fund_month',
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('contributions', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('payouts', sa.Integer(), server_default='0', nullable=False),
+    sa.PrimaryKeyConstraint('month', name=op.f('pk_ledger_fund_month'))
+    )
+
 
 def downgrade():
+    op.drop_table('ledger_fund_month')
     with op.batch_alter_table('ledger_transfer', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_transfer_state'))
         batch_op.drop_index(batch_op.f('ix_ledger_transfer_receiver_id'))
