@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
+from html import unescape
 
 import pytest
 
@@ -304,3 +306,29 @@ def test_a_care_ring_payout_with_a_name_in_its_memo_is_refused_on_the_fund_page(
     assert "never a name: 'Jamal' is not one of its words" in text_of(page)
     page = submit(client, "/ledger/fund", {"payout-amount": "30", "payout-memo": "bail C11"})
     assert "Paid out: 30 credits." in text_of(page) and "The fund holds 10 credits." in text_of(page)
+
+
+def test_a_keeper_reverses_an_entry_with_its_button_on_the_crews_page(app, client):
+    _web_hub(app)
+    with app.app_context():
+        now = app.config["CLOCK"]()
+        s = db.session
+        m = {h: people.get_member(s, h) for h in ("Mara", "Tomas", "Rowan", "Wren")}
+        kitchen = _open_crew(s, now, "Kitchen", ["Rowan"], asked_by=m["Mara"], countersigned_by=m["Tomas"])
+        offer = ledger.propose(s, now, giver=ledger.account_for_member(s, now, m["Wren"]), receiver=kitchen,
+                               amount=4, memo="soup", by=m["Wren"])
+        entry_id = ledger.confirm(s, now, offer.transfer, by=m["Rowan"]).transfer.entry.id
+        kitchen_id = kitchen.id
+        s.commit()
+
+    login(client, "Rowan")
+    html = client.get(f"/ledger/accounts/{kitchen_id}").get_data(as_text=True)
+    button = re.search(rf'action="/ledger/entries/{entry_id}/reverse">\s*<input type="hidden" name="csrf_token" '
+                       r'value="([^"]+)"', html)
+    assert button, "the entry Rowan's kitchen received has its Reverse button"
+    page = client.post(f"/ledger/entries/{entry_id}/reverse", data={"csrf_token": unescape(button.group(1)),
+                                                                   "why": "meant for the bike workshop"},
+                       follow_redirects=True)
+    assert f"Entry {entry_id} is reversed by entry {entry_id + 1}." in text_of(page)
+    with app.app_context():
+        assert ledger.find_account(db.session, kitchen_id).balance == 0

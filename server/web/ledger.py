@@ -103,6 +103,12 @@ def _me() -> people.Member:
     return current_user.member
 
 
+def _shown(me: people.Member) -> dict:
+    """The naming rules for one viewer, bound once per page (each row asked current_user twice)."""
+    return {"shown_giver": lambda e: ledger.shown_giver(e, me),
+            "shown_receiver": lambda e: ledger.shown_receiver(e, me)}
+
+
 # -- a member's own page -------------------------------------------------------------------------------------
 
 
@@ -141,8 +147,7 @@ def _mine_page(form: TransferForm, choices: ChoicesForm, account: LedgerAccount 
         waiting=ledger.waiting_for(db.session, now(), _me(), acting),
         offered=ledger.offered_by(db.session, now(), _me(), acting),
         kept=[a for a in acting if a.kind != ledger.MEMBER], button=ButtonForm(), reverse_form=ReverseForm(),
-        shown_giver=lambda e: ledger.shown_giver(e, _me()),
-        shown_receiver=lambda e: ledger.shown_receiver(e, _me()), unit_hint=_unit_hint())
+        **_shown(_me()), unit_hint=_unit_hint())
     return page, status_for(form)
 
 
@@ -249,8 +254,7 @@ def account(account_id: int) -> ResponseReturnValue:
                            entries=ledger.entries_of(db.session, acct, limit=100),
                            decisions=ledger.decisions_of(db.session, acct), button=ButtonForm(),
                            reverse_form=ReverseForm(), keeper=ledger.may_act_for(db.session, now(), acct, _me()),
-                           shown_giver=lambda e: ledger.shown_giver(e, _me()),
-                           shown_receiver=lambda e: ledger.shown_receiver(e, _me()))
+                           **_shown(_me()))
 
 
 @bp.route("/ledger/fund", methods=["GET", "POST"])
@@ -280,8 +284,7 @@ def fund() -> ResponseReturnValue:
                            months=ledger.fund_months(db.session), button=ButtonForm(), reverse_form=ReverseForm(),
                            waiting=[t for t in ledger.waiting_for(db.session, now(), _me())
                                     if acct is not None and t.receiver_id == acct.id],
-                           shown_giver=lambda e: ledger.shown_giver(e, _me()),
-                           shown_receiver=lambda e: ledger.shown_receiver(e, _me()))
+                           **_shown(_me()))
     return page, max(status_for(payout), status_for(cash))
 
 
