@@ -662,12 +662,8 @@ def receive(session: Session, now: datetime, raw: bytes | str | Mapping[str, Any
         return _drop(session, now, REVOKED, envelope)
     if envelope["kind"] == HELLO and (member is None or not member.is_trusted):
         return _hello_from_stranger(session, now, envelope, member, via)
-    if member is None:
-        return _drop(session, now, UNKNOWN_SENDER, envelope)
-    if member.revoked_at is not None:
-        return _drop(session, now, REVOKED, envelope)
-    if member.trusted_at is None:
-        return _drop(session, now, UNTRUSTED, envelope)
+    if member is None or not member.is_trusted:
+        return _drop(session, now, _distrust(member), envelope)
     if not verify(envelope, member.public_key):
         if envelope["kind"] == HELLO and verify(envelope, str(envelope["body"].get("key", ""))):
             # Signed by the key it announces, but not the key we trust: a rejoin, or someone posing.
@@ -699,13 +695,16 @@ def receive_relayed(session: Session, now: datetime, member_name: str, envelope:
     if envelope["fed"] != bench.federation:
         return _drop(session, now, WRONG_FEDERATION, envelope)
     member = session.scalar(select(FederationMember).where(FederationMember.name == member_name))
-    if member is None:
-        return _drop(session, now, UNKNOWN_SENDER, envelope)
-    if member.revoked_at is not None:
-        return _drop(session, now, REVOKED, envelope)
-    if member.trusted_at is None:
-        return _drop(session, now, UNTRUSTED, envelope)
+    if member is None or not member.is_trusted:
+        return _drop(session, now, _distrust(member), envelope)
     return _act(session, now, bench, member, envelope, via)
+
+
+def _distrust(member: FederationMember | None) -> str:
+    """Why a message from a bench this bench does not trust now is dropped."""
+    if member is None:
+        return UNKNOWN_SENDER
+    return REVOKED if member.revoked_at is not None else UNTRUSTED
 
 
 def _act(session: Session, now: datetime, bench: FederationBench, member: FederationMember,
