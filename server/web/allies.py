@@ -8,6 +8,9 @@ kept; the rules live in ``server.domain.allies``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -239,23 +242,31 @@ def countersign(vow_id: int) -> ResponseReturnValue:
     return redirect(url_for("allies.host_page"))
 
 
+def _vow_form_posted(form: FlaskForm, step: str, vow_id: int, work: Callable[..., Any], done: str,
+                     fields: dict[str, str] | None = None) -> ResponseReturnValue:
+    """A vow's withdraw or kept form (one per vow on the hosts' page): a refusal shows that page again with it."""
+    if form.validate():
+        try:
+            save(work)
+        except DomainError as error:
+            attach_error(form, error, fields)
+        else:
+            forget_public_pages()  # a withdrawn vow must not be offered a minute longer, a kept one shows now
+            flash(done)
+            return redirect(url_for("allies.host_page"))
+    return _page(failed=(step, vow_id, form), status=status_for(form))
+
+
 @bp.post("/host/allies/vows/<int:vow_id>/withdraw")
 @requires(people.HOST)
 def withdraw_vow(vow_id: int) -> ResponseReturnValue:
-    _vow_or_404(vow_id)
+    vow = _vow_or_404(vow_id)
     form = WithdrawForm(formdata=request.form, prefix=f"withdraw-{vow_id}")
-    if form.validate():
-        try:
-            vow = save(lambda session: allies.withdraw_vow(session, now(), session.get(allies.AllyVow, vow_id),
-                                                           reason=form.reason.data,
-                                                           by=session.get(Member, current_user.id)))
-        except DomainError as error:
-            attach_error(form, error)
-        else:
-            forget_public_pages()  # a withdrawn vow must not be offered a minute longer
-            flash(_("The vow of %(name)s is withdrawn from every list.", name=vow.ally.name))
-            return redirect(url_for("allies.host_page"))
-    return _page(failed=("withdraw", vow_id, form), status=status_for(form))
+    return _vow_form_posted(
+        form, "withdraw", vow_id,
+        lambda session: allies.withdraw_vow(session, now(), session.get(allies.AllyVow, vow_id),
+                                            reason=form.reason.data, by=session.get(Member, current_user.id)),
+        _("The vow of %(name)s is withdrawn from every list.", name=vow.ally.name))
 
 
 @bp.post("/host/allies/<int:ally_id>/withdraw")
@@ -279,15 +290,9 @@ def withdraw_ally(ally_id: int) -> ResponseReturnValue:
 def kept(vow_id: int) -> ResponseReturnValue:
     _vow_or_404(vow_id)
     form = FulfilmentForm(formdata=request.form, prefix=f"kept-{vow_id}")
-    if form.validate():
-        try:
-            save(lambda session: allies.record_fulfilment(session, now(), session.get(allies.AllyVow, vow_id),
-                                                          on=form.on.data, line=form.line.data,
-                                                          by=session.get(Member, current_user.id)))
-        except DomainError as error:
-            attach_error(form, error, FULFILMENT_FIELDS)
-        else:
-            forget_public_pages()
-            flash(_("Thank you noted: the bench page celebrates it."))
-            return redirect(url_for("allies.host_page"))
-    return _page(failed=("kept", vow_id, form), status=status_for(form))
+    return _vow_form_posted(
+        form, "kept", vow_id,
+        lambda session: allies.record_fulfilment(session, now(), session.get(allies.AllyVow, vow_id),
+                                                 on=form.on.data, line=form.line.data,
+                                                 by=session.get(Member, current_user.id)),
+        _("Thank you noted: the bench page celebrates it."), FULFILMENT_FIELDS)
