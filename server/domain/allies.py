@@ -35,7 +35,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from server.domain import patrol, people, power_record
 from server.domain.base import Base
 from server.domain.contact_in_text import find_contact
-from server.domain.errors import Conflict, Invalid, NotFound
+from server.domain.errors import Conflict, Invalid
 from server.domain.people import Decision, Member
 from server.domain.radio_text import fits_one_packet
 from server.domain.text import clean_text
@@ -506,20 +506,6 @@ def _published_area(session: Session, name: str | None) -> patrol.Area:
 
 
 # -- reading ------------------------------------------------------------------
-
-
-def get_ally(session: Session, ally_id: int) -> Ally:
-    ally = session.get(Ally, ally_id)
-    if ally is None:
-        raise NotFound(_("No such ally."))
-    return ally
-
-
-def get_vow(session: Session, vow_id: int) -> AllyVow:
-    vow = session.get(AllyVow, vow_id)
-    if vow is None:
-        raise NotFound(_("No such vow."))
-    return vow
 
 
 def current_allies(session: Session) -> list[Ally]:
