@@ -58,3 +58,53 @@ def test_code_without_flask_writes_in_the_hub_language_or_the_one_it_is_asked_fo
         assert code == i18n.hub_language()
     assert i18n.choose(None, "de;q=1, *;q=0.5, es;q=0.1", "en") == "en", "a wildcard stops the search"
     assert i18n.choose(None, "es;q=abc, ar", "en") == "ar", "a malformed part is skipped, never an error"
+
+
+# Every way a template asks for a text: a placeholder that holds markup, a plural, a literal %%, a context,
+# in a loop, in a macro, with autoescaping off; rendered by the hub and by Jinja's own newstyle gettext.
+TEXTS_WITH_PLACEHOLDERS = """
+{{ _("Showing their handle: %(shown)s.", shown=evil) }}
+{% trans shown=evil %}Showing their handle: {{ shown }}.{% endtrans %}
+{% for n in (0, 1, 2, 5, 11, 100) %}{% trans count=n %}{{ count }} steward on patrol{% pluralize %}{{ count }} stewards on patrol{% endtrans %}
+{{ ngettext("%(count)s steward on patrol", "%(count)s stewards on patrol", n, count=n) }}{% endfor %}
+{{ _("(%(region)s allows %(g)s %%)", region=evil, g=10) }}
+{{ pgettext("menu", "Patrol log") }} {{ npgettext("menu", "%(num)s log", "%(num)s logs", 3) }}
+{% macro log_out(name) %}{% trans handle=name %}Log out {{ handle }}{% endtrans %}{% endmacro %}{{ log_out(evil) }}
+{% autoescape false %}{{ _("Showing their handle: %(shown)s.", shown=evil) }}{% endautoescape %}
+"""
+
+
+def test_a_translated_text_escapes_its_placeholders_in_every_language_as_jinja_itself_does(app):
+    # Issue 14: the pages' gettext reads the request's catalog once per page (server/web/languages.py) instead of
+    # Flask-Babel's lookup for every text; what comes out must be what Jinja's newstyle gettext writes.
+    from flask import render_template_string
+    from flask_babel import get_translations
+    from jinja2 import Environment
+
+    evil = "<script>alert('x')</script>"
+    for code in i18n.LANGUAGES:
+        with app.test_request_context("/", headers={"Cookie": f"{i18n.COOKIE}={code}"}):
+            app.preprocess_request()
+            page = render_template_string(TEXTS_WITH_PLACEHOLDERS, evil=evil)
+            jinja = Environment(extensions=["jinja2.ext.i18n"], autoescape=True)
+            jinja.install_gettext_translations(get_translations(), newstyle=True)
+            assert page == jinja.from_string(TEXTS_WITH_PLACEHOLDERS).render(evil=evil), code
+        assert page.count(evil) == 1, "only where the template turns autoescaping off"
+        assert page.count("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;") == 4
+        assert "10 %)" in page and "%%" not in page
+    assert "خروج &lt;script&gt;" in page, "the last page was Arabic"
+
+
+def test_a_page_rendered_in_a_forced_language_and_a_macro_imported_without_context_speak_it_too(app):
+    from flask import render_template_string
+    from flask_babel import force_locale
+
+    with app.test_request_context("/", headers={"Cookie": f"{i18n.COOKIE}=es"}):
+        app.preprocess_request()
+        assert render_template_string('{{ _("Patrol log") }}') == "Registro de patrulla"
+        with force_locale("ar"):
+            arabic = render_template_string('{{ _("Patrol log") }}')
+        assert arabic != "Patrol log" and arabic != "Registro de patrulla"
+        # macros.html's own texts, with only Flask-Babel's globals to translate them.
+        summary = render_template_string('{% from "macros.html" import error_summary %}{{ error_summary(["a", "b"]) }}')
+        assert "Hay 2 problemas" in summary or "2 problemas" in summary, summary
