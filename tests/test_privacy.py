@@ -1051,13 +1051,22 @@ _SEALED_VALUE = re.compile(r"sealed1:[a-z]+:[A-Za-z0-9+/=]+(?: sealed1:[a-z]+:[A
 def test_what_a_stranger_or_a_message_that_is_no_command_said_is_not_kept_anywhere(hub):
     with sqlite3.connect(hub.instance / "safebench.db") as connection:
         dump = "\n".join(connection.iterdump())
-    # What people wrote is sealed on the card: opened here with every reader's key and the aid poster's
-    # receipt code, so nothing sealed hides.
+    # What people wrote is sealed on the card: opened here with every reader's key, the aid poster's
+    # receipt code, and members' memos to each other with the two sides' own keys, so nothing sealed hides.
     with hub.app.app_context():
         keys = {**reader_keys(hub.app), sealing.RECEIPT: receipt_keys.key_for(db.session, hub.aid_receipt).private}
-    opened = "\n".join(sealing.open_text(sealing.Sealed(value), keys) for value in _SEALED_VALUE.findall(dump))
+        own_keys = [sealing.open_member_key(key, PASSWORD) for key in db.session.scalars(select(sealing.MemberKey))]
+
+    def opened_with_every_key(value: str) -> str:
+        sealed = sealing.Sealed(value)
+        if sealed.vault == sealing.OWN:
+            return next(filter(None, (sealing.open_own(sealed, key) for key in own_keys)), "")
+        return sealing.open_text(sealed, keys)
+
+    opened = "\n".join(opened_with_every_key(value) for value in _SEALED_VALUE.findall(dump))
     assert not SEEN.in_(dump), "a steward's note is not on the card in the clear"
     assert SEEN.in_(opened) and LATITUDE.in_(dump), "the dump reads the hub's data"
+    assert not TRANSFER_MEMO.in_(dump) and TRANSFER_MEMO.in_(opened), "a memo between members is sealed to them"
     assert not UNHEARD.in_(dump) and not UNHEARD.in_(opened)
     # The payout memo that named the person arrested was refused, so it is nowhere on the card.
     assert not PAYOUT_NAME.in_(dump) and not PAYOUT_NAME.in_(opened)

@@ -58,10 +58,12 @@ from tests.test_privacy import (
     LOGGED_AT,
     LOGGED_BY_HAND,
     MEDIATOR_NOTE,
+    OFFER_MEMO,
     OTHER_PARTY,
     PARTY,
     PARTY_EMAIL,
     PARTY_PHONE,
+    PAYOUT_NAME,
     RADIOED_SPOT,
     RESOLVED_PHONE,
     RESOLVED_WITH,
@@ -72,6 +74,9 @@ from tests.test_privacy import (
     SIGNER,
     STATION_NOTE,
     STORY,
+    TASK_ACCOUNT,
+    TASK_RESULT,
+    TRANSFER_MEMO,
     WITNESS_EMAIL,
     WITNESS_PHONE,
     Handhelds,
@@ -86,7 +91,11 @@ SEALED_MARKERS = [ARRESTED, ARRESTED_TOO, CHARGES, WITNESS_PHONE, WITNESS_EMAIL,
                   AID_REPLY, AID_REPLY_PHONE,
                   SIGNER, SEEN, SHOUTER, LOGGED_BY_HAND, CLEARED_WITH, RESOLVED_WITH, RESOLVED_PHONE, DURESS,
                   # Places as typed: an arrest's, seen from the bench or radioed; a place in a note or beside it.
-                  ARREST_SPOT, ARREST_SPOT_TOO, RADIOED_SPOT, SEEN_AT, SHOUTED_AT, LOGGED_AT]
+                  ARREST_SPOT, ARREST_SPOT_TOO, RADIOED_SPOT, SEEN_AT, SHOUTED_AT, LOGGED_AT,
+                  # The ledger's and the task map's words (issue 16): memos between two members (sealed to
+                  # their own keys), a payout memo that named someone (refused), a task's result and its
+                  # after-action account. Balances and who gave to whom stay readable (ledger.py says why).
+                  TRANSFER_MEMO, OFFER_MEMO, PAYOUT_NAME, TASK_RESULT, TASK_ACCOUNT]
 
 
 def hub_config(**extra):

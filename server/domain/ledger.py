@@ -28,6 +28,15 @@ Who acts for an account:
   payouts name no receiving person at all. A fund memo holds a case code and
   what it paid for, in a short vocabulary, never a name (``check_fund_memo``).
 
+What a seized card holds: a memo between two members is theirs alone, sealed
+to each one's own key (``sealed_memo``, server/domain/sealing.py ``OWN``);
+the plain ``memo`` holds only what the month's printed sheet shows anyway (a
+crew's or the fund's side). Which accounts exchanged how many credits, and
+the balances, stay readable: the hub must check limits and sums, and the
+bridge confirm a PAY, without anyone's key. So does the member account an
+anonymous gift came from, for the same reason (the balance it left); only
+cash in the fund's tin leaves no trace of its giver (README).
+
 Patrol hours earn credits only for stewards who opted in, paid by the crew
 whose decision says it pays them: one entry per closed shift, its hours
 rounded to whole ones and its time set to the start of that week (Monday
@@ -74,11 +83,13 @@ from sqlalchemy.orm import (
 )
 
 from server.db import begin_writing
-from server.domain import people, power_record
+from server.domain import people, power_record, sealing
 from server.domain.base import Base
 from server.domain.contact_in_text import find_contact
 from server.domain.errors import Conflict, Invalid, NotFound
 from server.domain.people import CARE, HOST, Decision, Member
+from server.domain.radio_text import fits_one_packet
+from server.domain.sealing import SealedText
 from server.domain.text import clean_text
 from server.i18n import N_, Labels
 from server.i18n import gettext as _
@@ -259,7 +270,9 @@ class LedgerEntry(Base):
     giver_id: Mapped[int] = mapped_column(ForeignKey("ledger_account.id"), index=True)
     receiver_id: Mapped[int] = mapped_column(ForeignKey("ledger_account.id"), index=True)
     amount: Mapped[int] = mapped_column(Integer)
+    # Only where a crew or the fund is a side (printed on the month's sheet); between two members, ``sealed_memo``.
     memo: Mapped[str] = mapped_column(String(MAX_MEMO), default="", server_default="")
+    sealed_memo: Mapped[str | None] = mapped_column(SealedText(sealing.OWN))
     # A contribution given without a name: only the giver themself sees that it was theirs.
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # A correction points at the entry it undoes; an entry is undone at most once.
@@ -284,6 +297,7 @@ class LedgerTransfer(Base):
     receiver_id: Mapped[int] = mapped_column(ForeignKey("ledger_account.id"), index=True)
     amount: Mapped[int] = mapped_column(Integer)
     memo: Mapped[str] = mapped_column(String(MAX_MEMO), default="", server_default="")
+    sealed_memo: Mapped[str | None] = mapped_column(SealedText(sealing.OWN))  # as on LedgerEntry
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     source: Mapped[str] = mapped_column(String(8))
     state: Mapped[str] = mapped_column(String(10), index=True)
@@ -343,6 +357,8 @@ class Outcome:
 
     transfer: LedgerTransfer
     warning: str = ""
+    # A memo between two members neither of whom has a key yet (no password on the hub): nothing to seal it to.
+    memo_dropped: bool = False
 
 
 # -- checking what people type -------------------------------------------------------------------------
@@ -687,12 +703,27 @@ def _lock(session: Session, *accounts: LedgerAccount) -> None:
         session.refresh(account, with_for_update=True)
 
 
+def between_members(giver: LedgerAccount, receiver: LedgerAccount) -> bool:
+    """An exchange whose memo is the two members' alone: sealed to them, never printed."""
+    return giver.kind == MEMBER and receiver.kind == MEMBER
+
+
+def _seal_memo(session: Session, giver: LedgerAccount, receiver: LedgerAccount,
+               memo: str) -> tuple[str, sealing.Sealed | None]:
+    """(plain memo, sealed memo) as stored: between two members the words go only to their own keys."""
+    if not memo or not between_members(giver, receiver):
+        return memo, None
+    keys = session.scalars(select(sealing.MemberKey.public_key).where(
+        sealing.MemberKey.member_id.in_([giver.member_id, receiver.member_id])))
+    return "", sealing.seal_to_members(keys, memo)
+
+
 def _post(session: Session, now: datetime, giver: LedgerAccount, receiver: LedgerAccount, amount: int, memo: str,
           kind: str, *, anonymous: bool = False, reverses: LedgerEntry | None = None,
-          at: datetime | None = None) -> LedgerEntry:
+          at: datetime | None = None, sealed_memo: sealing.Sealed | None = None) -> LedgerEntry:
     """Write one entry and move both balances with it (the caller holds the lock and checked the limits)."""
     entry = LedgerEntry(at=at or now, kind=kind, giver=giver, receiver=receiver, amount=amount, memo=memo,
-                        anonymous=anonymous, reverses=reverses)
+                        sealed_memo=sealed_memo, anonymous=anonymous, reverses=reverses)
     session.add(entry)
     giver.balance -= amount
     giver.entries_given += 1
@@ -759,11 +790,12 @@ def propose(session: Session, now: datetime, *, giver: LedgerAccount, receiver: 
             raise Conflict(_("%(refusal)s (%(waiting)d credits already offered wait for their receivers.)",
                              refusal=_limit_message(giver, amount + waiting), waiting=waiting), field="amount")
         raise Conflict(_limit_message(giver, amount), field="amount")
-    transfer = LedgerTransfer(giver=giver, receiver=receiver, amount=amount, memo=memo, anonymous=anonymous,
-                              source=source, state=PROPOSED, proposed_at=now, proposed_by=by)
+    plain, sealed = _seal_memo(session, giver, receiver, memo)
+    transfer = LedgerTransfer(giver=giver, receiver=receiver, amount=amount, memo=plain, sealed_memo=sealed,
+                              anonymous=anonymous, source=source, state=PROPOSED, proposed_at=now, proposed_by=by)
     session.add(transfer)
     session.flush()
-    return Outcome(transfer, _soft_warning(giver, amount + waiting))
+    return Outcome(transfer, _soft_warning(giver, amount + waiting), memo_dropped=bool(memo) and not (plain or sealed))
 
 
 def find_transfer(session: Session, code_or_id: str | int) -> LedgerTransfer:
@@ -806,7 +838,7 @@ def confirm(session: Session, now: datetime, transfer: LedgerTransfer, *, by: Me
     warning = "" if giver_private else _soft_warning(transfer.giver, transfer.amount)
     kind = CONTRIBUTION if transfer.receiver.kind == FUND else TRANSFER
     entry = _post(session, now, transfer.giver, transfer.receiver, transfer.amount, transfer.memo, kind,
-                  anonymous=transfer.anonymous)
+                  anonymous=transfer.anonymous, sealed_memo=transfer.sealed_memo)
     transfer.state, transfer.decided_at, transfer.decided_by, transfer.entry = CONFIRMED, now, by, entry
     session.flush()
     return Outcome(transfer, warning)
@@ -853,8 +885,12 @@ def reverse(session: Session, now: datetime, entry: LedgerEntry, *, by: Member, 
             else _("reverses entry %(n)d", n=entry.id))[:MAX_MEMO]
     if FUND in (entry.giver.kind, entry.receiver.kind):
         memo = _("reverses entry %(n)d", n=entry.id)  # the fund's memos keep to codes, so no free words here
+    sealed = None
+    if why and between_members(entry.giver, entry.receiver):
+        # The number is process, the why is the two members' own: it goes with the words they sealed.
+        memo, sealed = _("reverses entry %(n)d", n=entry.id), _seal_memo(session, entry.receiver, entry.giver, memo)[1]
     correction = _post(session, now, entry.receiver, entry.giver, entry.amount, memo, REVERSAL,
-                       anonymous=entry.anonymous, reverses=entry)
+                       anonymous=entry.anonymous, reverses=entry, sealed_memo=sealed)
     if entry.receiver.kind != MEMBER:
         power_record.record(session, now, actor=by, role=power_record.acting_role(session, now, by, (CARE, HOST)),
                             action="ledger-entry-reversed",
@@ -1121,6 +1157,9 @@ def pay_by_radio(session: Session, now: datetime, member: Member, to: str, amoun
               code=outcome.transfer.code, amount=outcome.transfer.amount, to=receiver.title[:24])
     if outcome.warning:
         reply = _("%(reply)s Past your soft limit.", reply=reply)
+    if outcome.memo_dropped:
+        told = _("%(reply)s Memo not kept: neither of you has a hub password to seal it to.", reply=reply)
+        reply = told if fits_one_packet(told) else reply
     return reply
 
 

@@ -79,6 +79,9 @@ READERS: dict[str, frozenset[str]] = {
 # (server/domain/receipt_keys.py), each row its own. Nothing seals these
 # on flush, as no single key could; plain text there is refused all the same.
 RECEIPT = "receipt"
+# Not a vault either: words between two members (a ledger memo), sealed to each one's own key, a part for
+# each (``seal_to_members``); no role reads them, and nothing seals these on flush.
+OWN = "own"
 
 VAULT_LABELS = {
     MEDIATION: "mediation requests and notes",
@@ -130,7 +133,7 @@ class SealedText(TypeDecorator):
 
     def __init__(self, vault: str) -> None:
         super().__init__()
-        if vault not in READERS and vault != RECEIPT:
+        if vault not in READERS and vault not in (RECEIPT, OWN):
             raise ValueError(f"no vault {vault!r}")
         self.vault = vault
 
@@ -309,6 +312,28 @@ def append(session: Session, vault: str, sealed: str | None, text: str) -> Seale
     return Sealed(f"{sealed}{SEPARATOR}{added}")
 
 
+def seal_to_members(public_keys: Iterable[bytes], text: str) -> Sealed | None:
+    """``text`` sealed once to each member key given (``OWN``); None when there is no key to seal it to."""
+    sealed = [seal_with(PublicKey(key), OWN, text) for key in dict.fromkeys(public_keys)]
+    return Sealed(SEPARATOR.join(sealed)) if sealed else None
+
+
+def open_own(value: str | None, private: PrivateKey | None) -> str | None:
+    """Words ``seal_to_members`` sealed, if one of its parts is sealed to ``private``; else None."""
+    if not isinstance(value, Sealed) or private is None:
+        return None
+    box = SealedBox(private)
+    for part in value.split(SEPARATOR):
+        vault, _, data = part[len(PREFIX):].partition(":")
+        if vault != OWN:
+            continue
+        try:
+            return box.decrypt(base64.b64decode(data)).decode("utf-8")
+        except (CryptoError, ValueError):
+            continue  # another member's part
+    return None
+
+
 def parts(value: str | None) -> int:
     """How many times words were sealed into ``value`` (``append`` adds one), without opening it."""
     if not value:
@@ -345,7 +370,7 @@ def _sealed_columns(cls: type) -> tuple[tuple[str, str], ...]:
     if mapper is None:
         return ()
     return tuple((attr.key, attr.columns[0].type.vault) for attr in mapper.column_attrs
-                 if isinstance(attr.columns[0].type, SealedText) and attr.columns[0].type.vault != RECEIPT)
+                 if isinstance(attr.columns[0].type, SealedText) and attr.columns[0].type.vault in READERS)
 
 
 @event.listens_for(Session, "before_flush")

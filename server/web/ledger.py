@@ -17,7 +17,7 @@ from wtforms import BooleanField, DateField, IntegerField, SelectField, StringFi
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from server.domain import ledger, people
+from server.domain import ledger, people, sealing
 from server.domain.errors import DomainError
 from server.domain.ledger import LedgerAccount
 from server.domain.people import CARE, HOST
@@ -105,8 +105,21 @@ def _me() -> people.Member:
 
 def _shown(me: people.Member) -> dict:
     """The naming rules for one viewer, bound once per page (each row asked current_user twice)."""
+    unlocked = current_user.unlocked
+    private = unlocked.member_private if unlocked is not None else None
     return {"shown_giver": lambda e: ledger.shown_giver(e, me),
-            "shown_receiver": lambda e: ledger.shown_receiver(e, me)}
+            "shown_receiver": lambda e: ledger.shown_receiver(e, me),
+            "shown_memo": lambda e: _memo(e, private)}
+
+
+def _memo(entry: ledger.LedgerEntry | ledger.LedgerTransfer, private) -> str:  # noqa: ANN001
+    """The memo as this viewer reads it: a memo between two members opens only with one side's own key."""
+    if entry.sealed_memo is None:
+        return entry.memo
+    words = sealing.open_own(entry.sealed_memo, private)
+    if words is None:
+        words = _("(a memo only the two sides read: sealed to a key you did not have then)")
+    return f"{entry.memo}: {words}" if entry.memo else words
 
 
 # -- a member's own page -------------------------------------------------------------------------------------
@@ -132,6 +145,9 @@ def mine() -> ResponseReturnValue:
                     amount=form.amount.data, to=outcome[1], code=outcome[0]))
             if outcome[2]:
                 flash(outcome[2])
+            if outcome[3]:
+                flash(_("The memo was not kept: it would be sealed to the two sides' own keys, and neither of you "
+                        "has logged in to the hub with a password yet."))
             return redirect(url_for(".mine"))
     if not choices.is_submitted() and account is not None:
         choices.earns_patrol_credit.data = account.earns_patrol_credit
@@ -155,7 +171,7 @@ def _unit_hint() -> str:
     return _("A credit is an hour of someone's time, or what the crews agree is worth the same.")
 
 
-def _propose(session, form: TransferForm) -> tuple[str, str, str]:
+def _propose(session, form: TransferForm) -> tuple[str, str, str, bool]:
     me = session.merge(_me())
     if form.giver.data == 0:
         giver = ledger.account_for_member(session, now(), me)
@@ -164,7 +180,7 @@ def _propose(session, form: TransferForm) -> tuple[str, str, str]:
     receiver = ledger.resolve_receiver(session, now(), form.to.data)
     outcome = ledger.propose(session, now(), giver=giver, receiver=receiver, amount=form.amount.data,
                              memo=form.memo.data, by=me, anonymous=form.anonymous.data)
-    return outcome.transfer.code, receiver.title, outcome.warning
+    return outcome.transfer.code, receiver.title, outcome.warning, outcome.memo_dropped
 
 
 @bp.post("/ledger/mine/choices")
