@@ -369,8 +369,7 @@ class Bridge:
             self._status["last_packet_at"] = now
         if isinstance(event, TextPacket) and self.federation_mesh is not None and event.text.startswith("SBF1|"):
             own = self.node_num
-            outcome = self._in_transaction(lambda s: self.federation_mesh.handle_text(s, now, event, own), event)
-            return outcome is not None
+            return self._in_transaction(lambda s: self.federation_mesh.handle_text(s, now, event, own), event)
         handler = {
             TextPacket: self.inbound.handle_text,
             PositionPacket: self.inbound.handle_position,
@@ -380,8 +379,12 @@ class Bridge:
         }.get(type(event))
         if handler is None:
             return True  # telemetry and the like: a sign of life, nothing to do
+        return self._in_transaction(lambda session: handler(session, now, event), event)
+
+    def _in_transaction(self, work: Callable[[Session], str], event: Event) -> bool:
+        """``work`` for one packet in its own transaction; False when the database stayed busy (the packet waits)."""
         try:
-            outcome = run_in_transaction(self.session, lambda session: handler(session, now, event))
+            outcome = run_in_transaction(self.session, work)
         except HubBusy:
             log.warning("database busy; holding a %s until it is free", type(event).__name__)
             return False
@@ -391,19 +394,6 @@ class Bridge:
         # What was done, never from which node: node ids with times in the process log map stewards' nights.
         log.info("%s: %s", type(event).__name__, outcome)
         return True
-
-    def _in_transaction(self, work: Callable[[Session], str], event: Event) -> str | None:
-        """``work`` in its own transaction; None when the database stayed busy (the packet waits)."""
-        try:
-            outcome = run_in_transaction(self.session, work)
-        except HubBusy:
-            log.warning("database busy; holding a %s until it is free", type(event).__name__)
-            return None
-        except Exception:  # noqa: BLE001  (one bad packet must not stop the bridge)
-            log.exception("could not handle a %s", type(event).__name__)
-            return "failed"
-        log.info("%s: %s", type(event).__name__, outcome)
-        return outcome
 
     # -- the federation by radio ----------------------------------------------------------
 
