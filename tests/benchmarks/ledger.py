@@ -40,11 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("SAFEBENCH_KDF_PASSES", "1")
 os.environ.setdefault("SAFEBENCH_KDF_MEMORY_KIB", "64")
 
+from nacl.public import PrivateKey
 from sqlalchemy import event, insert, update
 
 from server import config, create_app
 from server.clock import utcnow
-from server.domain import ledger, ledger_sheets, people
+from server.domain import ledger, ledger_sheets, people, sealing
 from server.extensions import db
 from server.migrating import apply_migrations
 from tests.helpers import PASSWORD, login, seat_role
@@ -89,6 +90,14 @@ def seed(instance: Path, entries: int, now: datetime) -> dict[str, int]:
         s.flush()
         s.add(ledger.LedgerKeeper(account_id=accounts[0].id, member_id=busy.id, named_at=opened))
         crew_ids, member_ids = [a.id for a in accounts], [a.id for a in members]
+        # A memo between two members is sealed to their own keys (ledger.py): the busy member's page opens each of
+        # theirs. One sealing per memo text (the page pays the opening, not the seeding); other members' memos are
+        # sealed to a key nobody here holds, so their rows are as long as a real hub's.
+        busy_key = bytes(sealing.give_member_key(busy, PASSWORD, opened).public_key)
+        nobodys = bytes(PrivateKey.generate().public_key)
+        sealed_for = {(who, text): sealing.seal_to_members([key, nobodys], text)
+                      for who, key in (("busy", busy_key), ("others", nobodys)) for text in MEMOS}
+        member_set = set(member_ids)
         busy_id = members[0].id
         balances = dict.fromkeys([*crew_ids, *member_ids, fund.id, outside.id], 0)
         given = {k: [0, 0] for k in balances}  # entries given, credits given: the accounts' running totals
@@ -121,8 +130,11 @@ def seed(instance: Path, entries: int, now: datetime) -> dict[str, int]:
             given[giver][1] += amount
             if fund.id in (giver, receiver):
                 fund_months.setdefault(datetime(at.year, at.month, 1).date(), [0, 0])[receiver != fund.id] += amount
+            sealed_memo = None
+            if kind == ledger.TRANSFER and giver in member_set and receiver in member_set:
+                memo, sealed_memo = "", sealed_for["busy" if busy_id in (giver, receiver) else "others", memo]
             rows.append({"id": i + 1, "at": at, "kind": kind, "giver_id": giver, "receiver_id": receiver,
-                         "amount": amount, "memo": memo, "anonymous": anonymous})
+                         "amount": amount, "memo": memo, "sealed_memo": sealed_memo, "anonymous": anonymous})
         s.execute(insert(ledger.LedgerEntry), rows)
         s.execute(update(ledger.LedgerAccount), [{"id": k, "balance": v, "entries_given": given[k][0],
                                                   "credits_given": given[k][1]} for k, v in balances.items()])
