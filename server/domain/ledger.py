@@ -561,11 +561,7 @@ def open_account(session: Session, now: datetime, name: str, *, kind: str = CREW
                             balance=0, opened_at=now, pays_patrol_hours=bool(pays_patrol_hours) and kind == CREW)
     session.add(account)
     session.flush()
-    ask = LedgerDecision(account=account, opens=True, soft_limit=soft, hard_limit=hard, keepers=keeper_text,
-                         decided_on=decision.on, decision_place=decision.place, decision=decision.words,
-                         asked_at=now, asked_by=by)
-    session.add(ask)
-    session.flush()
+    ask = _ask(session, now, account, soft, hard, keeper_text, decision, by, opens=True)
     power_record.record(session, now, actor=by, role=acting, action="ledger-account-opened",
                         subject=f"{kind}: {name}"[:120],
                         reason=f"limits {soft}/{hard} below zero, pending a countersign; "
@@ -587,16 +583,23 @@ def set_limits(session: Session, now: datetime, account: LedgerAccount, *, soft_
         raise Invalid(_("A crew keeps at least one keeper."), field="keepers")
     if any(d.pending for d in pending_decisions(session, account)):
         raise Conflict(_("A decision on that account already waits for a countersign."), field="decision")
-    ask = LedgerDecision(account=account, opens=False, soft_limit=soft, hard_limit=hard, keepers=keeper_text,
-                         decided_on=decision.on, decision_place=decision.place, decision=decision.words,
-                         asked_at=now, asked_by=by)
-    session.add(ask)
-    session.flush()
+    ask = _ask(session, now, account, soft, hard, keeper_text, decision, by, opens=False)
     power_record.record(session, now, actor=by, role=acting, action="ledger-limits-set",
                         subject=f"{account.kind}: {_subject_name(account)}"[:120],
                         reason=f"limits {soft}/{hard} below zero"
                                f"{'; keepers ' + keeper_text if keeper_text else ''}, pending a countersign; "
                                f"the decision of {decision.reference}")
+    return ask
+
+
+def _ask(session: Session, now: datetime, account: LedgerAccount, soft: int, hard: int, keepers: str | None,
+         decision: Decision, by: Member | None, *, opens: bool) -> LedgerDecision:
+    """The assembly's decision as a host recorded it, waiting for a second host's countersign."""
+    ask = LedgerDecision(account=account, opens=opens, soft_limit=soft, hard_limit=hard, keepers=keepers,
+                         decided_on=decision.on, decision_place=decision.place, decision=decision.words,
+                         asked_at=now, asked_by=by)
+    session.add(ask)
+    session.flush()
     return ask
 
 
