@@ -9,7 +9,7 @@ revoke one, and say which of our areas border it. The rules live in
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -45,34 +45,27 @@ def page() -> ResponseReturnValue:
         kinds=federation.KINDS, reasons=federation.DROP_REASONS, waiting=len(federation.pending(db.session, now())))
 
 
-def _decide(member_id: int, work, done: str | None) -> ResponseReturnValue:  # noqa: ANN001
+def _decide(member_id: int, work, done) -> ResponseReturnValue:  # noqa: ANN001
+    """A host's decision on a bench: ``work(session, member, me)``, then ``done(member)`` or the refusal flashed."""
     member = _member_or_404(member_id)
     try:
         save(lambda session: work(session, session.get(federation.FederationMember, member.id),
                                   session.get(Member, current_user.id)))
     except DomainError as error:
         flash(error.message, "error")
-        g.federation_refused = True
     else:
-        if done:
-            flash(done)
+        flash(done(member))
     return redirect(url_for("federation.page") + f"#bench-{member_id}")
-
-
-def _flashed_error() -> bool:
-    return bool(g.get("federation_refused"))
 
 
 @bp.post("/host/federation/<int:member_id>/confirm")
 @requires(people.HOST)
 def confirm(member_id: int) -> ResponseReturnValue:
     said = (request.form.get("fingerprint") or "")[:100]
-    response = _decide(member_id, lambda s, m, me: federation.confirm(s, now(), m, said, by=me), None)
-    member = db.session.get(federation.FederationMember, member_id)
-    if member is not None and request.method == "POST" and not _flashed_error():
-        flash(_("%(name)s is trusted: its messages are acted on from now.", name=member.name) if member.is_trusted
-              else _("Fingerprint confirmed. The bench is trusted once a second host has confirmed it too."))
-    return response
+    return _decide(member_id, lambda s, m, me: federation.confirm(s, now(), m, said, by=me),
+                   lambda member: _("%(name)s is trusted: its messages are acted on from now.", name=member.name)
+                   if member.is_trusted else
+                   _("Fingerprint confirmed. The bench is trusted once a second host has confirmed it too."))
 
 
 @bp.post("/host/federation/<int:member_id>/revoke")
@@ -80,14 +73,14 @@ def confirm(member_id: int) -> ResponseReturnValue:
 def revoke(member_id: int) -> ResponseReturnValue:
     reason = (request.form.get("reason") or "")[:400]
     return _decide(member_id, lambda s, m, me: federation.revoke(s, now(), m, reason=reason, by=me),
-                   _("Revoked: nothing that bench signs is acted on any more."))
+                   lambda member: _("Revoked: nothing that bench signs is acted on any more."))
 
 
 @bp.post("/host/federation/<int:member_id>/forget")
 @requires(people.HOST)
 def forget(member_id: int) -> ResponseReturnValue:
     return _decide(member_id, lambda s, m, me: federation.forget(s, now(), m, by=me),
-                   _("That bench is off the list."))
+                   lambda member: _("That bench is off the list."))
 
 
 @bp.post("/host/federation/<int:member_id>/areas")
@@ -95,7 +88,7 @@ def forget(member_id: int) -> ResponseReturnValue:
 def areas(member_id: int) -> ResponseReturnValue:
     chosen = [name[:40] for name in request.form.getlist("area")][:federation.MAX_AREAS]
     return _decide(member_id, lambda s, m, me: federation.set_neighbour_areas(s, now(), m, chosen, by=me),
-                   _("Saved: an SOS or arrest in these areas is sent to that bench."))
+                   lambda member: _("Saved: an SOS or arrest in these areas is sent to that bench."))
 
 
 # -- a steward's own choice ------------------------------------------------------------
