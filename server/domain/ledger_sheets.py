@@ -56,7 +56,19 @@ MEMBER_LABEL = "M"  # a code, not a word: the same in every language, as a case 
 ANONYMOUS = "anonymous"  # in the hash as this word; the page translates what it shows
 
 
-class LedgerSheet(Base):
+class _Fingerprints:
+    """What a person compares by eye: a sheet's ``hash`` and its ``previous_hash``, short (``fingerprint``)."""
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.hash)
+
+    @property
+    def previous_fingerprint(self) -> str:
+        return fingerprint(self.previous_hash)
+
+
+class LedgerSheet(_Fingerprints, Base):
     """A sheet printed for the assembly. Recorded once; only ``reprinted_at`` moves after."""
 
     __tablename__ = "ledger_sheet"
@@ -72,14 +84,6 @@ class LedgerSheet(Base):
     entry_count: Mapped[int]
     printed_at: Mapped[datetime]
     reprinted_at: Mapped[datetime | None]
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.hash)
-
-    @property
-    def previous_fingerprint(self) -> str:
-        return fingerprint(self.previous_hash)
 
 
 class SheetIsRecorded(Exception):
@@ -187,7 +191,7 @@ class Line:
 
 
 @dataclass(frozen=True)
-class Sheet:
+class Sheet(_Fingerprints):
     period: Month
     starts_at: datetime
     ends_at: datetime
@@ -195,14 +199,6 @@ class Sheet:
     lines: tuple[Line, ...]
     hash: str
     recorded: LedgerSheet | None = field(default=None, compare=False)
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.hash)
-
-    @property
-    def previous_fingerprint(self) -> str:
-        return fingerprint(self.previous_hash)
 
 
 def _json(value: object) -> bytes:

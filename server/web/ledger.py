@@ -99,6 +99,10 @@ class ButtonForm(FlaskForm):
     """Only the CSRF token."""
 
 
+# Where a refusal of the assembly's decision lands on the hosts' forms.
+DECISION_FIELDS = {"decision date": "decided_on", "decision place": "decision_place", "assembly decision": "decision"}
+
+
 def _me() -> people.Member:
     return current_user.member
 
@@ -322,8 +326,7 @@ def host_page() -> ResponseReturnValue:
                 hard_limit=form.hard_limit.data, keepers=form.keepers.data, decision=_decision(form),
                 by=s.merge(_me()), pays_patrol_hours=form.pays_patrol_hours.data))
         except DomainError as error:
-            attach_error(form, error, fields={"decision date": "decided_on", "decision place": "decision_place",
-                                              "assembly decision": "decision"})
+            attach_error(form, error, fields=DECISION_FIELDS)
         else:
             flash(_("Recorded. The account opens when a second host countersigns."))
             return redirect(url_for(".host_page"))
@@ -359,8 +362,7 @@ def set_limits() -> ResponseReturnValue:
                 hard_limit=limits.hard_limit.data, keepers=limits.keepers.data or None, decision=_decision(limits),
                 by=s.merge(_me())))
         except DomainError as error:
-            attach_error(limits, error, fields={"decision date": "decided_on", "decision place": "decision_place",
-                                                "assembly decision": "decision"})
+            attach_error(limits, error, fields=DECISION_FIELDS)
         else:
             flash(_("Recorded. The new limits hold when a second host countersigns."))
             return redirect(url_for(".host_page"))
