@@ -131,10 +131,11 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from server.web import filters, template_bytecode
+    from server.web import filters, template_bytecode, template_urls
 
     filters.init_app(app)
     template_bytecode.init_app(app)  # issue 14: templates compiled at install, read, never written
+    template_urls.init_app(app)  # issue 14: a template's links built once, then remembered
 
 
 def register_commands(app: Flask) -> None:
