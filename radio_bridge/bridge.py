@@ -367,7 +367,7 @@ class Bridge:
         now = self.now()
         if not isinstance(event, Ack):
             self._status["last_packet_at"] = now
-        if isinstance(event, TextPacket) and self.federation_mesh is not None and event.text.startswith("SBF1|"):
+        if isinstance(event, TextPacket) and event.text.startswith("SBF1|") and self._federated():
             own = self.node_num
             return self._in_transaction(lambda s: self.federation_mesh.handle_text(s, now, event, own), event)
         handler = {
@@ -397,18 +397,24 @@ class Bridge:
 
     # -- the federation by radio ----------------------------------------------------------
 
+    def _federated(self) -> bool:
+        """Whether this bench is in a federation, loading the mesh's code the first time it is (a relay heard
+        before the first turn's look, just after a start, is acted on all the same)."""
+        if self.federation_mesh is None and _joined_a_federation(self.session):
+            from radio_bridge.federation_mesh import FederationMesh  # only a federated bench loads it
+
+            self.federation_mesh = FederationMesh.for_instance(
+                self.instance, timedelta(seconds=self.settings.federation_mesh_after))
+            log.info("this bench is in a federation: urgent alerts go to neighbour hubs by radio when "
+                     "the broker does not take them")
+        return self.federation_mesh is not None
+
     def _federation_turn(self) -> None:
         """Once a second: is this bench federated (every minute), pin its members' hubs, queue relays due."""
         self._next_federation = time.monotonic() + 1.0
         if time.monotonic() >= self._next_federation_check:
             self._next_federation_check = time.monotonic() + 60.0
-            if self.federation_mesh is None and _joined_a_federation(self.session):
-                from radio_bridge.federation_mesh import FederationMesh  # only a federated bench loads it
-
-                self.federation_mesh = FederationMesh.for_instance(
-                    self.instance, timedelta(seconds=self.settings.federation_mesh_after))
-                log.info("this bench is in a federation: urgent alerts go to neighbour hubs by radio when "
-                         "the broker does not take them")
+            self._federated()
         mesh = self.federation_mesh
         if mesh is None:
             return

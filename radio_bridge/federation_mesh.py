@@ -172,17 +172,21 @@ class FederationMesh:
         self._next_pin = time.monotonic() + self.pin_every
         if own_node and own_key and hasattr(federation, "set_own_hub"):
             federation.set_own_hub(session, now, own_node, base64.b64encode(own_key).decode("ascii"))
+        self.read_hubs(session, own_node)
+        sender.pinned_keys = {hub.node: hub.key for hub in self.hubs.values()}
+        for hub in self.hubs.values():
+            if (hub.node, hub.key) not in self._contacts:
+                link.add_contact(hub.node, hub.key, f"Safe Bench {hub.member}", hub.member[:4])
+                self._contacts.add((hub.node, hub.key))
+
+    def read_hubs(self, session: Session, own_node: int | None) -> None:
+        """The trusted members' hub radios and their keys, as the database has them now."""
         hubs = {}
         for member in federation.members(session):
             key = _key(getattr(member, "hub_key", None))
             if member.is_trusted and member.hub_node and key is not None and member.hub_node != own_node:
                 hubs[int(member.hub_node)] = Hub(member.name, int(member.hub_node), key)
         self.hubs = hubs
-        sender.pinned_keys = {hub.node: hub.key for hub in hubs.values()}
-        for hub in hubs.values():
-            if (hub.node, hub.key) not in self._contacts:
-                link.add_contact(hub.node, hub.key, f"Safe Bench {hub.member}", hub.member[:4])
-                self._contacts.add((hub.node, hub.key))
 
     # Relays out -----------------------------------------------------------------------------------
 
@@ -241,6 +245,11 @@ class FederationMesh:
         if not radio.first_time_heard(session, now, packet.sender, packet.packet_id):
             return "duplicate"
         hub = self.hubs.get(packet.sender)
+        if hub is None:
+            # Heard before this bridge's first pin, or from a hub trusted since the last: the database decides
+            # whom to believe, not whether the relay came a second too early (only a pinned key is trusted).
+            self.read_hubs(session, own_node)
+            hub = self.hubs.get(packet.sender)
         proof = packet.proof
         if hub is None or not proof.pki or proof.to != own_node or proof.via_mqtt or proof.public_key != hub.key:
             federation.count_drop(session, now, UNPINNED)

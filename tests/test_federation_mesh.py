@@ -297,3 +297,26 @@ def test_a_flood_of_relays_from_a_neighbour_never_eats_the_airtime_of_this_bench
     with canal.session() as session:
         waiting = [m for m in outbox.recent(session) if m.state == outbox.QUEUED]
         assert waiting and all((m.dedupe_key or "").startswith(outbox.FEDERATION_KEY_PREFIX) for m in waiting)
+
+
+def test_a_relay_heard_the_moment_the_bridge_starts_is_acted_on_before_its_first_pin(benches, clock):
+    """Canal's bridge was just restarted: it has not looked whether it is federated, nor read its members' hubs,
+    when market's relay comes in. The database says whom to believe, so the SOS is not lost to timing."""
+    market, canal = benches
+    bridge = canal.bridge
+    # The radio holds market's hub and its key (put in at the last pin; a bridge's restart leaves the radio's list).
+    turn_until(bridge, lambda: getattr(canal.sim.device.nodes.get(HUB_MARKET), "public_key", None), seconds=10)
+    # As a bridge is in its first second: no mesh loaded yet, the minute's look and the pins not yet due.
+    bridge.federation_mesh = None
+    bridge._next_federation_check = time.monotonic() + 3600
+    bridge._next_federation = time.monotonic() + 3600
+    at = f"{canal.now():%Y-%m-%dT%H:%M:%SZ}"
+    relay = pack({"id": "00000000000000a1", "at": at,
+                  "body": {"code": "A1", "kind": "sos", "area": "Market", "at": at, "n": 1, "verified": True,
+                           "state": "open"}})
+    canal.sim.deliver_dm(HUB_MARKET, relay)
+    turn_until(bridge, lambda: neighbour_alerts(canal), seconds=10)
+
+    assert neighbour_alerts(canal) == [("market", "A1", "sos", "Market")]
+    assert bridge.federation_mesh is not None and HUB_MARKET in bridge.federation_mesh.hubs
+    assert drops(canal).get("unpinned-radio") is None
