@@ -262,12 +262,17 @@ class RadioLink:
         return status is not None and status.maxlen > 0 and status.free == 0
 
     def heard_since(self, since: float) -> dict[int, float]:
-        """Nodes the radio's own node list says it heard after unix time ``since``, and when."""
+        """Nodes the radio's own node list says it heard after unix time ``since`` (or in its second), and when.
+
+        The firmware keeps ``lastHeard`` in whole seconds: a node heard later in
+        the same second as ``since`` shows that second, so it counts as heard
+        after (asking a steward to send again costs less than losing their SOS).
+        """
         iface = self._require()
         heard = {}
         for node in list((iface.nodesByNum or {}).values()):
             last = node.get("lastHeard")
-            if node.get("num") and last and float(last) > since:
+            if node.get("num") and last and float(last) >= int(since):
                 heard[int(node["num"])] = float(last)
         return heard
 
