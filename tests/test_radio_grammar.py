@@ -248,6 +248,7 @@ def test_help_fits_one_packet_and_leads_with_sos():
     text = help_text()
     assert fits_one_packet(text)
     assert text.index("SOS") < 20
+    assert "SAFE: shelter" in text  # where to go on a bad night comes right after how to call for help
     for verb in Verb:
         assert fits_one_packet(help_text(verb))
     assert help_text(Verb.ARREST).startswith("ARREST where")

@@ -155,6 +155,7 @@ _MEANING = {Verb(syntax.split()[0]): meaning for syntax, meaning in POCKET_CARD}
 
 _HELP = N_(
     "Danger? Send SOS [where]. "
+    "SAFE: shelter. "
     "ON [area] / OFF: shift. "
     "CI [note]: check in. "
     "INC what, where. "
