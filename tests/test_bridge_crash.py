@@ -149,14 +149,16 @@ def test_a_burst_of_check_ins_survives_the_bridge_being_killed_twice(hub, sim, b
     wait_for(lambda: len(sent) >= taking_from + 100, 30, "the last bridge to take part of the burst")
     enough.set()
     mesh.join(timeout=10)
-    wait_for(lambda: not sim.line_report().unread, 30, "the last bridge to read the line")
+    # Generous: on a machine busy with other suites the last bridge works through its journal's backlog at
+    # well under the burst's 100/s (a packet lost still fails, only later).
+    wait_for(lambda: not sim.line_report().unread, 90, "the last bridge to read the line")
     final = sim.line_report()
     # Check-ins only: the line also carries the mesh's answers to what the hub sent.
     taken = [packet for report in reports for packet in report.read if packet in sent]
     taken += [packet for packet in [*final.read, final.last_read] if packet in sent]
     # Every one a bridge took off the line (a dying bridge's packet in hand may be logged too, so a count
     # alone could be reached before the last ones are written).
-    wait_for(lambda: all(notes[sent[packet]] for notes in [check_in_notes()] for packet in taken), 30,
+    wait_for(lambda: all(notes[sent[packet]] for notes in [check_in_notes()] for packet in taken), 90,
              "the check-ins to reach the log")
     time.sleep(0.5)  # any duplicate a replay would write has had its chance
 
