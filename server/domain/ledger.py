@@ -891,7 +891,7 @@ def reverse(session: Session, now: datetime, entry: LedgerEntry, *, by: Member, 
     sealed = None
     if why and between_members(entry.giver, entry.receiver):
         # The number is process, the why is the two members' own: it goes with the words they sealed.
-        memo, sealed = _("reverses entry %(n)d", n=entry.id), _seal_memo(session, entry.receiver, entry.giver, memo)[1]
+        memo, sealed = _("reverses entry %(n)d", n=entry.id), _seal_memo(session, entry.receiver, entry.giver, why)[1]
     correction = _post(session, now, entry.receiver, entry.giver, entry.amount, memo, REVERSAL,
                        anonymous=entry.anonymous, reverses=entry, sealed_memo=sealed)
     if entry.receiver.kind != MEMBER:
